@@ -1,0 +1,47 @@
+# Tiny RetinaNet on the embedded digits-on-photos dataset: the CPU default of retconf.
+#
+# ResNet-18 at base width 32 (channels 32/64/128/256), FPN 64 channels, 2 stacked head convs,
+# 192x192 input, batch 16. The backbone starts from the shared digit/background classifier
+# that `retconf pretrain` writes (the analogue of the paper's ImageNet initialisation: every
+# detector starts from the same weights, so they differ only by their head).
+_base_ = [
+    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    './_base_/digits_detection.py',
+]
+custom_imports = dict(imports=['retconf'], allow_failed_imports=False)
+
+pretrained_backbone = 'work_dirs/pretrain_r18-tiny_digits/backbone.pth'
+model = dict(
+    data_preprocessor=dict(pad_size_divisor=32),
+    backbone=dict(
+        depth=18,
+        base_channels=32,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained_backbone)),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    bbox_head=dict(
+        num_classes=10,
+        in_channels=64,
+        feat_channels=64,
+        stacked_convs=2,
+        # Objects are 12-120 px on a 192 px image: halve the COCO anchor scale (32 -> 16 px at P3).
+        anchor_generator=dict(octave_base_scale=2)),
+    test_cfg=dict(nms_pre=1000, score_thr=0.05, max_per_img=100))
+
+# Schedule: AdamW with a short linear warm-up and cosine decay, validated at the end.
+max_epochs = 6
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1.5e-3, weight_decay=0.05),
+    clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
+         eta_min_ratio=0.01, convert_to_iter_based=True),
+]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+randomness = dict(seed=0, deterministic=False)
+auto_scale_lr = dict(enable=False, base_batch_size=16)

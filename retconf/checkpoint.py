@@ -1,0 +1,89 @@
+"""Safe checkpoint loading for mmengine checkpoints under torch >= 2.6.
+
+torch >= 2.6 loads with ``weights_only=True`` by default, and an mmengine *training* checkpoint
+holds more than tensors: numpy arrays, dtypes and scalars in ``message_hub`` and ``meta``, and
+``mmengine.logging.HistoryBuffer`` objects. Both ``resume`` and mmdet's ``init_detector`` then
+fail. Instead of switching weights-only loading off (which would let a checkpoint from anywhere
+run arbitrary code), :func:`mmengine_safe_globals` allow-lists exactly those types, and only for
+the duration of a ``with`` block.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded safely (or at all)."""
+
+
+def allowed_globals() -> list[Any]:
+    """The classes and functions an mmengine training checkpoint may reference."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    core = getattr(np, "_core", None) or np.core
+    dtype_classes = {type(np.dtype(t)) for t in np.sctypeDict.values()}
+    return [
+        np.ndarray,
+        np.dtype,
+        core.multiarray._reconstruct,
+        core.multiarray.scalar,
+        HistoryBuffer,
+        *sorted(dtype_classes, key=lambda c: c.__name__),
+    ]
+
+
+@contextlib.contextmanager
+def mmengine_safe_globals() -> Iterator[None]:
+    """Allow-list :func:`allowed_globals` for torch's weights-only unpickler inside the block."""
+    import torch
+
+    safe = getattr(torch.serialization, "safe_globals", None)
+    if safe is None:  # torch < 2.5 has no weights-only default to work around
+        yield
+        return
+    with safe(allowed_globals()):
+        yield
+
+
+def explain_unsafe(path: str | Path) -> str:
+    """Name the globals a checkpoint needs beyond the allow-list (for an error message)."""
+    import torch
+
+    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if finder is None:
+        return ""
+    try:
+        names = finder(str(path))
+    except Exception:  # a truncated or non-zip file: the load error itself says more
+        return ""
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in allowed_globals()}
+    extra = sorted(n for n in names if n not in allowed)
+    return ", ".join(extra)
+
+
+def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict:
+    """Load a checkpoint with weights-only unpickling plus the mmengine allow-list.
+
+    Raises:
+        CheckpointError: naming the file and, where the file needs more than the allow-list,
+            the globals it asks for (it is then refused rather than executed).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with mmengine_safe_globals():
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        extra = explain_unsafe(path)
+        if extra:
+            raise CheckpointError(
+                f"checkpoint {path} refers to code outside the safe allow-list ({extra}); "
+                "refusing to unpickle it. Load it only if you trust its source, e.g. "
+                "torch.load(path, weights_only=False), and re-save its state_dict.") from e
+        raise CheckpointError(f"checkpoint {path} could not be read: {e}") from e

@@ -1,0 +1,313 @@
+"""Embedded detection dataset: real handwritten digits composed onto real photographs.
+
+No download is needed: the digits are scikit-learn's bundled ``load_digits`` set (1,797 8×8
+scans of handwriting) and the backgrounds are photographs bundled with scikit-learn
+(``load_sample_images``) and scikit-image (``skimage.data``). Each image is a random crop of a
+photograph with 0–``max_objects`` digits blended on it (intensity as alpha, random colour), so
+some digits are high-contrast and easy while others are faint and hard.
+
+Boxes are derived from the stroke mask *after* resizing (tight boxes), not from the 8×8 cell,
+whose empty margins would bias every IoU analysis. Digit instances are split between train and
+val so the val set measures generalisation to unseen handwriting.
+
+Glossary: H, W image height/width; h, w digit height/width in pixels.
+
+Determinism: every image draws from ``numpy.random.default_rng([seed, split, index])``, images
+are PNG (lossless, byte-stable) and the json is written with sorted keys, so the same
+parameters give byte-identical files on any machine with the same library versions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
+SPLITS: tuple[str, ...] = ("train", "val")
+# Photographs shipped inside scikit-image (scikit-learn's china/flower are added in _backgrounds).
+_SKIMAGE_PHOTOS: tuple[str, ...] = (
+    "astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
+)
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class DatasetError(ValueError):
+    """Invalid dataset parameters or an output location that cannot be used."""
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """Parameters of the embedded dataset (defaults: the tiny-detector preset)."""
+
+    num_train: int = 2000
+    num_val: int = 300
+    image_size: int = 192
+    min_size: int = 12
+    max_size: int = 120
+    max_objects: int = 6
+    overlap_prob: float = 0.2
+    empty_prob: float = 0.03
+    low_contrast_prob: float = 0.15
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise :class:`DatasetError` naming the first invalid field."""
+        checks: list[tuple[str, bool, str]] = [
+            ("num_train", self.num_train >= 1, "must be >= 1"),
+            ("num_val", self.num_val >= 1, "must be >= 1"),
+            ("image_size", 32 <= self.image_size <= 4096, "must be in [32, 4096]"),
+            ("min_size", self.min_size >= 4, "must be >= 4"),
+            ("max_size", self.min_size <= self.max_size, f"must be >= min_size ({self.min_size})"),
+            ("max_size", self.max_size <= self.image_size, f"must be <= image_size ({self.image_size})"),
+            ("max_objects", 1 <= self.max_objects <= 100, "must be in [1, 100]"),
+            ("overlap_prob", 0.0 <= self.overlap_prob <= 1.0, "must be in [0, 1]"),
+            ("empty_prob", 0.0 <= self.empty_prob < 1.0, "must be in [0, 1)"),
+            ("low_contrast_prob", 0.0 <= self.low_contrast_prob <= 1.0, "must be in [0, 1]"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise DatasetError(f"{name}={getattr(self, name)!r} {why}")
+
+    def num_images(self, split: str) -> int:
+        return self.num_train if split == "train" else self.num_val
+
+
+# --------------------------------------------------------------------------- sources
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """Return (images float32[N, 8, 8] in [0, 1], labels int64[N]) of scikit-learn's digits."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def digit_indices(split: str) -> np.ndarray:
+    """Indices of the digit scans reserved for ``split`` (every 5th scan goes to val)."""
+    n = len(_digits()[1])
+    idx = np.arange(n)
+    return idx[idx % 5 == 4] if split == "val" else idx[idx % 5 != 4]
+
+
+@lru_cache(maxsize=1)
+def _backgrounds() -> tuple[np.ndarray, ...]:
+    """Photographs as uint8[H, W, 3] RGB arrays."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    photos = list(load_sample_images().images)
+    photos += [getattr(skimage.data, name)() for name in _SKIMAGE_PHOTOS]
+    return tuple(np.ascontiguousarray(p[..., :3]).astype(np.uint8) for p in photos)
+
+
+# --------------------------------------------------------------------------- drawing
+def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random square crop of a random photograph, resized to uint8[size, size, 3] RGB."""
+    import cv2
+
+    photos = _backgrounds()
+    photo = photos[int(rng.integers(len(photos)))]
+    ph, pw = photo.shape[:2]
+    side = int(rng.integers(min(96, ph, pw), min(ph, pw) + 1))
+    y0 = int(rng.integers(0, ph - side + 1))
+    x0 = int(rng.integers(0, pw - side + 1))
+    crop = photo[y0:y0 + side, x0:x0 + side]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def digit_alpha(scan: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Upsample an 8×8 scan float32[8, 8] to an alpha mask float32[h, w] in [0, 1]."""
+    import cv2
+
+    # Pad by one pixel of background so the strokes fade out instead of being cut at the border.
+    padded = np.pad(scan, 1)
+    alpha = cv2.resize(padded, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def tight_box(alpha: np.ndarray, thr: float = 0.3) -> tuple[int, int, int, int] | None:
+    """Tight box (x0, y0, x1, y1), exclusive end, of pixels with alpha > thr; None if empty."""
+    ys, xs = np.nonzero(alpha > thr)
+    if len(xs) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def contrasting_colour(rng: np.random.Generator, patch: np.ndarray, low_contrast: bool) -> np.ndarray:
+    """A colour float32[3] far from (or, for hard objects, close to) the patch's mean colour."""
+    mean = patch.reshape(-1, 3).mean(0)
+    if low_contrast:
+        return np.clip(mean + rng.uniform(-60, 60, 3), 0, 255).astype(np.float32)
+    for _ in range(20):
+        colour = rng.uniform(0, 255, 3)
+        if np.abs(colour - mean).sum() > 200:
+            return colour.astype(np.float32)
+    return (255.0 - mean).astype(np.float32)
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """IoU of two (x0, y0, x1, y1) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _place(rng: np.random.Generator, cfg: DigitsConfig, w: int, h: int,
+           boxes: list[tuple[int, int, int, int]], near: tuple[int, int, int, int] | None
+           ) -> tuple[int, int] | None:
+    """Top-left corner for a w×h digit: overlapping ``near`` (IoU 0.1–0.6) or apart from all."""
+    size = cfg.image_size
+    for _ in range(30):
+        if near is not None:
+            cx = (near[0] + near[2]) / 2 + rng.uniform(-0.6, 0.6) * (near[2] - near[0])
+            cy = (near[1] + near[3]) / 2 + rng.uniform(-0.6, 0.6) * (near[3] - near[1])
+            x, y = int(cx - w / 2), int(cy - h / 2)
+        else:
+            x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        x, y = min(max(x, 0), size - w), min(max(y, 0), size - h)
+        cand = (x, y, x + w, y + h)
+        ious = [box_iou(cand, b) for b in boxes]
+        if near is not None:
+            if 0.1 <= box_iou(cand, near) <= 0.6 and all(i <= 0.6 for i in ious):
+                return x, y
+        elif all(i < 0.05 for i in ious):
+            return x, y
+    return None
+
+
+def render_image(cfg: DigitsConfig, split: str, index: int) -> tuple[np.ndarray, list[dict]]:
+    """Draw image ``index`` of ``split``.
+
+    Returns:
+        image: uint8[H, W, 3] RGB.
+        objects: dicts with ``bbox`` [x, y, w, h] (tight, inside the image) and ``label`` 0–9.
+    """
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index])
+    size = cfg.image_size
+    image = random_background(rng, size).astype(np.float32)
+    scans, labels = _digits()
+    pool = digit_indices(split)
+    objects: list[dict] = []
+    boxes: list[tuple[int, int, int, int]] = []
+    n = 0 if rng.random() < cfg.empty_prob else int(rng.integers(1, cfg.max_objects + 1))
+    for _ in range(n):
+        k = int(pool[rng.integers(len(pool))])
+        # log-uniform height, aspect ratio w/h in [0.5, 1.4] (digits are taller than wide)
+        h = int(round(np.exp(rng.uniform(np.log(cfg.min_size), np.log(cfg.max_size)))))
+        w = int(round(min(max(h * np.exp(rng.uniform(np.log(0.5), np.log(1.4))), 4), size)))
+        near = boxes[-1] if boxes and rng.random() < cfg.overlap_prob else None
+        xy = _place(rng, cfg, w, h, boxes, near)
+        if xy is None:
+            continue
+        alpha = digit_alpha(scans[k], w, h)
+        tb = tight_box(alpha)
+        if tb is None or (tb[2] - tb[0]) < 2 or (tb[3] - tb[1]) < 2:
+            continue
+        x, y = xy
+        patch = image[y:y + h, x:x + w]
+        colour = contrasting_colour(rng, patch, rng.random() < cfg.low_contrast_prob)
+        opacity = rng.uniform(0.75, 1.0)
+        a = (alpha * opacity)[..., None]
+        image[y:y + h, x:x + w] = patch * (1 - a) + colour * a
+        box = (x + tb[0], y + tb[1], x + tb[2], y + tb[3])
+        boxes.append(box)
+        objects.append({"bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                        "label": int(labels[k])})
+    noise = rng.normal(0.0, rng.uniform(0.0, 6.0), image.shape)
+    return np.clip(image + noise, 0, 255).round().astype(np.uint8), objects
+
+
+# --------------------------------------------------------------------------- writing
+def coco_categories() -> list[dict]:
+    return [{"id": i + 1, "name": name, "supercategory": "digit"} for i, name in enumerate(CLASSES)]
+
+
+def _write_split(cfg: DigitsConfig, split: str, root: Path,
+                 progress: Callable[[Iterator[int], int, str], Iterator[int]]) -> dict:
+    """Render and write one split's PNGs under root/split/, returning its COCO dict."""
+    import cv2
+
+    img_dir = root / split
+    img_dir.mkdir(parents=True)
+    images, annotations = [], []
+    n = cfg.num_images(split)
+    for i in progress(iter(range(n)), n, split):
+        image, objects = render_image(cfg, split, i)
+        name = f"{i:06d}.png"
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise DatasetError(f"could not encode {img_dir / name}")
+        (img_dir / name).write_bytes(buf.tobytes())
+        images.append({"id": i + 1, "file_name": name, "height": cfg.image_size,
+                       "width": cfg.image_size})
+        for obj in objects:
+            x, y, w, h = obj["bbox"]
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
+                                "category_id": obj["label"] + 1, "bbox": [x, y, w, h],
+                                "area": w * h, "iscrowd": 0})
+    return {"info": {"description": f"retconf digits-on-photos {split}", "version": str(FORMAT_VERSION)},
+            "licenses": [], "images": images, "annotations": annotations,
+            "categories": coco_categories()}
+
+
+def _no_progress(it: Iterator[int], total: int, desc: str) -> Iterator[int]:
+    return it
+
+
+def _manifest(cfg: DigitsConfig) -> dict:
+    return {"format_version": FORMAT_VERSION, "config": asdict(cfg)}
+
+
+def generate(cfg: DigitsConfig, out: str | os.PathLike,
+             progress: Callable[[Iterator[int], int, str], Iterator[int]] = _no_progress,
+             overwrite: bool = False) -> Path:
+    """Write the dataset to ``out`` atomically and return its path.
+
+    Layout: ``out/{train,val}/NNNNNN.png``, ``out/annotations/instances_{train,val}.json`` and
+    ``out/manifest.json``. Everything is written into a temporary sibling directory that is
+    renamed into place at the end, so an interrupted run leaves no half-written dataset. An
+    existing dataset with the same manifest is reused as is (cached); a different one is only
+    replaced with ``overwrite=True``.
+    """
+    cfg.validate()
+    out = Path(out).absolute()
+    if out.exists():
+        existing = out / MANIFEST
+        if existing.is_file() and json.loads(existing.read_text()) == _manifest(cfg):
+            return out
+        if not overwrite:
+            raise DatasetError(f"{out} already exists and holds another dataset "
+                               f"(no matching {MANIFEST}); pass --overwrite to replace it")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise DatasetError(f"cannot write to output directory {parent}: {e.strerror}") from e
+    try:
+        (tmp / "annotations").mkdir()
+        for split in SPLITS:
+            coco = _write_split(cfg, split, tmp, progress)
+            (tmp / "annotations" / f"instances_{split}.json").write_text(
+                json.dumps(coco, sort_keys=True, separators=(",", ":")))
+        (tmp / MANIFEST).write_text(json.dumps(_manifest(cfg), sort_keys=True, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,38 @@
+"""Hooks that leave machine-readable results next to the checkpoints."""
+from __future__ import annotations
+
+import json
+import os.path as osp
+from typing import Any, Optional
+
+from mmengine.hooks import Hook
+from mmdet.registry import HOOKS
+
+from ..io import atomic_write_text
+
+
+def _plain(metrics: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (int, float)) or hasattr(v, "item") else v)
+            for k, v in metrics.items()}
+
+
+@HOOKS.register_module()
+class MetricsFileHook(Hook):
+    """Write ``{work_dir}/metrics.json`` (after val) and ``test_metrics.json`` (after test).
+
+    Each file holds ``{"epoch", "iter", "metrics": {...}}`` and is replaced atomically.
+    """
+
+    priority = "LOW"
+
+    def _write(self, runner: Any, name: str, metrics: Optional[dict]) -> None:
+        if not metrics or runner.rank != 0:
+            return
+        record = {"epoch": runner.epoch, "iter": runner.iter, "metrics": _plain(metrics)}
+        atomic_write_text(osp.join(runner.work_dir, name), json.dumps(record, indent=1, sort_keys=True))
+
+    def after_val_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:
+        self._write(runner, "metrics.json", metrics)
+
+    def after_test_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:
+        self._write(runner, "test_metrics.json", metrics)
