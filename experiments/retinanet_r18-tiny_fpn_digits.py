@@ -4,9 +4,12 @@
 # 192x192 input, batch 16. The backbone starts from the shared digit/background classifier
 # that `retconf pretrain` writes (the analogue of the paper's ImageNet initialisation: every
 # detector starts from the same weights, so they differ only by their head).
+# Same composition as mmdet's retinanet_r50_fpn_1x_coco.py, with the digits dataset in place of COCO.
 _base_ = [
-    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
     './_base_/digits_detection.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['retconf'], allow_failed_imports=False)
 

@@ -2,7 +2,8 @@
 
 torch >= 2.6 loads with ``weights_only=True`` by default, and an mmengine *training* checkpoint
 holds more than tensors: numpy arrays, dtypes and scalars in ``message_hub`` and ``meta``, and
-``mmengine.logging.HistoryBuffer`` objects. Both ``resume`` and mmdet's ``init_detector`` then
+``mmengine.logging.HistoryBuffer`` objects, whose statistics methods are pickled as
+``getattr(buffer, 'mean')``. Both ``resume`` and mmdet's ``init_detector`` then
 fail. Instead of switching weights-only loading off (which would let a checkpoint from anywhere
 run arbitrary code), :func:`mmengine_safe_globals` allow-lists exactly those types, and only for
 the duration of a ``with`` block.
@@ -19,7 +20,14 @@ class CheckpointError(RuntimeError):
 
 
 def allowed_globals() -> list[Any]:
-    """The classes and functions an mmengine training checkpoint may reference."""
+    """The classes and functions an mmengine training checkpoint may reference.
+
+    ``builtins.getattr`` is needed for HistoryBuffer's bound statistics methods. It stays safe
+    here because torch's weights-only unpickler only *calls* (REDUCE) allow-listed callables: an
+    attribute fetched with getattr can be stored, never executed.
+    """
+    import builtins
+
     import numpy as np
     from mmengine.logging import HistoryBuffer
 
@@ -31,6 +39,7 @@ def allowed_globals() -> list[Any]:
         core.multiarray._reconstruct,
         core.multiarray.scalar,
         HistoryBuffer,
+        builtins.getattr,
         *sorted(dtype_classes, key=lambda c: c.__name__),
     ]
 

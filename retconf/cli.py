@@ -169,12 +169,18 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
     return json.loads(metrics.read_text()) if metrics.is_file() else {}
 
 
+def _ap_text(metrics: dict) -> str:
+    ap = metrics.get("coco/bbox_mAP")
+    if ap is None:
+        return "no detections above the score threshold (AP 0)"
+    return f"bbox AP@[.5:.95] = {ap:.3f}, AP50 = {metrics.get('coco/bbox_mAP_50', float('nan')):.3f}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     record = train(args.config, args.work_dir, args.cfg_options, args.data_root, args.resume,
                    args.launcher, args.amp)
     if record:
-        ap = record["metrics"].get("coco/bbox_mAP")
-        print(f"final val bbox AP@[.5:.95] = {ap:.3f} (epoch {record['epoch']}, iter {record['iter']})")
+        print(f"final val: {_ap_text(record['metrics'])} (epoch {record['epoch']}, iter {record['iter']})")
     return 0
 
 
@@ -187,9 +193,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
     metrics = runner.test()
-    ap = metrics.get("coco/bbox_mAP")
-    if ap is not None:
-        print(f"test bbox AP@[.5:.95] = {ap:.3f} ({args.checkpoint})")
+    print(f"test: {_ap_text(metrics)} ({args.checkpoint})")
     return 0
 
 

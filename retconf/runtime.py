@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -102,6 +104,12 @@ def finish_cfg(cfg: Any, config_path: str | os.PathLike, work_dir: Optional[str]
     elif cfg.get("work_dir") is None:
         cfg.work_dir = osp.join("./work_dirs", Path(config_path).stem)
     cfg.runner_type = "SafeRunner"
+    # mmengine keys its logger and visualizer singletons by name: a fixed name (mmdet's default
+    # 'visualizer') or two runs started in the same second would share them, and the second run
+    # would log into the first one's directory. A unique experiment name keeps runs apart.
+    cfg.experiment_name = f"{Path(config_path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:6]}"
+    if cfg.get("visualizer"):
+        cfg.visualizer.pop("name", None)
     hooks = list(cfg.get("custom_hooks") or [])
     if not any(h.get("type") == "MetricsFileHook" for h in hooks):
         hooks.append(dict(type="MetricsFileHook"))

@@ -52,7 +52,7 @@ else
 fi
 
 log "installing build tools"
-pip_install wheel ninja mmengine opencv-python-headless numpy
+pip_install wheel ninja mmengine opencv-python numpy
 
 if "$PY" -c "import mmcv.ops" 2>/dev/null; then
   log "keeping mmcv $("$PY" -c 'import mmcv; print(mmcv.__version__)') (ops import)"
@@ -63,10 +63,10 @@ else
   # mmcv 2.1.0's setup.py imports pkg_resources (gone from setuptools >= 70) and must see torch
   # (--no-build-isolation); torch itself asks for setuptools >= 77, so the old one is only
   # installed for this build and replaced right after.
-  pip_install "setuptools<70" 2>&1 | grep -v "incompatible" || true
+  pip_install "setuptools<70" 2>&1 | grep -v -e "dependency resolver" -e "requires setuptools" || true
   MMCV_WITH_OPS=1 FORCE_CUDA=$force_cuda MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
     pip_install --no-build-isolation mmcv==2.1.0
-  pip_install "setuptools>=77.0.3"
+  pip_install "setuptools>=77.0.3"  # torch 2.13 asks for it; constraints cap it below 81
 fi
 
 log "installing retconf[$EXTRAS] and its dependencies"

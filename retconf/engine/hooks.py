@@ -21,14 +21,16 @@ class MetricsFileHook(Hook):
     """Write ``{work_dir}/metrics.json`` (after val) and ``test_metrics.json`` (after test).
 
     Each file holds ``{"epoch", "iter", "metrics": {...}}`` and is replaced atomically.
+    ``metrics`` is empty when the evaluator had nothing to score (mmdet's CocoMetric returns
+    no numbers when no detection passed ``score_thr``, e.g. early in training).
     """
 
     priority = "LOW"
 
     def _write(self, runner: Any, name: str, metrics: Optional[dict]) -> None:
-        if not metrics or runner.rank != 0:
+        if runner.rank != 0:
             return
-        record = {"epoch": runner.epoch, "iter": runner.iter, "metrics": _plain(metrics)}
+        record = {"epoch": runner.epoch, "iter": runner.iter, "metrics": _plain(metrics or {})}
         atomic_write_text(osp.join(runner.work_dir, name), json.dumps(record, indent=1, sort_keys=True))
 
     def after_val_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:

@@ -1,0 +1,40 @@
+"""Shared fixtures: a small embedded dataset and the path of the tiny RetinaNet config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retconf.data.digits import DigitsConfig, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_RETINANET = ROOT / "experiments" / "retinanet_r18-tiny_fpn_digits.py"
+SMALL = DigitsConfig(num_train=16, num_val=8, seed=3)
+
+
+@pytest.fixture(scope="session")
+def small_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16+8-image digits dataset shared by the whole session (do not modify)."""
+    return generate(SMALL, tmp_path_factory.mktemp("data") / "digits")
+
+
+def fast_train_options(max_epochs: int = 1) -> dict:
+    """--cfg-options that make the tiny config train in seconds on the small dataset."""
+    return {
+        "model.backbone.init_cfg": None,
+        "train_dataloader.batch_size": 4,
+        "train_dataloader.num_workers": 0,
+        "train_dataloader.persistent_workers": False,
+        "val_dataloader.batch_size": 4,
+        "val_dataloader.num_workers": 0,
+        "val_dataloader.persistent_workers": False,
+        "test_dataloader.num_workers": 0,
+        "test_dataloader.persistent_workers": False,
+        "train_cfg.max_epochs": max_epochs,
+        "train_cfg.val_interval": max_epochs,
+        "param_scheduler": [dict(type="ConstantLR", factor=1.0, by_epoch=False, begin=0, end=1)],
+        "default_hooks.logger.interval": 1,
+        "default_hooks.checkpoint.interval": 1,
+        "default_hooks.checkpoint.max_keep_ckpts": 10,
+        "randomness.seed": 0,
+    }
