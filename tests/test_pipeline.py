@@ -1,0 +1,39 @@
+"""End-to-end `retconf reproduce`: the quick preset always, the default preset with -m slow."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _reproduce(preset: str, tmp_path: Path, timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", preset,
+         "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_quick_preset_end_to_end_and_rerun_is_cached(tmp_path: Path) -> None:
+    res = _reproduce("quick", tmp_path, 600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["metrics"]) == {"retinanet"}
+    assert (tmp_path / "run" / "retinanet" / "epoch_1.pth").is_file()
+    assert "summary" in res.stdout and "retinanet" in res.stdout
+
+    again = _reproduce("quick", tmp_path, 600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "backbone cached" in again.stdout and "finished earlier" in again.stdout
+
+
+@pytest.mark.slow
+def test_default_preset_reaches_useful_ap(tmp_path: Path) -> None:
+    res = _reproduce("tiny", tmp_path, 3600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["metrics"]["retinanet"]["coco/bbox_mAP"] >= 0.30

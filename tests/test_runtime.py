@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retconf.runtime import ConfigError, finish_cfg, load_config, preflight
+from tests.conftest import TINY_RETINANET
+
+
+def test_data_root_moves_loaders_and_evaluator() -> None:
+    cfg = load_config(TINY_RETINANET, data_root="/x/y")
+    assert cfg.train_dataloader.dataset.data_root == "/x/y/"
+    assert cfg.val_dataloader.dataset.data_root == "/x/y/"
+    assert cfg.val_evaluator.ann_file == "/x/y/annotations/instances_val.json"
+    assert cfg.test_evaluator.ann_file == "/x/y/annotations/instances_val.json"
+
+
+def test_preflight_names_the_missing_dataset(tmp_path: Path) -> None:
+    cfg = load_config(TINY_RETINANET, data_root=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"train_dataloader.dataset.ann_file: .*instances_train.json does not exist"):
+        preflight(cfg, ("train", "val"))
+
+
+def test_preflight_names_the_missing_backbone(small_digits: Path, tmp_path: Path) -> None:
+    cfg = load_config(TINY_RETINANET, {"model.backbone.init_cfg.checkpoint": str(tmp_path / "bb.pth")},
+                      data_root=str(small_digits))
+    with pytest.raises(ConfigError, match=r"model.backbone.init_cfg.checkpoint: .*bb.pth does not exist.*retconf pretrain"):
+        preflight(cfg, ("train",))
+
+
+def test_typo_in_config_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("model = dict(type='RetinaNet'\n")
+    with pytest.raises(ConfigError, match="bad.py could not be loaded"):
+        load_config(bad)
+
+
+def test_finish_cfg_sets_runner_work_dir_and_hook() -> None:
+    cfg = load_config(TINY_RETINANET)
+    finish_cfg(cfg, TINY_RETINANET, None)
+    assert cfg.work_dir == "./work_dirs/retinanet_r18-tiny_fpn_digits"
+    assert cfg.runner_type == "SafeRunner"
+    assert [h["type"] for h in cfg.custom_hooks].count("MetricsFileHook") == 1
+    assert "name" not in cfg.visualizer
