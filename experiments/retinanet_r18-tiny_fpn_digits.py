@@ -19,6 +19,8 @@ model = dict(
     backbone=dict(
         depth=18,
         base_channels=32,
+        # Fine-tune every stage: the pretrained weights come from a small classification task.
+        frozen_stages=-1,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained_backbone)),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
     bbox_head=dict(
@@ -31,12 +33,12 @@ model = dict(
     test_cfg=dict(nms_pre=1000, score_thr=0.05, max_per_img=100))
 
 # Schedule: AdamW with a short linear warm-up and cosine decay, validated at the end.
-max_epochs = 6
+max_epochs = 7
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1.5e-3, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),

@@ -6,6 +6,6 @@ project's modules with mmdet's registries.
 
 __version__ = "0.1.0"
 
-from . import engine  # noqa: E402,F401  (registration only)
+from . import engine, models  # noqa: E402,F401  (registration only)
 
-__all__ = ["__version__", "engine"]
+__all__ = ["__version__", "engine", "models"]

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("config", help="detector config whose backbone is pretrained")
     pt.add_argument("--out", help="output checkpoint (default: the config's "
                     "model.backbone.init_cfg.checkpoint)")
-    pt.add_argument("--iters", type=int, help="training iterations (default 600)")
+    pt.add_argument("--iters", type=int, help="training iterations (default 1200)")
     pt.add_argument("--force", action="store_true", help="retrain even if a matching output exists")
 
     tr = sub.add_parser("train", help="train a detector (mmdet tools/train.py)",
@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
     rp.add_argument("--out", default=None, help="run directory (default: runs/<preset>)")
     rp.add_argument("--data-root", default=None, help="dataset directory (default: data/digits-<preset>)")
+    ab = sub.add_parser("ablations", help="print the ablation grids as --cfg-options",
+                        description="Print the paper's ablation grids (Tables 2-4) and the "
+                        "original-code pitfall switches as --cfg-options for a RetinaNet-Conf config.")
+    ab.add_argument("--grid", choices=["table2", "table3", "table4", "pitfalls"],
+                    help="only this grid")
     return parser
 
 
@@ -204,8 +209,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablations(args: argparse.Namespace) -> int:
+    from .ablations import GRIDS, INFERENCE_ONLY, as_cli
+
+    for grid, rows in GRIDS.items():
+        if args.grid and grid != args.grid:
+            continue
+        print(f"# {grid}" + (" (inference only: retconf test CONFIG CKPT)" if grid in INFERENCE_ONLY else ""))
+        for name, options in rows.items():
+            tag = "  # inference only" if name in INFERENCE_ONLY else ""
+            print(f"{name:<20} --cfg-options {as_cli(options)}{tag}")
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "pretrain": cmd_pretrain, "train": cmd_train, "test": cmd_test,
-            "reproduce": cmd_reproduce}
+            "reproduce": cmd_reproduce,
+            "ablations": cmd_ablations}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

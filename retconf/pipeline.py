@@ -77,8 +77,9 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
                "seconds": {k: round(v, 1) for k, v in timings.items()}, "metrics": results}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
     _stage("summary")
-    print(f"{'detector':<12} {'AP':>6} {'AP50':>6} {'AP75':>6}")
+    print(f"{'detector':<16} {'AP':>6} {'AP50':>6} {'AP75':>6}")
     for name, m in results.items():
-        print(f"{name:<12} {m['coco/bbox_mAP']:6.3f} {m['coco/bbox_mAP_50']:6.3f} {m['coco/bbox_mAP_75']:6.3f}")
+        ap, ap50, ap75 = (m.get(f"coco/bbox_mAP{s}", float("nan")) for s in ("", "_50", "_75"))
+        print(f"{name:<16} {ap:6.3f} {ap50:6.3f} {ap75:6.3f}")
     print(f"stage seconds: {summary['seconds']}\nsummary: {run_dir / 'summary.json'}")
     return summary

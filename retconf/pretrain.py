@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.digits import contrasting_colour, digit_alpha, digit_indices, random_background, tight_box
-from .data.digits import _digits
+from .data.digits import _digits, blend_digit, digit_alpha, digit_indices, random_background, tight_box
 from .io import atomic_write_bytes, atomic_write_text
 
 BACKGROUND = 10
@@ -31,7 +30,7 @@ STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    iters: int = 600
+    iters: int = 1200
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -57,10 +56,7 @@ def make_crop(rng: np.random.Generator, cfg: PretrainConfig, split: str) -> tupl
         return image.astype(np.uint8), BACKGROUND
     x = int(rng.integers(0, cfg.crop - w + 1))
     y = int(rng.integers(0, cfg.crop - h + 1))
-    patch = image[y:y + h, x:x + w]
-    colour = contrasting_colour(rng, patch, rng.random() < 0.15)
-    a = (alpha * rng.uniform(0.75, 1.0))[..., None]
-    image[y:y + h, x:x + w] = patch * (1 - a) + colour * a
+    blend_digit(rng, image, alpha, x, y, low_contrast_prob=0.15)
     return image.round().astype(np.uint8), int(labels[k])
 
 
@@ -70,6 +66,24 @@ def make_batch(rng: np.random.Generator, cfg: PretrainConfig, n: int, split: str
     crops, labels = zip(*(make_crop(rng, cfg, split) for _ in range(n)))
     x = (np.stack(crops).astype(np.float32) - MEAN) / STD
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.asarray(labels, dtype=np.int64)
+
+
+def crop_batches(cfg: PretrainConfig, n_batches: int) -> Any:
+    """A DataLoader yielding ``n_batches`` (Tensor[B, 3, C, C], Tensor[B]) training batches.
+
+    Crops are drawn in one worker process (seeded, so the sequence is deterministic) while the
+    main process trains: drawing 128 crops costs about as much as a training step on 2 cores.
+    """
+    import torch
+
+    class CropStream(torch.utils.data.IterableDataset):
+        def __iter__(self):  # type: ignore[override]
+            rng = np.random.default_rng([cfg.seed, 7])
+            for _ in range(n_batches):
+                x, y = make_batch(rng, cfg, cfg.batch_size, "train")
+                yield torch.from_numpy(x), torch.from_numpy(y)
+
+    return torch.utils.data.DataLoader(CropStream(), batch_size=None, num_workers=1, prefetch_factor=4)
 
 
 def backbone_cfg(detector_cfg: Any) -> dict:
@@ -109,9 +123,7 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
             return meta
 
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng([cfg.seed, 7])
     backbone = MODELS.build(bb_cfg)
-    width = backbone.feat_dim if hasattr(backbone, "feat_dim") else None
     with torch.no_grad():
         feats = backbone(torch.zeros(1, 3, cfg.crop, cfg.crop))
     width = feats[-1].shape[1]
@@ -124,11 +136,11 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
         return head(backbone(x)[-1].mean(dim=(2, 3)))
 
     start = time.time()
-    bar = tqdm(range(cfg.iters), desc="pretrain backbone", disable=not progress, unit="it")
+    bar = tqdm(crop_batches(cfg, cfg.iters), total=cfg.iters, desc="pretrain backbone",
+               disable=not progress, unit="it")
     model.train()
-    for it in bar:
-        x, y = make_batch(rng, cfg, cfg.batch_size, "train")
-        loss = torch.nn.functional.cross_entropy(logits(torch.from_numpy(x)), torch.from_numpy(y))
+    for it, (x, y) in enumerate(bar):
+        loss = torch.nn.functional.cross_entropy(logits(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss is {loss.item()} at iteration {it}")
         opt.zero_grad(set_to_none=True)

@@ -156,6 +156,20 @@ def contrasting_colour(rng: np.random.Generator, patch: np.ndarray, low_contrast
     return (255.0 - mean).astype(np.float32)
 
 
+def blend_digit(rng: np.random.Generator, image: np.ndarray, alpha: np.ndarray, x: int, y: int,
+                low_contrast_prob: float) -> None:
+    """Blend a digit mask alpha (float32[h, w]) into image (float32[H, W, 3]) at (x, y), in place.
+
+    The colour contrasts with the covered patch, or with ``low_contrast_prob`` resembles it
+    (a hard object); the opacity is drawn from [0.75, 1].
+    """
+    h, w = alpha.shape
+    patch = image[y:y + h, x:x + w]
+    colour = contrasting_colour(rng, patch, rng.random() < low_contrast_prob)
+    a = (alpha * rng.uniform(0.75, 1.0))[..., None]
+    image[y:y + h, x:x + w] = patch * (1 - a) + colour * a
+
+
 def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     """IoU of two (x0, y0, x1, y1) boxes."""
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -217,11 +231,7 @@ def render_image(cfg: DigitsConfig, split: str, index: int) -> tuple[np.ndarray,
         if tb is None or (tb[2] - tb[0]) < 2 or (tb[3] - tb[1]) < 2:
             continue
         x, y = xy
-        patch = image[y:y + h, x:x + w]
-        colour = contrasting_colour(rng, patch, rng.random() < cfg.low_contrast_prob)
-        opacity = rng.uniform(0.75, 1.0)
-        a = (alpha * opacity)[..., None]
-        image[y:y + h, x:x + w] = patch * (1 - a) + colour * a
+        blend_digit(rng, image, alpha, x, y, cfg.low_contrast_prob)
         box = (x + tb[0], y + tb[1], x + tb[2], y + tb[3])
         boxes.append(box)
         objects.append({"bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],

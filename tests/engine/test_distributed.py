@@ -1,4 +1,5 @@
-"""A 2-process CPU run under torchrun proves the --launcher pytorch path (gloo, no CUDA)."""
+"""A 2-process CPU run of RetinaNet-Conf under torchrun proves the --launcher pytorch path
+(gloo, no CUDA) and that DDP sees a gradient for every parameter of the quality head."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TINY_RETINANET, fast_train_options
+from tests.conftest import ROOT, fast_train_options
+
+TINY_CONF = ROOT / "experiments" / "retinanet-conf_r18-tiny_fpn_digits.py"
 
 
 def test_two_process_cpu_training(small_digits: Path, tmp_path: Path) -> None:

@@ -1,0 +1,6 @@
+"""``python -m retconf`` is the ``retconf`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""The paper's ablation grids (Tables 2–4) and this project's extra switches, as named
+``--cfg-options`` overrides of a RetinaNet-Conf config.
+
+``retconf ablations`` prints them; e.g. Table 2's L1 row on the tiny preset:
+
+    retconf train experiments/retinanet-conf_r18-tiny_fpn_digits.py \\
+        --cfg-options model.bbox_head.loss_quality.loss=l1 model.bbox_head.fusion.mode=cls
+
+Rows marked *inference* change only the fusion: evaluate an existing checkpoint with
+``retconf test CONFIG CHECKPOINT --cfg-options ...`` instead of retraining.
+"""
+from __future__ import annotations
+
+LOSS = "model.bbox_head.loss_quality.loss"
+NEG_W = "model.bbox_head.loss_quality.neg_weight"
+MODE = "model.bbox_head.fusion.mode"
+ALPHA = "model.bbox_head.fusion.alpha"
+
+# Table 2: quality losses, NMS on the classification score only.
+TABLE2 = {
+    "l1": {LOSS: "l1", MODE: "cls"},
+    "smooth_l1": {LOSS: "smooth_l1", MODE: "cls"},
+    "l2": {LOSS: "l2", MODE: "cls"},
+    "gfocal": {LOSS: "gfocal", MODE: "cls"},
+    "ce": {LOSS: "bce", MODE: "cls"},
+    "ce_w_1e-4": {LOSS: "bce_neg", NEG_W: 1e-4, MODE: "cls"},
+    "ce_w_1e-3": {LOSS: "bce_neg", NEG_W: 1e-3, MODE: "cls"},
+}
+# Table 3: CE vs CE^w with the product (alpha 0.4).
+TABLE3 = {
+    "ce_w_1e-4": {LOSS: "bce_neg", NEG_W: 1e-4, MODE: "pow", ALPHA: 0.4},
+    "ce": {LOSS: "bce", MODE: "pow", ALPHA: 0.4},
+}
+# Table 4 (inference): fusion modes on one RetinaNet-Conf checkpoint.
+TABLE4 = {
+    "cls": {MODE: "cls"},
+    "cls(obj>0.5)": {MODE: "cls_thr", "model.bbox_head.fusion.thr": 0.5},
+    "cls*obj": {MODE: "mul"},
+    "cls*obj(obj>0.5)": {MODE: "mul_thr", "model.bbox_head.fusion.thr": 0.5},
+    "product(alpha=0.4)": {MODE: "pow", ALPHA: 0.4},
+}
+# Beyond the paper: the original code's pitfalls, each behind a switch.
+PITFALLS = {
+    "target_grad": {"model.bbox_head.target_grad": True},
+    "fuse_after_topk": {"model.bbox_head.fusion.order": "after_topk"},
+    "legacy_level_bug": {"model.bbox_head.fusion.legacy_level_bug": True},
+}
+GRIDS: dict[str, dict[str, dict]] = {
+    "table2": TABLE2, "table3": TABLE3, "table4": TABLE4, "pitfalls": PITFALLS,
+}
+INFERENCE_ONLY = {"table4", "fuse_after_topk", "legacy_level_bug"}
+
+
+def as_cli(options: dict) -> str:
+    """``--cfg-options`` text for one row."""
+    return " ".join(f"{k}={v}" for k, v in options.items())
