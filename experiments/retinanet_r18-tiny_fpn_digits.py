@@ -33,7 +33,7 @@ model = dict(
     test_cfg=dict(nms_pre=1000, score_thr=0.05, max_per_img=100))
 
 # Schedule: AdamW with a short linear warm-up and cosine decay, validated at the end.
-max_epochs = 7
+max_epochs = 8
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(
     _delete_=True,

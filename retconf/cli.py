@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("config", help="detector config whose backbone is pretrained")
     pt.add_argument("--out", help="output checkpoint (default: the config's "
                     "model.backbone.init_cfg.checkpoint)")
-    pt.add_argument("--iters", type=int, help="training iterations (default 1200)")
+    pt.add_argument("--iters", type=int, help="training iterations (default 1500)")
     pt.add_argument("--force", action="store_true", help="retrain even if a matching output exists")
 
     tr = sub.add_parser("train", help="train a detector (mmdet tools/train.py)",

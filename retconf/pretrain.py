@@ -30,7 +30,7 @@ STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    iters: int = 1200
+    iters: int = 1500
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05

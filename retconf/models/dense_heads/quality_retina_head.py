@@ -140,7 +140,7 @@ class QualityRetinaHead(RetinaHead):
         instances carry ``scores`` (fused, used by NMS), ``cls_scores`` (raw classification
         probability of the label) and ``obj_scores`` (sigmoid of the quality branch).
         """
-        cfg = copy.deepcopy(self.test_cfg if cfg is None else cfg)
+        cfg = ConfigDict(copy.deepcopy(self.test_cfg if cfg is None else cfg))
         nms_pre = cfg.get("nms_pre", -1)
         score_thr = cfg.get("score_thr", 0)
         dim = self.bbox_coder.encode_size

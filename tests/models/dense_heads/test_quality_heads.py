@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 import retconf  # noqa: F401  (registration)
@@ -29,6 +30,7 @@ def build(head_type: str, **kwargs) -> torch.nn.Module:
         test_cfg=dict(nms_pre=50, min_bbox_size=0, score_thr=0.0,
                       nms=dict(type="nms", iou_threshold=0.5), max_per_img=1000))
     cfg.update(kwargs)
+    cfg["test_cfg"] = ConfigDict(cfg["test_cfg"])  # as a config file would give it
     head = MODELS.build(cfg)
     head.init_weights()
     return head
@@ -105,9 +107,9 @@ def predict(head) -> InstanceData:
 def test_fusion_on_every_level_and_extra_fields(order: str) -> None:
     head = build("RetinaConfHead", fusion=dict(order=order))
     det = predict(head)
-    # 128 px: levels of 2304, 576, 144, 36 and 9 anchors; nms_pre = 50 keeps 50 of each of the
-    # three large levels and every anchor of the two small ones.
-    assert len(det) == 3 * 50 + 36 + 9
+    # 128 px: levels of 2304, 576, 144, 36 and 9 anchors x 4 classes; nms_pre = 50 keeps the
+    # top 50 (anchor, class) pairs of each level but the last, which has only 36.
+    assert len(det) == 4 * 50 + 36
     assert torch.allclose(det.scores, det.obj_scores ** 0.4 * det.cls_scores ** 0.6, atol=1e-6)
 
 
@@ -119,10 +121,10 @@ def test_legacy_level_bug_drops_obj_on_small_levels() -> None:
     cls_only = det.cls_scores ** 0.6
     is_fused = torch.isclose(det.scores, fused, atol=1e-6)
     is_cls_only = torch.isclose(det.scores, cls_only, atol=1e-6)
-    # levels of 2304, 576 and 144 anchors (> nms_pre = 100) are fused (100 kept each); the
-    # levels of 36 and 9 anchors get cls^(1-alpha) only.
+    # levels of 2304, 576 and 144 anchors (> nms_pre = 100) are fused (100 pairs kept each);
+    # the levels of 36 and 9 anchors get cls^(1-alpha) only (100 of 144 pairs, and 36 pairs).
     assert int(is_fused.sum()) == 300
-    assert int((is_cls_only & ~is_fused).sum()) == 36 + 9
+    assert int((is_cls_only & ~is_fused).sum()) == 100 + 36
 
 
 @pytest.mark.parametrize("order", ["before_topk", "after_topk"])
