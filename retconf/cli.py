@@ -6,16 +6,12 @@ flags), with inputs checked up front and checkpoints loaded safely on current to
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 
-class CLIError(Exception):
-    """An error reported as one line on stderr with a non-zero exit."""
+from .runtime import CLIError
 
 
 def _dict_action() -> Any:
@@ -138,42 +134,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace, splits: tuple[str, ...]) -> Any:
-    from .runtime import finish_cfg, load_config, preflight, setup_launcher
-
-    cfg = load_config(args.config, args.cfg_options, args.data_root)
-    finish_cfg(cfg, args.config, args.work_dir)
-    preflight(cfg, splits)
-    setup_launcher(cfg, args.launcher)
-    return cfg
-
-
-def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
-          data_root: Optional[str] = None, resume: Optional[str] = None,
-          launcher: str = "none", amp: bool = False) -> dict:
-    """Train ``config``; return the last validation record written to metrics.json (or {})."""
-    from .runtime import build_runner
-
-    args = argparse.Namespace(config=config, work_dir=work_dir, cfg_options=cfg_options,
-                              data_root=data_root, launcher=launcher)
-    cfg = _prepare(args, ("train", "val"))
-    if amp:
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.loss_scale = "dynamic"
-    if resume == "auto":
-        cfg.resume = True
-        cfg.load_from = None
-    elif resume is not None:
-        if not Path(resume).is_file():
-            raise CLIError(f"--resume: checkpoint {resume} does not exist")
-        cfg.resume = True
-        cfg.load_from = resume
-    runner = build_runner(cfg)
-    runner.train()
-    metrics = Path(cfg.work_dir) / "metrics.json"
-    return json.loads(metrics.read_text()) if metrics.is_file() else {}
-
-
 def _ap_text(metrics: dict) -> str:
     ap = metrics.get("coco/bbox_mAP")
     if ap is None:
@@ -182,6 +142,8 @@ def _ap_text(metrics: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .apis import train
+
     record = train(args.config, args.work_dir, args.cfg_options, args.data_root, args.resume,
                    args.launcher, args.amp)
     if record:
@@ -190,14 +152,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from .runtime import build_runner
+    from .apis import test
 
-    if not Path(args.checkpoint).is_file():
-        raise CLIError(f"checkpoint {args.checkpoint} does not exist")
-    cfg = _prepare(args, ("test",))
-    cfg.load_from = args.checkpoint
-    runner = build_runner(cfg)
-    metrics = runner.test()
+    metrics = test(args.config, args.checkpoint, args.work_dir, args.cfg_options, args.data_root,
+                   args.launcher)
     print(f"test: {_ap_text(metrics)} ({args.checkpoint})")
     return 0
 

@@ -33,7 +33,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     """Run the preset's pipeline; return and write ``out/summary.json``."""
     from tqdm import tqdm
 
-    from .cli import train
+    from .apis import train
     from .data.digits import generate
     from .pretrain import pretrain_backbone
     from .runtime import load_config

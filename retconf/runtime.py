@@ -20,6 +20,10 @@ class ConfigError(ValueError):
     """A config or one of the files it points to is unusable."""
 
 
+class CLIError(Exception):
+    """An error reported as one line on stderr with a non-zero exit."""
+
+
 def load_config(path: str | os.PathLike, cfg_options: Optional[dict] = None,
                 data_root: Optional[str] = None) -> Any:
     """Load an mmdet config, apply ``--cfg-options`` and an optional dataset root."""

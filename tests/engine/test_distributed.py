@@ -21,7 +21,7 @@ def test_two_process_cpu_training(small_digits: Path, tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29517", "-m", "retconf.cli", "train", str(TINY_RETINANET),
+         "--master_port", "29517", "-m", "retconf.cli", "train", str(TINY_CONF),
          "--launcher", "pytorch", "--work-dir", str(tmp_path), "--data-root", str(small_digits),
          "--cfg-options", *cli_opts],
         capture_output=True, text=True, timeout=300, env=env)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from retconf.cli import train
+from retconf.apis import train
 from tests.conftest import ROOT, fast_train_options
 
 TINY = sorted((ROOT / "experiments").glob("*_r18-tiny_fpn_digits.py"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from retconf.checkpoint import CheckpointError, load_checkpoint_file
-from retconf.cli import train
+from retconf.apis import train
 from tests.conftest import TINY_RETINANET, fast_train_options
 
 

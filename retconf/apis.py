@@ -1,0 +1,56 @@
+"""Python entry points behind ``retconf train`` and ``retconf test`` (also used by the pipeline)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from .runtime import (CLIError, build_runner, finish_cfg, load_config, preflight,
+                      setup_launcher)
+
+
+def prepare(config: str, work_dir: Optional[str], cfg_options: Optional[dict],
+            data_root: Optional[str], launcher: str, splits: tuple[str, ...]) -> Any:
+    """Load and complete a config, check its inputs exist and set up the launcher."""
+    cfg = load_config(config, cfg_options, data_root)
+    finish_cfg(cfg, config, work_dir)
+    preflight(cfg, splits)
+    setup_launcher(cfg, launcher)
+    return cfg
+
+
+def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
+          data_root: Optional[str] = None, resume: Optional[str] = None,
+          launcher: str = "none", amp: bool = False) -> dict:
+    """Train ``config``; return the last validation record written to metrics.json (or {}).
+
+    ``resume='auto'`` continues from the latest checkpoint in the work dir (fresh start when
+    there is none); a path resumes from that checkpoint.
+    """
+    cfg = prepare(config, work_dir, cfg_options, data_root, launcher, ("train", "val"))
+    if amp:
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.loss_scale = "dynamic"
+    if resume == "auto":
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not Path(resume).is_file():
+            raise CLIError(f"--resume: checkpoint {resume} does not exist")
+        cfg.resume = True
+        cfg.load_from = resume
+    runner = build_runner(cfg)
+    runner.train()
+    metrics = Path(cfg.work_dir) / "metrics.json"
+    return json.loads(metrics.read_text()) if metrics.is_file() else {}
+
+
+def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
+         cfg_options: Optional[dict] = None, data_root: Optional[str] = None,
+         launcher: str = "none") -> dict:
+    """Evaluate ``checkpoint`` on the config's test set; return the metrics dict."""
+    if not Path(checkpoint).is_file():
+        raise CLIError(f"checkpoint {checkpoint} does not exist")
+    cfg = prepare(config, work_dir, cfg_options, data_root, launcher, ("test",))
+    cfg.load_from = checkpoint
+    return build_runner(cfg).test()
