@@ -6,7 +6,9 @@ weights wherever they share parameters, and see the same synthetic batch. Steps 
 interleaved (A, B, C, A, B, C, ...) and the median per model is reported, with the ratio to
 RetinaNet. Writes JSON and a markdown table.
 
-    python benchmarks/head_overhead.py --steps 20 --out reports/benchmarks/head_overhead
+    python benchmarks/head_overhead.py --steps 30 --data-root data/digits-tiny \
+        --checkpoints runs/tiny/{retinanet,iou_aware,retinanet_conf}/epoch_8.pth \
+        --out reports/benchmarks/head_overhead_cpu
 """
 from __future__ import annotations
 
@@ -49,7 +51,31 @@ def synthetic_batch(size: tuple[int, int], batch: int, num_classes: int, seed: i
     return dict(inputs=inputs, data_samples=samples)
 
 
-def build(config: str, device: str):
+def digits_batch(data_root: str, batch: int) -> dict:
+    """The first ``batch`` val images of an embedded digits dataset with their ground truth."""
+    import cv2
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    root = Path(data_root)
+    coco = json.loads((root / "annotations" / "instances_val.json").read_text())
+    inputs, samples = [], []
+    for img in coco["images"][:batch]:
+        bgr = cv2.imread(str(root / "val" / img["file_name"]))  # as mmdet's LoadImageFromFile
+        inputs.append(torch.from_numpy(bgr).permute(2, 0, 1).contiguous())
+        anns = [a for a in coco["annotations"] if a["image_id"] == img["id"]]
+        boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                               a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=torch.float32)
+        h, w = bgr.shape[:2]
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                        scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+        s.gt_instances = InstanceData(bboxes=boxes.reshape(-1, 4),
+                                      labels=torch.tensor([a["category_id"] - 1 for a in anns]))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def build(config: str, device: str, fusion_order: str | None = None):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
@@ -59,24 +85,34 @@ def build(config: str, device: str):
     register_all_modules()
     cfg = Config.fromfile(str(ROOT / config))
     cfg.model.backbone.init_cfg = None
+    if fusion_order and "fusion" in cfg.model.bbox_head:
+        cfg.model.bbox_head.fusion.order = fusion_order
     torch.manual_seed(0)
     return MODELS.build(cfg.model).to(device), cfg
 
 
 def measure(configs: dict[str, str], steps: int, warmup: int, batch: int,
-            size: tuple[int, int], device: str) -> dict:
+            size: tuple[int, int], device: str, checkpoints: dict[str, str] | None = None,
+            data_root: str | None = None, fusion_order: str | None = None) -> dict:
+    """Median step times per model. Without checkpoints every model gets RetinaNet's random
+    weights wherever they share parameters; with checkpoints each loads its own trained weights
+    (inference time then reflects real candidate counts, not an untrained head's)."""
+    from retconf.checkpoint import load_checkpoint_file
+
     models, optims = {}, {}
     ref_state = None
     for name, config in configs.items():
-        model, cfg = build(config, device)
-        if ref_state is None:
+        model, cfg = build(config, device, fusion_order)
+        if checkpoints:
+            model.load_state_dict(load_checkpoint_file(checkpoints[name])["state_dict"])
+        elif ref_state is None:
             ref_state = model.state_dict()
         else:  # share every common weight so only the head differs
             model.load_state_dict({k: v for k, v in ref_state.items() if k in model.state_dict()}, strict=False)
         models[name] = model
         optims[name] = torch.optim.SGD(model.parameters(), lr=1e-4)
         num_classes = cfg.model.bbox_head.num_classes
-    data = synthetic_batch(size, batch, num_classes)
+    data = digits_batch(data_root, batch) if data_root else synthetic_batch(size, batch, num_classes)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = {n: {"train": [], "infer": []} for n in models}
     peak = {}
@@ -123,6 +159,9 @@ def markdown(result: dict) -> str:
     m = result["meta"]
     lines = [f"# Head overhead ({m['device_name']}, batch {m['batch']}, {m['size'][0]}x{m['size'][1]}, "
              f"median of {m['steps']} interleaved steps)", "",
+             f"Weights: {'trained checkpoints' if m['checkpoints'] else 'random (shared where common)'}; "
+             f"images: {m['data_root'] or 'synthetic'}; fusion order: "
+             f"{m['fusion_order'] or 'as configured'}.", "",
              "| model | train s/step | x RetinaNet | inference s/batch | x RetinaNet | params |",
              "|---|---|---|---|---|---|"]
     for name, r in result["models"].items():
@@ -140,13 +179,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--config", nargs=3, metavar=("RETINANET", "IOU_AWARE", "CONF"),
                    help="configs to compare instead of the tiny presets")
+    p.add_argument("--checkpoints", nargs=3, metavar=("RETINANET", "IOU_AWARE", "CONF"),
+                   help="trained checkpoints of the three models (e.g. runs/tiny/*/epoch_8.pth)")
+    p.add_argument("--data-root", help="embedded digits dataset: use its first val images "
+                   "instead of a synthetic batch (size then comes from the images)")
+    p.add_argument("--fusion-order", choices=["before_topk", "after_topk"],
+                   help="override the quality heads' fusion order (default: the configs')")
     p.add_argument("--out", default=None, help="output prefix for .json and .md (default: print only)")
     args = p.parse_args(argv)
     configs = dict(zip(DEFAULT_CONFIGS, args.config)) if args.config else DEFAULT_CONFIGS
-    rows = measure(configs, args.steps, args.warmup, args.batch, tuple(args.size), args.device)
+    checkpoints = dict(zip(DEFAULT_CONFIGS, args.checkpoints)) if args.checkpoints else None
+    rows = measure(configs, args.steps, args.warmup, args.batch, tuple(args.size), args.device,
+                   checkpoints, args.data_root, args.fusion_order)
     device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
                    else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    result = {"meta": {"configs": configs, "steps": args.steps, "batch": args.batch, "size": args.size,
+    result = {"meta": {"configs": configs, "checkpoints": checkpoints, "data_root": args.data_root,
+                       "fusion_order": args.fusion_order, "steps": args.steps, "batch": args.batch, "size": args.size,
                        "device": args.device, "device_name": device_name, "torch": torch.__version__,
                        "python": sys.version.split()[0]}, "models": rows}
     text = markdown(result)
