@@ -70,6 +70,8 @@ def preflight(cfg: Any, splits: tuple[str, ...]) -> None:
         if ds.get("ann_file") and not osp.isfile(ann):
             hint = " (make it with `retconf data digits --out DIR`)" if "digits" in ann else ""
             raise ConfigError(f"{split}_dataloader.dataset.ann_file: {ann} does not exist{hint}")
+    if "train" not in splits:  # evaluation loads a full checkpoint; init weights are unused
+        return
     init = (cfg.model.get("backbone") or {}).get("init_cfg") or {}
     if isinstance(init, dict) and init.get("type") == "Pretrained" and _local_missing(init.get("checkpoint")):
         raise ConfigError(

@@ -27,6 +27,7 @@ def test_preflight_names_the_missing_backbone(small_digits: Path, tmp_path: Path
                       data_root=str(small_digits))
     with pytest.raises(ConfigError, match=r"model.backbone.init_cfg.checkpoint: .*bb.pth does not exist.*retconf pretrain"):
         preflight(cfg, ("train",))
+    preflight(cfg, ("test",))  # evaluation does not need the backbone's init weights
 
 
 def test_typo_in_config_is_one_clear_error(tmp_path: Path) -> None:
