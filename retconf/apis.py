@@ -5,8 +5,12 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .runtime import (CLIError, build_runner, finish_cfg, load_config, preflight,
-                      setup_launcher)
+from .checkpoint import CheckpointError, load_checkpoint_file
+from .runtime import (CLIError, ConfigError, build_runner, finish_cfg, load_config, preflight,
+                      setup_launcher, undo_outputs_on)
+
+# Input errors found after the Runner has made its directories; their outputs are taken back.
+_INPUT_ERRORS = (ConfigError, CheckpointError)
 
 
 def prepare(config: str, work_dir: Optional[str], cfg_options: Optional[dict],
@@ -37,10 +41,12 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
     elif resume is not None:
         if not Path(resume).is_file():
             raise CLIError(f"--resume: checkpoint {resume} does not exist")
+        load_checkpoint_file(resume)  # truncated or unsafe: fail before any output
         cfg.resume = True
         cfg.load_from = resume
-    runner = build_runner(cfg)
-    runner.train()
+    with undo_outputs_on(cfg.work_dir, _INPUT_ERRORS):
+        runner = build_runner(cfg)
+        runner.train()
     metrics = Path(cfg.work_dir) / "metrics.json"
     return json.loads(metrics.read_text()) if metrics.is_file() else {}
 
@@ -49,8 +55,8 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
          cfg_options: Optional[dict] = None, data_root: Optional[str] = None,
          launcher: str = "none") -> dict:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics dict."""
-    if not Path(checkpoint).is_file():
-        raise CLIError(f"checkpoint {checkpoint} does not exist")
+    load_checkpoint_file(checkpoint)  # missing, truncated or unsafe: fail before any output
     cfg = prepare(config, work_dir, cfg_options, data_root, launcher, ("test",))
     cfg.load_from = checkpoint
-    return build_runner(cfg).test()
+    with undo_outputs_on(cfg.work_dir, _INPUT_ERRORS):
+        return build_runner(cfg).test()

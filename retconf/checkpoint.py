@@ -96,3 +96,28 @@ def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict:
                 "refusing to unpickle it. Load it only if you trust its source, e.g. "
                 "torch.load(path, weights_only=False), and re-save its state_dict.") from e
         raise CheckpointError(f"checkpoint {path} could not be read: {e}") from e
+
+
+def check_checkpoint_fits(path: str | Path, model: Any, max_missing: float = 0.5) -> None:
+    """Refuse a checkpoint that belongs to another model.
+
+    Raises :class:`CheckpointError` when a tensor's shape differs from the model's, or when
+    more than ``max_missing`` of the model's entries are absent (a different architecture).
+    A few missing entries (e.g. a new quality branch initialised from a RetinaNet checkpoint)
+    stay allowed, as in mmengine.
+    """
+    ckpt = load_checkpoint_file(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"checkpoint {path} holds no state_dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    target = getattr(model, "module", model).state_dict()
+    mismatched = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in target.items()
+                  if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
+    missing = [k for k in target if k not in state]
+    if mismatched:
+        raise CheckpointError(f"checkpoint {path} belongs to another model: {len(mismatched)} shape "
+                              f"mismatches, e.g. {'; '.join(mismatched[:3])}")
+    if len(missing) > max_missing * len(target):
+        raise CheckpointError(f"checkpoint {path} belongs to another model: {len(missing)} of "
+                              f"{len(target)} model entries are missing, e.g. {', '.join(missing[:3])}")

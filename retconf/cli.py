@@ -188,6 +188,7 @@ COMMANDS = {"data": cmd_data, "pretrain": cmd_pretrain, "train": cmd_train, "tes
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .checkpoint import CheckpointError
     from .data.digits import DatasetError
+    from .engine.hooks import TrainingDiverged
     from .runtime import ConfigError
 
     args = build_parser().parse_args(argv)
@@ -196,6 +197,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (CLIError, ConfigError, DatasetError, CheckpointError) as e:
         print(f"retconf {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"retconf {args.command}: error: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"retconf {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,12 +6,14 @@ runs use the gloo backend, and the Runner is :class:`retconf.engine.SafeRunner`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import os.path as osp
+import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 _REMOTE_PREFIXES = ("torchvision://", "open-mmlab://", "http://", "https://", "mmcls://", "s3://")
 
@@ -37,10 +39,45 @@ def load_config(path: str | os.PathLike, cfg_options: Optional[dict] = None,
     except Exception as e:  # noqa: BLE001 - mmengine raises many types for a bad config
         raise ConfigError(f"config {path} could not be loaded: {e}") from e
     if cfg_options:
+        for key in cfg_options:
+            check_option_key(cfg, key, path)
         cfg.merge_from_dict(cfg_options)
     if data_root:
         set_data_root(cfg, data_root)
     return cfg
+
+
+def check_option_key(cfg: Any, key: str, config_path: Any = "config") -> None:
+    """Refuse a ``--cfg-options`` key that is most likely a typo.
+
+    The parent of ``key`` must exist. A new leaf key is allowed (configs take new keyword
+    arguments) unless it is a near-miss of an existing sibling, like ``max_epoch`` next to
+    ``max_epochs``.
+    """
+    import difflib
+
+    node: Any = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, (list, tuple)) and part.isdigit():
+            if int(part) >= len(node):
+                raise ConfigError(f"--cfg-options {key}: {'.'.join(parts[:depth]) or 'config'} has only {len(node)} items")
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            if last:
+                return
+            where = ".".join(parts[:depth]) or "config"
+            raise ConfigError(f"--cfg-options {key}: {where} is not a dict in {config_path}")
+        if part not in node:
+            close = difflib.get_close_matches(part, [str(k) for k in node], n=1, cutoff=0.8)
+            if last and not close:
+                return
+            where = ".".join(parts[:depth]) or "the config"
+            hint = f"; did you mean {'.'.join(parts[:depth] + [close[0]])}?" if close else ""
+            raise ConfigError(f"--cfg-options {key}: {where} has no key {part!r} in {config_path}{hint}")
+        node = node[part]
 
 
 def set_data_root(cfg: Any, root: str) -> None:
@@ -55,21 +92,42 @@ def set_data_root(cfg: Any, root: str) -> None:
             evaluator.ann_file = root + loader.dataset.ann_file
 
 
+def check_writable_dir(path: str | os.PathLike, what: str) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is, or can be created as, a writable directory
+    (nothing is created here)."""
+    p = Path(path).absolute()
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{what}: cannot create {p}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"{what}: {probe} is not writable")
+
+
 def _local_missing(path: Optional[str]) -> bool:
     return bool(path) and not str(path).startswith(_REMOTE_PREFIXES) and not osp.isfile(path)
 
 
 def preflight(cfg: Any, splits: tuple[str, ...]) -> None:
     """Check that the files a run needs exist; raise :class:`ConfigError` naming the first missing."""
+    from .data.coco_check import validate_coco
+
     for split in splits:
         loader = cfg.get(f"{split}_dataloader")
         if not loader:
             continue
         ds = loader.dataset
-        ann = osp.join(ds.get("data_root", "") or "", ds.get("ann_file", ""))
+        root = ds.get("data_root", "") or ""
+        ann = osp.join(root, ds.get("ann_file", ""))
         if ds.get("ann_file") and not osp.isfile(ann):
             hint = " (make it with `retconf data digits --out DIR`)" if "digits" in ann else ""
             raise ConfigError(f"{split}_dataloader.dataset.ann_file: {ann} does not exist{hint}")
+        if ds.get("ann_file") and ds.get("type", "CocoDataset") == "CocoDataset":
+            validate_coco(ann, osp.join(root, (ds.get("data_prefix") or {}).get("img", "")))
+    work_dir = cfg.get("work_dir")
+    if work_dir:
+        check_writable_dir(work_dir, "--work-dir")
     if "train" not in splits:  # evaluation loads a full checkpoint; init weights are unused
         return
     init = (cfg.model.get("backbone") or {}).get("init_cfg") or {}
@@ -104,7 +162,7 @@ def setup_launcher(cfg: Any, launcher: str) -> None:
 
 
 def finish_cfg(cfg: Any, config_path: str | os.PathLike, work_dir: Optional[str]) -> None:
-    """Resolve work_dir the mmdet way and add the runner type and metrics-file hook."""
+    """Resolve work_dir the mmdet way; add the runner type, the metrics-file and loss-guard hooks."""
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:
@@ -117,8 +175,9 @@ def finish_cfg(cfg: Any, config_path: str | os.PathLike, work_dir: Optional[str]
     if cfg.get("visualizer"):
         cfg.visualizer.pop("name", None)
     hooks = list(cfg.get("custom_hooks") or [])
-    if not any(h.get("type") == "MetricsFileHook" for h in hooks):
-        hooks.append(dict(type="MetricsFileHook"))
+    for hook in ("MetricsFileHook", "LossGuardHook"):
+        if not any(h.get("type") == hook for h in hooks):
+            hooks.append(dict(type=hook))
     cfg.custom_hooks = hooks
     imports = cfg.get("custom_imports") or dict(imports=[], allow_failed_imports=False)
     if "retconf" not in imports["imports"]:
@@ -134,4 +193,39 @@ def build_runner(cfg: Any) -> Any:
     import retconf  # noqa: F401  (registration)
 
     register_all_modules(init_default_scope=False)
-    return RUNNERS.build(cfg)
+    try:
+        return RUNNERS.build(cfg)
+    except (ValueError, TypeError, KeyError, AttributeError, AssertionError) as e:
+        # A wrong value or a typo'd key deep in the config (e.g. fusion alpha=1.5, an unknown
+        # argument of a model part): one line naming the config instead of a registry traceback.
+        raise ConfigError(f"config {cfg.filename} could not be built: {_short(e)}") from e
+
+
+@contextlib.contextmanager
+def undo_outputs_on(work_dir: str | os.PathLike, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """On one of ``errors``, delete what the block created in ``work_dir`` (the whole directory
+    if it did not exist before), so a run refused for bad input leaves no partial output.
+    The Runner makes its work and log directories before it builds the model or loads a
+    checkpoint, which is where such errors surface."""
+    work_dir = Path(work_dir)
+    existed = work_dir.exists()
+    before = set(work_dir.iterdir()) if existed else set()
+    try:
+        yield
+    except errors:
+        if not existed:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        elif work_dir.is_dir():
+            for entry in set(work_dir.iterdir()) - before:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
+
+
+def _short(e: BaseException) -> str:
+    """The innermost message of an exception chain, on one line."""
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    return " ".join(f"{type(e).__name__}: {e}".split())

@@ -1,5 +1,5 @@
 """mmengine integration: a Runner that resumes safely on current torch, and bookkeeping hooks."""
-from .hooks import MetricsFileHook
+from .hooks import LossGuardHook, MetricsFileHook, TrainingDiverged
 from .runner import SafeRunner
 
-__all__ = ["MetricsFileHook", "SafeRunner"]
+__all__ = ["LossGuardHook", "MetricsFileHook", "SafeRunner", "TrainingDiverged"]

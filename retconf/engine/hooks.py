@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os.path as osp
 from typing import Any, Optional
 
@@ -38,3 +39,39 @@ class MetricsFileHook(Hook):
 
     def after_test_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:
         self._write(runner, "test_metrics.json", metrics)
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss term became NaN or infinite during training."""
+
+
+def first_bad_loss(log_vars: dict) -> Optional[tuple[str, float]]:
+    """The first ``loss*`` entry of ``log_vars`` that is not finite, as (name, value)."""
+    for name, value in log_vars.items():
+        if "loss" not in name:
+            continue
+        v = float(value.item() if hasattr(value, "item") else value)
+        if not math.isfinite(v):
+            return name, v
+    return None
+
+
+@HOOKS.register_module()
+class LossGuardHook(Hook):
+    """Stop training with a clear message as soon as a loss term is NaN or infinite.
+
+    Raises :class:`TrainingDiverged` naming the iteration, epoch and loss term; the checkpoint
+    of that iteration is not written, so ``--resume`` restarts from the last good one.
+    """
+
+    priority = "VERY_HIGH"
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        bad = first_bad_loss(outputs or {})
+        if bad is not None:
+            name, value = bad
+            raise TrainingDiverged(
+                f"training stopped: {name} is {value} at iteration {runner.iter + 1} "
+                f"(epoch {runner.epoch + 1}); lower the learning rate or check the data, then "
+                f"resume from the last checkpoint in {runner.work_dir}")
