@@ -121,8 +121,8 @@ def preflight(cfg: Any, splits: tuple[str, ...]) -> None:
         root = ds.get("data_root", "") or ""
         ann = osp.join(root, ds.get("ann_file", ""))
         if ds.get("ann_file") and not osp.isfile(ann):
-            hint = " (make it with `retconf data digits --out DIR`)" if "digits" in ann else ""
-            raise ConfigError(f"{split}_dataloader.dataset.ann_file: {ann} does not exist{hint}")
+            raise ConfigError(f"{split}_dataloader.dataset.ann_file: {ann} does not exist (pass "
+                              "--data-root DIR; `retconf data digits --out DIR` makes the embedded dataset)")
         if ds.get("ann_file") and ds.get("type", "CocoDataset") == "CocoDataset":
             validate_coco(ann, osp.join(root, (ds.get("data_prefix") or {}).get("img", "")))
     work_dir = cfg.get("work_dir")
