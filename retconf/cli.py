@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     dg.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
 
+    dc = dsub.add_parser("check", help="validate a COCO annotation file (and its images)",
+                         description="Check a COCO detection json: structure, ids, boxes and, "
+                         "with --images, that every image file exists and is readable.")
+    dc.add_argument("ann_file", help="COCO json, e.g. data/digits/annotations/instances_val.json")
+    dc.add_argument("--images", help="directory holding the images' file_name entries")
+
     pt = sub.add_parser("pretrain", help="pretrain a detector config's backbone as a digit classifier",
                         description="Train the config's backbone as an 11-way digit/background "
                         "classifier on 64x64 crops and save it for backbone.init_cfg. Cached: "
@@ -101,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- commands
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "check":
+        from .data.coco_check import validate_coco
+
+        counts = validate_coco(args.ann_file, args.images)
+        print(f"{args.ann_file}: ok ({counts['images']} images, {counts['annotations']} "
+              f"annotations, {counts['categories']} categories)")
+        return 0
     from tqdm import tqdm
 
     from .data.digits import DigitsConfig, generate

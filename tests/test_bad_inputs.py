@@ -181,3 +181,11 @@ def test_missing_resume_checkpoint(capsys, small_digits: Path, tmp_path: Path) -
 def test_missing_dataset(capsys, tmp_path: Path) -> None:
     code, err = run(capsys, "train", str(TINY_RETINANET), "--data-root", str(tmp_path / "none"))
     assert code == 2 and "train_dataloader.dataset.ann_file:" in err and "retconf data digits" in err
+
+
+def test_data_check_command(data: Path, capsys) -> None:
+    assert main(["data", "check", str(data / VAL), "--images", str(data / "val")]) == 0
+    assert "ok (8 images" in capsys.readouterr().out
+    (data / "val" / "000002.png").unlink()
+    code, err = run(capsys, "data", "check", str(data / VAL), "--images", str(data / "val"))
+    assert code == 2 and err.endswith("000002.png: image file missing (image id 3 of instances_val.json)")

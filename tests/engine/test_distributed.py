@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ from pathlib import Path
 from tests.conftest import ROOT, fast_train_options
 
 TINY_CONF = ROOT / "experiments" / "retinanet-conf_r18-tiny_fpn_digits.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_two_process_cpu_training(small_digits: Path, tmp_path: Path) -> None:
@@ -21,7 +28,7 @@ def test_two_process_cpu_training(small_digits: Path, tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29517", "-m", "retconf.cli", "train", str(TINY_CONF),
+         "--master_port", str(_free_port()), "-m", "retconf.cli", "train", str(TINY_CONF),
          "--launcher", "pytorch", "--work-dir", str(tmp_path), "--data-root", str(small_digits),
          "--cfg-options", *cli_opts],
         capture_output=True, text=True, timeout=300, env=env)
