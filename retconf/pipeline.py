@@ -45,7 +45,9 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
 
     _stage(f"[1/3] dataset -> {data_dir}")
     t = time.time()
-    generate(preset.data, data_dir,
+    # A directory holding another retconf dataset (a manifest from other settings or an older
+    # version) is regenerated; anything else is refused by generate().
+    generate(preset.data, data_dir, overwrite=(data_dir / "manifest.json").is_file(),
              progress=lambda it, n, desc: tqdm(it, total=n, desc=f"digits {desc}", unit="img"))
     timings["data"] = time.time() - t
 

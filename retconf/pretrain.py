@@ -30,6 +30,9 @@ STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    """Backbone pretraining: AdamW with a one-cycle schedule on ``batch_size`` crops of side
+    ``crop`` holding a digit ``min_size``-``max_size`` px high (or background)."""
+
     iters: int = 1500
     batch_size: int = 128
     lr: float = 2e-3

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
@@ -57,7 +57,6 @@ class DigitsConfig:
     empty_prob: float = 0.03
     low_contrast_prob: float = 0.15
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`DatasetError` naming the first invalid field."""
