@@ -1,4 +1,5 @@
-"""Python entry points behind ``retconf train`` and ``retconf test`` (also used by the pipeline)."""
+"""Python entry points behind ``retconf train`` (:func:`train`) and ``retconf test``
+(:func:`evaluate`), also used by the pipeline and the dump."""
 from __future__ import annotations
 
 import json
@@ -51,7 +52,7 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
     return json.loads(metrics.read_text()) if metrics.is_file() else {}
 
 
-def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
+def evaluate(config: str, checkpoint: str, work_dir: Optional[str] = None,
          cfg_options: Optional[dict] = None, data_root: Optional[str] = None,
          launcher: str = "none") -> dict:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics dict."""

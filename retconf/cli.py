@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
     rp.add_argument("--out", default=None, help="run directory (default: runs/<preset>)")
     rp.add_argument("--data-root", default=None, help="dataset directory (default: data/digits-<preset>)")
+    du = sub.add_parser("dump", help="dump pre-NMS candidates and post-NMS detections to Parquet",
+                        description="Run a checkpoint on its test set and write pre-NMS candidates, "
+                        "post-NMS detections and ground-truth matches as Parquet shards plus "
+                        "metadata.json (see retconf/dump.py for the schema and candidate rule). "
+                        "Rerunning resumes after the last complete shard.")
+    _add_common(du)
+    du.add_argument("checkpoint", help="checkpoint file")
+    du.add_argument("--out", required=True, help="dump directory")
+    du.add_argument("--shard-size", type=int, default=64, help="images per shard (default %(default)s)")
+
     ab = sub.add_parser("ablations", help="print the ablation grids as --cfg-options",
                         description="Print the paper's ablation grids (Tables 2-4) and the "
                         "original-code pitfall switches as --cfg-options for a RetinaNet-Conf config.")
@@ -165,9 +175,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from .apis import test
+    from .apis import evaluate
 
-    metrics = test(args.config, args.checkpoint, args.work_dir, args.cfg_options, args.data_root,
+    metrics = evaluate(args.config, args.checkpoint, args.work_dir, args.cfg_options, args.data_root,
                    args.launcher)
     print(f"test: {_ap_text(metrics)} ({args.checkpoint})")
     return 0
@@ -177,6 +187,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .pipeline import reproduce
 
     reproduce(args.preset, out=args.out, data_root=args.data_root)
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    from .dump import dump_predictions
+
+    meta = dump_predictions(args.config, args.checkpoint, args.out, args.data_root, args.cfg_options,
+                            args.shard_size)
+    print(f"dump written to {args.out} ({meta['num_images']} images, {meta['seconds']} s)")
     return 0
 
 
@@ -195,7 +214,7 @@ def cmd_ablations(args: argparse.Namespace) -> int:
 
 COMMANDS = {"data": cmd_data, "pretrain": cmd_pretrain, "train": cmd_train, "test": cmd_test,
             "reproduce": cmd_reproduce,
-            "ablations": cmd_ablations}
+            "ablations": cmd_ablations, "dump": cmd_dump}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -99,10 +99,10 @@ def test_truncated_checkpoint_names_the_file(trained: Path, tmp_path: Path) -> N
 
 def test_evaluating_a_checkpoint_needs_no_backbone_init_file(trained: Path, small_digits: Path,
                                                               tmp_path: Path) -> None:
-    from retconf.apis import test
+    from retconf.apis import evaluate
 
     opts = fast_train_options()
     opts["model.backbone.init_cfg"] = dict(type="Pretrained", checkpoint=str(tmp_path / "gone.pth"))
-    metrics = test(str(TINY_RETINANET), str(trained / "epoch_2.pth"), str(tmp_path), opts, str(small_digits))
+    metrics = evaluate(str(TINY_RETINANET), str(trained / "epoch_2.pth"), str(tmp_path), opts, str(small_digits))
     record = json.loads((tmp_path / "test_metrics.json").read_text())
     assert record["metrics"] == metrics

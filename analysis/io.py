@@ -1,0 +1,67 @@
+"""Loading prediction dumps written by ``retconf dump`` (schema-validated)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+KINDS = ("candidates", "detections", "images")
+
+
+class DumpError(ValueError):
+    """A dump directory that is incomplete or does not match its schema."""
+
+
+@dataclass
+class Dump:
+    """One detector's dump: ``candidates`` (pre-NMS), ``detections`` (post-NMS), ``images``."""
+
+    path: Path
+    meta: dict
+    candidates: pd.DataFrame
+    detections: pd.DataFrame
+    images: pd.DataFrame
+
+
+def _check(df: pd.DataFrame, schema: dict, where: str) -> None:
+    for column, dtype in schema.items():
+        if column not in df.columns:
+            raise DumpError(f"{where}: missing column {column!r}")
+        if str(df[column].dtype) != dtype:
+            raise DumpError(f"{where}: column {column!r} has dtype {df[column].dtype}, expected {dtype}")
+
+
+def load_dump(path: str | Path) -> Dump:
+    """Read and validate a dump directory.
+
+    Raises:
+        DumpError: naming the file and the column (or field) that is wrong.
+    """
+    path = Path(path)
+    meta_file = path / "metadata.json"
+    if not meta_file.is_file():
+        raise DumpError(f"{meta_file}: missing (the dump is incomplete; rerun `retconf dump` to resume)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as e:
+        raise DumpError(f"{meta_file}: not valid JSON ({e.msg})") from e
+    for field in ("schema", "num_shards", "complete"):
+        if field not in meta:
+            raise DumpError(f"{meta_file}: missing field {field!r}")
+    frames = {}
+    for kind in KINDS:
+        parts = []
+        for shard in range(meta["num_shards"]):
+            f = path / f"{kind}-{shard:05d}.parquet"
+            if not f.is_file():
+                raise DumpError(f"{f}: missing shard")
+            try:
+                df = pd.read_parquet(f)
+            except Exception as e:  # noqa: BLE001 - pyarrow raises several types
+                raise DumpError(f"{f}: cannot be read as Parquet ({e})") from e
+            _check(df, meta["schema"][kind], str(f))
+            parts.append(df)
+        frames[kind] = pd.concat(parts, ignore_index=True)
+    return Dump(path, meta, frames["candidates"], frames["detections"], frames["images"])

@@ -1,0 +1,246 @@
+"""``retconf dump``: raw pre-NMS candidates, post-NMS detections and ground-truth matching of a
+detector on a dataset, as Parquet shards with a written schema.
+
+Glossary: K classes, L levels, A anchors of a level, G ground truths of an image.
+
+Files in the output directory:
+
+- ``candidates-NNNNN.parquet``: one row per kept (anchor, class) pair before NMS.
+- ``detections-NNNNN.parquet``: one row per post-NMS detection of live inference.
+- ``images-NNNNN.parquet``: one row per image (positive-anchor count, number of ground truths).
+- ``metadata.json``: config, checkpoint hash, versions, seed, test settings, the candidate rule
+  and the schema. Written last: a dump without it is incomplete, and rerunning the same
+  command resumes after the last complete shard.
+
+Candidate rule: for each level, the union over a grid of fusions (the deployed one, ``cls``,
+``mul``, ``cls_thr``, ``mul_thr`` and ``pow`` with α = 0.0, 0.1, …, 0.9) of the pairs that live
+inference would keep (fused score > ``score_thr``, then the top ``nms_pre`` pairs). Re-scoring
+with any fusion of that grid and the same ``score_thr``/``nms_pre`` therefore sees exactly the
+candidates live inference would; other α values or a lower ``score_thr`` are approximations
+(pairs outside every grid selection are missing). Plain RetinaNet dumps keep the ``cls``
+selection and ``obj`` is NaN.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .io import atomic_write_bytes, atomic_write_text
+
+SCHEMA_VERSION = 1
+CANDIDATE_COLUMNS = {
+    "image_id": "int64", "level": "int8", "anchor": "int32", "label": "int16",
+    "cls": "float32", "obj": "float32", "x1": "float32", "y1": "float32", "x2": "float32",
+    "y2": "float32", "iou_same": "float32", "iou_any": "float32", "gt_same": "int32",
+}
+DETECTION_COLUMNS = {
+    "image_id": "int64", "label": "int16", "score": "float32", "cls": "float32", "obj": "float32",
+    "x1": "float32", "y1": "float32", "x2": "float32", "y2": "float32", "iou_same": "float32",
+    "iou_any": "float32", "gt_same": "int32",
+}
+IMAGE_COLUMNS = {"image_id": "int64", "num_gt": "int32", "positive_anchors": "int32",
+                 "width": "int32", "height": "int32"}
+ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+def fusion_grid(deployed: Optional[dict]) -> list[dict]:
+    """Fusions whose live selections the dump keeps (see the module docstring)."""
+    if deployed is None:
+        return [dict(mode="cls", alpha=0.0, thr=0.5)]
+    grid = [dict(mode=deployed["mode"], alpha=deployed["alpha"], thr=deployed["thr"])]
+    grid += [dict(mode=m, alpha=0.0, thr=deployed["thr"]) for m in ("cls", "mul", "cls_thr", "mul_thr")]
+    grid += [dict(mode="pow", alpha=a, thr=deployed["thr"]) for a in ALPHA_GRID]
+    return grid
+
+
+def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> tuple[Any, Any, Any]:
+    """Best IoU of each box with a ground truth of the same class and of any class.
+
+    Args:
+        boxes (Tensor[N, 4]), labels (Tensor[N]); gt_boxes (Tensor[G, 4]), gt_labels (Tensor[G]).
+    Returns:
+        iou_same (Tensor[N]), iou_any (Tensor[N]), gt_same (Tensor[N], index of the matched
+        same-class ground truth, -1 when there is none).
+    """
+    import torch
+    from mmdet.structures.bbox import bbox_overlaps
+
+    n = boxes.shape[0]
+    if gt_boxes.shape[0] == 0 or n == 0:
+        zeros = boxes.new_zeros(n)
+        return zeros, zeros.clone(), torch.full((n,), -1, dtype=torch.long)
+    iou = bbox_overlaps(boxes, gt_boxes)
+    same = torch.where(labels[:, None] == gt_labels[None, :], iou, iou.new_full((), -1.0))
+    iou_same, gt_same = same.max(1)
+    gt_same = torch.where(iou_same >= 0, gt_same, torch.full_like(gt_same, -1))
+    return iou_same.clamp(min=0), iou.max(1).values, gt_same
+
+
+def _frame(columns: dict, data: dict) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({c: np.asarray(data[c]).astype(t, copy=False) for c, t in columns.items()})
+
+
+def _parquet_bytes(df: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False, engine="pyarrow")
+    return buf.getvalue()
+
+
+def _sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: Optional[str] = None,
+                     cfg_options: Optional[dict] = None, shard_size: int = 64,
+                     progress: bool = True) -> dict:
+    """Run the detector on its test set and write the dump (see the module docstring).
+
+    Resumable: complete shards are kept and skipped. Returns the metadata dict.
+    """
+    import mmdet
+    import mmengine
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import Runner
+    from tqdm import tqdm
+
+    import retconf
+
+    from .apis import prepare
+    from .checkpoint import check_checkpoint_fits, load_checkpoint_file
+    from .models.fusion import fuse_scores
+    from mmdet.models.utils import filter_scores_and_topk
+
+    register_all_modules()
+    out = Path(out)
+    cfg = prepare(config, str(out / ".work"), cfg_options, data_root, "none", ("test",))
+    cfg.test_dataloader.batch_size = 1
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    check_checkpoint_fits(checkpoint, model)
+    model.load_state_dict(load_checkpoint_file(checkpoint)["state_dict"])
+    model.eval()
+    head = model.bbox_head
+    deployed = dict(head.fusion) if hasattr(head, "fusion") else None
+    grid = fusion_grid(deployed)
+    test_cfg = head.test_cfg
+    score_thr, nms_pre = test_cfg.get("score_thr", 0.0), test_cfg.get("nms_pre", -1)
+    loader = Runner.build_dataloader(cfg.test_dataloader)
+    n_images = len(loader.dataset)
+    n_shards = (n_images + shard_size - 1) // shard_size
+    out.mkdir(parents=True, exist_ok=True)
+    done = {i for i in range(n_shards) if all((out / f"{kind}-{i:05d}.parquet").is_file()
+                                               for kind in ("candidates", "detections", "images"))}
+    rows: dict[str, dict[str, list]] = {}
+
+    def flush(shard: int) -> None:
+        for kind, columns in (("candidates", CANDIDATE_COLUMNS), ("detections", DETECTION_COLUMNS),
+                              ("images", IMAGE_COLUMNS)):
+            data = {c: np.concatenate(rows[kind][c]) if rows[kind][c] else np.zeros(0) for c in columns}
+            atomic_write_bytes(out / f"{kind}-{shard:05d}.parquet", _parquet_bytes(_frame(columns, data)))
+        rows.clear()
+
+    bar = tqdm(total=n_images, desc="dump", unit="img", disable=not progress)
+    start = time.time()
+    with torch.no_grad():
+        for index, batch in enumerate(loader):
+            shard = index // shard_size
+            bar.update(1)
+            if shard in done:
+                continue
+            if not rows:
+                rows.update({k: {c: [] for c in cols} for k, cols in (
+                    ("candidates", CANDIDATE_COLUMNS), ("detections", DETECTION_COLUMNS), ("images", IMAGE_COLUMNS))})
+            data = model.data_preprocessor(batch, False)
+            sample = data["data_samples"][0]
+            feats = model.extract_feat(data["inputs"])
+            outs = head(feats)
+            meta = sample.metainfo
+            img_id = int(meta["img_id"])
+            scale = torch.tensor(meta["scale_factor"]).repeat(2)
+            gt = sample.gt_instances
+            gt_boxes, gt_labels = gt.bboxes.tensor if hasattr(gt.bboxes, "tensor") else gt.bboxes, gt.labels
+            gt_orig = gt_boxes / scale  # boxes are compared in original image coordinates
+            sizes = [f.shape[-2:] for f in outs[0]]
+            priors = head.prior_generator.grid_priors(sizes, device="cpu")
+            # positives as the paper counts them: anchors with IoU > 0.5 to some ground truth
+            all_priors = torch.cat(priors)
+            if len(gt_boxes):
+                from mmdet.structures.bbox import bbox_overlaps
+                positives = int((bbox_overlaps(all_priors, gt_boxes).max(1).values > 0.5).sum())
+            else:
+                positives = 0
+            cand = rows["candidates"]
+            for level, pri in enumerate(priors):
+                cls = outs[0][level][0].permute(1, 2, 0).reshape(-1, head.cls_out_channels).sigmoid()
+                deltas = outs[1][level][0].permute(1, 2, 0).reshape(-1, 4)
+                obj = (outs[2][level][0].permute(1, 2, 0).reshape(-1).sigmoid() if len(outs) > 2
+                       else torch.full((cls.shape[0],), float("nan")))
+                keep = torch.zeros_like(cls, dtype=torch.bool)
+                for f in grid:
+                    fused = cls if deployed is None else fuse_scores(cls, obj, f["mode"], f["alpha"], f["thr"])
+                    _, labels, anchors, _ = filter_scores_and_topk(fused, score_thr, nms_pre)
+                    keep[anchors, labels] = True
+                anchors, labels = keep.nonzero(as_tuple=True)
+                boxes = head.bbox_coder.decode(pri[anchors], deltas[anchors], max_shape=meta["img_shape"])
+                boxes = boxes / scale
+                iou_same, iou_any, gt_same = match_gt(boxes, labels, gt_orig, gt_labels)
+                for c, v in (("image_id", np.full(len(anchors), img_id)), ("level", np.full(len(anchors), level)),
+                             ("anchor", anchors.numpy()), ("label", labels.numpy()),
+                             ("cls", cls[anchors, labels].numpy()), ("obj", obj[anchors].numpy()),
+                             ("x1", boxes[:, 0].numpy()), ("y1", boxes[:, 1].numpy()),
+                             ("x2", boxes[:, 2].numpy()), ("y2", boxes[:, 3].numpy()),
+                             ("iou_same", iou_same.numpy()), ("iou_any", iou_any.numpy()),
+                             ("gt_same", gt_same.numpy())):
+                    cand[c].append(v)
+            det = head.predict_by_feat(*outs, batch_img_metas=[meta], rescale=True)[0]
+            d_iou_same, d_iou_any, d_gt = match_gt(det.bboxes, det.labels, gt_orig, gt_labels)
+            n = len(det)
+            d_cls = det.cls_scores if "cls_scores" in det else det.scores
+            d_obj = det.obj_scores if "obj_scores" in det else torch.full((n,), float("nan"))
+            for c, v in (("image_id", np.full(n, img_id)), ("label", det.labels.numpy()),
+                         ("score", det.scores.numpy()), ("cls", d_cls.numpy()), ("obj", d_obj.numpy()),
+                         ("x1", det.bboxes[:, 0].numpy()), ("y1", det.bboxes[:, 1].numpy()),
+                         ("x2", det.bboxes[:, 2].numpy()), ("y2", det.bboxes[:, 3].numpy()),
+                         ("iou_same", d_iou_same.numpy()), ("iou_any", d_iou_any.numpy()),
+                         ("gt_same", d_gt.numpy())):
+                rows["detections"][c].append(v)
+            h, w = meta["ori_shape"]
+            for c, v in (("image_id", [img_id]), ("num_gt", [len(gt_labels)]),
+                         ("positive_anchors", [positives]), ("width", [w]), ("height", [h])):
+                rows["images"][c].append(np.asarray(v))
+            if (index + 1) % shard_size == 0 or index + 1 == n_images:
+                flush(shard)
+    bar.close()
+    meta = {
+        "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
+        "checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint),
+        "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
+        "classes": list(loader.dataset.metainfo["classes"]), "head": type(head).__name__,
+        "fusion": deployed, "test_cfg": mmengine.config.ConfigDict(test_cfg).to_dict(),
+        "candidate_rule": {"fusions": grid, "score_thr": score_thr, "nms_pre": nms_pre},
+        "seed": (cfg.get("randomness") or {}).get("seed"),
+        "versions": {"retconf": retconf.__version__, "mmdet": mmdet.__version__, "torch": torch.__version__,
+                     "mmengine": mmengine.__version__, "python": platform.python_version()},
+        "schema": {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS},
+        "seconds": round(time.time() - start, 1),
+    }
+    import shutil
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return meta

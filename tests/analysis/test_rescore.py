@@ -1,0 +1,99 @@
+"""Dump + re-scoring reproduce live inference (a small RetinaNet-Conf overfit on 16 images)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis.io import DumpError, load_dump
+from analysis.rescore import coco_ap, rescore, inference_kwargs
+from retconf.apis import evaluate, train
+from retconf.dump import dump_predictions
+from tests.conftest import ROOT, fast_train_options
+
+CONF = ROOT / "experiments" / "retinanet-conf_r18-tiny_fpn_digits.py"
+EPOCHS = 10
+
+
+def _opts(**extra) -> dict:
+    opts = fast_train_options(max_epochs=EPOCHS)
+    opts.update({
+        "optim_wrapper.optimizer.lr": 3e-3,
+        # evaluate on the 16 training images (any detections will do: the checks are exact)
+        "test_dataloader.dataset.ann_file": "annotations/instances_train.json",
+        "test_dataloader.dataset.data_prefix.img": "train/",
+        "model.test_cfg.score_thr": 0.02,
+    })
+    opts.update(extra)
+    return opts
+
+
+OTHER_ALPHAS = (0.0, 0.2, 0.7)
+COLS = ["image_id", "label", "score", "x1", "y1", "x2", "y2"]
+
+
+@pytest.fixture(scope="module")
+def conf_run(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A briefly trained RetinaNet-Conf, its mmdet-evaluated live AP, a dump with the deployed
+    alpha and, for comparison, dumps whose *live* inference used other alphas."""
+    work = tmp_path_factory.mktemp("conf")
+    train(str(CONF), str(work), _opts(), str(small_digits))
+    ckpt = str(work / f"epoch_{EPOCHS}.pth")
+    ann = str(small_digits / "annotations" / "instances_train.json")
+    opts = {**_opts(), "test_evaluator.ann_file": ann}
+    live_ap = evaluate(str(CONF), ckpt, str(work / "t"), opts, str(small_digits)).get("coco/bbox_mAP", 0.0)
+    dumps = {}
+    for alpha in (0.4, *OTHER_ALPHAS):
+        out = work / f"dump{alpha}"
+        dump_predictions(str(CONF), ckpt, out, str(small_digits),
+                         {**opts, "model.bbox_head.fusion.alpha": alpha}, shard_size=5, progress=False)
+        dumps[alpha] = load_dump(out)
+    return {"dump": dumps[0.4], "live_dumps": dumps, "live_ap": live_ap, "ann": ann}
+
+
+def _same_detections(a, b) -> None:
+    a = a[COLS].sort_values(COLS).reset_index(drop=True)
+    b = b[COLS].sort_values(COLS).reset_index(drop=True)
+    assert len(a) == len(b) > 0
+    assert (a[["image_id", "label"]].to_numpy() == b[["image_id", "label"]].to_numpy()).all()
+    assert abs(a[COLS[2:]].to_numpy() - b[COLS[2:]].to_numpy()).max() < 1e-4
+
+
+def test_live_detections_in_the_dump_give_mmdets_ap(conf_run: dict) -> None:
+    d = conf_run["dump"]
+    assert len(d.detections) > 0
+    ap = coco_ap(d.detections, conf_run["ann"], d.meta["classes"])["AP"]
+    assert round(ap, 3) == round(conf_run["live_ap"], 3)  # mmdet rounds its AP to 3 decimals
+
+
+def test_rescoring_with_the_deployed_fusion_reproduces_live_inference(conf_run: dict) -> None:
+    d = conf_run["dump"]
+    redone = rescore(d.candidates, "pow", 0.4, **inference_kwargs(d.meta))
+    ap_rescored = coco_ap(redone, conf_run["ann"], d.meta["classes"])["AP"]
+    ap_live = coco_ap(d.detections, conf_run["ann"], d.meta["classes"])["AP"]
+    assert round(ap_rescored, 4) == round(ap_live, 4)
+    _same_detections(redone, d.detections)  # stronger than AP: the very same detections
+
+
+@pytest.mark.parametrize("alpha", OTHER_ALPHAS)
+def test_rescoring_other_alphas_matches_live_reinference(conf_run: dict, alpha: float) -> None:
+    d, live = conf_run["dump"], conf_run["live_dumps"][alpha].detections
+    redone = rescore(d.candidates, "pow", alpha, **inference_kwargs(d.meta))
+    ap = coco_ap(redone, conf_run["ann"], d.meta["classes"])["AP"]
+    assert abs(ap - coco_ap(live, conf_run["ann"], d.meta["classes"])["AP"]) <= 0.001  # 0.1 AP points
+    _same_detections(redone, live)  # alphas of the dump's grid are exact
+
+
+def test_dump_is_resumable_and_validated(conf_run: dict, small_digits: Path, tmp_path: Path) -> None:
+    import shutil
+
+    src = conf_run["dump"].path
+    copy = Path(shutil.copytree(src, tmp_path / "d"))
+    (copy / "metadata.json").unlink()
+    with pytest.raises(DumpError, match="metadata.json: missing"):
+        load_dump(copy)
+    df = conf_run["dump"].candidates.drop(columns=["obj"]).iloc[:3]
+    df.to_parquet(copy / "candidates-00000.parquet", index=False)
+    shutil.copy(src / "metadata.json", copy / "metadata.json")
+    with pytest.raises(DumpError, match=r"candidates-00000.parquet: missing column 'obj'"):
+        load_dump(copy)
