@@ -24,13 +24,10 @@ def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr:
     return fuse_scores(torch.tensor(cls), torch.tensor(obj), mode, alpha, thr).numpy()
 
 
-def rescore_image(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
-                  nms_pre: int, nms_iou: float, max_per_img: int,
-                  min_bbox_size: float = 0.0) -> pd.DataFrame:
-    """Detections of one image from its candidates (columns as in ``retconf.dump``)."""
-    import torch
-    from mmcv.ops import batched_nms
-
+def preselect(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
+              nms_pre: int, min_bbox_size: float = 0.0) -> pd.DataFrame:
+    """The candidates one image's NMS sees: fused ``score`` > ``score_thr``, top ``nms_pre``
+    per level, boxes larger than ``min_bbox_size`` (as mmdet's ``_bbox_post_process``)."""
     score = fused_scores(cands["cls"].to_numpy(), np.nan_to_num(cands["obj"].to_numpy(), nan=1.0),
                          mode, alpha, thr)
     frame = cands.assign(score=score.astype(np.float32))
@@ -38,8 +35,19 @@ def rescore_image(cands: pd.DataFrame, mode: str, alpha: float, thr: float, scor
     if nms_pre > 0:
         frame = (frame.sort_values(["level", "score"], ascending=[True, False], kind="stable")
                  .groupby("level", sort=True).head(nms_pre))
-    if min_bbox_size >= 0:  # as mmdet's _bbox_post_process
+    if min_bbox_size >= 0:
         frame = frame[((frame["x2"] - frame["x1"]) > min_bbox_size) & ((frame["y2"] - frame["y1"]) > min_bbox_size)]
+    return frame
+
+
+def rescore_image(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
+                  nms_pre: int, nms_iou: float, max_per_img: int,
+                  min_bbox_size: float = 0.0) -> pd.DataFrame:
+    """Detections of one image from its candidates (columns as in ``retconf.dump``)."""
+    import torch
+    from mmcv.ops import batched_nms
+
+    frame = preselect(cands, mode, alpha, thr, score_thr, nms_pre, min_bbox_size)
     if frame.empty:
         return frame
     boxes = torch.from_numpy(frame[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
