@@ -50,7 +50,7 @@ def rescore_image(cands: pd.DataFrame, mode: str, alpha: float, thr: float, scor
     frame = preselect(cands, mode, alpha, thr, score_thr, nms_pre, min_bbox_size)
     if frame.empty:
         return frame
-    boxes = torch.from_numpy(frame[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
+    boxes = torch.tensor(frame[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
     dets, keep = batched_nms(boxes, torch.from_numpy(frame["score"].to_numpy(np.float32)),
                              torch.from_numpy(frame["label"].to_numpy(np.int64)),
                              dict(type="nms", iou_threshold=nms_iou))
@@ -100,6 +100,66 @@ def alpha_sweep(candidates: pd.DataFrame, ann_file: str, alphas: list[float], cl
     for a in alphas:
         rows.append({"alpha": a, **coco_ap(rescore(candidates, "pow", a, **kwargs), ann_file, classes)})
     return pd.DataFrame(rows)
+
+
+# Table 4 rows: paper label -> (mode, alpha)
+TABLE4_FUSIONS = {"cls": ("cls", 0.0), "cls(obj>0.5)": ("cls_thr", 0.0), "cls*obj": ("mul", 0.0),
+                  "cls*obj(obj>0.5)": ("mul_thr", 0.0), "product": ("pow", 0.4)}
+
+
+def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], thr: float = 0.5,
+                 fusions: dict = TABLE4_FUSIONS, **kwargs) -> pd.DataFrame:
+    """AP of each fusion mode on one dump (Table 4 layout: one row per fusion)."""
+    rows = []
+    for label, (mode, alpha) in fusions.items():
+        dets = rescore(candidates, mode, alpha, thr, **kwargs)
+        rows.append({"fusion": label, **coco_ap(dets, ann_file, classes)})
+    return pd.DataFrame(rows)
+
+
+def detections_from_coco_results(results_json: str, ann_file: str) -> pd.DataFrame:
+    """Post-NMS detections of any detector, from a standard COCO results json, with the columns
+    post-NMS analyses use (``image_id``, ``label``, ``score``, ``cls`` = score, ``obj`` = NaN,
+    box corners, ``iou_same``, ``iou_any``, ``gt_same``). Labels index the categories sorted by id."""
+    import json
+
+    from retconf.data.coco_check import load_coco_json
+
+    gt = load_coco_json(ann_file)
+    results = json.loads(open(results_json).read())
+    if not isinstance(results, list):
+        raise ValueError(f"{results_json}: a COCO results file is a JSON list of detections")
+    cat_index = {c["id"]: i for i, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
+    gts: dict = {}
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        gts.setdefault(a["image_id"], []).append((x, y, x + w, y + h, cat_index[a["category_id"]]))
+    rows = []
+    for i, r in enumerate(results):
+        try:
+            x, y, w, h = r["bbox"]
+            label = cat_index[r["category_id"]]
+            image_id, score = r["image_id"], float(r["score"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{results_json}: entry {i} lacks a valid image_id/category_id/bbox/score ({e})") from e
+        box = np.array([x, y, x + w, y + h], dtype=np.float64)
+        g = np.array(gts.get(image_id, []), dtype=np.float64).reshape(-1, 5)
+        iou = _iou_one(box, g[:, :4])
+        same = np.where(g[:, 4] == label, iou, -1.0)
+        j = int(same.argmax()) if len(same) else -1
+        rows.append((image_id, label, score, score, np.nan, *box, max(same.max(initial=-1.0), 0.0),
+                     iou.max(initial=0.0), j if j >= 0 and same[j] >= 0 else -1))
+    cols = ["image_id", "label", "score", "cls", "obj", "x1", "y1", "x2", "y2", "iou_same", "iou_any", "gt_same"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _iou_one(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
+    """IoU of one box (x1, y1, x2, y2) with each row of gts (Tensor-free, float64[G])."""
+    iw = np.clip(np.minimum(box[2], gts[:, 2]) - np.maximum(box[0], gts[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], gts[:, 3]) - np.maximum(box[1], gts[:, 1]), 0, None)
+    inter = iw * ih
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (gts[:, 2] - gts[:, 0]) * (gts[:, 3] - gts[:, 1]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def inference_kwargs(meta: dict) -> dict:

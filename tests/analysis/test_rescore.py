@@ -97,3 +97,24 @@ def test_dump_is_resumable_and_validated(conf_run: dict, small_digits: Path, tmp
     shutil.copy(src / "metadata.json", copy / "metadata.json")
     with pytest.raises(DumpError, match=r"candidates-00000.parquet: missing column 'obj'"):
         load_dump(copy)
+
+
+def test_fusion_table_and_coco_results_input(conf_run: dict, tmp_path: Path) -> None:
+    import json
+
+    from analysis.rescore import detections_from_coco_results, fusion_table
+
+    d = conf_run["dump"]
+    table = fusion_table(d.candidates, conf_run["ann"], d.meta["classes"], **inference_kwargs(d.meta))
+    assert table["fusion"].tolist() == ["cls", "cls(obj>0.5)", "cls*obj", "cls*obj(obj>0.5)", "product"]
+    # a COCO results json of the live detections round-trips to the same IoUs and the same AP
+    det = d.detections
+    results = [{"image_id": int(r.image_id), "category_id": int(r.label) + 1,
+                "bbox": [float(r.x1), float(r.y1), float(r.x2 - r.x1), float(r.y2 - r.y1)],
+                "score": float(r.score)} for r in det.itertuples()]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    back = detections_from_coco_results(str(path), conf_run["ann"])
+    assert len(back) == len(det)
+    assert abs(back["iou_same"].to_numpy() - det["iou_same"].to_numpy()).max() < 1e-4
+    assert coco_ap(back, conf_run["ann"])["AP"] == pytest.approx(coco_ap(det, conf_run["ann"], d.meta["classes"])["AP"])
