@@ -1,0 +1,30 @@
+"""Smoke tests: every plot draws on an Agg canvas from small frames."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis import plots  # noqa: E402
+from analysis.metrics import proportions  # noqa: E402
+
+
+def _df(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"cls": rng.random(n), "iou_same": rng.random(n)})
+
+
+def test_each_plot_draws(tmp_path) -> None:
+    df = _df()
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    assert plots.scatter_score_iou(df, axes[0], title="before NMS") is fig
+    assert plots.density_score_iou(df, axes[1]) is fig
+    assert plots.proportion_curves(proportions(df), axes[2]) is fig
+    assert plots.alpha_curve(pd.DataFrame({"alpha": [0.0, 0.4], "AP": [0.3, 0.32]}), axes[3], "conf") is fig
+    assert len(axes[0].collections) == 1 and len(axes[2].lines) == 2
+    fig.savefig(tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    plt.close(fig)
