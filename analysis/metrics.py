@@ -36,13 +36,12 @@ def count_table(before: pd.DataFrame, after: pd.DataFrame, images: pd.DataFrame,
 
     def counts(df: pd.DataFrame, stage: str) -> list[tuple]:
         rows = []
-        g = df.groupby("image_id")
         for t in cls_thrs:
-            c = g["cls"].apply(lambda s: int((s > t).sum()))
+            c = (df["cls"] > t).groupby(df["image_id"]).sum()
             rows.append((stage, f"cls>{t:g}", [int(c.get(i, 0)) for i in ids]))
-        base = df[df["cls"] > base_cls].groupby("image_id")
+        base = df[df["cls"] > base_cls]
         for t in iou_thrs:
-            c = base[iou_col].apply(lambda s: int((s > t).sum()))
+            c = (base[iou_col] > t).groupby(base["image_id"]).sum()
             rows.append((stage, f"iou>{t:g}", [int(c.get(i, 0)) for i in ids]))
         return rows
 

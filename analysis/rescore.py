@@ -26,47 +26,52 @@ def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr:
 
 def preselect(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
               nms_pre: int, min_bbox_size: float = 0.0) -> pd.DataFrame:
-    """The candidates one image's NMS sees: fused ``score`` > ``score_thr``, top ``nms_pre``
-    per level, boxes larger than ``min_bbox_size`` (as mmdet's ``_bbox_post_process``)."""
+    """The candidates NMS sees, for all images at once: fused ``score`` > ``score_thr``, top
+    ``nms_pre`` per (image, level), boxes larger than ``min_bbox_size`` (as mmdet's
+    ``_bbox_post_process``). Rows come out ordered by image, level and descending score."""
     score = fused_scores(cands["cls"].to_numpy(), np.nan_to_num(cands["obj"].to_numpy(), nan=1.0),
-                         mode, alpha, thr)
-    frame = cands.assign(score=score.astype(np.float32))
-    frame = frame[frame["score"] > score_thr]
+                         mode, alpha, thr).astype(np.float32)
+    keep = score > score_thr
+    frame = cands[keep].assign(score=score[keep])
+    frame = frame.sort_values(["image_id", "level", "score"], ascending=[True, True, False], kind="stable")
     if nms_pre > 0:
-        frame = (frame.sort_values(["level", "score"], ascending=[True, False], kind="stable")
-                 .groupby("level", sort=True).head(nms_pre))
+        frame = frame[frame.groupby(["image_id", "level"], sort=False).cumcount().to_numpy() < nms_pre]
     if min_bbox_size >= 0:
         frame = frame[((frame["x2"] - frame["x1"]) > min_bbox_size) & ((frame["y2"] - frame["y1"]) > min_bbox_size)]
     return frame
 
 
-def rescore_image(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
-                  nms_pre: int, nms_iou: float, max_per_img: int,
-                  min_bbox_size: float = 0.0) -> pd.DataFrame:
-    """Detections of one image from its candidates (columns as in ``retconf.dump``)."""
+def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int) -> pd.DataFrame:
+    """mmcv ``batched_nms`` (class-aware) on each image of a :func:`preselect` output, then the
+    top ``max_per_img``; ``score`` is replaced by the score NMS returns."""
     import torch
     from mmcv.ops import batched_nms
 
-    frame = preselect(cands, mode, alpha, thr, score_thr, nms_pre, min_bbox_size)
     if frame.empty:
         return frame
     boxes = torch.tensor(frame[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
-    dets, keep = batched_nms(boxes, torch.from_numpy(frame["score"].to_numpy(np.float32)),
-                             torch.from_numpy(frame["label"].to_numpy(np.int64)),
-                             dict(type="nms", iou_threshold=nms_iou))
-    out = frame.iloc[keep.numpy()[:max_per_img]].copy()
-    out["score"] = dets[:max_per_img, -1].numpy()
-    return out
+    scores = torch.tensor(frame["score"].to_numpy(np.float32))
+    labels = torch.tensor(frame["label"].to_numpy(np.int64))
+    image = frame["image_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+    ends = np.r_[starts[1:], len(image)]
+    rows, new_scores = [], []
+    cfg = dict(type="nms", iou_threshold=nms_iou)
+    for a, b in zip(starts, ends):
+        dets, keep = batched_nms(boxes[a:b], scores[a:b], labels[a:b], cfg)
+        rows.append(keep[:max_per_img].numpy() + a)
+        new_scores.append(dets[:max_per_img, -1].numpy())
+    out = frame.iloc[np.concatenate(rows)].copy()
+    out["score"] = np.concatenate(new_scores)
+    return out.reset_index(drop=True)
 
 
 def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr: float = 0.5,
             score_thr: float = 0.05, nms_pre: int = 1000, nms_iou: float = 0.5,
             max_per_img: int = 100, min_bbox_size: float = 0.0) -> pd.DataFrame:
     """Detections of every image after re-scoring (one row per detection)."""
-    parts = [rescore_image(g, mode, alpha, thr, score_thr, nms_pre, nms_iou, max_per_img, min_bbox_size)
-             for _, g in candidates.groupby("image_id", sort=True)]
-    parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else candidates.iloc[:0].assign(score=[])
+    return nms_per_image(preselect(candidates, mode, alpha, thr, score_thr, nms_pre, min_bbox_size),
+                         nms_iou, max_per_img)
 
 
 def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[list[str]] = None) -> dict:
