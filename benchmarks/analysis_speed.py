@@ -11,7 +11,6 @@ Every figure is measured in this run; results go to JSON and a markdown summary.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -176,10 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(result)
     print(text)
     if args.out:
-        from retconf.io import atomic_write_text
+        from retconf.io import write_json_and_markdown
 
-        atomic_write_text(f"{args.out}.json", json.dumps(result, indent=1))
-        atomic_write_text(f"{args.out}.md", text)
+        write_json_and_markdown(args.out, result, text)
     return 0
 
 

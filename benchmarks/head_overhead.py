@@ -200,10 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(result)
     print(text)
     if args.out:
-        from retconf.io import atomic_write_text
+        from retconf.io import write_json_and_markdown
 
-        atomic_write_text(f"{args.out}.json", json.dumps(result, indent=1))
-        atomic_write_text(f"{args.out}.md", text)
+        write_json_and_markdown(args.out, result, text)
     return 0
 
 

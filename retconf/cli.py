@@ -177,8 +177,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from .apis import evaluate
 
-    metrics = evaluate(args.config, args.checkpoint, args.work_dir, args.cfg_options, args.data_root,
-                   args.launcher)
+    metrics = evaluate(args.config, args.checkpoint, args.work_dir, args.cfg_options,
+                       args.data_root, args.launcher)
     print(f"test: {_ap_text(metrics)} ({args.checkpoint})")
     return 0
 

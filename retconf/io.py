@@ -27,3 +27,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Text variant of :func:`atomic_write_bytes` (UTF-8)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json_and_markdown(prefix: str | os.PathLike, data: dict, markdown: str) -> None:
+    """Write ``{prefix}.json`` (``data``) and ``{prefix}.md`` (``markdown``), each atomically."""
+    import json
+
+    atomic_write_text(f"{prefix}.json", json.dumps(data, indent=1))
+    atomic_write_text(f"{prefix}.md", markdown)
