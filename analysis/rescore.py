@@ -107,6 +107,21 @@ def alpha_sweep(candidates: pd.DataFrame, ann_file: str, alphas: list[float], cl
     return pd.DataFrame(rows)
 
 
+def alpha_table(dumps: dict, alphas: list[float] = [round(0.1 * i, 1) for i in range(10)]) -> pd.DataFrame:
+    """Table 5 layout for several quality heads: rows (alpha, model) as in the paper's CSV.
+
+    Args:
+        dumps: model name -> :class:`analysis.io.Dump` (each re-scored with its own settings).
+    """
+    parts = []
+    for name, d in dumps.items():
+        t = alpha_sweep(d.candidates, d.meta["ann_file"], alphas, d.meta["classes"], **inference_kwargs(d.meta))
+        parts.append(t.assign(model=name))
+    table = pd.concat(parts, ignore_index=True)
+    cols = ["alpha", "model"] + [c for c in table.columns if c not in ("alpha", "model")]
+    return table[cols].sort_values(["alpha", "model"], kind="stable").reset_index(drop=True)
+
+
 # Table 4 rows: paper label -> (mode, alpha)
 TABLE4_FUSIONS = {"cls": ("cls", 0.0), "cls(obj>0.5)": ("cls_thr", 0.0), "cls*obj": ("mul", 0.0),
                   "cls*obj(obj>0.5)": ("mul_thr", 0.0), "product": ("pow", 0.4)}

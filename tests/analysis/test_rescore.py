@@ -118,3 +118,33 @@ def test_fusion_table_and_coco_results_input(conf_run: dict, tmp_path: Path) -> 
     assert len(back) == len(det)
     assert abs(back["iou_same"].to_numpy() - det["iou_same"].to_numpy()).max() < 1e-4
     assert coco_ap(back, conf_run["ann"])["AP"] == pytest.approx(coco_ap(det, conf_run["ann"], d.meta["classes"])["AP"])
+
+
+def test_faster_coco_eval_agrees_with_pycocotools(conf_run: dict) -> None:
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    d = conf_run["dump"]
+    ours = coco_ap(d.detections, conf_run["ann"], d.meta["classes"])
+    res = [{"image_id": int(r.image_id), "category_id": int(r.label) + 1,
+            "bbox": [float(r.x1), float(r.y1), float(r.x2 - r.x1), float(r.y2 - r.y1)],
+            "score": float(r.score)} for r in d.detections.itertuples()]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(conf_run["ann"])
+        ev = COCOeval(gt, gt.loadRes(res), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    for i, name in enumerate(["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR"]):
+        assert ours[name] == pytest.approx(float(ev.stats[i]), abs=1e-6), name
+
+
+def test_alpha_table_layout(conf_run: dict) -> None:
+    from analysis.rescore import alpha_table
+
+    d = conf_run["dump"]
+    table = alpha_table({"retinanet_conf": d, "again": d}, alphas=[0.0, 0.4])
+    assert list(table.columns[:3]) == ["alpha", "model", "AP"]
+    assert table[["alpha", "model"]].values.tolist() == [[0.0, "again"], [0.0, "retinanet_conf"],
+                                                         [0.4, "again"], [0.4, "retinanet_conf"]]
