@@ -48,7 +48,8 @@ def conf_run(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         dump_predictions(str(CONF), ckpt, out, str(small_digits),
                          {**opts, "model.bbox_head.fusion.alpha": alpha}, shard_size=5, progress=False)
         dumps[alpha] = load_dump(out)
-    return {"dump": dumps[0.4], "live_dumps": dumps, "live_ap": live_ap, "ann": ann}
+    return {"dump": dumps[0.4], "live_dumps": dumps, "live_ap": live_ap, "ann": ann, "ckpt": ckpt,
+            "opts": opts, "data": small_digits}
 
 
 def _same_detections(a, b) -> None:
@@ -148,3 +149,24 @@ def test_alpha_table_layout(conf_run: dict) -> None:
     assert list(table.columns[:3]) == ["alpha", "model", "AP"]
     assert table[["alpha", "model"]].values.tolist() == [[0.0, "again"], [0.0, "retinanet_conf"],
                                                          [0.4, "again"], [0.4, "retinanet_conf"]]
+
+
+def test_interrupted_dump_resumes_to_the_same_files(conf_run: dict, tmp_path: Path) -> None:
+    """As after a kill: metadata.json and the last shards are missing; the rerun redoes only them."""
+    import hashlib
+    import shutil
+
+    src = conf_run["dump"].path
+    copy = Path(shutil.copytree(src, tmp_path / "d"))
+    (copy / "metadata.json").unlink()
+    last = conf_run["dump"].meta["num_shards"] - 1
+    for kind in ("candidates", "detections", "images"):
+        (copy / f"{kind}-{last:05d}.parquet").unlink()
+    kept = {f.name: f.stat().st_mtime_ns for f in copy.glob("*.parquet")}
+    dump_predictions(str(CONF), conf_run["ckpt"], copy, str(conf_run["data"]),
+                     {**conf_run["opts"], "model.bbox_head.fusion.alpha": 0.4}, shard_size=5, progress=False)
+    assert all(copy.joinpath(n).stat().st_mtime_ns == t for n, t in kept.items())  # not redone
+    digest = lambda f: hashlib.sha256(f.read_bytes()).hexdigest()  # noqa: E731
+    for f in src.glob("*.parquet"):
+        assert digest(f) == digest(copy / f.name), f.name
+    assert load_dump(copy).meta["complete"] is True
