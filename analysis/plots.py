@@ -46,3 +46,17 @@ def alpha_curve(table: pd.DataFrame, ax: Any, label: str = "", metric: str = "AP
     if label:
         ax.legend()
     return ax.figure
+
+
+def figure1_grid(before: pd.DataFrame, after: pd.DataFrame, image_ids: list, score_col: str = "cls",
+                 iou_col: str = "iou_same", size: float = 3.2) -> Any:
+    """The paper's Figure 1 layout: rows before / after NMS, one column per image."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(image_ids), figsize=(size * len(image_ids), size * 2), squeeze=False)
+    for j, image_id in enumerate(image_ids):
+        for i, (stage, df) in enumerate((("before NMS", before), ("after NMS", after))):
+            scatter_score_iou(df[df["image_id"] == image_id], axes[i, j], score_col, iou_col,
+                              title=f"image {image_id}, {stage}")
+    fig.tight_layout()
+    return fig

@@ -28,3 +28,12 @@ def test_each_plot_draws(tmp_path) -> None:
     fig.savefig(tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
     plt.close(fig)
+
+
+def test_figure1_grid_layout() -> None:
+    df = _df(60).assign(image_id=[1, 2, 3] * 20)
+    fig = plots.figure1_grid(df, df.iloc[::3], [1, 2, 3])
+    assert len(fig.axes) == 6
+    assert [ax.get_title() for ax in fig.axes[:3]] == [f"image {i}, before NMS" for i in (1, 2, 3)]
+    assert fig.axes[3].get_title() == "image 1, after NMS"
+    plt.close(fig)
