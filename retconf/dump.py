@@ -97,6 +97,7 @@ def _parquet_bytes(df: Any) -> bytes:
 
 
 def _sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -1,8 +1,10 @@
-"""``retconf reproduce``: data -> shared backbone pretraining -> detectors -> summary.
+"""``retconf reproduce``: data -> shared backbone pretraining -> detectors -> dumps -> summary.
 
 Each stage is cached or resumable: the dataset and the pretrained backbone are reused when
-their manifests match, a detector whose final metrics exist is skipped, and an interrupted
-detector resumes from its last checkpoint.
+their manifests match, a detector whose final metrics exist is skipped, an interrupted
+detector resumes from its last checkpoint, and a dump whose metadata records the same
+checkpoint hash is reused (an interrupted one resumes by shard). Skipped stages keep the
+seconds recorded when they last ran, so ``summary.json`` always holds real stage times.
 """
 from __future__ import annotations
 
@@ -28,6 +30,16 @@ def _finished(work_dir: Path, max_epochs: int) -> Optional[dict]:
     return None
 
 
+def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
+    """Whether ``dump_dir`` holds a complete dump of exactly ``checkpoint``."""
+    from .dump import _sha256
+
+    meta = dump_dir / "metadata.json"
+    if not meta.is_file() or not checkpoint.is_file():
+        return False
+    return json.loads(meta.read_text()).get("checkpoint_sha256") == _sha256(checkpoint)
+
+
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
               data_root: Optional[str] = None) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``."""
@@ -35,6 +47,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
 
     from .apis import train
     from .data.digits import generate
+    from .dump import dump_predictions
     from .pretrain import pretrain_backbone
     from .runtime import load_config
 
@@ -43,25 +56,36 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     data_dir = Path(data_root or f"data/digits-{preset.name}")
     timings: dict[str, float] = {}
 
-    _stage(f"[1/3] dataset -> {data_dir}")
+    previous = {}
+    if (run_dir / "summary.json").is_file():
+        previous = json.loads((run_dir / "summary.json").read_text()).get("seconds", {})
+    cached: list[str] = []
+
+    _stage(f"[1/4] dataset -> {data_dir}")
     t = time.time()
     # A directory holding another retconf dataset (a manifest from other settings or an older
     # version) is regenerated; anything else is refused by generate().
-    generate(preset.data, data_dir, overwrite=(data_dir / "manifest.json").is_file(),
+    manifest = data_dir / "manifest.json"
+    before = manifest.stat().st_mtime_ns if manifest.is_file() else None
+    generate(preset.data, data_dir, overwrite=manifest.is_file(),
              progress=lambda it, n, desc: tqdm(it, total=n, desc=f"digits {desc}", unit="img"))
     timings["data"] = time.time() - t
+    if before is not None and manifest.stat().st_mtime_ns == before:
+        cached.append("data")
 
-    _stage(f"[2/3] shared backbone pretraining -> {run_dir / 'pretrain'}")
+    _stage(f"[2/4] shared backbone pretraining -> {run_dir / 'pretrain'}")
     t = time.time()
     first_cfg = load_config(next(iter(preset.detectors.values())), preset.cfg_options)
     backbone = run_dir / "pretrain" / "backbone.pth"
     meta = pretrain_backbone(first_cfg, backbone, preset.pretrain)
     print(f"backbone {'cached' if meta['cached'] else 'trained'}: crop accuracy {meta['accuracy']:.3f}")
     timings["pretrain"] = time.time() - t
+    if meta["cached"]:
+        cached.append("pretrain")
 
     results = {}
     for i, (name, config) in enumerate(preset.detectors.items(), 1):
-        _stage(f"[3/3] detector {i}/{len(preset.detectors)}: {name} ({config})")
+        _stage(f"[3/4] detector {i}/{len(preset.detectors)}: {name} ({config})")
         t = time.time()
         options = dict(preset.cfg_options)
         options["model.backbone.init_cfg.checkpoint"] = str(backbone)
@@ -72,16 +96,31 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
             record = train(config, str(work_dir), options, str(data_dir), resume="auto")
         else:
             print(f"{name}: finished earlier, reusing {work_dir / 'metrics.json'}")
+            cached.append(f"train_{name}")
         timings[f"train_{name}"] = time.time() - t
         results[name] = record["metrics"]
 
+    for i, (name, config) in enumerate(preset.detectors.items(), 1):
+        _stage(f"[4/4] dump {i}/{len(preset.detectors)}: {name} -> {run_dir / 'dumps' / name}")
+        t = time.time()
+        options = {**preset.cfg_options, "model.backbone.init_cfg.checkpoint": str(backbone)}
+        checkpoint = run_dir / name / f"epoch_{load_config(config, options).train_cfg.max_epochs}.pth"
+        if _dump_current(run_dir / "dumps" / name, checkpoint):
+            print(f"{name}: dump of this checkpoint exists, reusing it")
+            cached.append(f"dump_{name}")
+        else:
+            dump_predictions(config, str(checkpoint), run_dir / "dumps" / name, str(data_dir), options)
+        timings[f"dump_{name}"] = time.time() - t
+
+    seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}
     summary = {"preset": preset.name, "data_root": str(data_dir), "run_dir": str(run_dir),
-               "seconds": {k: round(v, 1) for k, v in timings.items()}, "metrics": results}
+               "seconds": seconds, "cached_this_run": cached, "metrics": results}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
     _stage("summary")
     print(f"{'detector':<16} {'AP':>6} {'AP50':>6} {'AP75':>6}")
     for name, m in results.items():
         ap, ap50, ap75 = (m.get(f"coco/bbox_mAP{s}", float("nan")) for s in ("", "_50", "_75"))
         print(f"{name:<16} {ap:6.3f} {ap50:6.3f} {ap75:6.3f}")
-    print(f"stage seconds: {summary['seconds']}\nsummary: {run_dir / 'summary.json'}")
+    print(f"stage seconds: {summary['seconds']}" + (f" (cached now: {', '.join(cached)})" if cached else ""))
+    print(f"dumps: {run_dir / 'dumps'}\nsummary: {run_dir / 'summary.json'}")
     return summary

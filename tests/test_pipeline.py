@@ -25,11 +25,16 @@ def test_quick_preset_end_to_end_and_rerun_is_cached(tmp_path: Path) -> None:
     assert set(summary["metrics"]) == {"retinanet", "iou_aware", "retinanet_conf"}
     for name in summary["metrics"]:
         assert (tmp_path / "run" / name / "epoch_1.pth").is_file()
+        assert (tmp_path / "run" / "dumps" / name / "metadata.json").is_file()
     assert "summary" in res.stdout and "retinanet" in res.stdout
 
     again = _reproduce("quick", tmp_path, 600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "backbone cached" in again.stdout and "finished earlier" in again.stdout
+    assert "dump of this checkpoint exists" in again.stdout
+    rerun = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert rerun["seconds"] == summary["seconds"]  # cached stages keep their measured times
+    assert "pretrain" in rerun["cached_this_run"]
 
 
 @pytest.mark.slow
