@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     du.add_argument("--out", required=True, help="dump directory")
     du.add_argument("--shard-size", type=int, default=64, help="images per shard (default %(default)s)")
 
+    rep = sub.add_parser("report", help="run the notebooks on a run and write HTML reports",
+                         description="Execute notebooks/NN_*.ipynb with papermill on a run "
+                         "directory (from `retconf reproduce`) and write OUT/NN_*.html plus "
+                         "OUT/index.html. A failing notebook stops the run; its executed copy is kept.")
+    rep.add_argument("run_dir", help="run directory holding summary.json and dumps/")
+    rep.add_argument("--out", default="reports", help="output directory (default %(default)s)")
+    rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
+    rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
+
     ab = sub.add_parser("ablations", help="print the ablation grids as --cfg-options",
                         description="Print the paper's ablation grids (Tables 2-4) and the "
                         "original-code pitfall switches as --cfg-options for a RetinaNet-Conf config.")
@@ -199,6 +208,14 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import make_reports
+
+    written = make_reports(args.run_dir, args.out, args.only, args.show_code)
+    print(f"{len(written)} reports written to {args.out} (open {args.out}/index.html)")
+    return 0
+
+
 def cmd_ablations(args: argparse.Namespace) -> int:
     from .ablations import GRIDS, INFERENCE_ONLY, as_cli
 
@@ -214,19 +231,20 @@ def cmd_ablations(args: argparse.Namespace) -> int:
 
 COMMANDS = {"data": cmd_data, "pretrain": cmd_pretrain, "train": cmd_train, "test": cmd_test,
             "reproduce": cmd_reproduce,
-            "ablations": cmd_ablations, "dump": cmd_dump}
+            "ablations": cmd_ablations, "dump": cmd_dump, "report": cmd_report}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .checkpoint import CheckpointError
     from .data.digits import DatasetError
     from .engine.hooks import TrainingDiverged
+    from .report import ReportError
     from .runtime import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (CLIError, ConfigError, DatasetError, CheckpointError) as e:
+    except (CLIError, ConfigError, DatasetError, CheckpointError, ReportError) as e:
         print(f"retconf {args.command}: error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:

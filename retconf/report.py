@@ -1,0 +1,83 @@
+"""``retconf report``: execute the notebooks with papermill on a run directory and convert them to
+self-contained HTML with an index.
+
+Each notebook is executed into ``OUT/<name>.ipynb`` (kept, also when a cell fails) and converted
+to ``OUT/<name>.html`` (code hidden unless ``show_code``); ``OUT/index.html`` links them with the
+run's metadata. HTML files are written atomically.
+"""
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+from .io import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+class ReportError(RuntimeError):
+    """A notebook failed; the message names it, the failing cell and the kept notebook."""
+
+
+def notebooks(names: Optional[list[str]] = None) -> list[Path]:
+    """The numbered notebooks (all, or those whose name starts with one of ``names``)."""
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if names:
+        found = [p for p in found if any(p.stem.startswith(n) for n in names)]
+    return found
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = False) -> Path:
+    """Execute one notebook with papermill and write its HTML; return the HTML path."""
+    import nbformat
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    executed = out_dir / f"{path.stem}.ipynb"
+    try:
+        pm.execute_notebook(str(path), str(executed), parameters=parameters, cwd=str(ROOT),
+                            progress_bar=False, kernel_name="python3")
+    except pm.PapermillExecutionError as e:
+        raise ReportError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
+                          f"(executed notebook kept at {executed})") from e
+    exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
+    target = out_dir / f"{path.stem}.html"
+    atomic_write_text(target, body)
+    executed.unlink()  # kept only when the notebook fails
+    return target
+
+
+def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict) -> str:
+    """A small index page: one link per report plus the run's metadata."""
+    rows = "\n".join(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a></li>' for title, href in entries)
+    meta = html.escape(json.dumps({k: summary.get(k) for k in ("preset", "run_dir", "data_root", "seconds")}, indent=1))
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>retconf reports: {html.escape(str(run_dir))}"
+            f"</title></head><body><h1>retconf reports</h1><p>Run <code>{html.escape(str(run_dir))}</code>, "
+            f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p><ul>{rows}</ul><h2>Run metadata</h2>"
+            f"<pre>{meta}</pre></body></html>\n")
+
+
+def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]] = None,
+                 show_code: bool = False) -> list[Path]:
+    """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``."""
+    from tqdm import tqdm
+
+    run_dir, out = Path(run_dir).absolute(), Path(out)
+    if run_dir.is_relative_to(ROOT):  # shown in the reports: keep it short and machine-independent
+        run_dir = run_dir.relative_to(ROOT)
+    if not (ROOT / run_dir / "summary.json").is_file():
+        raise ReportError(f"{run_dir}/summary.json: missing (run `retconf reproduce` first)")
+    summary = json.loads((ROOT / run_dir / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in tqdm(notebooks(names), desc="reports", unit="notebook"):
+        written.append(run_notebook(path, out, {"run_dir": str(run_dir)}, show_code))
+    atomic_write_text(out / "index.html", index_html([(p.stem.replace("_", " "), p.name) for p in written],
+                                                     run_dir, summary))
+    return written
