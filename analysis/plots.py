@@ -23,10 +23,13 @@ def scatter_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col
 def density_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col: str = "iou_same",
                       title: str = "", gridsize: int = 40) -> Any:
     """All images at once: hexbin density (log counts) of score against IoU."""
+    ax.set(xlabel="IoU with ground truth", ylabel=score_col, title=title, xlim=(0, 1), ylim=(0, 1))
+    if df.empty:  # an untrained model may have no box above the score threshold
+        ax.text(0.5, 0.5, "no boxes", ha="center", va="center", transform=ax.transAxes)
+        return ax.figure
     hb = ax.hexbin(df[iou_col], df[score_col], gridsize=gridsize, extent=(0, 1, 0, 1), bins="log",
                    mincnt=1, cmap="viridis")
     ax.figure.colorbar(hb, ax=ax, label="boxes (log)")
-    ax.set(xlabel="IoU with ground truth", ylabel=score_col, title=title)
     return ax.figure
 
 

@@ -38,3 +38,17 @@ def fast_train_options(max_epochs: int = 1) -> dict:
         "default_hooks.checkpoint.max_keep_ckpts": 10,
         "randomness.seed": 0,
     }
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`retconf reproduce --preset quick` run once per session (about a minute)."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("quick")
+    args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick",
+            "--out", str(base / "run"), "--data-root", str(base / "data")]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return {"run": base / "run", "data": base / "data", "args": args, "first": first}

@@ -18,21 +18,20 @@ def _reproduce(preset: str, tmp_path: Path, timeout: int) -> subprocess.Complete
         capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def test_quick_preset_end_to_end_and_rerun_is_cached(tmp_path: Path) -> None:
-    res = _reproduce("quick", tmp_path, 600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+def test_quick_preset_end_to_end_and_rerun_is_cached(quick_run: dict) -> None:
+    run, res = quick_run["run"], quick_run["first"]
+    summary = json.loads((run / "summary.json").read_text())
     assert set(summary["metrics"]) == {"retinanet", "iou_aware", "retinanet_conf"}
     for name in summary["metrics"]:
-        assert (tmp_path / "run" / name / "epoch_1.pth").is_file()
-        assert (tmp_path / "run" / "dumps" / name / "metadata.json").is_file()
+        assert (run / name / "epoch_1.pth").is_file()
+        assert (run / "dumps" / name / "metadata.json").is_file()
     assert "summary" in res.stdout and "retinanet" in res.stdout
 
-    again = _reproduce("quick", tmp_path, 600)
+    again = subprocess.run(quick_run["args"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "backbone cached" in again.stdout and "finished earlier" in again.stdout
     assert "dump of this checkpoint exists" in again.stdout
-    rerun = json.loads((tmp_path / "run" / "summary.json").read_text())
+    rerun = json.loads((run / "summary.json").read_text())
     assert rerun["seconds"] == summary["seconds"]  # cached stages keep their measured times
     assert "pretrain" in rerun["cached_this_run"]
 

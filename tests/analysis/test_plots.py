@@ -37,3 +37,10 @@ def test_figure1_grid_layout() -> None:
     assert [ax.get_title() for ax in fig.axes[:3]] == [f"image {i}, before NMS" for i in (1, 2, 3)]
     assert fig.axes[3].get_title() == "image 1, after NMS"
     plt.close(fig)
+
+
+def test_density_of_no_boxes() -> None:
+    fig, ax = plt.subplots()
+    plots.density_score_iou(_df(0), ax, title="empty")
+    assert ax.texts[0].get_text() == "no boxes"
+    plt.close(fig)
