@@ -25,6 +25,15 @@ class Dump:
     images: pd.DataFrame
 
 
+def run_path(run_dir: str | Path) -> Path:
+    """A run directory as given, or relative to the project root when it is not found from the
+    current directory (notebooks opened in JupyterLab run inside ``notebooks/``)."""
+    path = Path(run_dir)
+    if path.is_absolute() or path.exists():
+        return path
+    return Path(__file__).resolve().parents[1] / path
+
+
 def _check(df: pd.DataFrame, schema: dict, where: str) -> None:
     for column, dtype in schema.items():
         if column not in df.columns:
