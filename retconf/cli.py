@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(te)
     te.add_argument("checkpoint", help="checkpoint file")
 
-    rp = sub.add_parser("reproduce", help="run the pipeline: data -> pretrain -> train -> evaluate",
+    rp = sub.add_parser("reproduce", help="run the pipeline: data -> pretrain -> train -> dump -> reports",
                         description="Run the reproduction pipeline of a preset. Every stage is "
                         "cached or resumed, so rerunning after an interruption continues.")
     from .presets import PRESETS
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
     rp.add_argument("--out", default=None, help="run directory (default: runs/<preset>)")
     rp.add_argument("--data-root", default=None, help="dataset directory (default: data/digits-<preset>)")
+    rp.add_argument("--reports", default=None, help="HTML report directory (default: reports/<preset>)")
     du = sub.add_parser("dump", help="dump pre-NMS candidates and post-NMS detections to Parquet",
                         description="Run a checkpoint on its test set and write pre-NMS candidates, "
                         "post-NMS detections and ground-truth matches as Parquet shards plus "
@@ -195,7 +196,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .pipeline import reproduce
 
-    reproduce(args.preset, out=args.out, data_root=args.data_root)
+    reproduce(args.preset, out=args.out, data_root=args.data_root, reports=args.reports)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``retconf reproduce``: data -> shared backbone pretraining -> detectors -> dumps -> summary.
+"""``retconf reproduce``: data -> shared backbone pretraining -> detectors -> dumps -> reports.
 
 Each stage is cached or resumable: the dataset and the pretrained backbone are reused when
 their manifests match, a detector whose final metrics exist is skipped, an interrupted
@@ -40,15 +40,28 @@ def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
     return json.loads(meta.read_text()).get("checkpoint_sha256") == _sha256(checkpoint)
 
 
+def _reports_current(reports: Path, dumps: list[Path]) -> bool:
+    """Whether ``reports/index.html`` is newer than every dump and notebook it was made from."""
+    from .report import notebooks
+
+    index = reports / "index.html"
+    if not index.is_file():
+        return False
+    inputs = [d / "metadata.json" for d in dumps] + notebooks()
+    return all(p.is_file() and p.stat().st_mtime < index.stat().st_mtime for p in inputs)
+
+
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
-              data_root: Optional[str] = None) -> dict:
-    """Run the preset's pipeline; return and write ``out/summary.json``."""
+              data_root: Optional[str] = None, reports: Optional[str] = None) -> dict:
+    """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
+    ``reports`` (default ``reports/<preset>``)."""
     from tqdm import tqdm
 
     from .apis import train
     from .data.digits import generate
     from .dump import dump_predictions
     from .pretrain import pretrain_backbone
+    from .report import make_reports
     from .runtime import load_config
 
     preset: Preset = PRESETS[preset_name]
@@ -61,7 +74,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
         previous = json.loads((run_dir / "summary.json").read_text()).get("seconds", {})
     cached: list[str] = []
 
-    _stage(f"[1/4] dataset -> {data_dir}")
+    _stage(f"[1/5] dataset -> {data_dir}")
     t = time.time()
     # A directory holding another retconf dataset (a manifest from other settings or an older
     # version) is regenerated; anything else is refused by generate().
@@ -73,7 +86,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     if before is not None and manifest.stat().st_mtime_ns == before:
         cached.append("data")
 
-    _stage(f"[2/4] shared backbone pretraining -> {run_dir / 'pretrain'}")
+    _stage(f"[2/5] shared backbone pretraining -> {run_dir / 'pretrain'}")
     t = time.time()
     first_cfg = load_config(next(iter(preset.detectors.values())), preset.cfg_options)
     backbone = run_dir / "pretrain" / "backbone.pth"
@@ -85,7 +98,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
 
     results = {}
     for i, (name, config) in enumerate(preset.detectors.items(), 1):
-        _stage(f"[3/4] detector {i}/{len(preset.detectors)}: {name} ({config})")
+        _stage(f"[3/5] detector {i}/{len(preset.detectors)}: {name} ({config})")
         t = time.time()
         options = dict(preset.cfg_options)
         options["model.backbone.init_cfg.checkpoint"] = str(backbone)
@@ -101,7 +114,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
         results[name] = record["metrics"]
 
     for i, (name, config) in enumerate(preset.detectors.items(), 1):
-        _stage(f"[4/4] dump {i}/{len(preset.detectors)}: {name} -> {run_dir / 'dumps' / name}")
+        _stage(f"[4/5] dump {i}/{len(preset.detectors)}: {name} -> {run_dir / 'dumps' / name}")
         t = time.time()
         options = {**preset.cfg_options, "model.backbone.init_cfg.checkpoint": str(backbone)}
         checkpoint = run_dir / name / f"epoch_{load_config(config, options).train_cfg.max_epochs}.pth"
@@ -112,15 +125,32 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
             dump_predictions(config, str(checkpoint), run_dir / "dumps" / name, str(data_dir), options)
         timings[f"dump_{name}"] = time.time() - t
 
-    seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}
-    summary = {"preset": preset.name, "data_root": str(data_dir), "run_dir": str(run_dir),
-               "seconds": seconds, "cached_this_run": cached, "metrics": results}
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
+    def write_summary() -> dict:
+        seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}
+        summary = {"preset": preset.name, "data_root": str(data_dir), "run_dir": str(run_dir),
+                   "reports": str(reports_dir), "seconds": seconds, "cached_this_run": cached,
+                   "metrics": results}
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
+        return summary
+
+    reports_dir = Path(reports or f"reports/{preset.name}")
+    write_summary()  # the notebooks read it
+    _stage(f"[5/5] reports -> {reports_dir}")
+    t = time.time()
+    dump_dirs = [run_dir / "dumps" / name for name in preset.detectors]
+    if _reports_current(reports_dir, dump_dirs):
+        print("reports are newer than their dumps and notebooks, reusing them")
+        cached.append("reports")
+    else:
+        make_reports(run_dir, reports_dir)
+    timings["reports"] = time.time() - t
+    summary = write_summary()
     _stage("summary")
     print(f"{'detector':<16} {'AP':>6} {'AP50':>6} {'AP75':>6}")
     for name, m in results.items():
         ap, ap50, ap75 = (m.get(f"coco/bbox_mAP{s}", float("nan")) for s in ("", "_50", "_75"))
         print(f"{name:<16} {ap:6.3f} {ap50:6.3f} {ap75:6.3f}")
     print(f"stage seconds: {summary['seconds']}" + (f" (cached now: {', '.join(cached)})" if cached else ""))
-    print(f"dumps: {run_dir / 'dumps'}\nsummary: {run_dir / 'summary.json'}")
+    print(f"dumps: {run_dir / 'dumps'}\nsummary: {run_dir / 'summary.json'}\n"
+          f"reports: {reports_dir / 'index.html'}")
     return summary

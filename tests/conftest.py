@@ -48,7 +48,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     base = tmp_path_factory.mktemp("quick")
     args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick",
-            "--out", str(base / "run"), "--data-root", str(base / "data")]
+            "--out", str(base / "run"), "--data-root", str(base / "data"), "--reports", str(base / "reports")]
     first = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert first.returncode == 0, first.stderr[-3000:]
-    return {"run": base / "run", "data": base / "data", "args": args, "first": first}
+    return {"run": base / "run", "data": base / "data", "reports": base / "reports", "args": args,
+            "first": first}
