@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -31,6 +32,15 @@ def notebooks(names: Optional[list[str]] = None) -> list[Path]:
     return found
 
 
+_REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
+
+
+def strip_remote_scripts(page: str) -> str:
+    """Drop ``<script src="http...">`` tags (nbconvert's require.js and MathJax from a CDN): the
+    reports use neither, and must open offline without failed requests."""
+    return _REMOTE_SCRIPT.sub("", page)
+
+
 def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = False) -> Path:
     """Execute one notebook with papermill and write its HTML; return the HTML path."""
     import nbformat
@@ -48,7 +58,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     target = out_dir / f"{path.stem}.html"
-    atomic_write_text(target, body)
+    atomic_write_text(target, strip_remote_scripts(body))
     executed.unlink()  # kept only when the notebook fails
     return target
 
