@@ -244,7 +244,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        _close_process_group(barrier=True)
+        return code
     except (CLIError, ConfigError, DatasetError, CheckpointError, ReportError) as e:
         print(f"retconf {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -254,6 +256,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"retconf {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group(barrier=False)
+
+
+def _close_process_group(barrier: bool) -> None:
+    """Leave a distributed run cleanly: ranks that exit while gloo threads are still live can
+    abort ("terminate called without an active exception")."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
