@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 
 class CheckpointError(RuntimeError):
@@ -98,15 +98,17 @@ def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} could not be read: {e}") from e
 
 
-def check_checkpoint_fits(path: str | Path, model: Any, max_missing: float = 0.5) -> None:
+def check_checkpoint_fits(path: str | Path, model: Any, ckpt: Optional[dict] = None,
+                          max_missing: float = 0.5) -> None:
     """Refuse a checkpoint that belongs to another model.
 
     Raises :class:`CheckpointError` when a tensor's shape differs from the model's, or when
     more than ``max_missing`` of the model's entries are absent (a different architecture).
     A few missing entries (e.g. a new quality branch initialised from a RetinaNet checkpoint)
-    stay allowed, as in mmengine.
+    stay allowed, as in mmengine. ``ckpt`` is the already loaded file, when the caller has it.
     """
-    ckpt = load_checkpoint_file(path)
+    if ckpt is None:
+        ckpt = load_checkpoint_file(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"checkpoint {path} holds no state_dict")

@@ -129,12 +129,13 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
 
     register_all_modules()
     out = Path(out)
-    cfg = prepare(config, str(out / ".work"), cfg_options, data_root, "none", ("test",))
+    cfg = prepare(config, str(out), cfg_options, data_root, "none", ("test",))
     cfg.test_dataloader.batch_size = 1
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    check_checkpoint_fits(checkpoint, model)
-    model.load_state_dict(load_checkpoint_file(checkpoint)["state_dict"])
+    ckpt = load_checkpoint_file(checkpoint)
+    check_checkpoint_fits(checkpoint, model, ckpt)
+    model.load_state_dict(ckpt["state_dict"])
     model.eval()
     head = model.bbox_head
     deployed = dict(head.fusion) if hasattr(head, "fusion") else None
@@ -241,7 +242,5 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
         "schema": {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS},
         "seconds": round(time.time() - start, 1),
     }
-    import shutil
-    shutil.rmtree(out / ".work", ignore_errors=True)
     atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta

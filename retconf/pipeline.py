@@ -97,14 +97,14 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
         cached.append("pretrain")
 
     results = {}
+    options = {**preset.cfg_options, "model.backbone.init_cfg.checkpoint": str(backbone)}
+    max_epochs = {name: load_config(config, options).train_cfg.max_epochs
+                  for name, config in preset.detectors.items()}
     for i, (name, config) in enumerate(preset.detectors.items(), 1):
         _stage(f"[3/5] detector {i}/{len(preset.detectors)}: {name} ({config})")
         t = time.time()
-        options = dict(preset.cfg_options)
-        options["model.backbone.init_cfg.checkpoint"] = str(backbone)
-        cfg = load_config(config, options)
         work_dir = run_dir / name
-        record = _finished(work_dir, cfg.train_cfg.max_epochs)
+        record = _finished(work_dir, max_epochs[name])
         if record is None:
             record = train(config, str(work_dir), options, str(data_dir), resume="auto")
         else:
@@ -116,8 +116,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     for i, (name, config) in enumerate(preset.detectors.items(), 1):
         _stage(f"[4/5] dump {i}/{len(preset.detectors)}: {name} -> {run_dir / 'dumps' / name}")
         t = time.time()
-        options = {**preset.cfg_options, "model.backbone.init_cfg.checkpoint": str(backbone)}
-        checkpoint = run_dir / name / f"epoch_{load_config(config, options).train_cfg.max_epochs}.pth"
+        checkpoint = run_dir / name / f"epoch_{max_epochs[name]}.pth"
         if _dump_current(run_dir / "dumps" / name, checkpoint):
             print(f"{name}: dump of this checkpoint exists, reusing it")
             cached.append(f"dump_{name}")
