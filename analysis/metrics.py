@@ -107,10 +107,49 @@ def oracle_candidates(candidates: pd.DataFrame) -> pd.DataFrame:
 def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str],
                        metrics: Sequence[str] = ("AP", "AP50", "AP75")) -> pd.DataFrame:
     """Join a regenerated table with the paper's CSV on ``on``; add ``{metric}_paper`` and
-    ``{metric}_delta`` (ours − paper) columns."""
+    ``{metric}_delta`` (ours − paper) columns. A ``seeds`` column and ``{metric}_sd`` columns
+    (from :func:`analysis.seeds.mean_sd`) are carried along."""
     cols = [m for m in metrics if m in ours and m in paper]
-    joined = ours[list(on) + cols].merge(paper[list(on) + cols], on=list(on), how="left",
-                                         suffixes=("", "_paper"))
+    carried = (["seeds"] if "seeds" in ours else []) + \
+        [c for m in cols for c in (m, f"{m}_sd") if c in ours]
+    joined = ours[list(on) + carried].merge(paper[list(on) + cols], on=list(on), how="left",
+                                            suffixes=("", "_paper"))
     for m in cols:
         joined[f"{m}_delta"] = joined[m] - joined[f"{m}_paper"]
     return joined
+
+
+# ---------------------------------------------------------------- per-dump rows for over_seeds
+# Each takes ``(model, dump)`` (an :class:`analysis.io.Dump`) so that
+# :func:`analysis.seeds.over_seeds` can apply it to every seed.
+
+def before_nms(candidates: pd.DataFrame, base_cls: float = 0.05) -> pd.DataFrame:
+    """The pre-NMS boxes the paper counts: candidates with cls > ``base_cls``."""
+    return candidates[candidates["cls"] > base_cls]
+
+
+def dump_counts(model: str, dump, image_ids: Sequence[int]) -> pd.DataFrame:
+    """:func:`count_table` of one dump for ``image_ids``."""
+    return count_table(before_nms(dump.candidates), dump.detections, dump.images, image_ids=image_ids)
+
+
+def dump_proportions(model: str, dump) -> pd.DataFrame:
+    """:func:`proportions` before and after NMS, rows ``(stage, thr)``."""
+    return pd.concat([proportions(before_nms(dump.candidates)).assign(stage="before NMS"),
+                      proportions(dump.detections).assign(stage="after NMS")], ignore_index=True)
+
+
+def dump_alignment(model: str, dump) -> dict:
+    """Rank correlations with the IoU before / after NMS and the wrong-survivor rate of NMS
+    under the fusion the model deploys."""
+    from .rescore import inference_kwargs, preselect, rescore
+
+    f = dump.meta.get("fusion") or {"mode": "cls", "alpha": 0.0, "thr": 0.5}
+    kw = inference_kwargs(dump.meta)
+    pre = preselect(dump.candidates, f["mode"], f["alpha"], f.get("thr", 0.5), kw["score_thr"],
+                    kw["nms_pre"], kw["min_bbox_size"])
+    ws = wrong_survivor_rate(pre, rescore(dump.candidates, f["mode"], f["alpha"], f.get("thr", 0.5), **kw))
+    return {"cls~IoU before NMS": rank_correlation(before_nms(dump.candidates)),
+            "cls~IoU after NMS": rank_correlation(dump.detections),
+            "score~IoU after NMS": rank_correlation(dump.detections, "score"),
+            "kept (IoU>=0.5)": ws["kept"], "wrong survivors": ws["wrong"], "wrong-survivor rate": ws["rate"]}

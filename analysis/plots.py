@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -33,18 +34,28 @@ def density_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col
     return ax.figure
 
 
+def _band(ax: Any, x: Any, mean: Any, sd: Any, line: Any) -> None:
+    """Shade mean ± sd in the colour of ``line`` (nothing for a single seed: sd is NaN)."""
+    if sd is not None and not np.all(np.isnan(np.asarray(sd, dtype=float))):
+        ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
 def proportion_curves(props: pd.DataFrame, ax: Any, label: str = "") -> Any:
-    """Figure 2: share of boxes with cls > t and IoU > t (from :func:`analysis.metrics.proportions`)."""
-    ax.plot(props["thr"], props["cls_share"], marker="o", label=f"cls>t {label}".strip())
-    ax.plot(props["thr"], props["iou_share"], marker="s", label=f"IoU>t {label}".strip())
+    """Figure 2: share of boxes with cls > t and IoU > t (from :func:`analysis.metrics.proportions`,
+    or its :func:`analysis.seeds.mean_sd` with ``*_sd`` columns, drawn as a band)."""
+    for col, marker, name in (("cls_share", "o", "cls>t"), ("iou_share", "s", "IoU>t")):
+        (line,) = ax.plot(props["thr"], props[col], marker=marker, label=f"{name} {label}".strip())
+        _band(ax, props["thr"], props[col], props.get(f"{col}_sd"), line)
     ax.set(xlabel="threshold t", ylabel="proportion of boxes", ylim=(0, 1))
     ax.legend()
     return ax.figure
 
 
 def alpha_curve(table: pd.DataFrame, ax: Any, label: str = "", metric: str = "AP") -> Any:
-    """Table 5 as a curve: ``metric`` against α (from :func:`analysis.rescore.alpha_sweep`)."""
-    ax.plot(table["alpha"], table[metric], marker="o", label=label or None)
+    """Table 5 as a curve: ``metric`` against α (from :func:`analysis.rescore.alpha_sweep`);
+    a ``{metric}_sd`` column (over seeds) is drawn as a band."""
+    (line,) = ax.plot(table["alpha"], table[metric], marker="o", label=label or None)
+    _band(ax, table["alpha"], table[metric], table.get(f"{metric}_sd"), line)
     ax.set(xlabel="alpha", ylabel=metric)
     if label:
         ax.legend()
@@ -63,3 +74,18 @@ def figure1_grid(before: pd.DataFrame, after: pd.DataFrame, image_ids: list, sco
                               title=f"image {image_id}, {stage}")
     fig.tight_layout()
     return fig
+
+
+def seed_points(per_seed: pd.DataFrame, ax: Any, metric: str = "AP", by: str = "model") -> Any:
+    """One column per ``by`` group: each seed's ``metric`` as a dot, the mean ± sd as a bar
+    (rows with ``seed``, ``by`` and ``metric``; e.g. :func:`analysis.seeds.summary_metrics`)."""
+    groups = list(dict.fromkeys(per_seed[by]))
+    for i, g in enumerate(groups):
+        vals = per_seed.loc[per_seed[by] == g, metric].to_numpy(dtype=float)
+        ax.scatter(np.full(len(vals), i), vals, color="0.4", s=18, zorder=3)
+        sd = vals.std(ddof=1) if len(vals) > 1 else 0.0
+        ax.errorbar(i + 0.15, vals.mean(), yerr=sd, fmt="o", color="C0", capsize=4)
+    ax.set_xticks(range(len(groups)), groups)
+    n = per_seed["seed"].nunique()
+    ax.set(ylabel=metric, title=f"{metric} per seed (dots) and mean ± sd ({n} seed{'s' * (n > 1)})")
+    return ax.figure

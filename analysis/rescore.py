@@ -9,7 +9,7 @@ image and the top ``max_per_img``. With the deployed fusion it reproduces live i
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,7 +107,10 @@ def alpha_sweep(candidates: pd.DataFrame, ann_file: str, alphas: list[float], cl
     return pd.DataFrame(rows)
 
 
-def alpha_table(dumps: dict, alphas: list[float] = [round(0.1 * i, 1) for i in range(10)]) -> pd.DataFrame:
+ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+def alpha_table(dumps: dict, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
     """Table 5 layout for several quality heads: rows (alpha, model) as in the paper's CSV.
 
     Args:
@@ -115,11 +118,17 @@ def alpha_table(dumps: dict, alphas: list[float] = [round(0.1 * i, 1) for i in r
     """
     parts = []
     for name, d in dumps.items():
-        t = alpha_sweep(d.candidates, d.meta["ann_file"], alphas, d.meta["classes"], **inference_kwargs(d.meta))
+        t = alpha_sweep(d.candidates, d.meta["ann_file"], list(alphas), d.meta["classes"], **inference_kwargs(d.meta))
         parts.append(t.assign(model=name))
     table = pd.concat(parts, ignore_index=True)
     cols = ["alpha", "model"] + [c for c in table.columns if c not in ("alpha", "model")]
     return table[cols].sort_values(["alpha", "model"], kind="stable").reset_index(drop=True)
+
+
+def alpha_rows(model: str, dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
+    """:func:`alpha_sweep` of one dump with its own inference settings (for ``over_seeds``)."""
+    return alpha_sweep(dump.candidates, dump.meta["ann_file"], list(alphas), dump.meta["classes"],
+                       **inference_kwargs(dump.meta))
 
 
 # Table 4 rows: paper label -> (mode, alpha)
@@ -188,3 +197,55 @@ def inference_kwargs(meta: dict) -> dict:
     return dict(score_thr=t.get("score_thr", 0.0), nms_pre=t.get("nms_pre", -1),
                 nms_iou=t["nms"]["iou_threshold"], max_per_img=t.get("max_per_img", 100),
                 min_bbox_size=t.get("min_bbox_size", -1))
+
+
+def loss_ablation_rows(model: str, dump) -> list[dict]:
+    """Tables 2 and 3 rows that one ``retconf reproduce --full`` model provides.
+
+    Table 2 scores with the classification only (``cls``); Table 3 with the product at α 0.4,
+    for the rows the paper has there (CE and CE^w 1e-4). ``model`` is a name from
+    :data:`retconf.ablations.TABLE_ROWS` (``retinanet_conf`` is the CE row).
+
+    Returns:
+        dicts with ``table``, ``loss``, ``alpha`` and the COCO metrics of :func:`coco_ap`.
+    """
+    from retconf.ablations import TABLE3, TABLE_ROWS
+
+    kw = inference_kwargs(dump.meta)
+    rows = []
+    for loss in (row for row, m in TABLE_ROWS.items() if m == model):
+        dets = rescore(dump.candidates, "cls", 0.0, **kw)
+        rows.append({"table": "table2", "loss": loss, "alpha": 0.0,
+                     **coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])})
+        if loss in TABLE3:
+            alpha = TABLE3[loss]["model.bbox_head.fusion.alpha"]
+            dets = rescore(dump.candidates, "pow", alpha, **kw)
+            rows.append({"table": "table3", "loss": loss, "alpha": alpha,
+                         **coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])})
+    return rows
+
+
+def deployed_ap(model: str, dump) -> dict:
+    """COCO metrics of a dump re-scored with the fusion its model deploys (``meta['fusion']``)."""
+    f = dump.meta.get("fusion") or {"mode": "cls", "alpha": 0.0, "thr": 0.5}
+    dets = rescore(dump.candidates, f["mode"], f["alpha"], f.get("thr", 0.5), **inference_kwargs(dump.meta))
+    return coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])
+
+
+def fusion_rows(model: str, dump) -> pd.DataFrame:
+    """:func:`fusion_table` of one dump with its own inference settings (for ``over_seeds``)."""
+    return fusion_table(dump.candidates, dump.meta["ann_file"], dump.meta["classes"],
+                        **inference_kwargs(dump.meta))
+
+
+def oracle_rows(model: str, dump, alphas: Sequence[float] = (0.2, 0.4, 0.6)) -> list[dict]:
+    """AP of the product fusion with the predicted confidence and with the true IoU (oracle)."""
+    from .metrics import oracle_candidates
+
+    kw = inference_kwargs(dump.meta)
+    ann, classes = dump.meta["ann_file"], dump.meta["classes"]
+    oracle = oracle_candidates(dump.candidates)
+    return [{"alpha": a,
+             "AP predicted obj": coco_ap(rescore(dump.candidates, "pow", a, **kw), ann, classes)["AP"],
+             "AP oracle (true IoU)": coco_ap(rescore(oracle, "pow", a, **kw), ann, classes)["AP"]}
+            for a in alphas]

@@ -54,3 +54,23 @@ INFERENCE_ONLY = {"table4", "fuse_after_topk", "legacy_level_bug"}
 def as_cli(options: dict) -> str:
     """``--cfg-options`` text for one row."""
     return " ".join(f"{k}={v}" for k, v in options.items())
+
+
+# ``retconf reproduce --full``: the distinct *trainings* behind Tables 2 and 3 and the
+# target-gradient pitfall, each a RetinaNet-Conf run differing only in these options. The
+# default RetinaNet-Conf (CE loss, detached target) is the "ce" row; the fusion used to score
+# each row (cls only for Table 2, the product for Table 3) is applied when re-scoring the dumps.
+TRAINED_VARIANTS: dict[str, dict] = {
+    "conf_l1": {LOSS: "l1"},
+    "conf_smooth_l1": {LOSS: "smooth_l1"},
+    "conf_l2": {LOSS: "l2"},
+    "conf_gfocal": {LOSS: "gfocal"},
+    "conf_ce_w_1e-4": {LOSS: "bce_neg", NEG_W: 1e-4},
+    "conf_ce_w_1e-3": {LOSS: "bce_neg", NEG_W: 1e-3},
+    "conf_target_grad": {"model.bbox_head.target_grad": True},
+}
+# Table rows (paper names) -> the trained model that provides them.
+TABLE_ROWS: dict[str, str] = {
+    "l1": "conf_l1", "smooth_l1": "conf_smooth_l1", "l2": "conf_l2", "gfocal": "conf_gfocal",
+    "ce_w_1e-4": "conf_ce_w_1e-4", "ce_w_1e-3": "conf_ce_w_1e-3", "ce": "retinanet_conf",
+}

@@ -98,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="run directory (default: runs/<preset>)")
     rp.add_argument("--data-root", default=None, help="dataset directory (default: data/digits-<preset>)")
     rp.add_argument("--reports", default=None, help="HTML report directory (default: reports/<preset>)")
+    rp.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="repeat the whole comparison with training seeds 0..N-1; the reports "
+                    "show mean and spread over seeds (default %(default)s)")
+    rp.add_argument("--full", action="store_true",
+                    help="also train the RetinaNet-Conf ablation variants of Tables 2 and 3 and "
+                    "the target-gradient pitfall (7 more trainings per seed)")
+    rp.add_argument("--cfg-options", nargs="+", action=_dict_action(), metavar="KEY=VALUE",
+                    help="override settings of every detector config, e.g. "
+                    "model.backbone.init_cfg.checkpoint=/path/r50.pth for COCO presets offline")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="check the configs and dataset, print the trainings, run nothing")
     du = sub.add_parser("dump", help="dump pre-NMS candidates and post-NMS detections to Parquet",
                         description="Run a checkpoint on its test set and write pre-NMS candidates, "
                         "post-NMS detections and ground-truth matches as Parquet shards plus "
@@ -196,7 +207,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .pipeline import reproduce
 
-    reproduce(args.preset, out=args.out, data_root=args.data_root, reports=args.reports)
+    reproduce(args.preset, out=args.out, data_root=args.data_root, reports=args.reports,
+              seeds=args.seeds, full=args.full, cfg_options=args.cfg_options, dry_run=args.dry_run)
     return 0
 
 
@@ -212,8 +224,10 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_reports
 
-    written = make_reports(args.run_dir, args.out, args.only, args.show_code)
-    print(f"{len(written)} reports written to {args.out} (open {args.out}/index.html)")
+    made = make_reports(args.run_dir, args.out, args.only, args.show_code)
+    kept = sum(r.reused for r in made)
+    print(f"{len(made) - kept} reports written, {kept} up to date and kept, in {args.out} "
+          f"(open {args.out}/index.html)")
     return 0
 
 

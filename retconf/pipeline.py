@@ -1,24 +1,93 @@
-"""``retconf reproduce``: data -> shared backbone pretraining -> detectors -> dumps -> reports.
+"""``retconf reproduce``: data -> shared backbone pretraining -> per seed: train + dump each
+detector -> reports.
+
+Layout of a run directory::
+
+    RUN/pretrain/backbone.pth            shared by every seed (like ImageNet weights on COCO)
+    RUN/seed_<s>/<model>/                work dir: checkpoints, metrics.json, inputs.json
+    RUN/seed_<s>/dumps/<model>/          Parquet dump of the final checkpoint
+    RUN/summary.json                     seeds, models, metrics per seed, stage seconds
+
+Every detector of a seed trains with ``randomness.seed = s``, so the detectors of one seed differ
+only by their head; ``--seeds N`` repeats the whole comparison for s = 0 .. N-1 and the reports
+show mean and spread over the seeds. ``--full`` adds the RetinaNet-Conf ablation trainings
+(:data:`retconf.ablations.TRAINED_VARIANTS`) to every seed.
 
 Each stage is cached or resumable: the dataset and the pretrained backbone are reused when
-their manifests match, a detector whose final metrics exist is skipped, an interrupted
-detector resumes from its last checkpoint, and a dump whose metadata records the same
-checkpoint hash is reused (an interrupted one resumes by shard). Skipped stages keep the
-seconds recorded when they last ran, so ``summary.json`` always holds real stage times.
+their manifests match; a detector whose final metrics exist *and* whose ``inputs.json``
+records the same inputs (resolved config, backbone and data fingerprints) is skipped; a work
+dir trained from other inputs is moved aside to ``<dir>.stale-<time>`` and retrained; an
+interrupted detector resumes from its last checkpoint; a dump recording the same checkpoint
+hash is reused (an interrupted one resumes by shard); reports are redone only for notebooks
+whose inputs changed. Skipped stages keep the seconds recorded when they last ran, so
+``summary.json`` always holds real stage times.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from .io import atomic_write_text
 from .presets import PRESETS, Preset
+from .runtime import CLIError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One detector training of one seed, and its dump."""
+
+    seed: int
+    name: str
+    config: str
+    options: dict
+    work_dir: Path
+    dump_dir: Path
+
+    @property
+    def key(self) -> str:
+        return f"seed_{self.seed}/{self.name}"
 
 
 def _stage(msg: str) -> None:
     print(f"\n== {msg}", flush=True)
+
+
+def plan(preset: Preset, run_dir: Path, seeds: int, full: bool, options: dict) -> list[Job]:
+    """The trainings of a run, seed-major (all models of seed 0 first)."""
+    from .ablations import TRAINED_VARIANTS
+
+    if seeds < 1:
+        raise CLIError(f"--seeds: must be at least 1, got {seeds}")
+    models = {name: (config, {}) for name, config in preset.detectors.items()}
+    if full:
+        if "retinanet_conf" not in preset.detectors:
+            raise CLIError(f"--full: preset {preset.name} has no retinanet_conf detector to vary")
+        models.update({name: (preset.detectors["retinanet_conf"], extra)
+                       for name, extra in TRAINED_VARIANTS.items()})
+    jobs = []
+    for seed in range(seeds):
+        for name, (config, extra) in models.items():
+            seed_dir = run_dir / f"seed_{seed}"
+            jobs.append(Job(seed, name, config, {**options, **extra, "randomness": {"seed": seed}},
+                            seed_dir / name, seed_dir / "dumps" / name))
+    return jobs
+
+
+def _file_digest(path: Path) -> str:
+    from .dump import _sha256
+
+    return _sha256(path) if path.is_file() else "missing"
+
+
+def inputs_record(cfg: object, extra: dict) -> dict:
+    """What a training depends on: the resolved config plus fingerprints of files it reads
+    (``extra``: backbone and dataset digests). ``cfg`` is an mmengine Config."""
+    blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str)  # type: ignore[attr-defined]
+    return {"config_sha256": hashlib.sha256(blob.encode()).hexdigest(), **extra}
 
 
 def _finished(work_dir: Path, max_epochs: int) -> Optional[dict]:
@@ -30,6 +99,19 @@ def _finished(work_dir: Path, max_epochs: int) -> Optional[dict]:
     return None
 
 
+def _set_aside_if_stale(work_dir: Path, inputs: dict) -> None:
+    """Move a work dir trained from other inputs out of the way (never resume across inputs)."""
+    record = work_dir / "inputs.json"
+    if not work_dir.is_dir() or not any(work_dir.iterdir()):
+        return
+    if record.is_file() and json.loads(record.read_text()) == inputs:
+        return
+    stale = work_dir.with_name(f"{work_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    work_dir.rename(stale)
+    why = "its inputs changed" if record.is_file() else "it has no inputs.json"
+    print(f"{work_dir}: {why}; moved the old run to {stale} and training afresh")
+
+
 def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
     """Whether ``dump_dir`` holds a complete dump of exactly ``checkpoint``."""
     from .dump import _sha256
@@ -37,24 +119,27 @@ def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
     meta = dump_dir / "metadata.json"
     if not meta.is_file() or not checkpoint.is_file():
         return False
-    return json.loads(meta.read_text()).get("checkpoint_sha256") == _sha256(checkpoint)
+    record = json.loads(meta.read_text())
+    return bool(record.get("complete")) and record.get("checkpoint_sha256") == _sha256(checkpoint)
 
 
-def _reports_current(reports: Path, dumps: list[Path]) -> bool:
-    """Whether ``reports/index.html`` is newer than every dump and notebook it was made from."""
-    from .report import notebooks
-
-    index = reports / "index.html"
-    if not index.is_file():
-        return False
-    inputs = [d / "metadata.json" for d in dumps] + notebooks()
-    return all(p.is_file() and p.stat().st_mtime < index.stat().st_mtime for p in inputs)
+def _data_digest(preset: Preset, data_dir: Path) -> str:
+    """Digits: the manifest's hash. COCO: size and mtime of the annotation files (hashing
+    hundreds of MB on every rerun would cost more than it protects)."""
+    if preset.data is not None:
+        return _file_digest(data_dir / "manifest.json")
+    anns = sorted((data_dir / "annotations").glob("*.json"))
+    return hashlib.sha256(json.dumps([(p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                      for p in anns]).encode()).hexdigest()
 
 
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
-              data_root: Optional[str] = None, reports: Optional[str] = None) -> dict:
+              data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 1,
+              full: bool = False, cfg_options: Optional[dict] = None,
+              dry_run: bool = False) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
-    ``reports`` (default ``reports/<preset>``)."""
+    ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
+    plan without training anything."""
     from tqdm import tqdm
 
     from .apis import train
@@ -64,92 +149,150 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     from .report import make_reports
     from .runtime import load_config
 
+    if preset_name not in PRESETS:
+        raise CLIError(f"--preset: unknown preset {preset_name!r} (choose from {', '.join(PRESETS)})")
     preset: Preset = PRESETS[preset_name]
     run_dir = Path(out or f"runs/{preset.name}")
+    if preset.data is None and not data_root:
+        raise CLIError(f"--data-root: preset {preset.name} needs an existing COCO-format dataset "
+                       "(DIR/annotations/instances_{train,val}2017.json, DIR/train2017/, DIR/val2017/)")
     data_dir = Path(data_root or f"data/digits-{preset.name}")
-    timings: dict[str, float] = {}
+    reports_dir = Path(reports or f"reports/{preset.name}")
+    options = {**preset.cfg_options, **(cfg_options or {})}
+    backbone = run_dir / "pretrain" / "backbone.pth"
+    if preset.pretrain is not None:
+        options["model.backbone.init_cfg.checkpoint"] = str(backbone)
+    jobs = plan(preset, run_dir, seeds, full, options)
+    n_stages = 4
+    if dry_run:
+        return _print_plan(preset, jobs, data_dir, run_dir, reports_dir)
 
+    timings: dict[str, float] = {}
     previous = {}
     if (run_dir / "summary.json").is_file():
         previous = json.loads((run_dir / "summary.json").read_text()).get("seconds", {})
     cached: list[str] = []
 
-    _stage(f"[1/5] dataset -> {data_dir}")
     t = time.time()
-    # A directory holding another retconf dataset (a manifest from other settings or an older
-    # version) is regenerated; anything else is refused by generate().
-    manifest = data_dir / "manifest.json"
-    before = manifest.stat().st_mtime_ns if manifest.is_file() else None
-    generate(preset.data, data_dir, overwrite=manifest.is_file(),
-             progress=lambda it, n, desc: tqdm(it, total=n, desc=f"digits {desc}", unit="img"))
+    if preset.data is not None:
+        _stage(f"[1/{n_stages}] dataset -> {data_dir}")
+        # A directory holding another retconf dataset (a manifest from other settings or an
+        # older version) is regenerated; anything else is refused by generate().
+        manifest = data_dir / "manifest.json"
+        before = manifest.stat().st_mtime_ns if manifest.is_file() else None
+        generate(preset.data, data_dir, overwrite=manifest.is_file(),
+                 progress=lambda it, n, desc: tqdm(it, total=n, desc=f"digits {desc}", unit="img"))
+        if before is not None and manifest.stat().st_mtime_ns == before:
+            cached.append("data")
+    else:
+        _stage(f"[1/{n_stages}] dataset: {data_dir} (checked before each training)")
     timings["data"] = time.time() - t
-    if before is not None and manifest.stat().st_mtime_ns == before:
-        cached.append("data")
 
-    _stage(f"[2/5] shared backbone pretraining -> {run_dir / 'pretrain'}")
     t = time.time()
-    first_cfg = load_config(next(iter(preset.detectors.values())), preset.cfg_options)
-    backbone = run_dir / "pretrain" / "backbone.pth"
-    meta = pretrain_backbone(first_cfg, backbone, preset.pretrain)
-    print(f"backbone {'cached' if meta['cached'] else 'trained'}: crop accuracy {meta['accuracy']:.3f}")
-    timings["pretrain"] = time.time() - t
-    if meta["cached"]:
-        cached.append("pretrain")
+    if preset.pretrain is not None:
+        _stage(f"[2/{n_stages}] shared backbone pretraining -> {backbone}")
+        first_cfg = load_config(jobs[0].config, options)
+        meta = pretrain_backbone(first_cfg, backbone, preset.pretrain)
+        print(f"backbone {'cached' if meta['cached'] else 'trained'}: crop accuracy {meta['accuracy']:.3f}")
+        if meta["cached"]:
+            cached.append("pretrain")
+        timings["pretrain"] = time.time() - t
+    else:
+        _stage(f"[2/{n_stages}] backbone: the configs' own init (model.backbone.init_cfg)")
 
-    results = {}
-    options = {**preset.cfg_options, "model.backbone.init_cfg.checkpoint": str(backbone)}
-    max_epochs = {name: load_config(config, options).train_cfg.max_epochs
-                  for name, config in preset.detectors.items()}
-    for i, (name, config) in enumerate(preset.detectors.items(), 1):
-        _stage(f"[3/5] detector {i}/{len(preset.detectors)}: {name} ({config})")
+    digests = {"data": _data_digest(preset, data_dir),
+               "backbone": _file_digest(backbone) if preset.pretrain is not None else "config"}
+    results: dict[str, dict] = {}
+    for i, job in enumerate(jobs, 1):
+        _stage(f"[3/{n_stages}] seed {job.seed} ({job.seed + 1}/{seeds}), {job.name} "
+               f"({i}/{len(jobs)}): train -> {job.work_dir}")
+        cfg = load_config(job.config, job.options, str(data_dir))
+        inputs = inputs_record(cfg, digests)
+        max_epochs = cfg.train_cfg.max_epochs
         t = time.time()
-        work_dir = run_dir / name
-        record = _finished(work_dir, max_epochs[name])
+        _set_aside_if_stale(job.work_dir, inputs)
+        record = _finished(job.work_dir, max_epochs)
         if record is None:
-            record = train(config, str(work_dir), options, str(data_dir), resume="auto")
+            job.work_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(job.work_dir / "inputs.json", json.dumps(inputs, indent=1, sort_keys=True))
+            record = train(job.config, str(job.work_dir), job.options, str(data_dir), resume="auto")
         else:
-            print(f"{name}: finished earlier, reusing {work_dir / 'metrics.json'}")
-            cached.append(f"train_{name}")
-        timings[f"train_{name}"] = time.time() - t
-        results[name] = record["metrics"]
+            print(f"{job.key}: finished earlier with the same inputs, reusing {job.work_dir / 'metrics.json'}")
+            cached.append(f"{job.key}/train")
+        timings[f"{job.key}/train"] = time.time() - t
+        results.setdefault(str(job.seed), {})[job.name] = record["metrics"]
 
-    for i, (name, config) in enumerate(preset.detectors.items(), 1):
-        _stage(f"[4/5] dump {i}/{len(preset.detectors)}: {name} -> {run_dir / 'dumps' / name}")
         t = time.time()
-        checkpoint = run_dir / name / f"epoch_{max_epochs[name]}.pth"
-        if _dump_current(run_dir / "dumps" / name, checkpoint):
-            print(f"{name}: dump of this checkpoint exists, reusing it")
-            cached.append(f"dump_{name}")
+        checkpoint = job.work_dir / f"epoch_{max_epochs}.pth"
+        print(f"dump -> {job.dump_dir}")
+        if _dump_current(job.dump_dir, checkpoint):
+            print(f"{job.key}: dump of this checkpoint exists, reusing it")
+            cached.append(f"{job.key}/dump")
         else:
-            dump_predictions(config, str(checkpoint), run_dir / "dumps" / name, str(data_dir), options)
-        timings[f"dump_{name}"] = time.time() - t
+            dump_predictions(job.config, str(checkpoint), job.dump_dir, str(data_dir), job.options)
+        timings[f"{job.key}/dump"] = time.time() - t
 
     def write_summary() -> dict:
         seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}
         summary = {"preset": preset.name, "data_root": str(data_dir), "run_dir": str(run_dir),
-                   "reports": str(reports_dir), "seconds": seconds, "cached_this_run": cached,
-                   "metrics": results}
+                   "reports": str(reports_dir), "seeds": list(range(seeds)),
+                   "detectors": list(preset.detectors),
+                   "ablations": [j.name for j in jobs if j.seed == 0 and j.name not in preset.detectors],
+                   "seconds": seconds, "cached_this_run": cached, "metrics": results}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
         return summary
 
-    reports_dir = Path(reports or f"reports/{preset.name}")
     write_summary()  # the notebooks read it
-    _stage(f"[5/5] reports -> {reports_dir}")
+    _stage(f"[4/{n_stages}] reports -> {reports_dir}")
     t = time.time()
-    dump_dirs = [run_dir / "dumps" / name for name in preset.detectors]
-    if _reports_current(reports_dir, dump_dirs):
-        print("reports are newer than their dumps and notebooks, reusing them")
+    made = make_reports(run_dir, reports_dir)
+    if made and all(r.reused for r in made):
+        print("every report is up to date with its inputs, reusing them")
         cached.append("reports")
-    else:
-        make_reports(run_dir, reports_dir)
     timings["reports"] = time.time() - t
     summary = write_summary()
-    _stage("summary")
-    print(f"{'detector':<16} {'AP':>6} {'AP50':>6} {'AP75':>6}")
-    for name, m in results.items():
-        ap, ap50, ap75 = (m.get(f"coco/bbox_mAP{s}", float("nan")) for s in ("", "_50", "_75"))
-        print(f"{name:<16} {ap:6.3f} {ap50:6.3f} {ap75:6.3f}")
-    print(f"stage seconds: {summary['seconds']}" + (f" (cached now: {', '.join(cached)})" if cached else ""))
-    print(f"dumps: {run_dir / 'dumps'}\nsummary: {run_dir / 'summary.json'}\n"
-          f"reports: {reports_dir / 'index.html'}")
+    _print_summary(summary, cached, reports_dir)
     return summary
+
+
+def _print_plan(preset: Preset, jobs: list[Job], data_dir: Path, run_dir: Path, reports_dir: Path) -> dict:
+    """``--dry-run``: check every training's config and inputs, print what would run."""
+    from .runtime import finish_cfg, load_config, preflight
+
+    _stage(f"plan for preset {preset.name} (dry run: nothing is trained)")
+    print(f"dataset: {data_dir}" + (" (generated)" if preset.data is not None else " (existing)"))
+    print("backbone: " + ("shared pretraining -> " + str(run_dir / "pretrain" / "backbone.pth")
+                          if preset.pretrain is not None else "the configs' own init_cfg"))
+    checked = set()
+    for job in jobs:
+        state = "finished" if (job.work_dir / "metrics.json").is_file() else "to train"
+        print(f"  {job.key:<28} {job.config}  [{state}]")
+        if preset.data is None and job.config not in checked:  # generated data does not exist yet
+            cfg = load_config(job.config, job.options, str(data_dir))
+            finish_cfg(cfg, job.config, None)
+            preflight(cfg, ("train", "val"))
+            checked.add(job.config)
+    print(f"reports: {reports_dir}")
+    return {"preset": preset.name, "jobs": [j.key for j in jobs]}
+
+
+def _print_summary(summary: dict, cached: list[str], reports_dir: Path) -> None:
+    """AP per model as mean ± sd over seeds, then where everything is."""
+    import statistics
+
+    _stage("summary")
+    seeds = summary["seeds"]
+    print(f"{'model':<18} {'AP':>15} {'AP50':>15} {'AP75':>15}   ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    names = list(next(iter(summary["metrics"].values())))
+    for name in names:
+        cells = []
+        for suffix in ("", "_50", "_75"):
+            vals = [summary["metrics"][str(s)][name].get(f"coco/bbox_mAP{suffix}", float("nan")) for s in seeds]
+            sd = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
+            cells.append(f"{statistics.fmean(vals):.3f}{sd}")
+        print(f"{name:<18} " + " ".join(f"{c:>15}" for c in cells))
+    total = sum(summary["seconds"].values())
+    print(f"stage seconds (total {total:.0f}): {summary['seconds']}"
+          + (f"\ncached now: {', '.join(cached)}" if cached else ""))
+    print(f"dumps: {summary['run_dir']}/seed_*/dumps\nsummary: {summary['run_dir']}/summary.json\n"
+          f"reports: {reports_dir / 'index.html'}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from .data.digits import DigitsConfig
 from .pretrain import PretrainConfig
@@ -9,10 +10,19 @@ from .pretrain import PretrainConfig
 
 @dataclass(frozen=True)
 class Preset:
+    """One reproduction recipe.
+
+    ``data`` None means an existing COCO-format dataset given with ``--data-root``;
+    ``pretrain`` None means the configs' own backbone initialisation (``torchvision://`` for the
+    COCO recipes; override it with ``--cfg-options model.backbone.init_cfg.checkpoint=FILE``
+    offline). ``detectors`` must contain ``retinanet_conf``: the ``--full`` ablation variants are
+    trained from its config.
+    """
+
     name: str
     description: str
-    data: DigitsConfig
-    pretrain: PretrainConfig
+    data: Optional[DigitsConfig]
+    pretrain: Optional[PretrainConfig]
     detectors: dict[str, str]  # name -> config path (relative to the project root)
     cfg_options: dict = field(default_factory=dict)
 
@@ -23,6 +33,16 @@ TINY_DETECTORS = {
     "iou_aware": "experiments/iou-aware-retinanet_r18-tiny_fpn_digits.py",
     "retinanet_conf": "experiments/retinanet-conf_r18-tiny_fpn_digits.py",
 }
+
+
+def coco_detectors(depth: int) -> dict[str, str]:
+    """The paper's three 1x COCO recipes for a ResNet ``depth`` (50 or 101)."""
+    return {
+        "retinanet": f"experiments/retinanet_r{depth}_fpn_1x_coco.py",
+        "iou_aware": f"experiments/iou-aware-retinanet_r{depth}_fpn_1x_coco.py",
+        "retinanet_conf": f"experiments/retinanet-conf_r{depth}_fpn_1x_coco.py",
+    }
+
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -42,5 +62,19 @@ PRESETS: dict[str, Preset] = {
                      "param_scheduler.0.end": 2,
                      "param_scheduler.1.end": 1, "param_scheduler.1.T_max": 1,
                      "default_hooks.logger.interval": 1},
+    ),
+    "coco_r50": Preset(
+        name="coco_r50",
+        description="COCO 2017 at --data-root, GPU: the paper's ResNet-50 1x recipes (Tables 1-5)",
+        data=None,
+        pretrain=None,
+        detectors=coco_detectors(50),
+    ),
+    "coco_r101": Preset(
+        name="coco_r101",
+        description="COCO 2017 at --data-root, GPU: the ResNet-101 1x recipes (Table 6)",
+        data=None,
+        pretrain=None,
+        detectors=coco_detectors(101),
     ),
 }

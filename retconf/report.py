@@ -4,13 +4,20 @@ self-contained HTML with an index.
 Each notebook is executed into ``OUT/<name>.ipynb`` (kept, also when a cell fails) and converted
 to ``OUT/<name>.html`` (code hidden unless ``show_code``); ``OUT/index.html`` links them with the
 run's metadata. HTML files are written atomically.
+
+Reports resume: each HTML page carries ``<meta name="retconf-inputs">``, a fingerprint of the
+notebook, its parameters, the run's ``summary.json`` (less its timing of this very stage) and
+every dump's ``metadata.json``; a page whose fingerprint matches is kept, so a rerun after an
+interruption redoes only the notebooks that were not finished or whose inputs changed.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -41,7 +48,44 @@ def strip_remote_scripts(page: str) -> str:
     return _REMOTE_SCRIPT.sub("", page)
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = False) -> Path:
+@dataclass(frozen=True)
+class Report:
+    """One written (or kept) HTML report."""
+
+    path: Path
+    reused: bool
+
+
+_FINGERPRINT = re.compile(r'<meta name="retconf-inputs" content="([0-9a-f]{64})">')
+
+
+def inputs_fingerprint(notebook: Path, parameters: dict, show_code: bool, run_dir: Path) -> str:
+    """SHA-256 over everything a report is made from (see the module docstring)."""
+    h = hashlib.sha256()
+    h.update(notebook.read_bytes())
+    h.update(json.dumps({"parameters": parameters, "show_code": show_code}, sort_keys=True).encode())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.pop("cached_this_run", None)
+    summary.get("seconds", {}).pop("reports", None)
+    h.update(json.dumps(summary, sort_keys=True).encode())
+    for meta in sorted(run_dir.glob("**/dumps/*/metadata.json")):
+        h.update(str(meta.relative_to(run_dir)).encode())
+        h.update(meta.read_bytes())
+    return h.hexdigest()
+
+
+def report_fingerprint(page: Path) -> Optional[str]:
+    """The inputs fingerprint recorded in an HTML report (None: absent or unreadable)."""
+    try:
+        head = page.read_text(errors="replace")[:4000]
+    except OSError:
+        return None
+    m = _FINGERPRINT.search(head)
+    return m.group(1) if m else None
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = False,
+                 fingerprint: str = "") -> Path:
     """Execute one notebook with papermill and write its HTML; return the HTML path."""
     import nbformat
     import papermill as pm
@@ -58,7 +102,10 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     target = out_dir / f"{path.stem}.html"
-    atomic_write_text(target, strip_remote_scripts(body))
+    body = strip_remote_scripts(body)
+    if fingerprint:
+        body = body.replace("<head>", f'<head>\n<meta name="retconf-inputs" content="{fingerprint}">', 1)
+    atomic_write_text(target, body)
     executed.unlink()  # kept only when the notebook fails
     return target
 
@@ -66,7 +113,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict) -> str:
     """A small index page: one link per report plus the run's metadata."""
     rows = "\n".join(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a></li>' for title, href in entries)
-    meta = html.escape(json.dumps({k: summary.get(k) for k in ("preset", "run_dir", "data_root", "seconds")}, indent=1))
+    meta = html.escape(json.dumps({k: summary.get(k) for k in ("preset", "run_dir", "data_root", "seeds", "detectors", "ablations", "seconds")}, indent=1))
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>retconf reports: {html.escape(str(run_dir))}"
             f"</title></head><body><h1>retconf reports</h1><p>Run <code>{html.escape(str(run_dir))}</code>, "
             f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p><ul>{rows}</ul><h2>Run metadata</h2>"
@@ -74,8 +121,9 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict) -> 
 
 
 def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]] = None,
-                 show_code: bool = False) -> list[Path]:
-    """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``."""
+                 show_code: bool = False) -> list[Report]:
+    """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``;
+    reports whose recorded inputs fingerprint still matches are kept."""
     from tqdm import tqdm
 
     run_dir, out = Path(run_dir).absolute(), Path(out)
@@ -85,9 +133,18 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
         raise ReportError(f"{run_dir}/summary.json: missing (run `retconf reproduce` first)")
     summary = json.loads((ROOT / run_dir / "summary.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.html.*.tmp"):  # left by a run killed in the middle of a write
+        tmp.unlink()
     written = []
     for path in tqdm(notebooks(names), desc="reports", unit="notebook"):
-        written.append(run_notebook(path, out, {"run_dir": str(run_dir)}, show_code))
-    atomic_write_text(out / "index.html", index_html([(p.stem.replace("_", " "), p.name) for p in written],
-                                                     run_dir, summary))
+        parameters = {"run_dir": str(run_dir)}
+        fp = inputs_fingerprint(path, parameters, show_code, ROOT / run_dir)
+        target = out / f"{path.stem}.html"
+        if report_fingerprint(target) == fp:
+            tqdm.write(f"{target}: up to date with its inputs, kept")
+            written.append(Report(target, True))
+            continue
+        written.append(Report(run_notebook(path, out, parameters, show_code, fp), False))
+    atomic_write_text(out / "index.html", index_html([(r.path.stem.replace("_", " "), r.path.name)
+                                                      for r in written], run_dir, summary))
     return written

@@ -42,12 +42,14 @@ def fast_train_options(max_epochs: int = 1) -> dict:
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """`retconf reproduce --preset quick` run once per session (about a minute)."""
+    """`retconf reproduce --preset quick --seeds 2 --full` run once per session (a few minutes):
+    20 one-epoch trainings on 64 images, their dumps and the four reports."""
     import subprocess
     import sys
 
     base = tmp_path_factory.mktemp("quick")
     args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick",
+            "--seeds", "2", "--full",
             "--out", str(base / "run"), "--data-root", str(base / "data"), "--reports", str(base / "reports")]
     first = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -56,18 +56,19 @@ def test_four_numbered_notebooks_with_a_parameters_cell() -> None:
         assert not any(c.cell_type == "code" and "\ndef " in "\n" + c.source for c in nb.cells), p.name
 
 
-@pytest.mark.parametrize("name, tables, images, header", [
-    ("01_misalignment", 4, 5, "condition"),
-    ("02_alpha_sweep", 2, 1, "AP_paper"),
-    ("03_ablations", 2, 0, "AP_delta"),
-    ("04_main_results", 2, 0, "AP_delta"),
+@pytest.mark.parametrize("name, tables, images, headers", [
+    ("01_misalignment", 4, 5, ["condition", "image1_sd", "wrong-survivor rate_sd"]),
+    ("02_alpha_sweep", 2, 1, ["AP_paper", "AP_sd"]),
+    ("03_ablations", 5, 0, ["AP_delta", "AP_sd", "loss", "AP oracle (true IoU)_sd"]),
+    ("04_main_results", 4, 1, ["AP_delta", "AP_sd", "seconds"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: int, images: int,
-                                            header: str) -> None:
+                                            headers: list[str]) -> None:
     page = _parse(reports / f"{name}.html")
     assert page.tags.get("table", 0) == tables
     assert page.tags.get("img", 0) == images
-    assert header in page.headers
+    for header in headers:
+        assert header in page.headers, header
     assert not (reports / f"{name}.ipynb").exists()  # executed copies are kept only on failure
 
 
@@ -86,3 +87,76 @@ def test_failing_notebook_names_the_cell_and_keeps_the_notebook(tmp_path: Path) 
         make_reports(run, tmp_path / "out", names=["01"])
     assert (tmp_path / "out" / "01_misalignment.ipynb").is_file()
     assert not (tmp_path / "out" / "01_misalignment.html").exists()
+
+
+def test_main_results_show_mean_and_spread_over_two_seeds(reports: Path) -> None:
+    import re
+
+    page = (reports / "04_main_results.html").read_text()
+    assert "mean ± sd (sample standard deviation) over 2 training seeds" in page
+    first = re.search(r"<table.*?</table>", page, re.S).group(0)
+    head = [h.strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", first, re.S)]
+    row = re.search(r"<tbody>\s*<tr>(.*?)</tr>", first, re.S).group(1)
+    cells = [c.strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+    values = dict(zip(head, cells))
+    assert values["model"] == "retinanet" and values["seeds"] == "2"
+    float(values["AP_sd"])  # a number: two seeds give a spread (NaN would read "NaN")
+    assert values["AP_sd"] != "NaN"
+
+
+def test_fingerprint_follows_the_dumps_and_notebook(tmp_path: Path) -> None:
+    import json
+
+    from retconf.report import inputs_fingerprint
+
+    (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "seconds": {"a": 1}}))
+    meta = tmp_path / "seed_0" / "dumps" / "retinanet" / "metadata.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text('{"checkpoint_sha256": "1"}')
+    nb = notebooks()[0]
+    fp = inputs_fingerprint(nb, {"run_dir": "r"}, False, tmp_path)
+    # the timing of the report stage itself and which stages were cached do not matter
+    (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "seconds": {"a": 1, "reports": 9},
+                                                       "cached_this_run": ["x"]}))
+    assert inputs_fingerprint(nb, {"run_dir": "r"}, False, tmp_path) == fp
+    assert inputs_fingerprint(nb, {"run_dir": "r"}, True, tmp_path) != fp
+    assert inputs_fingerprint(notebooks()[1], {"run_dir": "r"}, False, tmp_path) != fp
+    meta.write_text('{"checkpoint_sha256": "2"}')
+    assert inputs_fingerprint(nb, {"run_dir": "r"}, False, tmp_path) != fp
+
+
+def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict, tmp_path: Path) -> None:
+    """kill -9 (the whole process group, kernels included) once the first report is written:
+    no page that looks finished is incomplete, and the rerun keeps the finished one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from retconf.report import report_fingerprint
+    from tests.conftest import ROOT
+
+    out = tmp_path / "reports"
+    args = [sys.executable, "-m", "retconf.cli", "report", str(quick_run["run"]), "--out", str(out)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "01_misalignment.html").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "index.html").exists()  # written last
+    finished = sorted(out.glob("*.html"))
+    assert finished and len(finished) < 4
+    for page in finished:  # complete pages only, each with its inputs fingerprint
+        assert page.read_text().rstrip().endswith("</html>") and report_fingerprint(page)
+
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{4 - len(finished)} reports written, {len(finished)} up to date and kept" in again.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "04_main_results.html",
+        "index.html"]  # no executed notebook or temporary file left behind
+    assert _parse(out / "index.html").tags.get("a") == 4

@@ -1,0 +1,111 @@
+"""Results over training seeds: every comparison of detectors is computed per seed, then shown
+as mean and spread (sample standard deviation) with the number of seeds.
+
+A run directory from ``retconf reproduce --seeds N`` holds ``seed_<s>/dumps/<model>/`` for
+s = 0 .. N-1 and a ``summary.json`` listing them (see :mod:`retconf.pipeline`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import pandas as pd
+
+from .io import Dump, DumpError, load_dump, run_path
+
+# summary.json metric keys -> the paper's column names
+METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mAP_75": "AP75",
+                "coco/bbox_mAP_s": "APs", "coco/bbox_mAP_m": "APm", "coco/bbox_mAP_l": "APl"}
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    """``RUN/summary.json`` of a ``retconf reproduce`` run (fields ``seeds``, ``metrics`` ...)."""
+    path = run_path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise DumpError(f"{path}: missing (run `retconf reproduce` first)")
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DumpError(f"{path}: not valid JSON ({e.msg})") from e
+    for field in ("seeds", "metrics"):
+        if field not in summary:
+            raise DumpError(f"{path}: missing field {field!r} (made by an older retconf; rerun "
+                            "`retconf reproduce`)")
+    return summary
+
+
+def run_seeds(run_dir: str | Path) -> list[int]:
+    """The seeds of a run, from its summary."""
+    return [int(s) for s in load_summary(run_dir)["seeds"]]
+
+
+def dump_path(run_dir: str | Path, seed: int, model: str) -> Path:
+    """Where ``retconf reproduce`` puts the dump of ``model`` trained with ``seed``."""
+    return run_path(run_dir) / f"seed_{seed}" / "dumps" / model
+
+
+def load_seed_dump(run_dir: str | Path, seed: int, model: str) -> Dump:
+    """One dump of a multi-seed run."""
+    return load_dump(dump_path(run_dir, seed, model))
+
+
+def over_seeds(run_dir: str | Path, models: Sequence[str],
+               fn: Callable[[str, Dump], Any], seeds: Optional[Iterable[int]] = None) -> pd.DataFrame:
+    """Apply ``fn(model, dump)`` to every (seed, model) dump, one dump in memory at a time.
+
+    ``fn`` returns a dict (one row), a list of dicts or a DataFrame (several rows). Returns the
+    rows with ``seed`` and ``model`` columns first.
+    """
+    frames = []
+    for seed in (run_seeds(run_dir) if seeds is None else seeds):
+        for model in models:
+            out = fn(model, load_seed_dump(run_dir, seed, model))
+            df = out.copy() if isinstance(out, pd.DataFrame) else pd.DataFrame([out] if isinstance(out, dict) else out)
+            df.insert(0, "model", model)
+            df.insert(0, "seed", seed)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_sd(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean and sample standard deviation of ``metrics`` over the seeds of each ``by`` group.
+
+    Args:
+        df: rows with a ``seed`` column, e.g. from :func:`over_seeds`.
+    Returns:
+        One row per group: ``by`` columns, ``seeds`` (how many), then for each metric ``m`` the
+        mean as ``m`` and the spread as ``m_sd`` (NaN for a single seed). Groups keep their
+        first-appearance order.
+    """
+    by, metrics = list(by), [m for m in metrics if m in df.columns]
+    g = df.groupby(by, sort=False)
+    out = g[metrics].mean()
+    sd = g[metrics].std(ddof=1).add_suffix("_sd")
+    n = g["seed"].nunique().rename("seeds")
+    table = pd.concat([n, out, sd], axis=1)
+    ordered = ["seeds"] + [c for m in metrics for c in (m, f"{m}_sd")]
+    return table[ordered].reset_index()
+
+
+def seeds_note(n: int) -> str:
+    """How a table's numbers came about, for the line above it."""
+    if n == 1:
+        return "1 seed: no spread (rerun with `retconf reproduce --seeds N` for mean ± sd)"
+    return f"mean ± sd (sample standard deviation) over {n} training seeds"
+
+
+def summary_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """Final validation metrics of every (seed, model) of a run, in the paper's column names;
+    models in the run's detector order, then its ablation variants."""
+    summary = load_summary(run_dir)
+    rows = []
+    for seed in summary["seeds"]:
+        records = summary["metrics"][str(seed)]
+        order = [m for m in summary.get("detectors", []) if m in records] + \
+            [m for m in records if m not in summary.get("detectors", [])]
+        for model in order:
+            record = records[model]
+            rows.append({"seed": int(seed), "model": model,
+                         **{METRIC_NAMES[k]: v for k, v in record.items() if k in METRIC_NAMES}})
+    return pd.DataFrame(rows)

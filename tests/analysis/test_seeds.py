@@ -1,0 +1,67 @@
+"""Aggregation over training seeds (analysis/seeds.py)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.io import DumpError
+from analysis.seeds import (load_summary, mean_sd, over_seeds, run_seeds, seeds_note,
+                            summary_metrics)
+
+
+def test_mean_sd_by_hand() -> None:
+    df = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2], "model": ["b"] * 3 + ["a"] * 3,
+                       "AP": [0.30, 0.34, 0.32, 0.40, 0.40, 0.40], "other": list("xyzxyz")})
+    out = mean_sd(df, ["model"], ["AP", "missing"])
+    assert list(out["model"]) == ["b", "a"]  # first-appearance order, not sorted
+    assert list(out.columns) == ["model", "seeds", "AP", "AP_sd"]
+    b = out.iloc[0]
+    assert b["seeds"] == 3
+    assert b["AP"] == pytest.approx(0.32)
+    assert b["AP_sd"] == pytest.approx(0.02)  # sample sd of 0.30, 0.34, 0.32
+    assert out.iloc[1]["AP_sd"] == pytest.approx(0.0)
+
+
+def test_single_seed_has_no_spread() -> None:
+    out = mean_sd(pd.DataFrame({"seed": [0], "model": ["a"], "AP": [0.5]}), ["model"], ["AP"])
+    assert out["seeds"].item() == 1 and math.isnan(out["AP_sd"].item())
+    assert "no spread" in seeds_note(1) and "over 3 training seeds" in seeds_note(3)
+
+
+def _summary(tmp_path: Path, **fields) -> Path:
+    (tmp_path / "summary.json").write_text(json.dumps(fields))
+    return tmp_path
+
+
+def test_summary_metrics_in_detector_order(tmp_path: Path) -> None:
+    m = {"coco/bbox_mAP": 0.4, "coco/bbox_mAP_50": 0.6, "other": 1}
+    run = _summary(tmp_path, seeds=[0, 1], detectors=["retinanet", "iou_aware"],
+                   metrics={"0": {"iou_aware": m, "retinanet": m, "conf_l1": m},
+                            "1": {"iou_aware": m, "retinanet": m, "conf_l1": m}})
+    table = summary_metrics(run)
+    assert list(table["model"][:3]) == ["retinanet", "iou_aware", "conf_l1"]
+    assert list(table.columns) == ["seed", "model", "AP", "AP50"]
+    assert run_seeds(run) == [0, 1]
+
+
+def test_summary_errors_name_file_and_field(tmp_path: Path) -> None:
+    with pytest.raises(DumpError, match="summary.json: missing"):
+        load_summary(tmp_path)
+    run = _summary(tmp_path, metrics={})
+    with pytest.raises(DumpError, match=r"summary.json: missing field 'seeds'"):
+        load_summary(run)
+    (tmp_path / "summary.json").write_text("{")
+    with pytest.raises(DumpError, match="summary.json: not valid JSON"):
+        load_summary(tmp_path)
+
+
+def test_over_seeds_reads_every_seed_of_a_real_run(quick_run: dict) -> None:
+    rows = over_seeds(quick_run["run"], ["retinanet", "retinanet_conf"],
+                      lambda model, d: {"n": len(d.detections), "images": d.meta["num_images"]})
+    assert list(rows.columns[:2]) == ["seed", "model"]
+    assert sorted(set(rows["seed"])) == run_seeds(quick_run["run"]) == [0, 1]
+    assert len(rows) == 4 and (rows["images"] == 16).all()
