@@ -25,15 +25,23 @@ def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr:
 
 
 def preselect(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
-              nms_pre: int, min_bbox_size: float = 0.0) -> pd.DataFrame:
+              nms_pre: int, min_bbox_size: float = 0.0, order: str = "before_topk") -> pd.DataFrame:
     """The candidates NMS sees, for all images at once: fused ``score`` > ``score_thr``, top
     ``nms_pre`` per (image, level), boxes larger than ``min_bbox_size`` (as mmdet's
-    ``_bbox_post_process``). Rows come out ordered by image, level and descending score."""
+    ``_bbox_post_process``). Rows come out ordered by image, level and descending rank score.
+
+    ``order='after_topk'`` is mmdet's order (``QualityRetinaHead`` ``fusion.order``): threshold
+    and top-k on ``cls``, then fuse the survivors. Exact on a dump, whose candidate grid holds
+    the ``cls`` selection."""
+    if order not in ("before_topk", "after_topk"):
+        raise ValueError(f"order {order!r} is not 'before_topk' or 'after_topk'")
     score = fused_scores(cands["cls"].to_numpy(), np.nan_to_num(cands["obj"].to_numpy(), nan=1.0),
                          mode, alpha, thr).astype(np.float32)
-    keep = score > score_thr
-    frame = cands[keep].assign(score=score[keep])
-    frame = frame.sort_values(["image_id", "level", "score"], ascending=[True, True, False], kind="stable")
+    rank = score if order == "before_topk" else cands["cls"].to_numpy(dtype=np.float32)
+    keep = rank > score_thr
+    frame = cands[keep].assign(score=score[keep], _rank=rank[keep])
+    frame = frame.sort_values(["image_id", "level", "_rank"], ascending=[True, True, False], kind="stable")
+    frame = frame.drop(columns="_rank")
     if nms_pre > 0:
         frame = frame[frame.groupby(["image_id", "level"], sort=False).cumcount().to_numpy() < nms_pre]
     if min_bbox_size >= 0:
@@ -68,9 +76,9 @@ def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int) -> pd.D
 
 def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr: float = 0.5,
             score_thr: float = 0.05, nms_pre: int = 1000, nms_iou: float = 0.5,
-            max_per_img: int = 100, min_bbox_size: float = 0.0) -> pd.DataFrame:
+            max_per_img: int = 100, min_bbox_size: float = 0.0, order: str = "before_topk") -> pd.DataFrame:
     """Detections of every image after re-scoring (one row per detection)."""
-    return nms_per_image(preselect(candidates, mode, alpha, thr, score_thr, nms_pre, min_bbox_size),
+    return nms_per_image(preselect(candidates, mode, alpha, thr, score_thr, nms_pre, min_bbox_size, order),
                          nms_iou, max_per_img)
 
 
@@ -249,3 +257,12 @@ def oracle_rows(model: str, dump, alphas: Sequence[float] = (0.2, 0.4, 0.6)) -> 
              "AP predicted obj": coco_ap(rescore(dump.candidates, "pow", a, **kw), ann, classes)["AP"],
              "AP oracle (true IoU)": coco_ap(rescore(oracle, "pow", a, **kw), ann, classes)["AP"]}
             for a in alphas]
+
+
+def order_rows(model: str, dump, alpha: float = 0.4) -> list[dict]:
+    """AP of the product fusion fused before top-k (this project's default) and after it
+    (mmdet's order, as the original code effectively did), from one dump."""
+    kw = inference_kwargs(dump.meta)
+    return [{"order": order, **coco_ap(rescore(dump.candidates, "pow", alpha, order=order, **kw),
+                                        dump.meta["ann_file"], dump.meta["classes"])}
+            for order in ("before_topk", "after_topk")]

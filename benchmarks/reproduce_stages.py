@@ -30,10 +30,14 @@ def markdown(summary: dict, wall_s: float | None) -> str:
     lines.append(f"| **total of stages** | **{total:.1f}** | |")
     if wall_s is not None:
         lines.append(f"\nWall time of the command: {wall_s:.1f} s.")
-    metrics = summary.get("metrics", {})
+    metrics = summary.get("metrics", {})  # seed -> model -> metrics
     if metrics:
-        lines += ["", "| detector | AP |", "|---|---|"]
-        lines += [f"| {n} | {m.get('coco/bbox_mAP', float('nan')):.3f} |" for n, m in metrics.items()]
+        seeds = sorted(metrics, key=int)
+        models = list(dict.fromkeys(m for s in seeds for m in metrics[s]))
+        lines += ["", "| model | " + " | ".join(f"AP seed {s}" for s in seeds) + " |",
+                  "|---|" + "---|" * len(seeds)]
+        lines += [f"| {n} | " + " | ".join(f"{metrics[s].get(n, {}).get('coco/bbox_mAP', float('nan')):.3f}"
+                                          for s in seeds) + " |" for n in models]
     return "\n".join(lines) + "\n"
 
 

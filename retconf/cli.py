@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Execute notebooks/NN_*.ipynb with papermill on a run "
                          "directory (from `retconf reproduce`) and write OUT/NN_*.html plus "
                          "OUT/index.html. A failing notebook stops the run; its executed copy is kept.")
-    rep.add_argument("run_dir", help="run directory holding summary.json and dumps/")
+    rep.add_argument("run_dir", help="run directory of `retconf reproduce` (summary.json, seed_*/dumps/)")
     rep.add_argument("--out", default="reports", help="output directory (default %(default)s)")
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")

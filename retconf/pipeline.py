@@ -106,9 +106,9 @@ def _set_aside_if_stale(work_dir: Path, inputs: dict) -> None:
         return
     if record.is_file() and json.loads(record.read_text()) == inputs:
         return
+    why = "its inputs changed" if record.is_file() else "it has no inputs.json"
     stale = work_dir.with_name(f"{work_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
     work_dir.rename(stale)
-    why = "its inputs changed" if record.is_file() else "it has no inputs.json"
     print(f"{work_dir}: {why}; moved the old run to {stale} and training afresh")
 
 

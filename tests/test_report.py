@@ -59,7 +59,7 @@ def test_four_numbered_notebooks_with_a_parameters_cell() -> None:
 @pytest.mark.parametrize("name, tables, images, headers", [
     ("01_misalignment", 4, 5, ["condition", "image1_sd", "wrong-survivor rate_sd"]),
     ("02_alpha_sweep", 2, 1, ["AP_paper", "AP_sd"]),
-    ("03_ablations", 5, 0, ["AP_delta", "AP_sd", "loss", "AP oracle (true IoU)_sd"]),
+    ("03_ablations", 6, 0, ["AP_delta", "AP_sd", "loss", "AP oracle (true IoU)_sd", "order"]),
     ("04_main_results", 4, 1, ["AP_delta", "AP_sd", "seconds"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: int, images: int,

@@ -48,6 +48,10 @@ def conf_run(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         dump_predictions(str(CONF), ckpt, out, str(small_digits),
                          {**opts, "model.bbox_head.fusion.alpha": alpha}, shard_size=5, progress=False)
         dumps[alpha] = load_dump(out)
+    out = work / "dump_after_topk"
+    dump_predictions(str(CONF), ckpt, out, str(small_digits),
+                     {**opts, "model.bbox_head.fusion.order": "after_topk"}, shard_size=5, progress=False)
+    dumps["after_topk"] = load_dump(out)
     return {"dump": dumps[0.4], "live_dumps": dumps, "live_ap": live_ap, "ann": ann, "ckpt": ckpt,
             "opts": opts, "data": small_digits}
 
@@ -83,6 +87,30 @@ def test_rescoring_other_alphas_matches_live_reinference(conf_run: dict, alpha: 
     ap = coco_ap(redone, conf_run["ann"], d.meta["classes"])["AP"]
     assert abs(ap - coco_ap(live, conf_run["ann"], d.meta["classes"])["AP"]) <= 0.001  # 0.1 AP points
     _same_detections(redone, live)  # alphas of the dump's grid are exact
+
+
+def test_rescoring_after_topk_matches_live_inference_in_that_order(conf_run: dict) -> None:
+    d, live = conf_run["dump"], conf_run["live_dumps"]["after_topk"].detections
+    redone = rescore(d.candidates, "pow", 0.4, order="after_topk", **inference_kwargs(d.meta))
+    _same_detections(redone, live)
+    with pytest.raises(ValueError, match="order 'sideways'"):
+        rescore(d.candidates, "pow", 0.4, order="sideways")
+
+
+def test_preselect_order_by_hand() -> None:
+    """One level, nms_pre 1: fused first, B (cls 0.8, obj 0.9) wins; by cls first, A (cls 0.9,
+    obj 0.1) is kept and then fused to 0.1^0.4 * 0.9^0.6."""
+    import pandas as pd
+
+    from analysis.rescore import preselect
+
+    cands = pd.DataFrame({"image_id": [1, 1], "level": [0, 0], "anchor": [0, 1], "label": [0, 0],
+                          "cls": [0.9, 0.8], "obj": [0.1, 0.9], "x1": [0.0, 0.0], "y1": [0.0, 0.0],
+                          "x2": [9.0, 9.0], "y2": [9.0, 9.0]}).astype({"cls": "float32", "obj": "float32"})
+    before = preselect(cands, "pow", 0.4, 0.5, 0.05, nms_pre=1)
+    after = preselect(cands, "pow", 0.4, 0.5, 0.05, nms_pre=1, order="after_topk")
+    assert list(before["anchor"]) == [1] and before["score"].item() == pytest.approx(0.9 ** 0.4 * 0.8 ** 0.6, rel=1e-5)
+    assert list(after["anchor"]) == [0] and after["score"].item() == pytest.approx(0.1 ** 0.4 * 0.9 ** 0.6, rel=1e-5)
 
 
 def test_dump_is_resumable_and_validated(conf_run: dict, small_digits: Path, tmp_path: Path) -> None:
