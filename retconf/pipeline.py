@@ -277,8 +277,9 @@ def _print_plan(preset: Preset, jobs: list[Job], data_dir: Path, run_dir: Path, 
 
 
 def _print_summary(summary: dict, cached: list[str], reports_dir: Path) -> None:
-    """AP per model as mean ± sd over seeds, then where everything is."""
-    import statistics
+    """AP per model as mean ± sd over seeds (NaN where a metric is missing), then where
+    everything is."""
+    import numpy as np
 
     _stage("summary")
     seeds = summary["seeds"]
@@ -287,9 +288,9 @@ def _print_summary(summary: dict, cached: list[str], reports_dir: Path) -> None:
     for name in names:
         cells = []
         for suffix in ("", "_50", "_75"):
-            vals = [summary["metrics"][str(s)][name].get(f"coco/bbox_mAP{suffix}", float("nan")) for s in seeds]
-            sd = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
-            cells.append(f"{statistics.fmean(vals):.3f}{sd}")
+            vals = [float(summary["metrics"][str(s)][name].get(f"coco/bbox_mAP{suffix}", "nan")) for s in seeds]
+            sd = f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else ""
+            cells.append(f"{np.mean(vals):.3f}{sd}")
         print(f"{name:<18} " + " ".join(f"{c:>15}" for c in cells))
     total = sum(summary["seconds"].values())
     print(f"stage seconds (total {total:.0f}): {summary['seconds']}"
