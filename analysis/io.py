@@ -34,6 +34,27 @@ def run_path(run_dir: str | Path) -> Path:
     return Path(__file__).resolve().parents[1] / path
 
 
+def read_json(path: Path, fields: tuple[str, ...], if_missing: str) -> dict:
+    """A JSON object file with the required ``fields``.
+
+    Raises:
+        DumpError: naming the file and what is wrong (missing, not JSON, a missing field);
+            ``if_missing`` says what a missing file means.
+    """
+    if not path.is_file():
+        raise DumpError(f"{path}: missing ({if_missing})")
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DumpError(f"{path}: not valid JSON ({e.msg})") from e
+    if not isinstance(record, dict):
+        raise DumpError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    for field in fields:
+        if field not in record:
+            raise DumpError(f"{path}: missing field {field!r}")
+    return record
+
+
 def _check(df: pd.DataFrame, schema: dict, where: str) -> None:
     for column, dtype in schema.items():
         if column not in df.columns:
@@ -50,15 +71,8 @@ def load_dump(path: str | Path) -> Dump:
     """
     path = Path(path)
     meta_file = path / "metadata.json"
-    if not meta_file.is_file():
-        raise DumpError(f"{meta_file}: missing (the dump is incomplete; rerun `retconf dump` to resume)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e:
-        raise DumpError(f"{meta_file}: not valid JSON ({e.msg})") from e
-    for field in ("schema", "num_shards", "complete"):
-        if field not in meta:
-            raise DumpError(f"{meta_file}: missing field {field!r}")
+    meta = read_json(meta_file, ("schema", "num_shards", "complete"),
+                     "the dump is incomplete; rerun `retconf dump` to resume")
     frames = {}
     for kind in KINDS:
         parts = []

@@ -6,13 +6,12 @@ s = 0 .. N-1 and a ``summary.json`` listing them (see :mod:`retconf.pipeline`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
-from .io import Dump, DumpError, load_dump, run_path
+from .io import Dump, load_dump, read_json, run_path
 
 # summary.json metric keys -> the paper's column names
 METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mAP_75": "AP75",
@@ -21,18 +20,8 @@ METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mA
 
 def load_summary(run_dir: str | Path) -> dict:
     """``RUN/summary.json`` of a ``retconf reproduce`` run (fields ``seeds``, ``metrics`` ...)."""
-    path = run_path(run_dir) / "summary.json"
-    if not path.is_file():
-        raise DumpError(f"{path}: missing (run `retconf reproduce` first)")
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DumpError(f"{path}: not valid JSON ({e.msg})") from e
-    for field in ("seeds", "metrics"):
-        if field not in summary:
-            raise DumpError(f"{path}: missing field {field!r} (made by an older retconf; rerun "
-                            "`retconf reproduce`)")
-    return summary
+    return read_json(run_path(run_dir) / "summary.json", ("seeds", "metrics"),
+                     "run `retconf reproduce` first")
 
 
 def run_seeds(run_dir: str | Path) -> list[int]:

@@ -83,10 +83,16 @@ def _file_digest(path: Path) -> str:
     return _sha256(path) if path.is_file() else "missing"
 
 
-def inputs_record(cfg: object, extra: dict) -> dict:
+def inputs_record(cfg: object, extra: dict, placeholders: Optional[dict[str, str]] = None) -> dict:
     """What a training depends on: the resolved config plus fingerprints of files it reads
-    (``extra``: backbone and dataset digests). ``cfg`` is an mmengine Config."""
+    (``extra``: backbone and dataset digests). ``cfg`` is an mmengine Config.
+
+    ``placeholders`` maps path strings whose *content* ``extra`` already fingerprints (the
+    backbone file, the dataset directory) to fixed names, so that a moved or copied run or
+    dataset with the same content still counts as the same inputs."""
     blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str)  # type: ignore[attr-defined]
+    for path, name in sorted((placeholders or {}).items(), key=lambda kv: -len(kv[0])):
+        blob = blob.replace(path, name)
     return {"config_sha256": hashlib.sha256(blob.encode()).hexdigest(), **extra}
 
 
@@ -202,12 +208,15 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
 
     digests = {"data": _data_digest(preset, data_dir),
                "backbone": _file_digest(backbone) if preset.pretrain is not None else "config"}
+    placeholders = {str(data_dir).rstrip("/"): "<data>"}
+    if preset.pretrain is not None:
+        placeholders[str(backbone)] = "<backbone>"
     results: dict[str, dict] = {}
     for i, job in enumerate(jobs, 1):
         _stage(f"[3/{n_stages}] seed {job.seed} ({job.seed + 1}/{seeds}), {job.name} "
                f"({i}/{len(jobs)}): train -> {job.work_dir}")
         cfg = load_config(job.config, job.options, str(data_dir))
-        inputs = inputs_record(cfg, digests)
+        inputs = inputs_record(cfg, digests, placeholders)
         max_epochs = cfg.train_cfg.max_epochs
         t = time.time()
         _set_aside_if_stale(job.work_dir, inputs)

@@ -44,6 +44,13 @@ def coco_detectors(depth: int) -> dict[str, str]:
     }
 
 
+def coco_preset(depth: int, tables: str) -> Preset:
+    """The paper's 1x recipes on COCO 2017 for ResNet-``depth``."""
+    return Preset(name=f"coco_r{depth}",
+                  description=f"COCO 2017 at --data-root, GPU: the paper's ResNet-{depth} 1x recipes ({tables})",
+                  data=None, pretrain=None, detectors=coco_detectors(depth))
+
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
@@ -63,18 +70,6 @@ PRESETS: dict[str, Preset] = {
                      "param_scheduler.1.end": 1, "param_scheduler.1.T_max": 1,
                      "default_hooks.logger.interval": 1},
     ),
-    "coco_r50": Preset(
-        name="coco_r50",
-        description="COCO 2017 at --data-root, GPU: the paper's ResNet-50 1x recipes (Tables 1-5)",
-        data=None,
-        pretrain=None,
-        detectors=coco_detectors(50),
-    ),
-    "coco_r101": Preset(
-        name="coco_r101",
-        description="COCO 2017 at --data-root, GPU: the ResNet-101 1x recipes (Table 6)",
-        data=None,
-        pretrain=None,
-        detectors=coco_detectors(101),
-    ),
+    "coco_r50": coco_preset(50, "Tables 1-5"),
+    "coco_r101": coco_preset(101, "Table 6"),
 }

@@ -133,3 +133,19 @@ def test_summary_prints_mean_and_sd_and_survives_missing_metrics(capsys: pytest.
     _print_summary({"seeds": [0, 1], "metrics": metrics, "seconds": {"data": 1.0}, "run_dir": "r"}, [], Path("rep"))
     out = capsys.readouterr().out
     assert "(2 seeds)" in out and "0.150 ± 0.071" in out and "nan ± nan" in out
+
+
+def test_inputs_record_ignores_where_fingerprinted_files_live() -> None:
+    from retconf.pipeline import inputs_record
+    from retconf.runtime import load_config
+
+    config = PRESETS["tiny"].detectors["retinanet"]
+
+    def record(run: str, data: str, **extra) -> dict:
+        cfg = load_config(config, {"model.backbone.init_cfg.checkpoint": f"{run}/pretrain/backbone.pth", **extra}, data)
+        return inputs_record(cfg, {"backbone": "b"}, {f"{run}/pretrain/backbone.pth": "<backbone>", data: "<data>"})
+
+    base = record("runs/a", "data/x")
+    assert record("elsewhere/b", "/mnt/y") == base  # a moved or copied run and dataset
+    assert record("runs/a", "data/x", **{"train_cfg.max_epochs": 2}) != base
+    assert record("runs/a", "data/x", randomness={"seed": 1}) != base

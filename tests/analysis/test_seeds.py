@@ -52,7 +52,7 @@ def test_summary_errors_name_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(DumpError, match="summary.json: missing"):
         load_summary(tmp_path)
     run = _summary(tmp_path, metrics={})
-    with pytest.raises(DumpError, match=r"summary.json: missing field 'seeds'"):
+    with pytest.raises(DumpError, match=r"summary.json: missing field .seeds."):
         load_summary(run)
     (tmp_path / "summary.json").write_text("{")
     with pytest.raises(DumpError, match="summary.json: not valid JSON"):
