@@ -13,7 +13,8 @@ Files in the output directory:
   command resumes after the last complete shard.
 
 Candidate rule: for each level, the union over a grid of fusions (the deployed one, ``cls``,
-``mul``, ``cls_thr``, ``mul_thr`` and ``pow`` with α = 0.0, 0.1, …, 0.9) of the pairs that live
+``mul``, ``cls_thr``, ``mul_thr``, ``pow`` with α = 0.0, 0.1, …, 0.9 and ``pow_thr`` with
+α = 0.4 and the deployed α) of the pairs that live
 inference would keep (fused score > ``score_thr``, then the top ``nms_pre`` pairs). Re-scoring
 with any fusion of that grid and the same ``score_thr``/``nms_pre`` therefore sees exactly the
 candidates live inference would; other α values or a lower ``score_thr`` are approximations
@@ -56,6 +57,7 @@ def fusion_grid(deployed: Optional[dict]) -> list[dict]:
     grid = [dict(mode=deployed["mode"], alpha=deployed["alpha"], thr=deployed["thr"])]
     grid += [dict(mode=m, alpha=0.0, thr=deployed["thr"]) for m in ("cls", "mul", "cls_thr", "mul_thr")]
     grid += [dict(mode="pow", alpha=a, thr=deployed["thr"]) for a in ALPHA_GRID]
+    grid += [dict(mode="pow_thr", alpha=a, thr=deployed["thr"]) for a in sorted({0.4, deployed["alpha"]})]
     return grid
 
 

@@ -6,8 +6,8 @@ to ``OUT/<name>.html`` (code hidden unless ``show_code``); ``OUT/index.html`` li
 run's metadata. HTML files are written atomically.
 
 Reports resume: each HTML page carries ``<meta name="retconf-inputs">``, a fingerprint of the
-notebook, its parameters, the run's ``summary.json`` (less its timing of this very stage) and
-every dump's ``metadata.json``; a page whose fingerprint matches is kept, so a rerun after an
+notebook, its parameters, the ``analysis`` package's source, the run's ``summary.json`` (less its
+timing of this very stage) and every dump's ``metadata.json``; a page whose fingerprint matches is kept, so a rerun after an
 interruption redoes only the notebooks that were not finished or whose inputs changed.
 """
 from __future__ import annotations
@@ -68,6 +68,8 @@ def inputs_fingerprint(notebook: Path, parameters: dict, show_code: bool, run_di
     summary.pop("cached_this_run", None)
     summary.get("seconds", {}).pop("reports", None)
     h.update(json.dumps(summary, sort_keys=True).encode())
+    for source in sorted((ROOT / "analysis").rglob("*.py")):  # the code the notebooks call
+        h.update(source.read_bytes())
     for meta in sorted(run_dir.glob("**/dumps/*/metadata.json")):
         h.update(str(meta.relative_to(run_dir)).encode())
         h.update(meta.read_bytes())

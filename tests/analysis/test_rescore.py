@@ -48,10 +48,11 @@ def conf_run(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         dump_predictions(str(CONF), ckpt, out, str(small_digits),
                          {**opts, "model.bbox_head.fusion.alpha": alpha}, shard_size=5, progress=False)
         dumps[alpha] = load_dump(out)
-    out = work / "dump_after_topk"
-    dump_predictions(str(CONF), ckpt, out, str(small_digits),
-                     {**opts, "model.bbox_head.fusion.order": "after_topk"}, shard_size=5, progress=False)
-    dumps["after_topk"] = load_dump(out)
+    for name, extra in (("after_topk", {"model.bbox_head.fusion.order": "after_topk"}),
+                        ("pow_thr", {"model.bbox_head.fusion.mode": "pow_thr"})):
+        dump_predictions(str(CONF), ckpt, work / f"dump_{name}", str(small_digits), {**opts, **extra},
+                         shard_size=5, progress=False)
+        dumps[name] = load_dump(work / f"dump_{name}")
     return {"dump": dumps[0.4], "live_dumps": dumps, "live_ap": live_ap, "ann": ann, "ckpt": ckpt,
             "opts": opts, "data": small_digits}
 
@@ -97,6 +98,11 @@ def test_rescoring_after_topk_matches_live_inference_in_that_order(conf_run: dic
         rescore(d.candidates, "pow", 0.4, order="sideways")
 
 
+def test_rescoring_the_filtered_product_matches_live_inference(conf_run: dict) -> None:
+    d, live = conf_run["dump"], conf_run["live_dumps"]["pow_thr"].detections
+    _same_detections(rescore(d.candidates, "pow_thr", 0.4, 0.5, **inference_kwargs(d.meta)), live)
+
+
 def test_preselect_order_by_hand() -> None:
     """One level, nms_pre 1: fused first, B (cls 0.8, obj 0.9) wins; by cls first, A (cls 0.9,
     obj 0.1) is kept and then fused to 0.1^0.4 * 0.9^0.6."""
@@ -135,7 +141,8 @@ def test_fusion_table_and_coco_results_input(conf_run: dict, tmp_path: Path) -> 
 
     d = conf_run["dump"]
     table = fusion_table(d.candidates, conf_run["ann"], d.meta["classes"], **inference_kwargs(d.meta))
-    assert table["fusion"].tolist() == ["cls", "cls(obj>0.5)", "cls*obj", "cls*obj(obj>0.5)", "product"]
+    assert table["fusion"].tolist() == ["cls", "cls(obj>0.5)", "cls*obj", "cls*obj(obj>0.5)",
+                                      "product(alpha=0.4;obj>0.5)", "product(alpha=0.4)"]
     # a COCO results json of the live detections round-trips to the same IoUs and the same AP
     det = d.detections
     results = [{"image_id": int(r.image_id), "category_id": int(r.label) + 1,
