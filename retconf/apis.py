@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .runtime import (CLIError, ConfigError, build_runner, finish_cfg, load_config, preflight,
-                      setup_launcher, undo_outputs_on)
+                      release_runner_dataloaders, setup_launcher, undo_outputs_on)
 
 # Input errors found after the Runner has made its directories; their outputs are taken back.
 _INPUT_ERRORS = (ConfigError, CheckpointError)
@@ -48,6 +48,7 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
     with undo_outputs_on(cfg.work_dir, _INPUT_ERRORS):
         runner = build_runner(cfg)
         runner.train()
+    release_runner_dataloaders(runner)
     metrics = Path(cfg.work_dir) / "metrics.json"
     return json.loads(metrics.read_text()) if metrics.is_file() else {}
 
@@ -60,4 +61,7 @@ def evaluate(config: str, checkpoint: str, work_dir: Optional[str] = None,
     cfg = prepare(config, work_dir, cfg_options, data_root, launcher, ("test",))
     cfg.load_from = checkpoint
     with undo_outputs_on(cfg.work_dir, _INPUT_ERRORS):
-        return build_runner(cfg).test()
+        runner = build_runner(cfg)
+        metrics = runner.test()
+    release_runner_dataloaders(runner)
+    return metrics

@@ -125,6 +125,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     import retconf
 
     from .apis import prepare
+    from .runtime import release_dataloaders
     from .checkpoint import check_checkpoint_fits, load_checkpoint_file
     from .models.fusion import fuse_scores
     from mmdet.models.utils import filter_scores_and_topk
@@ -231,6 +232,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
             if (index + 1) % shard_size == 0 or index + 1 == n_images:
                 flush(shard)
     bar.close()
+    release_dataloaders(loader)
     meta = {
         "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
         "checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint),

@@ -202,6 +202,25 @@ def build_runner(cfg: Any) -> Any:
 
 
 @contextlib.contextmanager
+def release_dataloaders(*loaders: Any) -> None:
+    """Stop the worker processes of finished dataloaders now.
+
+    With ``persistent_workers=True`` they otherwise live until garbage collection, and mmengine's
+    next dataset init (its ``gc.collect()``) then waits about 5 s per loader for them: 10 s per
+    dump in a pipeline that trained before (measured)."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            loader._iterator = None
+
+
+def release_runner_dataloaders(runner: Any) -> None:
+    """:func:`release_dataloaders` for the loops a Runner has built."""
+    loops = [getattr(runner, name, None) for name in ("_train_loop", "_val_loop", "_test_loop")]
+    release_dataloaders(*(getattr(loop, "dataloader", None) for loop in loops if not isinstance(loop, (dict, type(None)))))
+
+
 def undo_outputs_on(work_dir: str | os.PathLike, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
     """On one of ``errors``, delete what the block created in ``work_dir`` (the whole directory
     if it did not exist before), so a run refused for bad input leaves no partial output.

@@ -44,3 +44,24 @@ def test_finish_cfg_sets_runner_work_dir_and_hook() -> None:
     assert cfg.runner_type == "SafeRunner"
     assert [h["type"] for h in cfg.custom_hooks].count("MetricsFileHook") == 1
     assert "name" not in cfg.visualizer
+
+
+def test_release_dataloaders_stops_persistent_workers(small_digits) -> None:
+    """Persistent workers of a finished loader are stopped at once (else mmengine's next dataset
+    init waits for them in gc.collect())."""
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import Runner
+
+    from retconf.runtime import load_config, release_dataloaders
+
+    register_all_modules()
+
+    cfg = load_config(str(TINY_RETINANET), {"test_dataloader.batch_size": 8}, str(small_digits))
+    loader = Runner.build_dataloader(cfg.test_dataloader)
+    assert loader.persistent_workers and loader.num_workers == 1
+    for _ in loader:
+        pass
+    workers = list(loader._iterator._workers)
+    assert all(w.is_alive() for w in workers)
+    release_dataloaders(loader, None)
+    assert loader._iterator is None and not any(w.is_alive() for w in workers)
