@@ -28,12 +28,14 @@ def markdown(summary: dict, wall_s: float | None) -> str:
              "| stage | seconds | share |", "|---|---|---|"]
     lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in sec.items()]
     lines.append(f"| **total of stages** | **{total:.1f}** | |")
+    lines.append("\nCached stages keep the seconds of the run that did them; a stage resumed after an "
+                 "interruption records only the part that finished it.")
     if wall_s is not None:
         lines.append(f"\nWall time of the command: {wall_s:.1f} s.")
     metrics = summary.get("metrics", {})  # seed -> model -> metrics
     if metrics:
         seeds = sorted(metrics, key=int)
-        models = list(dict.fromkeys(m for s in seeds for m in metrics[s]))
+        models = list(dict.fromkeys([*summary.get("detectors", []), *(m for s in seeds for m in metrics[s])]))
         lines += ["", "| model | " + " | ".join(f"AP seed {s}" for s in seeds) + " |",
                   "|---|" + "---|" * len(seeds)]
         lines += [f"| {n} | " + " | ".join(f"{metrics[s].get(n, {}).get('coco/bbox_mAP', float('nan')):.3f}"
