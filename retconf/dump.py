@@ -11,6 +11,8 @@ Files in the output directory:
 - ``metadata.json``: config, checkpoint hash, versions, seed, test settings, the candidate rule
   and the schema. Written last: a dump without it is incomplete, and rerunning the same
   command resumes after the last complete shard.
+- ``dump-key.json``: checkpoint hash, model and test-data settings and shard size of the dump
+  being written; a rerun with anything else starts afresh instead of resuming.
 
 Candidate rule: for each level, the union over a grid of fusions (the deployed one, ``cls``,
 ``mul``, ``cls_thr``, ``mul_thr``, ``pow`` with α = 0.0, 0.1, …, 0.9 and ``pow_thr`` with
@@ -107,6 +109,24 @@ def _sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+KEY_FILE = "dump-key.json"
+
+
+def _start_or_resume(out: Path, key: dict) -> None:
+    """Resume only a dump of the same checkpoint and settings: shards in ``out`` that another
+    checkpoint, config or shard size wrote (or whose origin is unknown) are removed first, so
+    a rerun after retraining never mixes old shards into the new dump."""
+    text = json.dumps(key, sort_keys=True, default=str)
+    ours = sorted(out.glob("*-[0-9][0-9][0-9][0-9][0-9].parquet")) + [out / "metadata.json"]
+    existing = [f for f in ours if f.is_file()]
+    marker = out / KEY_FILE
+    if existing and not (marker.is_file() and marker.read_text() == text):
+        print(f"{out}: the shards there come from another checkpoint or settings; starting afresh")
+        for f in existing:
+            f.unlink()
+    atomic_write_text(marker, text)
+
+
 def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: Optional[str] = None,
                      cfg_options: Optional[dict] = None, shard_size: int = 64,
                      progress: bool = True) -> dict:
@@ -149,6 +169,9 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     n_images = len(loader.dataset)
     n_shards = (n_images + shard_size - 1) // shard_size
     out.mkdir(parents=True, exist_ok=True)
+    _start_or_resume(out, {
+        "checkpoint_sha256": _sha256(checkpoint), "shard_size": shard_size,
+        "model": cfg.model.to_dict(), "test_dataloader": cfg.test_dataloader.to_dict()})
     done = {i for i in range(n_shards) if all((out / f"{kind}-{i:05d}.parquet").is_file()
                                                for kind in ("candidates", "detections", "images"))}
     rows: dict[str, dict[str, list]] = {}

@@ -103,6 +103,20 @@ def test_rescoring_the_filtered_product_matches_live_inference(conf_run: dict) -
     _same_detections(rescore(d.candidates, "pow_thr", 0.4, 0.5, **inference_kwargs(d.meta)), live)
 
 
+def test_dump_into_a_dump_of_other_settings_starts_afresh(conf_run: dict, tmp_path: Path) -> None:
+    """Rerunning into a directory that holds another dump (here: another α) must not keep its
+    shards as if they were resumed ones."""
+    import shutil
+
+    copy = Path(shutil.copytree(conf_run["dump"].path, tmp_path / "d"))
+    (copy / "metadata.json").unlink()  # as if interrupted
+    dump_predictions(str(CONF), conf_run["ckpt"], copy, str(conf_run["data"]),
+                     {**conf_run["opts"], "model.bbox_head.fusion.alpha": 0.2}, shard_size=5, progress=False)
+    redone, live = load_dump(copy), conf_run["live_dumps"][0.2]
+    assert redone.meta["fusion"]["alpha"] == 0.2
+    _same_detections(redone.detections, live.detections)
+
+
 def test_preselect_order_by_hand() -> None:
     """One level, nms_pre 1: fused first, B (cls 0.8, obj 0.9) wins; by cls first, A (cls 0.9,
     obj 0.1) is kept and then fused to 0.1^0.4 * 0.9^0.6."""
