@@ -147,6 +147,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
             written.append(Report(target, True))
             continue
         written.append(Report(run_notebook(path, out, parameters, show_code, fp), False))
-    atomic_write_text(out / "index.html", index_html([(r.path.stem.replace("_", " "), r.path.name)
-                                                      for r in written], run_dir, summary))
+    if not (all(r.reused for r in written) and (out / "index.html").is_file()):
+        atomic_write_text(out / "index.html", index_html([(r.path.stem.replace("_", " "), r.path.name)
+                                                          for r in written], run_dir, summary))
     return written
