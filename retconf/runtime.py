@@ -201,7 +201,6 @@ def build_runner(cfg: Any) -> Any:
         raise ConfigError(f"config {cfg.filename} could not be built: {_short(e)}") from e
 
 
-@contextlib.contextmanager
 def release_dataloaders(*loaders: Any) -> None:
     """Stop the worker processes of finished dataloaders now.
 
@@ -221,6 +220,7 @@ def release_runner_dataloaders(runner: Any) -> None:
     release_dataloaders(*(getattr(loop, "dataloader", None) for loop in loops if not isinstance(loop, (dict, type(None)))))
 
 
+@contextlib.contextmanager
 def undo_outputs_on(work_dir: str | os.PathLike, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
     """On one of ``errors``, delete what the block created in ``work_dir`` (the whole directory
     if it did not exist before), so a run refused for bad input leaves no partial output.
