@@ -142,13 +142,13 @@ def dump_proportions(model: str, dump) -> pd.DataFrame:
 def dump_alignment(model: str, dump) -> dict:
     """Rank correlations with the IoU before / after NMS and the wrong-survivor rate of NMS
     under the fusion the model deploys."""
-    from .rescore import inference_kwargs, preselect, rescore
+    from .rescore import deployed_fusion, inference_kwargs, nms_per_image, preselect
 
-    f = dump.meta.get("fusion") or {"mode": "cls", "alpha": 0.0, "thr": 0.5}
+    f = deployed_fusion(dump.meta)
     kw = inference_kwargs(dump.meta)
-    pre = preselect(dump.candidates, f["mode"], f["alpha"], f.get("thr", 0.5), kw["score_thr"],
+    pre = preselect(dump.candidates, f["mode"], f["alpha"], f["thr"], kw["score_thr"],
                     kw["nms_pre"], kw["min_bbox_size"])
-    ws = wrong_survivor_rate(pre, rescore(dump.candidates, f["mode"], f["alpha"], f.get("thr", 0.5), **kw))
+    ws = wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
     return {"cls~IoU before NMS": rank_correlation(before_nms(dump.candidates)),
             "cls~IoU after NMS": rank_correlation(dump.detections),
             "score~IoU after NMS": rank_correlation(dump.detections, "score"),

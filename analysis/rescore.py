@@ -124,10 +124,7 @@ def alpha_table(dumps: dict, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
     Args:
         dumps: model name -> :class:`analysis.io.Dump` (each re-scored with its own settings).
     """
-    parts = []
-    for name, d in dumps.items():
-        t = alpha_sweep(d.candidates, d.meta["ann_file"], list(alphas), d.meta["classes"], **inference_kwargs(d.meta))
-        parts.append(t.assign(model=name))
+    parts = [alpha_rows(name, d, alphas).assign(model=name) for name, d in dumps.items()]
     table = pd.concat(parts, ignore_index=True)
     cols = ["alpha", "model"] + [c for c in table.columns if c not in ("alpha", "model")]
     return table[cols].sort_values(["alpha", "model"], kind="stable").reset_index(drop=True)
@@ -210,6 +207,24 @@ def inference_kwargs(meta: dict) -> dict:
                 min_bbox_size=t.get("min_bbox_size", -1))
 
 
+DEFAULT_FUSION = {"mode": "cls", "alpha": 0.0, "thr": 0.5}  # what plain RetinaNet deploys
+
+
+def deployed_fusion(meta: dict) -> dict:
+    """The fusion a dump's model deploys (``meta['fusion']``; plain RetinaNet: ``cls``), with
+    ``mode``, ``alpha`` and ``thr``."""
+    return {**DEFAULT_FUSION, **(meta.get("fusion") or {})}
+
+
+def dump_ap(dump, mode: str, alpha: float, thr: float = 0.5, order: str = "before_topk",
+            candidates: Optional[pd.DataFrame] = None) -> dict:
+    """COCO metrics of one dump re-scored with one fusion under the dump's own inference
+    settings (``candidates`` replaces the dump's, e.g. by :func:`analysis.metrics.oracle_candidates`)."""
+    cands = dump.candidates if candidates is None else candidates
+    dets = rescore(cands, mode, alpha, thr, order=order, **inference_kwargs(dump.meta))
+    return coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])
+
+
 def loss_ablation_rows(model: str, dump) -> list[dict]:
     """Tables 2 and 3 rows that one ``retconf reproduce --full`` model provides.
 
@@ -222,25 +237,19 @@ def loss_ablation_rows(model: str, dump) -> list[dict]:
     """
     from retconf.ablations import TABLE3, TABLE_ROWS
 
-    kw = inference_kwargs(dump.meta)
     rows = []
     for loss in (row for row, m in TABLE_ROWS.items() if m == model):
-        dets = rescore(dump.candidates, "cls", 0.0, **kw)
-        rows.append({"table": "table2", "loss": loss, "alpha": 0.0,
-                     **coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])})
+        rows.append({"table": "table2", "loss": loss, "alpha": 0.0, **dump_ap(dump, "cls", 0.0)})
         if loss in TABLE3:
             alpha = TABLE3[loss]["model.bbox_head.fusion.alpha"]
-            dets = rescore(dump.candidates, "pow", alpha, **kw)
-            rows.append({"table": "table3", "loss": loss, "alpha": alpha,
-                         **coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])})
+            rows.append({"table": "table3", "loss": loss, "alpha": alpha, **dump_ap(dump, "pow", alpha)})
     return rows
 
 
 def deployed_ap(model: str, dump) -> dict:
-    """COCO metrics of a dump re-scored with the fusion its model deploys (``meta['fusion']``)."""
-    f = dump.meta.get("fusion") or {"mode": "cls", "alpha": 0.0, "thr": 0.5}
-    dets = rescore(dump.candidates, f["mode"], f["alpha"], f.get("thr", 0.5), **inference_kwargs(dump.meta))
-    return coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])
+    """COCO metrics of a dump re-scored with the fusion its model deploys."""
+    f = deployed_fusion(dump.meta)
+    return dump_ap(dump, f["mode"], f["alpha"], f["thr"])
 
 
 def fusion_rows(model: str, dump) -> pd.DataFrame:
@@ -253,19 +262,14 @@ def oracle_rows(model: str, dump, alphas: Sequence[float] = (0.2, 0.4, 0.6)) -> 
     """AP of the product fusion with the predicted confidence and with the true IoU (oracle)."""
     from .metrics import oracle_candidates
 
-    kw = inference_kwargs(dump.meta)
-    ann, classes = dump.meta["ann_file"], dump.meta["classes"]
     oracle = oracle_candidates(dump.candidates)
-    return [{"alpha": a,
-             "AP predicted obj": coco_ap(rescore(dump.candidates, "pow", a, **kw), ann, classes)["AP"],
-             "AP oracle (true IoU)": coco_ap(rescore(oracle, "pow", a, **kw), ann, classes)["AP"]}
+    return [{"alpha": a, "AP predicted obj": dump_ap(dump, "pow", a)["AP"],
+             "AP oracle (true IoU)": dump_ap(dump, "pow", a, candidates=oracle)["AP"]}
             for a in alphas]
 
 
 def order_rows(model: str, dump, alpha: float = 0.4) -> list[dict]:
     """AP of the product fusion fused before top-k (this project's default) and after it
     (mmdet's order, as the original code effectively did), from one dump."""
-    kw = inference_kwargs(dump.meta)
-    return [{"order": order, **coco_ap(rescore(dump.candidates, "pow", alpha, order=order, **kw),
-                                        dump.meta["ann_file"], dump.meta["classes"])}
+    return [{"order": order, **dump_ap(dump, "pow", alpha, order=order)}
             for order in ("before_topk", "after_topk")]

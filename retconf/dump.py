@@ -169,8 +169,9 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     n_images = len(loader.dataset)
     n_shards = (n_images + shard_size - 1) // shard_size
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint_sha256 = _sha256(checkpoint)
     _start_or_resume(out, {
-        "checkpoint_sha256": _sha256(checkpoint), "shard_size": shard_size,
+        "checkpoint_sha256": checkpoint_sha256, "shard_size": shard_size,
         "model": cfg.model.to_dict(), "test_dataloader": cfg.test_dataloader.to_dict()})
     done = {i for i in range(n_shards) if all((out / f"{kind}-{i:05d}.parquet").is_file()
                                                for kind in ("candidates", "detections", "images"))}
@@ -258,7 +259,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     release_dataloaders(loader)
     meta = {
         "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
-        "checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint),
+        "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
         "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
         "classes": list(loader.dataset.metainfo["classes"]), "head": type(head).__name__,
         "fusion": deployed, "test_cfg": mmengine.config.ConfigDict(test_cfg).to_dict(),

@@ -59,11 +59,11 @@ class Report:
 _FINGERPRINT = re.compile(r'<meta name="retconf-inputs" content="([0-9a-f]{64})">')
 
 
-def inputs_fingerprint(notebook: Path, parameters: dict, show_code: bool, run_dir: Path) -> str:
-    """SHA-256 over everything a report is made from (see the module docstring)."""
+def run_digest(run_dir: Path) -> str:
+    """SHA-256 over the inputs every report of ``run_dir`` shares: the ``analysis`` source, the
+    run's ``summary.json`` (less the timing of the report stage and the cached-stage list) and
+    every dump's ``metadata.json``. Computed once per ``retconf report``."""
     h = hashlib.sha256()
-    h.update(notebook.read_bytes())
-    h.update(json.dumps({"parameters": parameters, "show_code": show_code}, sort_keys=True).encode())
     summary = json.loads((run_dir / "summary.json").read_text())
     summary.pop("cached_this_run", None)
     summary.get("seconds", {}).pop("reports", None)
@@ -76,10 +76,21 @@ def inputs_fingerprint(notebook: Path, parameters: dict, show_code: bool, run_di
     return h.hexdigest()
 
 
+def inputs_fingerprint(notebook: Path, parameters: dict, show_code: bool, run: str) -> str:
+    """SHA-256 over everything one report is made from: the notebook, its parameters and
+    ``run``, the :func:`run_digest` of its run (see the module docstring)."""
+    h = hashlib.sha256()
+    h.update(notebook.read_bytes())
+    h.update(json.dumps({"parameters": parameters, "show_code": show_code}, sort_keys=True).encode())
+    h.update(run.encode())
+    return h.hexdigest()
+
+
 def report_fingerprint(page: Path) -> Optional[str]:
     """The inputs fingerprint recorded in an HTML report (None: absent or unreadable)."""
     try:
-        head = page.read_text(errors="replace")[:4000]
+        with open(page, encoding="utf-8", errors="replace") as f:
+            head = f.read(4000)
     except OSError:
         return None
     m = _FINGERPRINT.search(head)
@@ -138,9 +149,10 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     for tmp in out.glob(".*.html.*.tmp"):  # left by a run killed in the middle of a write
         tmp.unlink()
     written = []
+    run = run_digest(ROOT / run_dir)
     for path in tqdm(notebooks(names), desc="reports", unit="notebook"):
         parameters = {"run_dir": str(run_dir)}
-        fp = inputs_fingerprint(path, parameters, show_code, ROOT / run_dir)
+        fp = inputs_fingerprint(path, parameters, show_code, run)
         target = out / f"{path.stem}.html"
         if report_fingerprint(target) == fp:
             tqdm.write(f"{target}: up to date with its inputs, kept")

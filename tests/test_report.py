@@ -109,22 +109,22 @@ def test_main_results_show_mean_and_spread_over_two_seeds(reports: Path) -> None
 def test_fingerprint_follows_the_dumps_and_notebook(tmp_path: Path) -> None:
     import json
 
-    from retconf.report import inputs_fingerprint
+    from retconf.report import inputs_fingerprint, run_digest
 
     (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "seconds": {"a": 1}}))
     meta = tmp_path / "seed_0" / "dumps" / "retinanet" / "metadata.json"
     meta.parent.mkdir(parents=True)
     meta.write_text('{"checkpoint_sha256": "1"}')
     nb = notebooks()[0]
-    fp = inputs_fingerprint(nb, {"run_dir": "r"}, False, tmp_path)
+    fp = inputs_fingerprint(nb, {"run_dir": "r"}, False, run_digest(tmp_path))
     # the timing of the report stage itself and which stages were cached do not matter
     (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "seconds": {"a": 1, "reports": 9},
                                                        "cached_this_run": ["x"]}))
-    assert inputs_fingerprint(nb, {"run_dir": "r"}, False, tmp_path) == fp
-    assert inputs_fingerprint(nb, {"run_dir": "r"}, True, tmp_path) != fp
-    assert inputs_fingerprint(notebooks()[1], {"run_dir": "r"}, False, tmp_path) != fp
+    assert inputs_fingerprint(nb, {"run_dir": "r"}, False, run_digest(tmp_path)) == fp
+    assert inputs_fingerprint(nb, {"run_dir": "r"}, True, run_digest(tmp_path)) != fp
+    assert inputs_fingerprint(notebooks()[1], {"run_dir": "r"}, False, run_digest(tmp_path)) != fp
     meta.write_text('{"checkpoint_sha256": "2"}')
-    assert inputs_fingerprint(nb, {"run_dir": "r"}, False, tmp_path) != fp
+    assert inputs_fingerprint(nb, {"run_dir": "r"}, False, run_digest(tmp_path)) != fp
 
 
 def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict, tmp_path: Path) -> None:
