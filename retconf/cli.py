@@ -31,6 +31,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
                    help="job launcher (pytorch: under torchrun; gloo is used on CPU-only torch)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--allow-partial-checkpoint", action="store_true",
+                   help="load a checkpoint that lacks entries the model needs, has entries it "
+                   "does not have, or has tensors of other shapes (only what fits is loaded; the "
+                   "rest keeps its initialisation). Without it such a checkpoint is refused.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .apis import train
 
     record = train(args.config, args.work_dir, args.cfg_options, args.data_root, args.resume,
-                   args.launcher, args.amp)
+                   args.launcher, args.amp, args.allow_partial_checkpoint)
     if record:
         print(f"final val: {_ap_text(record['metrics'])} (epoch {record['epoch']}, iter {record['iter']})")
     return 0
@@ -199,7 +203,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from .apis import evaluate
 
     metrics = evaluate(args.config, args.checkpoint, args.work_dir, args.cfg_options,
-                       args.data_root, args.launcher)
+                       args.data_root, args.launcher, args.allow_partial_checkpoint)
     print(f"test: {_ap_text(metrics)} ({args.checkpoint})")
     return 0
 
@@ -216,7 +220,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     from .dump import dump_predictions
 
     meta = dump_predictions(args.config, args.checkpoint, args.out, args.data_root, args.cfg_options,
-                            args.shard_size)
+                            args.shard_size, allow_partial_checkpoint=args.allow_partial_checkpoint)
     print(f"dump written to {args.out} ({meta['num_images']} images, {meta['seconds']} s)")
     return 0
 

@@ -129,7 +129,7 @@ def _start_or_resume(out: Path, key: dict) -> None:
 
 def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: Optional[str] = None,
                      cfg_options: Optional[dict] = None, shard_size: int = 64,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, allow_partial_checkpoint: bool = False) -> dict:
     """Run the detector on its test set and write the dump (see the module docstring).
 
     Resumable: complete shards are kept and skipped. Returns the metadata dict.
@@ -146,7 +146,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
 
     from .apis import prepare
     from .runtime import release_dataloaders
-    from .checkpoint import check_checkpoint_fits, load_checkpoint_file
+    from .checkpoint import check_checkpoint_fits, fitting_state, load_checkpoint_file
     from .models.fusion import fuse_scores
     from mmdet.models.utils import filter_scores_and_topk
 
@@ -157,8 +157,9 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     ckpt = load_checkpoint_file(checkpoint)
-    check_checkpoint_fits(checkpoint, model, ckpt)
-    model.load_state_dict(ckpt["state_dict"])
+    check_checkpoint_fits(checkpoint, model, ckpt, allow_partial=allow_partial_checkpoint)
+    state = fitting_state(ckpt["state_dict"], model) if allow_partial_checkpoint else ckpt["state_dict"]
+    model.load_state_dict(state, strict=not allow_partial_checkpoint)
     model.eval()
     head = model.bbox_head
     deployed = dict(head.fusion) if hasattr(head, "fusion") else None

@@ -189,3 +189,59 @@ def test_data_check_command(data: Path, capsys) -> None:
     (data / "val" / "000002.png").unlink()
     code, err = run(capsys, "data", "check", str(data / VAL), "--images", str(data / "val"))
     assert code == 2 and err.endswith("000002.png: image file missing (image id 3 of instances_val.json)")
+
+
+# --------------------------------------------------------------------------- partial checkpoints
+def _model_checkpoint(config: Path, path: Path) -> Path:
+    """A checkpoint holding a freshly built model of ``config`` (no training needed)."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import retconf  # noqa: F401  (registration)
+
+    register_all_modules()
+    cfg = Config.fromfile(str(config))
+    cfg.model.backbone.init_cfg = None
+    torch.save({"state_dict": MODELS.build(cfg.model).state_dict()}, path)
+    return path
+
+
+PARTIAL_CASES = {
+    "retinanet checkpoint into conf config": (TINY_CONF, TINY_RETINANET, "lacks 2 of the model's"),
+    "conf checkpoint into retinanet config": (TINY_RETINANET, TINY_CONF, "has 2 entries the model does not have"),
+}
+
+
+@pytest.mark.parametrize("case", PARTIAL_CASES)
+def test_partial_checkpoint_is_refused_unless_allowed(case: str, capsys, small_digits: Path, tmp_path: Path) -> None:
+    config, source, message = PARTIAL_CASES[case]
+    ckpt = _model_checkpoint(source, tmp_path / "other.pth")
+    work = tmp_path / "w"
+    args = ["test", str(config), str(ckpt), "--data-root", str(small_digits), "--work-dir", str(work),
+            "--cfg-options", *_options()]
+    code, err = run(capsys, *args)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"retconf test: error: checkpoint {ckpt} does not fit the model: {message}")
+    assert "bbox_head.retina_quality.weight, bbox_head.retina_quality.bias" in err
+    assert "--allow-partial-checkpoint" in err
+    assert not work.exists()
+    code, _ = run(capsys, *args, "--allow-partial-checkpoint")
+    assert code == 0 and (work / "test_metrics.json").exists()
+
+
+def test_partial_checkpoint_refused_by_dump_and_load_from(capsys, small_digits: Path, tmp_path: Path) -> None:
+    from retconf.checkpoint import CheckpointError
+    from retconf.dump import dump_predictions
+
+    ckpt = _model_checkpoint(TINY_RETINANET, tmp_path / "retinanet.pth")
+    with pytest.raises(CheckpointError, match="does not fit the model: lacks 2 of"):
+        dump_predictions(str(TINY_CONF), str(ckpt), tmp_path / "dump", str(small_digits),
+                         dict(fast_train_options()), progress=False)
+    assert not (tmp_path / "dump").exists()
+    work = tmp_path / "w"
+    code, err = run(capsys, "train", str(TINY_CONF), "--data-root", str(small_digits), "--work-dir", str(work),
+                    "--cfg-options", *_options(), f"load_from={ckpt}")
+    assert code == 2 and "does not fit the model: lacks 2 of" in err
+    assert not work.exists()
