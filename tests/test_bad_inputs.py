@@ -245,3 +245,183 @@ def test_partial_checkpoint_refused_by_dump_and_load_from(capsys, small_digits: 
                     "--cfg-options", *_options(), f"load_from={ckpt}")
     assert code == 2 and "does not fit the model: lacks 2 of" in err
     assert not work.exists()
+
+
+# --------------------------------------------------------------------------- image files
+def _image(data: Path, image_id: int) -> tuple[dict, Path]:
+    """The val json's entry for ``image_id`` and its file."""
+    coco = json.loads((data / VAL).read_text())
+    img = next(i for i in coco["images"] if i["id"] == image_id)
+    return img, data / "val" / img["file_name"]
+
+
+def _set_image(data: Path, image_id: int, **fields) -> None:
+    def change(coco: dict) -> None:
+        next(i for i in coco["images"] if i["id"] == image_id).update(fields)
+    _edit(data / VAL, change)
+
+
+def _drop_annotations(data: Path, image_id: int) -> None:
+    _edit(data / VAL, lambda c: c.update(annotations=[a for a in c["annotations"] if a["image_id"] != image_id]))
+
+
+def _to_jpeg(data: Path, image_id: int, pixels=None, exif_orientation: int = 0, mode: str = "RGB") -> Path:
+    """Store image ``image_id`` as JPEG (optionally other pixels, an EXIF orientation, a mode)."""
+    from PIL import Image
+
+    img, f = _image(data, image_id)
+    im = Image.open(f).convert("RGB") if pixels is None else Image.fromarray(pixels)
+    exif = Image.Exif()
+    if exif_orientation:
+        exif[0x0112] = exif_orientation
+    out = f.with_suffix(".jpg")
+    im.convert(mode).save(out, quality=95, exif=exif.tobytes())
+    f.unlink()
+    _set_image(data, image_id, file_name=out.name)
+    return out
+
+
+def _bomb_png(path: Path, side: int = 20000) -> None:
+    """A valid, small (about 60 kB) 1-bit PNG whose header says side x side pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    z = zlib.compressobj(9)
+    row = b"\0" * (1 + side // 8)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def _truncate(f: Path, size: int = 300) -> None:
+    f.write_bytes(f.read_bytes()[:size])
+
+
+def _corrupt_png_data(f: Path) -> None:
+    """Overwrite the middle of the compressed pixel data; the chunk structure stays intact."""
+    b = bytearray(f.read_bytes())
+    start = b.index(b"IDAT") + 40
+    b[start:start + 200] = bytes(200)
+    f.write_bytes(bytes(b))
+
+
+def _exif_stored_frame(data: Path) -> None:
+    """A 192x160 photo with EXIF orientation 6 (the pipeline turns it to 160x192) whose json
+    entry gives the stored 192x160: annotations made in the stored frame would be wrong."""
+    import numpy as np
+    from PIL import Image
+
+    _, f = _image(data, 2)
+    pixels = np.asarray(Image.open(f).convert("RGB"))[:160]
+    _drop_annotations(data, 2)
+    _to_jpeg(data, 2, pixels, exif_orientation=6)
+    _set_image(data, 2, width=192, height=160)
+
+
+IMAGE_CASES = {
+    "truncated PNG": (lambda d: _truncate(_image(d, 3)[1]), "000002.png: truncated PNG file"),
+    "truncated JPEG": (lambda d: _truncate(_to_jpeg(d, 3), 2000), "000002.jpg: truncated JPEG file"),
+    "not an image": (lambda d: _image(d, 3)[1].write_text("<html>404</html>"), "000002.png: not a readable image"),
+    "file smaller than json size": (
+        lambda d: _set_image(d, 3, width=200, height=200),
+        "000002.png: image is 192x192 but instances_val.json says width 200, height 200"),
+    "file larger than json size": (
+        lambda d: __import__("PIL.Image").Image.new("RGB", (400, 300)).save(_image(d, 3)[1]),
+        "000002.png: image is 400x300 but instances_val.json says width 192, height 192"),
+    "decompression bomb file": (lambda d: _bomb_png(_image(d, 3)[1]),
+                                "000002.png: 20000x20000 = 400000000 pixels exceeds the decompression-bomb limit"),
+    "json claims bomb size": (lambda d: _set_image(d, 3, width=20000, height=20000),
+                              "images[2] (id 3) claims 20000x20000 pixels, over the decompression-bomb limit"),
+    "EXIF rotation against json size": (
+        _exif_stored_frame,
+        "000001.jpg: image is 160x192 as the pipeline loads it (EXIF orientation 6 turns the stored 192x160 "
+        "image) but instances_val.json says width 192, height 160"),
+}
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES)
+def test_bad_image_file(case: str, data: Path, capsys) -> None:
+    breaker, message = IMAGE_CASES[case]
+    breaker(data)
+    for mode in ([], ["--header-only"]):
+        code, err = run(capsys, "data", "check", str(data / VAL), "--images", str(data / "val"), *mode)
+        assert code == 2 and len(err.splitlines()) == 1, (mode, err)
+        assert err.startswith("retconf data: error: ") and message in err, (mode, err)
+
+
+def test_undecodable_pixels_found_by_the_full_decode_only(data: Path, capsys) -> None:
+    _corrupt_png_data(_image(data, 3)[1])
+    code, err = run(capsys, "data", "check", str(data / VAL), "--images", str(data / "val"))
+    assert code == 2 and "000002.png: the pipeline's decoder (OpenCV) cannot decode this PNG file" in err
+    assert main(["data", "check", str(data / VAL), "--images", str(data / "val"), "--header-only"]) == 0
+
+
+def test_bad_image_refused_before_training(data: Path, tmp_path: Path, capsys) -> None:
+    _truncate(data / "train" / "000004.png")
+    work = tmp_path / "w"
+    code, err = run(capsys, "train", str(TINY_RETINANET), "--data-root", str(data), "--work-dir", str(work),
+                    "--cfg-options", *_options())
+    assert code == 2 and "train/000004.png: truncated PNG file" in err and "instances_train.json" in err
+    assert not work.exists()
+
+
+def _unusual_images(data: Path, split: str = "train") -> dict:
+    """Turn five train images into grayscale, 16-bit, CMYK, RGBA and EXIF-rotated files that hold
+    the same picture (the EXIF one stores it turned and says so)."""
+    import numpy as np
+    from PIL import Image
+
+    ann = data / "annotations" / f"instances_{split}.json"
+    coco = json.loads(ann.read_text())
+    by_id = {i["id"]: i for i in coco["images"]}
+    folder = data / split
+    made = {}
+    for image_id, kind in zip((1, 2, 3, 4, 5), ("gray", "16-bit", "cmyk", "rgba", "exif")):
+        f = folder / by_id[image_id]["file_name"]
+        rgb = np.asarray(Image.open(f).convert("RGB"))
+        if kind == "gray":
+            Image.fromarray(rgb).convert("L").save(f)
+        elif kind == "16-bit":
+            Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(f)
+        elif kind == "rgba":
+            Image.fromarray(rgb).convert("RGBA").save(f)
+        else:
+            out = f.with_suffix(".jpg")
+            exif = Image.Exif()
+            if kind == "exif":  # stored turned 90 degrees anticlockwise; orientation 6 turns it back
+                exif[0x0112] = 6
+                Image.fromarray(np.ascontiguousarray(np.rot90(rgb, 1))).save(out, quality=95, exif=exif.tobytes())
+            else:
+                Image.fromarray(rgb).convert("CMYK").save(out, quality=95)
+            f.unlink()
+            by_id[image_id]["file_name"] = out.name
+            f = out
+        made[kind] = (f, rgb)
+    keep = set(by_id) - {6, 7, 8} if split == "train" else set(by_id)  # a short epoch
+    coco["images"] = [i for i in coco["images"] if i["id"] in keep]
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+    ann.write_text(json.dumps(coco))
+    return made
+
+
+def test_grayscale_16bit_cmyk_rgba_and_exif_images_load_and_train(data: Path, tmp_path: Path, capsys) -> None:
+    import numpy as np
+    from mmcv.transforms import LoadImageFromFile as Load
+
+    made = _unusual_images(data)
+    code = main(["data", "check", str(data / "annotations" / "instances_train.json"), "--images", str(data / "train")])
+    assert code == 0, capsys.readouterr().err
+    for kind, (f, rgb) in made.items():
+        img = Load()(dict(img_path=str(f)))["img"]
+        assert img.shape == (192, 192, 3) and img.dtype == np.uint8, kind
+        if kind in ("gray", "rgba", "exif"):  # same picture as the pipeline sees it (BGR)
+            ref = rgb[..., ::-1].astype(int) if kind != "gray" else img.astype(int)
+            assert np.abs(img.astype(int) - ref).mean() < 4, kind
+    work = tmp_path / "w"
+    code, err = run(capsys, "train", str(TINY_RETINANET), "--data-root", str(data), "--work-dir", str(work),
+                    "--cfg-options", *_options())
+    assert code == 0, err
+    assert (work / "epoch_1.pth").exists()
