@@ -8,8 +8,9 @@ Files in the output directory:
 - ``candidates-NNNNN.parquet``: one row per kept (anchor, class) pair before NMS.
 - ``detections-NNNNN.parquet``: one row per post-NMS detection of live inference.
 - ``images-NNNNN.parquet``: one row per image (positive-anchor count, number of ground truths).
-- ``metadata.json``: config, checkpoint hash, versions, seed, test settings, the candidate rule
-  and the schema. Written last: a dump without it is incomplete, and rerunning the same
+- ``metadata.json``: config, checkpoint hash, versions, seed, test settings, the candidate rule,
+  the schema and, per shard, its image ids and each file's SHA-256,
+  so that a replaced, duplicated, missing or foreign shard is detected on loading. Written last: a dump without it is incomplete, and rerunning the same
   command resumes after the last complete shard.
 - ``dump-key.json``: checkpoint hash, model and test-data settings and shard size of the dump
   being written; a rerun with anything else starts afresh instead of resuming.
@@ -107,6 +108,17 @@ def _sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def shard_record(out: Path, shard: int) -> dict:
+    """What ``load_dump`` checks a shard against: its image ids and the SHA-256 of each of its
+    files, read back from disk (resumed shards included)."""
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(out / f"images-{shard:05d}.parquet", columns=["image_id"]).column(0).to_numpy()
+    return {"image_ids": [int(i) for i in ids],
+            "sha256": {kind: _sha256(out / f"{kind}-{shard:05d}.parquet")
+                       for kind in ("candidates", "detections", "images")}}
 
 
 KEY_FILE = "dump-key.json"
@@ -262,6 +274,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
         "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
         "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
         "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
+        "shards": [shard_record(out, i) for i in range(n_shards)],
         "classes": list(loader.dataset.metainfo["classes"]), "head": type(head).__name__,
         "fusion": deployed, "test_cfg": mmengine.config.ConfigDict(test_cfg).to_dict(),
         "candidate_rule": {"fusions": grid, "score_thr": score_thr, "nms_pre": nms_pre},
