@@ -163,6 +163,10 @@ def cmd_data(args: argparse.Namespace) -> int:
             checked = f"; images {mode} in {seconds:.1f} s, {1000 * seconds / counts['images']:.2f} ms per image"
         print(f"{args.ann_file}: ok ({counts['images']} images, {counts['annotations']} "
               f"annotations, {counts['categories']} categories{checked})")
+        if counts["thin_boxes"]:
+            print(f"note: {len(counts['thin_boxes'])} boxes are narrower or lower than 1 px (first: "
+                  f"{counts['thin_boxes'][0]}); mmdet leaves them out of training, COCO evaluation "
+                  "counts them")
         return 0
     from tqdm import tqdm
 

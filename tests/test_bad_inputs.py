@@ -58,6 +58,22 @@ JSON_CASES = {
     "NaN in box": (lambda p: _edit(p, _first_ann("bbox", [10, float("nan"), 5, 5])), "has a non-finite value"),
     "box outside image": (lambda p: _edit(p, _first_ann("bbox", [180, 10, 40, 5])), "lies outside its 192x192 image"),
     "box not 4 numbers": (lambda p: _edit(p, _first_ann("bbox", [1, 2, 3])), "field 'bbox' must be 4 numbers"),
+    # malformed COCO files as found in the wild
+    "duplicate category name": (lambda p: _edit(p, lambda c: c["categories"][1].update(name="0")),
+                                "categories[1] (id 2) repeats the name '0' of category id 1"),
+    "duplicate category id": (lambda p: _edit(p, lambda c: c["categories"][1].update(id=1)),
+                              "categories[1] repeats category id 1"),
+    "duplicate annotation id": (lambda p: _edit(p, lambda c: c["annotations"][1].update(id=c["annotations"][0]["id"])),
+                                "annotations[1] (id 1) repeats annotation id 1"),
+    "annotation without id": (lambda p: _edit(p, lambda c: c["annotations"][0].pop("id")),
+                              "annotations[0] has no field 'id'"),
+    "duplicate file_name": (lambda p: _edit(p, lambda c: c["images"][1].update(file_name=c["images"][0]["file_name"])),
+                            "images[1] (id 2) repeats file_name '000000.png' of image id 1"),
+    "zero-area segment": (lambda p: _edit(p, lambda c: c["annotations"][0].update(area=0, segmentation=[[10, 10, 20, 10, 30, 10]])),
+                          "area 0 (a zero-area segment): mmdet would leave it out of training"),
+    "missing area": (lambda p: _edit(p, lambda c: c["annotations"][0].pop("area")), "has no field 'area'"),
+    "area not a number": (lambda p: _edit(p, _first_ann("area", "12")), "field 'area' must be a finite number, got '12'"),
+    "iscrowd not 0 or 1": (lambda p: _edit(p, _first_ann("iscrowd", 2)), "field 'iscrowd' must be 0 or 1, got 2"),
 }
 
 
@@ -425,3 +441,37 @@ def test_grayscale_16bit_cmyk_rgba_and_exif_images_load_and_train(data: Path, tm
                     "--cfg-options", *_options())
     assert code == 0, err
     assert (work / "epoch_1.pth").exists()
+
+
+# --------------------------------------------------------------------------- accepted oddities
+def test_crowd_annotation_is_accepted_and_ignored_in_training(data: Path, capsys) -> None:
+    """iscrowd=1: accepted; mmdet marks it ignored (no training target, no ground truth in the
+    dump's matching) and COCO evaluation treats it as a crowd region."""
+    from mmdet.datasets import CocoDataset
+
+    _edit(data / VAL, _first_ann("iscrowd", 1))
+    assert main(["data", "check", str(data / VAL), "--images", str(data / "val")]) == 0
+    ds = CocoDataset(data_root=str(data), ann_file=VAL, data_prefix=dict(img="val/"), test_mode=True,
+                     metainfo=dict(classes=tuple(str(i) for i in range(10))), pipeline=[])
+    first = json.loads((data / VAL).read_text())["annotations"][0]
+    info = next(d for d in ds.load_data_list() if d["img_id"] == first["image_id"])
+    flags = [inst["ignore_flag"] for inst in info["instances"]]
+    assert flags.count(1) == 1
+
+
+def test_box_a_fraction_of_a_pixel_outside_is_accepted(data: Path, capsys) -> None:
+    """Rounding in real annotations: boxes may overhang their image by up to 1 px; more is refused."""
+    _edit(data / VAL, _first_ann("bbox", [-0.4, 10, 30.4, 20.5]))
+    assert main(["data", "check", str(data / VAL)]) == 0
+    _edit(data / VAL, _first_ann("bbox", [-1.5, 10, 30, 20]))
+    code, err = run(capsys, "data", "check", str(data / VAL))
+    assert code == 2 and "lies outside its 192x192 image" in err
+
+
+def test_boxes_under_one_pixel_are_flagged(data: Path, capsys) -> None:
+    """mmdet drops boxes narrower or lower than 1 px from training while COCO evaluation counts
+    them (COCO itself has a few): accepted, and `data check` says how many and where."""
+    _edit(data / VAL, _first_ann("bbox", [10, 10, 0.5, 20]))
+    assert main(["data", "check", str(data / VAL)]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 boxes are narrower or lower than 1 px (first: instances_val.json: annotations[0]" in out

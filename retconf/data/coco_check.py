@@ -61,6 +61,22 @@ def _check_box(path: Path, i: int, ann: dict, image: dict) -> None:
                            f"{image.get('file_name')!r} (image_id {image['id']})")
 
 
+def _check_area_and_crowd(where: str, ann: dict) -> None:
+    """``area`` must be a positive number: mmdet's CocoDataset fails on a missing one and silently
+    drops an annotation with area <= 0 (a zero-area segment) from training, while COCO
+    evaluation still counts it (as a small object). ``iscrowd`` must be 0 or 1."""
+    area = ann.get("area")
+    if "area" not in ann:
+        raise DatasetError(f"{where} has no field 'area' (mmdet and COCO evaluation need it)")
+    if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area):
+        raise DatasetError(f"{where}: field 'area' must be a finite number, got {area!r}")
+    if area <= 0:
+        raise DatasetError(f"{where}: area {area} (a zero-area segment): mmdet would leave it out of "
+                           "training while COCO evaluation still counts it")
+    if ann.get("iscrowd", 0) not in (0, 1):
+        raise DatasetError(f"{where}: field 'iscrowd' must be 0 or 1, got {ann.get('iscrowd')!r}")
+
+
 def _png_complete(f: Path) -> bool:
     """Whether a PNG file runs through its IEND chunk (walks chunk headers, reads no pixel data)."""
     size = f.stat().st_size
@@ -173,7 +189,9 @@ def validate_coco(ann_file: str | os.PathLike, img_dir: Optional[str | os.PathLi
     :func:`check_image_file`; ``decode`` selects the full decode over the header-only check).
 
     Returns:
-        counts: ``{"images": int, "annotations": int, "categories": int}``.
+        counts: ``{"images": int, "annotations": int, "categories": int}`` and ``thin_boxes``:
+        where the annotations narrower or lower than 1 px are (accepted: mmdet leaves them out
+        of training, COCO evaluation counts them, as on COCO itself).
     Raises:
         DatasetError: the first problem found, naming file, entry and field.
     """
@@ -189,6 +207,7 @@ def validate_coco(ann_file: str | os.PathLike, img_dir: Optional[str | os.PathLi
     if not data["categories"]:
         raise DatasetError(f"{path}: field 'categories' is empty")
     images: dict = {}
+    files: dict = {}
     for i, img in enumerate(data["images"]):
         for field in ("id", "file_name", "width", "height"):
             if not isinstance(img, dict) or field not in img:
@@ -200,23 +219,48 @@ def validate_coco(ann_file: str | os.PathLike, img_dir: Optional[str | os.PathLi
                                f"pixels, over the decompression-bomb limit of {max_pixels}")
         if img["id"] in images:
             raise DatasetError(f"{path.name}: images[{i}] repeats image id {img['id']}")
+        if img["file_name"] in files:
+            raise DatasetError(f"{path.name}: images[{i}] (id {img['id']}) repeats file_name "
+                               f"{img['file_name']!r} of image id {files[img['file_name']]}")
         images[img["id"]] = img
-    categories = set()
+        files[img["file_name"]] = img["id"]
+    categories: dict = {}
+    names: dict = {}
     for i, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
             raise DatasetError(f"{path.name}: categories[{i}] needs fields 'id' and 'name'")
-        categories.add(cat["id"])
+        if cat["id"] in categories:
+            raise DatasetError(f"{path.name}: categories[{i}] repeats category id {cat['id']}")
+        if cat["name"] in names:
+            # mmdet maps class names to ids: both ids would get labels and shift every later class
+            raise DatasetError(f"{path.name}: categories[{i}] (id {cat['id']}) repeats the name "
+                               f"{cat['name']!r} of category id {names[cat['name']]}")
+        categories[cat["id"]] = cat
+        names[cat["name"]] = cat["id"]
+    ann_ids: set = set()
+    thin: list[str] = []
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise DatasetError(f"{path.name}: annotations[{i}] must be an object")
         where = f"{path.name}: annotations[{i}] (id {ann.get('id')})"
+        if "id" not in ann:
+            raise DatasetError(f"{path.name}: annotations[{i}] has no field 'id'")
+        if ann["id"] in ann_ids:
+            # COCO evaluation indexes annotations by id: one of the two would be lost
+            raise DatasetError(f"{where} repeats annotation id {ann['id']}")
+        ann_ids.add(ann["id"])
         if ann.get("image_id") not in images:
             raise DatasetError(f"{where} points at unknown image_id {ann.get('image_id')!r}")
         if ann.get("category_id") not in categories:
             raise DatasetError(f"{where} points at unknown category_id {ann.get('category_id')!r}")
         _check_box(path, i, ann, images[ann["image_id"]])
+        _check_area_and_crowd(where, ann)
+        w, h = ann["bbox"][2:]
+        if w < 1 or h < 1:
+            thin.append(where)
     if img_dir is not None:
         root = Path(img_dir)
         for img in images.values():
             check_image_file(root / img["file_name"], img, path.name, decode, max_pixels)
-    return {"images": len(images), "annotations": len(data["annotations"]), "categories": len(categories)}
+    return {"images": len(images), "annotations": len(data["annotations"]), "categories": len(categories),
+            "thin_boxes": thin}
