@@ -428,8 +428,11 @@ def test_grayscale_16bit_cmyk_rgba_and_exif_images_load_and_train(data: Path, tm
     from mmcv.transforms import LoadImageFromFile as Load
 
     made = _unusual_images(data)
-    code = main(["data", "check", str(data / "annotations" / "instances_train.json"), "--images", str(data / "train")])
-    assert code == 0, capsys.readouterr().err
+    for mode, word in (([], "decoded"), (["--header-only"], "headers")):
+        code = main(["data", "check", str(data / "annotations" / "instances_train.json"),
+                     "--images", str(data / "train"), *mode])
+        out, err = capsys.readouterr()
+        assert code == 0 and f"images {word} in" in out, err
     for kind, (f, rgb) in made.items():
         img = Load()(dict(img_path=str(f)))["img"]
         assert img.shape == (192, 192, 3) and img.dtype == np.uint8, kind
