@@ -478,3 +478,24 @@ def test_boxes_under_one_pixel_are_flagged(data: Path, capsys) -> None:
     assert main(["data", "check", str(data / VAL)]) == 0
     out = capsys.readouterr().out
     assert "note: 1 boxes are narrower or lower than 1 px (first: instances_val.json: annotations[0]" in out
+
+
+def test_backbone_only_init_is_not_a_partial_load(capsys, small_digits: Path, tmp_path: Path) -> None:
+    """The documented backbone-only initialisation (init_cfg Pretrained, e.g. from `retconf
+    pretrain`) loads a checkpoint of the backbone alone without --allow-partial-checkpoint."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    register_all_modules()
+    cfg = Config.fromfile(str(TINY_CONF))
+    cfg.model.backbone.init_cfg = None
+    backbone = tmp_path / "backbone.pth"
+    torch.save({"state_dict": MODELS.build(cfg.model.backbone).state_dict()}, backbone)
+    work = tmp_path / "w"
+    options = [o for o in _options() if not o.startswith("model.backbone.init_cfg")]
+    code, err = run(capsys, "train", str(TINY_CONF), "--data-root", str(small_digits), "--work-dir", str(work),
+                    "--cfg-options", *options, f"model.backbone.init_cfg.checkpoint={backbone}")
+    assert code == 0, err
+    assert (work / "epoch_1.pth").exists()
