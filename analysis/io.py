@@ -1,10 +1,13 @@
 """Loading prediction dumps written by ``retconf dump`` (schema-validated)."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .schema import KINDS, SCHEMA_VERSION
@@ -63,11 +66,49 @@ def _check(df: pd.DataFrame, schema: dict, where: str) -> None:
             raise DumpError(f"{where}: column {column!r} has dtype {df[column].dtype}, expected {dtype}")
 
 
+def _check_shard_ids(f: Path, kind: str, shard: int, ids: np.ndarray, written: list[list[int]],
+                     owner: dict[int, int]) -> None:
+    """Raise :class:`DumpError` naming ``f`` when its image ids are not the ones the dump wrote
+    into shard ``shard`` (``written[shard]``; ``owner`` maps each written id to its shard): a copy
+    of another shard, a shard of another dump, missing or duplicated images."""
+    own, present = set(written[shard]), set(ids.tolist())
+    foreign = sorted(present - set(owner))
+    if foreign:
+        raise DumpError(f"{f}: holds image ids that are not in this dump (e.g. {foreign[0]}): a shard of "
+                        "another dump?")
+    strays = sorted(present - own)
+    if strays:
+        j = owner[strays[0]]
+        raise DumpError(f"{f}: holds image {strays[0]} of shard {j}, not of shard {shard} "
+                        f"(a copy of {kind}-{j:05d}.parquet?)")
+    if kind == "images":
+        if len(ids) != len(present):
+            raise DumpError(f"{f}: repeats image ids ({len(ids)} rows for {len(present)} images)")
+        if present != own:
+            missing = sorted(own - present)
+            raise DumpError(f"{f}: lacks {len(missing)} of the shard's {len(own)} images (e.g. {missing[0]})")
+
+
+def _read_shard(f: Path) -> tuple[pd.DataFrame, str]:
+    """A shard's table and the SHA-256 of its bytes (one read)."""
+    if not f.is_file():
+        raise DumpError(f"{f}: missing shard")
+    data = f.read_bytes()
+    try:
+        return pd.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types
+        raise DumpError(f"{f}: cannot be read as Parquet ({e})") from e
+
+
 def load_dump(path: str | Path) -> Dump:
     """Read and validate a dump directory.
 
+    Each shard is checked against the metadata's record of it: its image ids (a replaced,
+    duplicated, missing or foreign shard is named) and each file's SHA-256 (any other change
+    after dumping). Dumps of an older schema are refused (rerun ``retconf dump``).
+
     Raises:
-        DumpError: naming the file and the column (or field) that is wrong.
+        DumpError: naming the file and the column (or field, or shard) that is wrong.
     """
     path = Path(path)
     meta_file = path / "metadata.json"
@@ -76,18 +117,26 @@ def load_dump(path: str | Path) -> Dump:
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DumpError(f"{meta_file}: schema_version {meta.get('schema_version')!r}, this analysis reads "
                         f"{SCHEMA_VERSION} (ground truth in original-image pixels); rerun `retconf dump`")
+    records = meta.get("shards")
+    if records is None:
+        raise DumpError(f"{meta_file}: missing field 'shards' (the per-shard records)")
+    if len(records) != meta["num_shards"] or sum(len(r["image_ids"]) for r in records) != meta.get("num_images"):
+        raise DumpError(f"{meta_file}: its shard records do not add up to num_shards "
+                        f"{meta['num_shards']} and num_images {meta.get('num_images')}")
+    written = [r["image_ids"] for r in records]
+    owner = {i: j for j, w in enumerate(written) for i in w}
     frames = {}
-    for kind in KINDS:
+    for kind in ("images", "candidates", "detections"):
         parts = []
         for shard in range(meta["num_shards"]):
             f = path / f"{kind}-{shard:05d}.parquet"
-            if not f.is_file():
-                raise DumpError(f"{f}: missing shard")
-            try:
-                df = pd.read_parquet(f)
-            except Exception as e:  # noqa: BLE001 - pyarrow raises several types
-                raise DumpError(f"{f}: cannot be read as Parquet ({e})") from e
+            df, digest = _read_shard(f)
             _check(df, meta["schema"][kind], str(f))
+            _check_shard_ids(f, kind, shard, df["image_id"].to_numpy(), written, owner)
+            if digest != records[shard]["sha256"][kind]:
+                raise DumpError(f"{f}: differs from the file the dump wrote (SHA-256 {digest[:12]}… "
+                                f"instead of {records[shard]['sha256'][kind][:12]}…): replaced or "
+                                "modified after dumping")
             parts.append(df)
         frames[kind] = pd.concat(parts, ignore_index=True)
     return Dump(path, meta, frames["candidates"], frames["detections"], frames["images"])

@@ -175,12 +175,36 @@ def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], th
     return pd.DataFrame(rows)
 
 
+def check_coco_results(results: list, gt: dict, results_json: str, ann_file: str) -> None:
+    """Refuse COCO results that cannot belong to the ground truth ``gt`` (read from ``ann_file``).
+
+    Raises:
+        ValueError: naming the first entry whose image_id or category_id ``gt`` lacks, or whose
+            score or bbox is not finite (entries lacking a field are left to the caller).
+    """
+    import math
+
+    image_ids = {img["id"] for img in gt.get("images", [])}
+    cat_ids = {c["id"] for c in gt.get("categories", [])}
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            continue
+        for field, known in (("image_id", image_ids), ("category_id", cat_ids)):
+            if field in r and r[field] not in known:
+                raise ValueError(f"{results_json}: entry {i} has {field} {r[field]!r}, which {ann_file} does not have")
+        box = r.get("bbox") if isinstance(r.get("bbox"), list) else []
+        if any(isinstance(v, float) and not math.isfinite(v) for v in [r.get("score"), *box]):
+            raise ValueError(f"{results_json}: entry {i} has a non-finite score or bbox ({r.get('score')!r}, {r.get('bbox')!r})")
+
+
 def detections_from_coco_results(results_json: str, ann_file: str,
                                  classes: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """Post-NMS detections of any detector, from a standard COCO results json, with the columns
     post-NMS analyses use (``image_id``, ``label``, ``score``, ``cls`` = score, ``obj`` = NaN,
     box corners and the :data:`analysis.schema.MATCH_COLUMNS`). Labels follow
-    :func:`category_ids` (mmdet's rule) for ``classes``."""
+    :func:`category_ids` (mmdet's rule) for ``classes``. Detections for images or categories
+    the ground truth lacks are refused (:func:`check_coco_results`); crowd annotations are not
+    matched, as in the dump."""
     import json
 
     from retconf.data.coco_check import load_coco_json
@@ -189,6 +213,7 @@ def detections_from_coco_results(results_json: str, ann_file: str,
     results = json.loads(open(results_json).read())
     if not isinstance(results, list):
         raise ValueError(f"{results_json}: a COCO results file is a JSON list of detections")
+    check_coco_results(results, gt, results_json, ann_file)
     cat_index = {c: i for i, c in enumerate(category_ids(gt["categories"], classes))}
     gts: dict = {}
     for a in gt["annotations"]:  # as mmdet's gt_instances: known categories, no crowd

@@ -26,13 +26,16 @@ def prepare(config: str, work_dir: Optional[str], cfg_options: Optional[dict],
 
 def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
           data_root: Optional[str] = None, resume: Optional[str] = None,
-          launcher: str = "none", amp: bool = False) -> dict:
+          launcher: str = "none", amp: bool = False, allow_partial_checkpoint: bool = False) -> dict:
     """Train ``config``; return the last validation record written to metrics.json (or {}).
 
     ``resume='auto'`` continues from the latest checkpoint in the work dir (fresh start when
-    there is none); a path resumes from that checkpoint.
+    there is none); a path resumes from that checkpoint. A checkpoint (``--resume`` or the
+    config's ``load_from``) must fit the model exactly unless ``allow_partial_checkpoint``.
     """
     cfg = prepare(config, work_dir, cfg_options, data_root, launcher, ("train", "val"))
+    if allow_partial_checkpoint:
+        cfg.allow_partial_checkpoint = True
     if amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
@@ -55,10 +58,15 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
 
 def evaluate(config: str, checkpoint: str, work_dir: Optional[str] = None,
          cfg_options: Optional[dict] = None, data_root: Optional[str] = None,
-         launcher: str = "none") -> dict:
-    """Evaluate ``checkpoint`` on the config's test set; return the metrics dict."""
+         launcher: str = "none", allow_partial_checkpoint: bool = False) -> dict:
+    """Evaluate ``checkpoint`` on the config's test set; return the metrics dict.
+
+    The checkpoint must fit the model exactly (no missing or unexpected entries) unless
+    ``allow_partial_checkpoint``."""
     load_checkpoint_file(checkpoint)  # missing, truncated or unsafe: fail before any output
     cfg = prepare(config, work_dir, cfg_options, data_root, launcher, ("test",))
+    if allow_partial_checkpoint:
+        cfg.allow_partial_checkpoint = True
     cfg.load_from = checkpoint
     with undo_outputs_on(cfg.work_dir, _INPUT_ERRORS):
         runner = build_runner(cfg)

@@ -98,28 +98,65 @@ def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} could not be read: {e}") from e
 
 
-def check_checkpoint_fits(path: str | Path, model: Any, ckpt: Optional[dict] = None,
-                          max_missing: float = 0.5) -> None:
-    """Refuse a checkpoint that belongs to another model.
+PARTIAL_HINT = ("pass --allow-partial-checkpoint (config key allow_partial_checkpoint=True) "
+                "to load only what fits")
 
-    Raises :class:`CheckpointError` when a tensor's shape differs from the model's, or when
-    more than ``max_missing`` of the model's entries are absent (a different architecture).
-    A few missing entries (e.g. a new quality branch initialised from a RetinaNet checkpoint)
-    stay allowed, as in mmengine. ``ckpt`` is the already loaded file, when the caller has it.
+
+def checkpoint_mismatch(state: dict, target: dict) -> tuple[list[str], list[str], list[str]]:
+    """Compare a checkpoint's state_dict with a model's.
+
+    Returns:
+        (shape mismatches as "key (ckpt shape) vs model (model shape)", keys the model needs that
+        the checkpoint lacks, keys of the checkpoint the model does not have). BatchNorm's
+        ``num_batches_tracked`` counters are not required (torch fills them in).
+    """
+    mismatched = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in target.items()
+                  if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
+    missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in target]
+    return mismatched, missing, unexpected
+
+
+def check_checkpoint_fits(path: str | Path, model: Any, ckpt: Optional[dict] = None,
+                          allow_partial: bool = False) -> None:
+    """Refuse a checkpoint that does not fit the model exactly.
+
+    Raises :class:`CheckpointError` when a tensor's shape differs from the model's, when the
+    checkpoint lacks entries the model needs (e.g. a plain RetinaNet checkpoint for a
+    RetinaNet-Conf model: its quality branch would stay randomly initialised) or holds entries
+    the model does not have (the reverse: the branch would be dropped). mmengine would load
+    what fits and only log a warning. ``allow_partial=True`` (``--allow-partial-checkpoint``)
+    accepts all three, for deliberate partial loads; backbone-only initialisation through
+    ``init_cfg=dict(type='Pretrained', ...)`` does not come here. ``ckpt`` is the already
+    loaded file, when the caller has it.
     """
     if ckpt is None:
         ckpt = load_checkpoint_file(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"checkpoint {path} holds no state_dict")
+    if allow_partial:
+        return
     state = {k.removeprefix("module."): v for k, v in state.items()}
     target = getattr(model, "module", model).state_dict()
-    mismatched = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in target.items()
-                  if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
-    missing = [k for k in target if k not in state]
+    mismatched, missing, unexpected = checkpoint_mismatch(state, target)
     if mismatched:
         raise CheckpointError(f"checkpoint {path} belongs to another model: {len(mismatched)} shape "
-                              f"mismatches, e.g. {'; '.join(mismatched[:3])}")
-    if len(missing) > max_missing * len(target):
-        raise CheckpointError(f"checkpoint {path} belongs to another model: {len(missing)} of "
-                              f"{len(target)} model entries are missing, e.g. {', '.join(missing[:3])}")
+                              f"mismatches, e.g. {'; '.join(mismatched[:3])}; {PARTIAL_HINT}")
+    problems = []
+    if missing:
+        problems.append(f"lacks {len(missing)} of the model's {len(target)} entries "
+                        f"(e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"has {len(unexpected)} entries the model does not have "
+                        f"(e.g. {', '.join(unexpected[:3])})")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit the model: {' and '.join(problems)}; "
+                              f"{PARTIAL_HINT}")
+
+
+def fitting_state(state: dict, model: Any) -> dict:
+    """The entries of ``state`` that the model has with the same shape (a partial load)."""
+    target = getattr(model, "module", model).state_dict()
+    return {k: v for k, v in state.items()
+            if k in target and tuple(getattr(v, "shape", ())) == tuple(target[k].shape)}

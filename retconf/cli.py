@@ -31,6 +31,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
                    help="job launcher (pytorch: under torchrun; gloo is used on CPU-only torch)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--allow-partial-checkpoint", action="store_true",
+                   help="load a checkpoint that lacks entries the model needs, has entries it "
+                   "does not have, or has tensors of other shapes (only what fits is loaded; the "
+                   "rest keeps its initialisation). Without it such a checkpoint is refused.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
 
     dc = dsub.add_parser("check", help="validate a COCO annotation file (and its images)",
-                         description="Check a COCO detection json: structure, ids, boxes and, "
-                         "with --images, that every image file exists and is readable.")
+                         description="Check a COCO detection json: structure, ids, boxes, areas, "
+                         "categories and, with --images, every image file: its header, its size "
+                         "(after EXIF orientation) against the json's width/height, decompression-"
+                         "bomb sizes, truncation, and a full decode with the pipeline's decoder "
+                         "(OpenCV). The full decode costs about 1 ms of CPU per image (640x480 JPEG or "
+                         "192x192 PNG, one core, benchmarks/image_check.py), about 2 minutes of CPU "
+                         "for COCO train2017's 118,287 images plus reading its 18 GB; --header-only "
+                         "skips the decode (about 0.05 ms per image, under 10 s for COCO). Training, "
+                         "testing and dumping run the header-only check on their datasets first.")
     dc.add_argument("ann_file", help="COCO json, e.g. data/digits/annotations/instances_val.json")
     dc.add_argument("--images", help="directory holding the images' file_name entries")
+    dc.add_argument("--header-only", action="store_true",
+                    help="check image headers, sizes and end markers without decoding the pixels")
 
     pt = sub.add_parser("pretrain", help="pretrain a detector config's backbone as a digit classifier",
                         description="Train the config's backbone as an 11-way digit/background "
@@ -141,9 +154,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "check":
         from .data.coco_check import validate_coco
 
-        counts = validate_coco(args.ann_file, args.images)
+        start = time.perf_counter()
+        counts = validate_coco(args.ann_file, args.images, decode=not args.header_only)
+        seconds = time.perf_counter() - start
+        checked = ""
+        if args.images:
+            mode = "headers" if args.header_only else "decoded"
+            checked = f"; images {mode} in {seconds:.1f} s, {1000 * seconds / counts['images']:.2f} ms per image"
         print(f"{args.ann_file}: ok ({counts['images']} images, {counts['annotations']} "
-              f"annotations, {counts['categories']} categories)")
+              f"annotations, {counts['categories']} categories{checked})")
+        if counts["thin_boxes"]:
+            print(f"note: {len(counts['thin_boxes'])} boxes are narrower or lower than 1 px (first: "
+                  f"{counts['thin_boxes'][0]}); mmdet leaves them out of training, COCO evaluation "
+                  "counts them")
         return 0
     from tqdm import tqdm
 
@@ -189,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .apis import train
 
     record = train(args.config, args.work_dir, args.cfg_options, args.data_root, args.resume,
-                   args.launcher, args.amp)
+                   args.launcher, args.amp, args.allow_partial_checkpoint)
     if record:
         print(f"final val: {_ap_text(record['metrics'])} (epoch {record['epoch']}, iter {record['iter']})")
     return 0
@@ -199,7 +222,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from .apis import evaluate
 
     metrics = evaluate(args.config, args.checkpoint, args.work_dir, args.cfg_options,
-                       args.data_root, args.launcher)
+                       args.data_root, args.launcher, args.allow_partial_checkpoint)
     print(f"test: {_ap_text(metrics)} ({args.checkpoint})")
     return 0
 
@@ -216,7 +239,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     from .dump import dump_predictions
 
     meta = dump_predictions(args.config, args.checkpoint, args.out, args.data_root, args.cfg_options,
-                            args.shard_size)
+                            args.shard_size, allow_partial_checkpoint=args.allow_partial_checkpoint)
     print(f"dump written to {args.out} ({meta['num_images']} images, {meta['seconds']} s)")
     return 0
 

@@ -8,8 +8,9 @@ Files in the output directory:
 - ``candidates-NNNNN.parquet``: one row per kept (anchor, class) pair before NMS.
 - ``detections-NNNNN.parquet``: one row per post-NMS detection of live inference.
 - ``images-NNNNN.parquet``: one row per image (positive-anchor count, number of ground truths).
-- ``metadata.json``: config, checkpoint hash, versions, seed, test settings, the candidate rule
-  and the schema. Written last: a dump without it is incomplete, and rerunning the same
+- ``metadata.json``: config, checkpoint hash, versions, seed, test settings, the candidate rule,
+  the schema and, per shard, its image ids and each file's SHA-256,
+  so that a replaced, duplicated, missing or foreign shard is detected on loading. Written last: a dump without it is incomplete, and rerunning the same
   command resumes after the last complete shard.
 - ``dump-key.json``: checkpoint hash, model and test-data settings and shard size of the dump
   being written; a rerun with anything else starts afresh instead of resuming.
@@ -150,6 +151,17 @@ def _sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def shard_record(out: Path, shard: int) -> dict:
+    """What ``load_dump`` checks a shard against: its image ids and the SHA-256 of each of its
+    files, read back from disk (resumed shards included)."""
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(out / f"images-{shard:05d}.parquet", columns=["image_id"]).column(0).to_numpy()
+    return {"image_ids": [int(i) for i in ids],
+            "sha256": {kind: _sha256(out / f"{kind}-{shard:05d}.parquet")
+                       for kind in ("candidates", "detections", "images")}}
+
+
 KEY_FILE = "dump-key.json"
 
 
@@ -170,7 +182,7 @@ def _start_or_resume(out: Path, key: dict) -> None:
 
 def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: Optional[str] = None,
                      cfg_options: Optional[dict] = None, shard_size: int = 64,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, allow_partial_checkpoint: bool = False) -> dict:
     """Run the detector on its test set and write the dump (see the module docstring).
 
     Resumable: complete shards are kept and skipped. Returns the metadata dict.
@@ -187,7 +199,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
 
     from .apis import prepare
     from .runtime import release_dataloaders
-    from .checkpoint import check_checkpoint_fits, load_checkpoint_file
+    from .checkpoint import check_checkpoint_fits, fitting_state, load_checkpoint_file
     from .models.fusion import fuse_scores
     from mmdet.models.utils import filter_scores_and_topk
 
@@ -198,8 +210,9 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     ckpt = load_checkpoint_file(checkpoint)
-    check_checkpoint_fits(checkpoint, model, ckpt)
-    model.load_state_dict(ckpt["state_dict"])
+    check_checkpoint_fits(checkpoint, model, ckpt, allow_partial=allow_partial_checkpoint)
+    state = fitting_state(ckpt["state_dict"], model) if allow_partial_checkpoint else ckpt["state_dict"]
+    model.load_state_dict(state, strict=not allow_partial_checkpoint)
     model.eval()
     head = model.bbox_head
     deployed = dict(head.fusion) if hasattr(head, "fusion") else None
@@ -293,6 +306,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
         "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
         "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
         "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
+        "shards": [shard_record(out, i) for i in range(n_shards)],
         "classes": list(dataset.metainfo["classes"]), "cat_ids": [int(c) for c in getattr(dataset, "cat_ids", [])],
         "head": type(head).__name__,
         "fusion": deployed, "test_cfg": mmengine.config.ConfigDict(test_cfg).to_dict(),

@@ -18,20 +18,26 @@ class SafeRunner(Runner):
     mmengine 0.10 calls ``torch.load`` with torch's default ``weights_only=True`` (torch >= 2.6),
     which rejects the numpy objects and ``HistoryBuffer`` stored by its own training
     checkpoints. Only these two entry points widen the allow-list, and only while they run.
-    Checkpoints are saved atomically (temporary file, then rename). Before loading, the checkpoint is checked against the model (shapes, missing entries) so a
-    checkpoint of another model fails with one clear error instead of silently loading half.
-    Use it with ``runner_type = 'SafeRunner'`` in a config; ``retconf train/test`` always do.
+    Checkpoints are saved atomically (temporary file, then rename). Before loading, the
+    checkpoint is checked against the model (shapes, missing and unexpected entries) so a
+    checkpoint of another model fails with one clear error instead of silently loading half;
+    the config key ``allow_partial_checkpoint = True`` (``--allow-partial-checkpoint``) allows a
+    deliberate partial load. Use it with ``runner_type = 'SafeRunner'`` in a config;
+    ``retconf train/test`` always do.
     """
 
-    def load_checkpoint(self, filename: str, *args: Any, **kwargs: Any) -> Any:
+    def _check_fits(self, filename: str) -> None:
         if osp.isfile(filename):
-            check_checkpoint_fits(filename, self.model)
+            allow = bool((getattr(self, "cfg", None) or {}).get("allow_partial_checkpoint", False))
+            check_checkpoint_fits(filename, self.model, allow_partial=allow)
+
+    def load_checkpoint(self, filename: str, *args: Any, **kwargs: Any) -> Any:
+        self._check_fits(filename)
         with mmengine_safe_globals():
             return super().load_checkpoint(filename, *args, **kwargs)
 
     def resume(self, filename: str, *args: Any, **kwargs: Any) -> None:
-        if osp.isfile(filename):
-            check_checkpoint_fits(filename, self.model)
+        self._check_fits(filename)
         with mmengine_safe_globals():
             return super().resume(filename, *args, **kwargs)
 

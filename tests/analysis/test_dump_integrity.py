@@ -1,0 +1,94 @@
+"""load_dump refuses a dump whose shards are not the ones `retconf dump` wrote, naming the file:
+a shard replaced by a copy of another, a shard of another dump, missing or repeated images."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+
+from analysis.io import DumpError, load_dump
+from tests.conftest import fast_train_options
+from tests.test_bad_inputs import TINY_CONF, _model_checkpoint
+
+
+@pytest.fixture(scope="module")
+def dump_dir(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained RetinaNet-Conf dumped on the 8 val images in 4 shards of 2."""
+    from retconf.dump import dump_predictions
+
+    work = tmp_path_factory.mktemp("dumpcheck")
+    ckpt = _model_checkpoint(TINY_CONF, work / "conf.pth")
+    opts = {**fast_train_options(), "model.test_cfg.score_thr": 0.0, "model.test_cfg.nms_pre": 50}
+    dump_predictions(str(TINY_CONF), str(ckpt), work / "dump", str(small_digits), opts, shard_size=2,
+                     progress=False)
+    return work / "dump"
+
+
+def _copy(src: str, dst: str) -> Callable[[Path], None]:
+    return lambda d: shutil.copy(d / src, d / dst)
+
+
+def _rewrite(name: str, change: Callable[[pd.DataFrame], pd.DataFrame]) -> Callable[[Path], None]:
+    def apply(d: Path) -> None:
+        change(pd.read_parquet(d / name)).to_parquet(d / name, index=False)
+    return apply
+
+
+def _all(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
+    return lambda d: [s(d) for s in steps]
+
+
+def _shift_ids(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(image_id=df["image_id"] + 1000)
+
+
+def _halve_scores(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(score=df["score"] / 2)
+
+
+DUMP_CASES = {
+    "whole shard replaced by a copy of another": (
+        _all(*(_copy(f"{k}-00001.parquet", f"{k}-00002.parquet") for k in ("candidates", "detections", "images"))),
+        r"images-00002.parquet: holds image \d+ of shard 1, not of shard 2 \(a copy of images-00001.parquet\?\)"),
+    "candidates shard replaced by a copy of another": (
+        _copy("candidates-00000.parquet", "candidates-00003.parquet"),
+        r"candidates-00003.parquet: holds image \d+ of shard 0, not of shard 3 \(a copy of candidates-00000"),
+    "images repeated within a shard": (
+        _rewrite("images-00002.parquet", lambda df: pd.concat([df, df])),
+        r"images-00002.parquet: repeats image ids \(4 rows for 2 images\)"),
+    "image missing from a shard": (
+        _rewrite("images-00001.parquet", lambda df: df.iloc[:1]),
+        r"images-00001.parquet: lacks 1 of the shard's 2 images"),
+    "shard of another dataset": (
+        _rewrite("detections-00002.parquet", _shift_ids),
+        r"detections-00002.parquet: holds image ids that are not in this dump \(e.g. 10\d\d\)"),
+    "shard of another dump of the same images": (
+        _rewrite("detections-00001.parquet", _halve_scores),
+        r"detections-00001.parquet: differs from the file the dump wrote \(SHA-256"),
+}
+
+
+@pytest.mark.parametrize("case", DUMP_CASES)
+def test_tampered_dump_is_refused(case: str, dump_dir: Path, tmp_path: Path) -> None:
+    assert len(load_dump(dump_dir).images) == 8
+    copy = Path(shutil.copytree(dump_dir, tmp_path / "d"))
+    breaker, message = DUMP_CASES[case]
+    breaker(copy)
+    with pytest.raises(DumpError, match=message):
+        load_dump(copy)
+
+
+def test_dump_without_shard_records_or_of_an_older_schema_is_refused(dump_dir: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(dump_dir, tmp_path / "d"))
+    meta = json.loads((copy / "metadata.json").read_text())
+    assert [len(s["image_ids"]) for s in meta.pop("shards")] == [2, 2, 2, 2]
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(DumpError, match="metadata.json: missing field 'shards'"):
+        load_dump(copy)
+    (copy / "metadata.json").write_text(json.dumps({**meta, "schema_version": 1}))
+    with pytest.raises(DumpError, match="metadata.json: schema_version 1, this analysis reads 2"):
+        load_dump(copy)
