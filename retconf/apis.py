@@ -37,6 +37,11 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
     if allow_partial_checkpoint:
         cfg.allow_partial_checkpoint = True
     if amp:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CLIError("--amp: mmengine's AmpOptimWrapper needs a CUDA device and none is available; "
+                           "train without --amp on CPU")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
     if resume == "auto":

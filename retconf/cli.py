@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", nargs="?", type=str, const="auto",
                     help="resume from CHECKPOINT, or from the latest checkpoint in the work dir "
                     "when given without a value")
-    tr.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    tr.add_argument("--amp", action="store_true", help="automatic mixed precision (mmengine AmpOptimWrapper; CUDA only, refused on CPU)")
 
     te = sub.add_parser("test", help="evaluate a checkpoint (mmdet tools/test.py)",
                         description="Evaluate a checkpoint on the config's test set; writes "

@@ -499,3 +499,15 @@ def test_backbone_only_init_is_not_a_partial_load(capsys, small_digits: Path, tm
                     "--cfg-options", *options, f"model.backbone.init_cfg.checkpoint={backbone}")
     assert code == 0, err
     assert (work / "epoch_1.pth").exists()
+
+
+def test_amp_on_cpu_is_refused_in_one_line(data: Path, tmp_path: Path, capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --amp is valid here")
+    code, err = run(capsys, "train", str(TINY_RETINANET), "--data-root", str(data), "--amp",
+                    "--work-dir", str(tmp_path / "w"), "--cfg-options", *_options())
+    assert code == 2 and err.endswith("--amp: mmengine's AmpOptimWrapper needs a CUDA device and none is available; "
+                                      "train without --amp on CPU")
+    assert "Traceback" not in err and not (tmp_path / "w").exists()
