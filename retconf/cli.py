@@ -168,7 +168,7 @@ def cmd_data(args: argparse.Namespace) -> int:
                   f"{counts['thin_boxes'][0]}); mmdet leaves them out of training, COCO evaluation "
                   "counts them")
         return 0
-    from tqdm import tqdm
+    from .progress import progress as progress_bar
 
     from .data.digits import DigitsConfig, generate
 
@@ -177,7 +177,7 @@ def cmd_data(args: argparse.Namespace) -> int:
                        max_objects=args.max_objects, seed=args.seed)
     start = time.time()
     out = generate(cfg, args.out, overwrite=args.overwrite,
-                   progress=lambda it, n, desc: tqdm(it, total=n, desc=f"digits {desc}", unit="img"))
+                   progress=lambda it, n, desc: progress_bar(it, total=n, desc=f"digits {desc}", unit="img"))
     print(f"dataset ready at {out} ({cfg.num_train} train + {cfg.num_val} val images, "
           f"{time.time() - start:.1f} s)")
     return 0

@@ -193,7 +193,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.runner import Runner
-    from tqdm import tqdm
+    from .progress import progress as progress_bar
 
     import retconf
 
@@ -240,7 +240,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
             atomic_write_bytes(out / f"{kind}-{shard:05d}.parquet", _parquet_bytes(_frame(columns, data)))
         rows.clear()
 
-    bar = tqdm(total=n_images, desc="dump", unit="img", disable=not progress)
+    bar = progress_bar(total=n_images, desc="dump", unit="img", disable=not progress)
     start = time.time()
     with torch.no_grad():
         for index, batch in enumerate(loader):

@@ -148,7 +148,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
     plan without training anything."""
-    from tqdm import tqdm
+    from .progress import progress
 
     from .apis import train
     from .data.digits import generate
@@ -189,7 +189,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
         manifest = data_dir / "manifest.json"
         before = manifest.stat().st_mtime_ns if manifest.is_file() else None
         generate(preset.data, data_dir, overwrite=manifest.is_file(),
-                 progress=lambda it, n, desc: tqdm(it, total=n, desc=f"digits {desc}", unit="img"))
+                 progress=lambda it, n, desc: progress(it, total=n, desc=f"digits {desc}", unit="img"))
         if before is not None and manifest.stat().st_mtime_ns == before:
             cached.append("data")
     else:

@@ -112,7 +112,7 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
     import torch
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    from tqdm import tqdm
+    from .progress import progress as progress_bar
 
     register_all_modules()
     out = Path(out)
@@ -139,7 +139,7 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
         return head(backbone(x)[-1].mean(dim=(2, 3)))
 
     start = time.time()
-    bar = tqdm(crop_batches(cfg, cfg.iters), total=cfg.iters, desc="pretrain backbone",
+    bar = progress_bar(crop_batches(cfg, cfg.iters), total=cfg.iters, desc="pretrain backbone",
                disable=not progress, unit="it")
     model.train()
     for it, (x, y) in enumerate(bar):

@@ -139,6 +139,8 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     reports whose recorded inputs fingerprint still matches are kept."""
     from tqdm import tqdm
 
+    from .progress import progress
+
     run_dir, out = Path(run_dir).absolute(), Path(out)
     if run_dir.is_relative_to(ROOT):  # shown in the reports: keep it short and machine-independent
         run_dir = run_dir.relative_to(ROOT)
@@ -150,7 +152,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
         tmp.unlink()
     written = []
     run = run_digest(ROOT / run_dir)
-    for path in tqdm(notebooks(names), desc="reports", unit="notebook"):
+    for path in progress(notebooks(names), desc="reports", unit="notebook"):
         parameters = {"run_dir": str(run_dir)}
         fp = inputs_fingerprint(path, parameters, show_code, run)
         target = out / f"{path.stem}.html"
