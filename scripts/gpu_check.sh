@@ -26,6 +26,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY=0
 [[ "${1:-}" == "--dry-run" ]] && DRY=1
 BUDGET="${GPU_CHECK_BUDGET:-540}"            # seconds for everything (the device call allows 600)
+[[ $DRY == 1 ]] && BUDGET="${GPU_CHECK_BUDGET:-1800}"   # a loaded 2-core CPU is ~100x slower
 WORK="${GPU_CHECK_WORK:-/tmp/retconf-gpu-check}"
 REPORT="${GPU_CHECK_REPORT:-$ROOT/reports/benchmarks}"
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/wheels}"
@@ -71,8 +72,10 @@ tar xzf "$WHEELS"/mmcv-2.1.0.tar.gz -C "$WORK"
 mkdir -p "$WORK/mmcv-lite"
 cp -r "$WORK/mmcv-2.1.0/mmcv" "$WORK/mmcv-lite/"
 $PY "$ROOT/retconf/mmcv_fallback.py" "$WORK/mmcv-lite/mmcv" | tee -a "$LOG"
-FALLBACK_PATH="$WORK/mmcv-lite:$SITE_PATH$ROOT"
-COMPILED_PATH="$WORK/mmcv-2.1.0:$SITE_PATH$ROOT"
+# setuptools < 70 stays on the path at run time too: mmengine 0.10 resolves `mmdet::` configs with
+# pkg_resources, which setuptools >= 81 (maybe the image's) no longer has.
+FALLBACK_PATH="$WORK/mmcv-lite:$SITE_PATH$ROOT:$BUILD_TOOLS"
+COMPILED_PATH="$WORK/mmcv-2.1.0:$SITE_PATH$ROOT:$BUILD_TOOLS"
 BUILD_PID=""
 BUILD_BUDGET="${MMCV_BUILD_BUDGET:-$((BUDGET - 150))}"
 if [[ $DRY == 0 ]] && $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && command -v nvcc >/dev/null; then
