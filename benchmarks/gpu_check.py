@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -228,15 +229,16 @@ def stage_tiny(args: argparse.Namespace, record: dict, save) -> None:
                                   str(work / f"seed_{seed}" / name), "--data-root", str(data), "--cfg-options",
                                   *[f"{k}={v}" for k, v in opts.items()]]))
         log = open(work / f"seed_{seed}.log", "w")
+        # a session of its own, so that running out of time ends the training with its shell
         procs[seed] = (subprocess.Popen(" && ".join(cmds), shell=True, stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=ROOT), log)
+                                        cwd=ROOT, start_new_session=True), log)
     timed_out = False
     for seed, (p, log) in procs.items():
         try:
             p.wait(timeout=max(1.0, args.deadline - time.time()))
         except subprocess.TimeoutExpired:
             timed_out = True
-            p.kill()
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         log.close()
     info["train_seconds_all_seeds_parallel"] = round(time.time() - t0, 1)

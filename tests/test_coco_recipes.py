@@ -73,6 +73,8 @@ def coco_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_dry_run_then_short_run_of_all_three_recipes(coco_run: dict) -> None:
+    from mmengine.config import Config
+
     dry, run = coco_run["dry"], coco_run["run"]
     assert dry.stdout.count("[to train]") == 3 and "experiments/iou-aware-retinanet_r50_fpn_1x_coco.py" in dry.stdout
     summary = json.loads((run / "summary.json").read_text())
@@ -84,9 +86,12 @@ def test_dry_run_then_short_run_of_all_three_recipes(coco_run: dict) -> None:
         log = next(work.glob("*/*.log")).read_text()
         assert f"load model from: {coco_run['backbone']}" in log  # the local ImageNet-format file
         assert "unexpected key in source state_dict: fc.weight, fc.bias" in log  # torchvision's classifier
-        config = next(work.glob("*/vis_data/config.py")).read_text()
-        assert "scale=(\n        1000,\n        600," in config and "keep_ratio=True" in config
-        assert "mean=[\n            123.675," in config  # the recipe's (ImageNet) normalisation
+        cfg = Config.fromfile(next(work.glob("*/vis_data/config.py")))  # what the run used
+        for loader in (cfg.train_dataloader, cfg.val_dataloader):
+            (resize,) = [t for t in loader.dataset.pipeline if t["type"] == "Resize"]
+            assert tuple(resize["scale"]) == (1000, 600) and resize["keep_ratio"]
+        assert list(cfg.model.data_preprocessor.mean) == [123.675, 116.28, 103.53]  # the recipe's (ImageNet)
+        assert "metainfo" not in cfg.train_dataloader.dataset  # mmdet's 80 COCO classes, as on COCO
         meta = json.loads((run / "seed_0" / "dumps" / name / "metadata.json").read_text())
         assert meta["complete"] and len(meta["classes"]) == 80 and meta["num_images"] == 2
     reports = coco_run["base"] / "reports"
@@ -151,6 +156,32 @@ def test_results_json_by_pycocotools_agrees_with_retconf(coco_run: dict) -> None
     assert len(mine) == len(theirs)
     same = sum(a == b for a, b in zip(mine, theirs))
     assert same >= 0.98 * len(mine), f"{same} of {len(mine)} detections agree"  # float ties at the edges
+
+    # A model trained for one iteration has AP 0, so the agreement above is on detections, not
+    # AP. Here the AP is real: jittered ground truths labelled with mmdet's own category -> label
+    # map (CocoDataset.cat2label), scored by retconf (label -> id) and by plain pycocotools on
+    # the category ids of the annotation file.
+    from mmdet.datasets import CocoDataset
+
+    cat2label = CocoDataset(ann_file=str(ann_file), data_prefix=dict(img=str(ann_file.parents[1] / "val2017")),
+                            test_mode=True, pipeline=[]).cat2label
+    rng = np.random.default_rng(0)
+    rows, results = [], []
+    for ann in gt.loadAnns(gt.getAnnIds()):
+        x, y, w, h = np.asarray(ann["bbox"], float) + rng.normal(0, 2, 4) * [1, 1, 0.5, 0.5]
+        score = float(rng.uniform(0.1, 1))
+        rows.append((ann["image_id"], cat2label[ann["category_id"]], score, x, y, x + w, y + h))
+        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "bbox": [x, y, w, h],
+                        "score": score})
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=["image_id", "label", "score", "x1", "y1", "x2", "y2"])
+    ev = COCOeval(gt, gt.loadRes(results), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ev.stats[0] > 0.3
+    assert abs(coco_ap(frame, str(ann_file), dump.meta["classes"])["AP"] - ev.stats[0]) < 1e-6
 
 
 @pytest.mark.parametrize("model", MODELS)
