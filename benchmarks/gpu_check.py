@@ -114,6 +114,9 @@ def time_r50(name: str, spec: str, batch: int, steps: int, warmup: int, width: i
 
     register_all_modules()
     import retconf  # noqa: F401  (registration)
+    from mmengine.logging import MMLogger
+
+    MMLogger.get_current_instance().setLevel("WARNING")  # init_weights logs every parameter
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -249,12 +252,13 @@ def stage_tiny(args: argparse.Namespace, record: dict, save) -> None:
             metrics = json.loads((wd / "metrics.json").read_text()) if (wd / "metrics.json").is_file() else {}
             iter_times = [r["time"] for r in _scalars(wd) if "time" in r and "loss" in r]
             m = metrics.get("metrics", {})
-            rows.append({"seed": seed, "model": name, "AP": m.get("coco/bbox_mAP"), "AP50": m.get("coco/bbox_mAP_50"),
+            rows.append({"seed": seed, "model": name, "finished": bool(metrics), "AP": m.get("coco/bbox_mAP"), "AP50": m.get("coco/bbox_mAP_50"),
                          "AP75": m.get("coco/bbox_mAP_75"), "epoch": metrics.get("epoch"), "iter": metrics.get("iter"),
                          "s_per_iter": round(statistics.median(iter_times), 4) if iter_times else None})
     info["rows"] = rows
+    # mmdet's CocoMetric reports no metrics at all when a model detects nothing: finished, AP "—"
     info["status"] = "out of time (trainings killed)" if timed_out else (
-        "done" if all(r["AP"] is not None for r in rows) else "some trainings failed (see seed_*.log)")
+        "done" if all(r["finished"] for r in rows) else "some trainings failed (see seed_*.log)")
     if info["status"] != "done":
         tails = {}
         for seed in range(args.seeds):
@@ -293,6 +297,9 @@ def markdown(record: dict) -> str:
                   f"Data {tiny.get('data_seconds')} s; backbone: {tiny.get('backbone')} ({tiny.get('pretrain_seconds')} s); "
                   f"trainings of all seeds in parallel: {tiny.get('train_seconds_all_seeds_parallel')} s.", "",
                   "| seed | model | AP | AP50 | AP75 | s/iter (median) |", "|---|---|---|---|---|---|"]
+        if any(r.get("finished") and r["AP"] is None for r in tiny.get("rows", [])):
+            lines[-2:-2] = ["AP \"—\" on a finished training: no detection above score_thr (mmdet then reports "
+                            "no metrics).", ""]
         for r in tiny.get("rows", []):
             fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
             lines.append(f"| {r['seed']} | {r['model']} | {fmt(r['AP'])} | {fmt(r['AP50'])} | {fmt(r['AP75'])} | "
