@@ -29,6 +29,17 @@ PKGS=(
 # mmcv 2.1.0 exists only as a source distribution: gpu_check.sh compiles it (or uses its Python
 # part with retconf.mmcv_fallback).
 "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: -d "$OUT" mmcv==2.1.0
+# The tiny preset's shared pretrained backbone, when a run here has one (saves the GPU check the
+# CPU-bound pretraining; the same weights make its seeds comparable with this machine's runs).
+BACKBONE="${RETCONF_TINY_BACKBONE:-$ROOT/runs/tiny/pretrain/backbone.pth}"
+if [[ -f "$BACKBONE" ]]; then
+  mkdir -p "$OUT/tiny-backbone"
+  cp "$BACKBONE" "$OUT/tiny-backbone/backbone.pth"
+  [[ -f "${BACKBONE%.pth}.json" ]] && cp "${BACKBONE%.pth}.json" "$OUT/tiny-backbone/backbone.json"
+  echo "carrying the tiny backbone $BACKBONE"
+else
+  echo "no tiny backbone at $BACKBONE: the GPU check will pretrain one (set RETCONF_TINY_BACKBONE to carry one)"
+fi
 (cd "$OUT" && sha256sum *.whl *.tar.gz > SHA256SUMS)
 du -sh "$OUT"
 ls -1 "$OUT"
