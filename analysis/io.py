@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = ("candidates", "detections", "images")
+from .schema import KINDS, SCHEMA_VERSION
 
 
 class DumpError(ValueError):
@@ -73,6 +73,9 @@ def load_dump(path: str | Path) -> Dump:
     meta_file = path / "metadata.json"
     meta = read_json(meta_file, ("schema", "num_shards", "complete"),
                      "the dump is incomplete; rerun `retconf dump` to resume")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise DumpError(f"{meta_file}: schema_version {meta.get('schema_version')!r}, this analysis reads "
+                        f"{SCHEMA_VERSION} (ground truth in original-image pixels); rerun `retconf dump`")
     frames = {}
     for kind in KINDS:
         parts = []

@@ -98,10 +98,108 @@ def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: floa
     return {"kept": len(survivors), "wrong": wrong, "rate": wrong / len(survivors)}
 
 
-def oracle_candidates(candidates: pd.DataFrame) -> pd.DataFrame:
-    """Candidates whose object confidence is replaced by the true IoU: re-scored, they give the
-    upper bound of any quality branch under that fusion."""
-    return candidates.assign(obj=candidates["iou_same"].astype(np.float32))
+ORACLES: dict[str, str] = {"IoU oracle": "iou_any", "IoU + label oracle": "iou_same"}
+
+
+def oracle_candidates(candidates: pd.DataFrame, kind: str = "IoU oracle") -> pd.DataFrame:
+    """Candidates whose object confidence is replaced by a true IoU; re-scored, they bound what
+    a quality branch could give under that fusion.
+
+    - ``"IoU oracle"``: obj := ``iou_any`` (best IoU with any ground truth), what a perfect
+      class-agnostic IoU predictor (RetinaNet-Conf's branch) could know: the ceiling of any
+      quality branch.
+    - ``"IoU + label oracle"``: obj := ``iou_same`` (best IoU with a ground truth of the pair's
+      label); it also reveals whether the label is right, which no class-agnostic branch can.
+    """
+    if kind not in ORACLES:
+        raise ValueError(f"oracle {kind!r} is not one of {list(ORACLES)}")
+    return candidates.assign(obj=candidates[ORACLES[kind]].astype(np.float32))
+
+
+# ------------------------------------------------- class-agnostic vs class-specific alignment
+# COCO's object-size bins, applied to the box area of the ground truth a box overlaps most
+# (``gt_area``); boxes overlapping no ground truth belong to no size bin.
+SIZE_BINS: dict[str, tuple[float, float]] = {"small (<32²)": (0.0, 32.0 ** 2),
+                                             "medium (32²–96²)": (32.0 ** 2, 96.0 ** 2),
+                                             "large (≥96²)": (96.0 ** 2, float("inf"))}
+POSITIVE_IOU = 0.5
+
+
+def per_anchor(candidates: pd.DataFrame) -> pd.DataFrame:
+    """One row per anchor (image, level, anchor): the (anchor, label) pair with the highest
+    ``cls`` — the view for class-agnostic scores (``obj`` is one number per anchor).
+
+    Args:
+        candidates: (anchor, label) pairs with ``image_id``, ``level``, ``anchor``, ``cls``.
+    """
+    key = ["image_id", "level", "anchor"]
+    order = candidates.sort_values(key + ["cls"], ascending=[True, True, True, False], kind="stable")
+    return order.drop_duplicates(key, keep="first").reset_index(drop=True)
+
+
+def correlation(df: pd.DataFrame, score_col: str, iou_col: str) -> dict:
+    """Spearman and Pearson correlation of a score and an IoU over the rows of ``df``
+    (NaN with fewer than 2 rows or a constant column). Returns ``{"n", "spearman", "pearson"}``."""
+    x, y = df[score_col].astype(float), df[iou_col].astype(float)
+    if len(df) < 2 or x.nunique() < 2 or y.nunique() < 2:
+        return {"n": len(df), "spearman": float("nan"), "pearson": float("nan")}
+    return {"n": len(df), "spearman": float(x.rank().corr(y.rank())), "pearson": float(x.corr(y))}
+
+
+def _groups(df: pd.DataFrame, by_level: bool) -> list[tuple[str, str, pd.DataFrame]]:
+    """(group kind, group, rows): all rows, then per pyramid level (P3 = level 0) when the rows
+    have one, then per object size (:data:`SIZE_BINS`)."""
+    out = [("all", "all", df)]
+    if by_level and "level" in df:
+        out += [("level", f"P{int(lv) + 3}", g) for lv, g in df.groupby("level", sort=True)]
+    area = df["gt_area"]
+    out += [("size", name, df[(area >= lo) & (area < hi)]) for name, (lo, hi) in SIZE_BINS.items()]
+    return out
+
+
+# (score, IoU it is measured against, view): a class-agnostic score against the class-agnostic
+# IoU on one row per anchor; a class score against the same-class IoU on (anchor, label) pairs.
+ALIGNMENT_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("obj", "iou_any", "per anchor"), ("cls", "iou_same", "per anchor"), ("cls", "iou_same", "per pair"))
+
+
+def alignment_table(candidates: pd.DataFrame, detections: pd.DataFrame,
+                    base_cls: float = 0.05) -> pd.DataFrame:
+    """How well each score ranks localization quality, before and after NMS.
+
+    Before NMS: candidates with cls > ``base_cls`` (:func:`before_nms`), in the views of
+    :data:`ALIGNMENT_PAIRS`; after NMS: one row per detection, the same pairs plus ``score``
+    (what NMS ranked by) against ``iou_same``. Each over all rows and over positives only
+    (the IoU it is measured against ≥ 0.5: the task the quality branch is trained for), per
+    pyramid level (before NMS) and per object size.
+
+    Returns:
+        rows ``stage, view, score, iou, subset, group_by, group, n, spearman, pearson``.
+        Rows for ``obj`` are left out when it is NaN (no quality branch).
+    """
+    pre = before_nms(candidates, base_cls)
+    views = {"per anchor": per_anchor(pre), "per pair": pre}
+    sets = [("before NMS", views[view], s, iou, view) for s, iou, view in ALIGNMENT_PAIRS]
+    sets += [("after NMS", detections, s, iou, "per detection")
+             for s, iou in (("obj", "iou_any"), ("cls", "iou_same"), ("score", "iou_same"))]
+    rows = []
+    for stage, df, score, iou, view in sets:
+        if score not in df or df[score].isna().all():
+            continue
+        for subset, rows_ in (("all", df), (f"positives (IoU≥{POSITIVE_IOU:g})", df[df[iou] >= POSITIVE_IOU])):
+            for group_by, group, g in _groups(rows_, stage == "before NMS"):
+                rows.append({"stage": stage, "view": view, "score": score, "iou": iou, "subset": subset,
+                             "group_by": group_by, "group": group, **correlation(g, score, iou)})
+    return pd.DataFrame(rows)
+
+
+def obj_above(candidates: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05) -> dict:
+    """Share of anchors (per-anchor view, cls > ``base_cls``) whose object confidence exceeds
+    ``thr``: how many boxes the ``*_thr`` fusions of Table 4 can filter at all."""
+    anchors = per_anchor(before_nms(candidates, base_cls))
+    n = len(anchors)
+    above = int((anchors["obj"] > thr).sum())
+    return {"anchors": n, f"obj>{thr:g}": above, "share": above / n if n else float("nan")}
 
 
 def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str],
@@ -139,9 +237,15 @@ def dump_proportions(model: str, dump) -> pd.DataFrame:
                       proportions(dump.detections).assign(stage="after NMS")], ignore_index=True)
 
 
+def dump_alignment_table(model: str, dump) -> pd.DataFrame:
+    """:func:`alignment_table` of one dump (for ``over_seeds``)."""
+    return alignment_table(dump.candidates, dump.detections)
+
+
 def dump_alignment(model: str, dump) -> dict:
-    """Rank correlations with the IoU before / after NMS and the wrong-survivor rate of NMS
-    under the fusion the model deploys."""
+    """Headline Spearman correlations (the full table: :func:`dump_alignment_table`) and the
+    wrong-survivor rate of NMS under the fusion the model deploys. ``obj`` is NaN for a head
+    without a quality branch."""
     from .rescore import deployed_fusion, inference_kwargs, nms_per_image, preselect
 
     f = deployed_fusion(dump.meta)
@@ -149,7 +253,9 @@ def dump_alignment(model: str, dump) -> dict:
     pre = preselect(dump.candidates, f["mode"], f["alpha"], f["thr"], kw["score_thr"],
                     kw["nms_pre"], kw["min_bbox_size"])
     ws = wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
-    return {"cls~IoU before NMS": rank_correlation(before_nms(dump.candidates)),
-            "cls~IoU after NMS": rank_correlation(dump.detections),
-            "score~IoU after NMS": rank_correlation(dump.detections, "score"),
+    pre_nms = before_nms(dump.candidates)
+    return {"cls~IoU_same per pair, before NMS": rank_correlation(pre_nms),
+            "obj~IoU_any per anchor, before NMS": rank_correlation(per_anchor(pre_nms), "obj", "iou_any"),
+            "cls~IoU_same after NMS": rank_correlation(dump.detections),
+            "score~IoU_same after NMS": rank_correlation(dump.detections, "score"),
             "kept (IoU>=0.5)": ws["kept"], "wrong survivors": ws["wrong"], "wrong-survivor rate": ws["rate"]}

@@ -82,16 +82,36 @@ def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr
                          nms_iou, max_per_img)
 
 
-def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[list[str]] = None) -> dict:
+def category_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = None) -> list[int]:
+    """Category id of each label, by mmdet's rule (``CocoDataset.cat_ids``, ``CocoMetric``):
+    the annotation file's categories whose name is in ``classes``, in the file's order; label
+    ``i`` is the ``i``-th of them. ``classes`` None: every category, in the file's order.
+
+    This is the rule the model was trained with, so it is used everywhere a label becomes a
+    category id (dumps, re-scoring, results json). It differs from "the id of ``classes[i]``"
+    when the file lists the categories in another order than ``classes``.
+
+    Args:
+        categories: the ``categories`` list of a COCO annotation file.
+        classes: the dataset's ``metainfo.classes``.
+    """
+    if classes is None:
+        return [int(c["id"]) for c in categories]
+    wanted = set(classes)
+    return [int(c["id"]) for c in categories if c["name"] in wanted]
+
+
+def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[Sequence[str]] = None,
+            cat_ids: Optional[Sequence[int]] = None) -> dict:
     """COCO bbox metrics of ``detections`` (columns image_id, label, score, x1..y2) with the
-    faster-coco-eval evaluator. Returns ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR"...}``."""
+    faster-coco-eval evaluator. Labels become category ids by ``cat_ids`` (a dump's
+    ``meta['cat_ids']``) or else by :func:`category_ids`, evaluated on those categories as
+    mmdet's ``CocoMetric`` does. Returns ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR"...}``."""
     from faster_coco_eval import COCO, COCOeval_faster
 
     gt = COCO(ann_file)
-    cats = gt.loadCats(gt.getCatIds())
-    by_name = {c["name"]: c["id"] for c in cats}
-    cat_ids = [by_name[n] for n in classes] if classes else [c["id"] for c in cats]
-    results = [{"image_id": int(r.image_id), "category_id": int(cat_ids[int(r.label)]),
+    ids = list(cat_ids) if cat_ids else category_ids(gt.dataset["categories"], classes)
+    results = [{"image_id": int(r.image_id), "category_id": ids[int(r.label)],
                 "bbox": [float(r.x1), float(r.y1), float(r.x2 - r.x1), float(r.y2 - r.y1)],
                 "score": float(r.score)} for r in detections.itertuples()]
     names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR", "ARs", "ARm", "ARl"]
@@ -100,6 +120,7 @@ def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[list[str]
     dt = gt.loadRes(results)
     ev = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None)
     ev.params.imgIds = gt.getImgIds()
+    ev.params.catIds = ids
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
@@ -154,10 +175,12 @@ def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], th
     return pd.DataFrame(rows)
 
 
-def detections_from_coco_results(results_json: str, ann_file: str) -> pd.DataFrame:
+def detections_from_coco_results(results_json: str, ann_file: str,
+                                 classes: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """Post-NMS detections of any detector, from a standard COCO results json, with the columns
     post-NMS analyses use (``image_id``, ``label``, ``score``, ``cls`` = score, ``obj`` = NaN,
-    box corners, ``iou_same``, ``iou_any``, ``gt_same``). Labels index the categories sorted by id."""
+    box corners and the :data:`analysis.schema.MATCH_COLUMNS`). Labels follow
+    :func:`category_ids` (mmdet's rule) for ``classes``."""
     import json
 
     from retconf.data.coco_check import load_coco_json
@@ -166,11 +189,12 @@ def detections_from_coco_results(results_json: str, ann_file: str) -> pd.DataFra
     results = json.loads(open(results_json).read())
     if not isinstance(results, list):
         raise ValueError(f"{results_json}: a COCO results file is a JSON list of detections")
-    cat_index = {c["id"]: i for i, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
+    cat_index = {c: i for i, c in enumerate(category_ids(gt["categories"], classes))}
     gts: dict = {}
-    for a in gt["annotations"]:
-        x, y, w, h = a["bbox"]
-        gts.setdefault(a["image_id"], []).append((x, y, x + w, y + h, cat_index[a["category_id"]]))
+    for a in gt["annotations"]:  # as mmdet's gt_instances: known categories, no crowd
+        if a["category_id"] in cat_index and not a.get("iscrowd", 0):
+            x, y, w, h = a["bbox"]
+            gts.setdefault(a["image_id"], []).append((x, y, x + w, y + h, cat_index[a["category_id"]]))
     rows = []
     for i, r in enumerate(results):
         try:
@@ -181,13 +205,22 @@ def detections_from_coco_results(results_json: str, ann_file: str) -> pd.DataFra
             raise ValueError(f"{results_json}: entry {i} lacks a valid image_id/category_id/bbox/score ({e})") from e
         box = np.array([x, y, x + w, y + h], dtype=np.float64)
         g = np.array(gts.get(image_id, []), dtype=np.float64).reshape(-1, 5)
-        iou = _iou_one(box, g[:, :4])
-        same = np.where(g[:, 4] == label, iou, -1.0)
-        j = int(same.argmax()) if len(same) else -1
-        rows.append((image_id, label, score, score, np.nan, *box, max(same.max(initial=-1.0), 0.0),
-                     iou.max(initial=0.0), j if j >= 0 and same[j] >= 0 else -1))
-    cols = ["image_id", "label", "score", "cls", "obj", "x1", "y1", "x2", "y2", "iou_same", "iou_any", "gt_same"]
+        rows.append((image_id, label, score, score, np.nan, *box, *_match_one(box, label, g)))
+    cols = ["image_id", "label", "score", "cls", "obj", "x1", "y1", "x2", "y2",
+            "iou_same", "iou_any", "gt_same", "gt_any", "gt_area"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _match_one(box: np.ndarray, label: int, gts: np.ndarray) -> tuple:
+    """The :data:`analysis.schema.MATCH_COLUMNS` of one box (x1, y1, x2, y2) against ground
+    truths ``gts`` (float64[G, 5]: corners and label), as ``retconf.dump.match_gt``."""
+    iou = _iou_one(box, gts[:, :4])
+    same = np.where(gts[:, 4] == label, iou, -1.0)
+    j = int(same.argmax()) if len(same) else -1
+    k = int(iou.argmax()) if len(iou) and iou.max() > 0 else -1
+    area = float((gts[k, 2] - gts[k, 0]) * (gts[k, 3] - gts[k, 1])) if k >= 0 else np.nan
+    return (max(same.max(initial=-1.0), 0.0), iou.max(initial=0.0),
+            j if j >= 0 and same[j] >= 0 else -1, k, area)
 
 
 def _iou_one(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
@@ -222,7 +255,12 @@ def dump_ap(dump, mode: str, alpha: float, thr: float = 0.5, order: str = "befor
     settings (``candidates`` replaces the dump's, e.g. by :func:`analysis.metrics.oracle_candidates`)."""
     cands = dump.candidates if candidates is None else candidates
     dets = rescore(cands, mode, alpha, thr, order=order, **inference_kwargs(dump.meta))
-    return coco_ap(dets, dump.meta["ann_file"], dump.meta["classes"])
+    return dump_coco_ap(dump, dets)
+
+
+def dump_coco_ap(dump, detections: pd.DataFrame) -> dict:
+    """:func:`coco_ap` of detections on a dump's images, with its label → category rule."""
+    return coco_ap(detections, dump.meta["ann_file"], dump.meta["classes"], dump.meta.get("cat_ids"))
 
 
 def loss_ablation_rows(model: str, dump) -> list[dict]:
@@ -258,14 +296,29 @@ def fusion_rows(model: str, dump) -> pd.DataFrame:
                         **inference_kwargs(dump.meta))
 
 
-def oracle_rows(model: str, dump, alphas: Sequence[float] = (0.2, 0.4, 0.6)) -> list[dict]:
-    """AP of the product fusion with the predicted confidence and with the true IoU (oracle)."""
-    from .metrics import oracle_candidates
+ORACLE_ALPHAS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.9)
 
-    oracle = oracle_candidates(dump.candidates)
+
+def oracle_rows(model: str, dump, alphas: Sequence[float] = ORACLE_ALPHAS) -> list[dict]:
+    """AP of the product fusion with the predicted confidence and with the two oracles of
+    :func:`analysis.metrics.oracle_candidates` (the IoU oracle, the ceiling of a class-agnostic
+    branch, and the IoU + label oracle, which also knows whether the label is right).
+
+    Approximate for the oracles: the dump holds the candidates that the *predicted* obj's
+    fusions keep; pairs that only an oracle would lift above ``score_thr`` are missing."""
+    from .metrics import ORACLES, oracle_candidates
+
+    oracles = {name: oracle_candidates(dump.candidates, name) for name in ORACLES}
     return [{"alpha": a, "AP predicted obj": dump_ap(dump, "pow", a)["AP"],
-             "AP oracle (true IoU)": dump_ap(dump, "pow", a, candidates=oracle)["AP"]}
+             **{f"AP {name}": dump_ap(dump, "pow", a, candidates=c)["AP"] for name, c in oracles.items()}}
             for a in alphas]
+
+
+def obj_share_rows(model: str, dump, thr: float = 0.5) -> dict:
+    """:func:`analysis.metrics.obj_above` of one dump at the ``*_thr`` fusions' threshold."""
+    from .metrics import obj_above
+
+    return obj_above(dump.candidates, thr)
 
 
 def order_rows(model: str, dump, alpha: float = 0.4) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .io import Dump, load_dump, read_json, run_path
@@ -98,3 +99,55 @@ def summary_metrics(run_dir: str | Path) -> pd.DataFrame:
             rows.append({"seed": int(seed), "model": model,
                          **{METRIC_NAMES[k]: v for k, v in record.items() if k in METRIC_NAMES}})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------- paired seed statistics
+def paired_deltas(df: pd.DataFrame, key: str, metric: str,
+                  pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Per-seed differences ``metric(a) − metric(b)`` for each pair ``(a, b)`` of ``key``
+    values: detectors (or fusions) of one seed share everything else, so their difference is
+    the paired effect.
+
+    Args:
+        df: rows with ``seed``, ``key`` and ``metric`` (e.g. from :func:`over_seeds`).
+    Returns:
+        rows ``comparison`` (``"a − b"``), ``seed``, ``delta``; seeds where either side is
+        missing are left out.
+    """
+    wide = df.pivot_table(index="seed", columns=key, values=metric, aggfunc="first")
+    rows = []
+    for a, b in pairs:
+        if a not in wide or b not in wide:
+            continue
+        for seed, delta in (wide[a] - wide[b]).dropna().items():
+            rows.append({"comparison": f"{a} − {b}", "seed": int(seed), "delta": float(delta)})
+    return pd.DataFrame(rows, columns=["comparison", "seed", "delta"])
+
+
+def paired_summary(deltas: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean ± sd of paired differences, sign agreement and the smallest resolvable difference.
+
+    The resolution rule is the half-width of the two-sided paired t interval,
+    ``t(1 − (1 − confidence)/2, n − 1) · sd / √n``: a mean difference smaller than that is not
+    distinguishable from 0 at ``confidence`` with these ``n`` seeds (NaN for one seed).
+
+    Args:
+        deltas: rows ``comparison``, ``seed``, ``delta`` (:func:`paired_deltas`).
+    Returns:
+        one row per comparison: ``seeds``, ``mean``, ``sd``, ``agree`` (seeds whose delta has
+        the sign of the mean), ``resolution`` (the half-width), ``resolved`` (|mean| >
+        resolution).
+    """
+    from scipy.stats import t as student_t
+
+    rows = []
+    for comparison, g in deltas.groupby("comparison", sort=False):
+        d = g["delta"].to_numpy(dtype=float)
+        n, mean = len(d), float(d.mean())
+        sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+        half = float(student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / n ** 0.5) if n > 1 else float("nan")
+        sign = np.sign(mean)
+        rows.append({"comparison": comparison, "seeds": n, "mean": mean, "sd": sd,
+                     "agree": int((np.sign(d) == sign).sum()) if sign != 0 else 0,
+                     "resolution": half, "resolved": bool(n > 1 and abs(mean) > half)})
+    return pd.DataFrame(rows, columns=["comparison", "seeds", "mean", "sd", "agree", "resolution", "resolved"])

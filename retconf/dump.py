@@ -34,21 +34,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, SCHEMA_VERSION
+
 from .io import atomic_write_bytes, atomic_write_text
 
-SCHEMA_VERSION = 1
-CANDIDATE_COLUMNS = {
-    "image_id": "int64", "level": "int8", "anchor": "int32", "label": "int16",
-    "cls": "float32", "obj": "float32", "x1": "float32", "y1": "float32", "x2": "float32",
-    "y2": "float32", "iou_same": "float32", "iou_any": "float32", "gt_same": "int32",
-}
-DETECTION_COLUMNS = {
-    "image_id": "int64", "label": "int16", "score": "float32", "cls": "float32", "obj": "float32",
-    "x1": "float32", "y1": "float32", "x2": "float32", "y2": "float32", "iou_same": "float32",
-    "iou_any": "float32", "gt_same": "int32",
-}
-IMAGE_COLUMNS = {"image_id": "int64", "num_gt": "int32", "positive_anchors": "int32",
-                 "width": "int32", "height": "int32"}
 ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(10))
 
 
@@ -63,27 +52,79 @@ def fusion_grid(deployed: Optional[dict]) -> list[dict]:
     return grid
 
 
-def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> tuple[Any, Any, Any]:
+def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> dict[str, Any]:
     """Best IoU of each box with a ground truth of the same class and of any class.
+
+    All boxes must be in one frame (the dump uses original-image pixels).
 
     Args:
         boxes (Tensor[N, 4]), labels (Tensor[N]); gt_boxes (Tensor[G, 4]), gt_labels (Tensor[G]).
     Returns:
-        iou_same (Tensor[N]), iou_any (Tensor[N]), gt_same (Tensor[N], index of the matched
-        same-class ground truth, -1 when there is none).
+        the :data:`analysis.schema.MATCH_COLUMNS`: ``iou_same`` (Tensor[N]), ``iou_any`` (Tensor[N]),
+        ``gt_same`` / ``gt_any`` (Tensor[N], index of the matched same-class / any-class ground
+        truth, -1 when there is none), ``gt_area`` (Tensor[N], box area of the ``gt_any``
+        ground truth in pixels², NaN when there is none).
     """
     import torch
     from mmdet.structures.bbox import bbox_overlaps
 
     n = boxes.shape[0]
+    none = torch.full((n,), -1, dtype=torch.long)
     if gt_boxes.shape[0] == 0 or n == 0:
         zeros = boxes.new_zeros(n)
-        return zeros, zeros.clone(), torch.full((n,), -1, dtype=torch.long)
+        return {"iou_same": zeros, "iou_any": zeros.clone(), "gt_same": none, "gt_any": none.clone(),
+                "gt_area": boxes.new_full((n,), float("nan"))}
     iou = bbox_overlaps(boxes, gt_boxes)
     same = torch.where(labels[:, None] == gt_labels[None, :], iou, iou.new_full((), -1.0))
     iou_same, gt_same = same.max(1)
-    gt_same = torch.where(iou_same >= 0, gt_same, torch.full_like(gt_same, -1))
-    return iou_same.clamp(min=0), iou.max(1).values, gt_same
+    gt_same = torch.where(iou_same >= 0, gt_same, none)
+    iou_any, gt_any = iou.max(1)
+    gt_any = torch.where(iou_any > 0, gt_any, none)
+    areas = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+    gt_area = torch.where(gt_any >= 0, areas[gt_any.clamp(min=0)], boxes.new_full((), float("nan")))
+    return {"iou_same": iou_same.clamp(min=0), "iou_any": iou_any, "gt_same": gt_same,
+            "gt_any": gt_any, "gt_area": gt_area}
+
+
+def ground_truth(data_info: dict) -> tuple[Any, Any]:
+    """An image's ground truth in original-image pixels, from the dataset's parsed annotations
+    (``dataset.get_data_info(i)``), never from the test pipeline: whether ``LoadAnnotations``
+    runs before ``Resize`` (boxes scaled) or after it (boxes as in the file) does not matter.
+    Crowd / ignored instances (``ignore_flag``) are left out, as in mmdet's ``gt_instances``.
+
+    Returns:
+        boxes (Tensor[G, 4], x1 y1 x2 y2, float32), labels (Tensor[G], int64).
+    """
+    import torch
+
+    kept = [i for i in data_info.get("instances", []) if not i.get("ignore_flag", 0)]
+    boxes = torch.tensor([i["bbox"] for i in kept], dtype=torch.float32).reshape(-1, 4)
+    return boxes, torch.tensor([i["bbox_label"] for i in kept], dtype=torch.long)
+
+
+def scale_xy(boxes: Any, scale_factor: Any, inverse: bool = False) -> Any:
+    """Boxes (Tensor[N, 4]) scaled by ``scale_factor`` = (w_scale, h_scale) as mmdet's
+    ``Resize`` records it: original → input frame, or input → original with ``inverse``
+    (what mmdet's ``rescale=True`` post-processing does). Padding (bottom/right, by the data
+    preprocessor) moves no coordinate."""
+    import torch
+
+    s = torch.tensor([float(scale_factor[0]), float(scale_factor[1])] * 2, dtype=boxes.dtype)
+    return boxes / s if inverse else boxes * s
+
+
+def positive_anchor_count(priors: Any, gt_input: Any, thr: float = 0.5) -> int:
+    """Anchors whose IoU with some ground truth exceeds ``thr`` (the paper's "positive
+    anchors"), with anchors and ground truth both in the network's input frame.
+
+    Args:
+        priors (Tensor[A, 4]) all levels' anchors; gt_input (Tensor[G, 4]).
+    """
+    from mmdet.structures.bbox import bbox_overlaps
+
+    if len(gt_input) == 0:
+        return 0
+    return int((bbox_overlaps(priors, gt_input).max(1).values > thr).sum())
 
 
 def _frame(columns: dict, data: dict) -> Any:
@@ -166,12 +207,14 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     test_cfg = head.test_cfg
     score_thr, nms_pre = test_cfg.get("score_thr", 0.0), test_cfg.get("nms_pre", -1)
     loader = Runner.build_dataloader(cfg.test_dataloader)
-    n_images = len(loader.dataset)
+    dataset = loader.dataset
+    n_images = len(dataset)
+    infos = {int(info["img_id"]): info for info in (dataset.get_data_info(i) for i in range(n_images))}
     n_shards = (n_images + shard_size - 1) // shard_size
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_sha256 = _sha256(checkpoint)
     _start_or_resume(out, {
-        "checkpoint_sha256": checkpoint_sha256, "shard_size": shard_size,
+        "schema_version": SCHEMA_VERSION, "checkpoint_sha256": checkpoint_sha256, "shard_size": shard_size,
         "model": cfg.model.to_dict(), "test_dataloader": cfg.test_dataloader.to_dict()})
     done = {i for i in range(n_shards) if all((out / f"{kind}-{i:05d}.parquet").is_file()
                                                for kind in ("candidates", "detections", "images"))}
@@ -201,19 +244,10 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
             outs = head(feats)
             meta = sample.metainfo
             img_id = int(meta["img_id"])
-            scale = torch.tensor(meta["scale_factor"]).repeat(2)
-            gt = sample.gt_instances
-            gt_boxes, gt_labels = gt.bboxes.tensor if hasattr(gt.bboxes, "tensor") else gt.bboxes, gt.labels
-            gt_orig = gt_boxes / scale  # boxes are compared in original image coordinates
+            gt_boxes, gt_labels = ground_truth(infos[img_id])  # original-image pixels
             sizes = [f.shape[-2:] for f in outs[0]]
-            priors = head.prior_generator.grid_priors(sizes, device="cpu")
-            # positives as the paper counts them: anchors with IoU > 0.5 to some ground truth
-            all_priors = torch.cat(priors)
-            if len(gt_boxes):
-                from mmdet.structures.bbox import bbox_overlaps
-                positives = int((bbox_overlaps(all_priors, gt_boxes).max(1).values > 0.5).sum())
-            else:
-                positives = 0
+            priors = head.prior_generator.grid_priors(sizes, device="cpu")  # input frame
+            positives = positive_anchor_count(torch.cat(priors), scale_xy(gt_boxes, meta["scale_factor"]))
             cand = rows["candidates"]
             for level, pri in enumerate(priors):
                 cls = outs[0][level][0].permute(1, 2, 0).reshape(-1, head.cls_out_channels).sigmoid()
@@ -227,18 +261,17 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
                     keep[anchors, labels] = True
                 anchors, labels = keep.nonzero(as_tuple=True)
                 boxes = head.bbox_coder.decode(pri[anchors], deltas[anchors], max_shape=meta["img_shape"])
-                boxes = boxes / scale
-                iou_same, iou_any, gt_same = match_gt(boxes, labels, gt_orig, gt_labels)
+                boxes = scale_xy(boxes, meta["scale_factor"], inverse=True)
+                match = match_gt(boxes, labels, gt_boxes, gt_labels)
                 for c, v in (("image_id", np.full(len(anchors), img_id)), ("level", np.full(len(anchors), level)),
                              ("anchor", anchors.numpy()), ("label", labels.numpy()),
                              ("cls", cls[anchors, labels].numpy()), ("obj", obj[anchors].numpy()),
                              ("x1", boxes[:, 0].numpy()), ("y1", boxes[:, 1].numpy()),
                              ("x2", boxes[:, 2].numpy()), ("y2", boxes[:, 3].numpy()),
-                             ("iou_same", iou_same.numpy()), ("iou_any", iou_any.numpy()),
-                             ("gt_same", gt_same.numpy())):
+                             *((k, v.numpy()) for k, v in match.items())):
                     cand[c].append(v)
             det = head.predict_by_feat(*outs, batch_img_metas=[meta], rescale=True)[0]
-            d_iou_same, d_iou_any, d_gt = match_gt(det.bboxes, det.labels, gt_orig, gt_labels)
+            d_match = match_gt(det.bboxes, det.labels, gt_boxes, gt_labels)
             n = len(det)
             d_cls = det.cls_scores if "cls_scores" in det else det.scores
             d_obj = det.obj_scores if "obj_scores" in det else torch.full((n,), float("nan"))
@@ -246,8 +279,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
                          ("score", det.scores.numpy()), ("cls", d_cls.numpy()), ("obj", d_obj.numpy()),
                          ("x1", det.bboxes[:, 0].numpy()), ("y1", det.bboxes[:, 1].numpy()),
                          ("x2", det.bboxes[:, 2].numpy()), ("y2", det.bboxes[:, 3].numpy()),
-                         ("iou_same", d_iou_same.numpy()), ("iou_any", d_iou_any.numpy()),
-                         ("gt_same", d_gt.numpy())):
+                         *((k, v.numpy()) for k, v in d_match.items())):
                 rows["detections"][c].append(v)
             h, w = meta["ori_shape"]
             for c, v in (("image_id", [img_id]), ("num_gt", [len(gt_labels)]),
@@ -261,7 +293,8 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
         "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
         "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
         "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
-        "classes": list(loader.dataset.metainfo["classes"]), "head": type(head).__name__,
+        "classes": list(dataset.metainfo["classes"]), "cat_ids": [int(c) for c in getattr(dataset, "cat_ids", [])],
+        "head": type(head).__name__,
         "fusion": deployed, "test_cfg": mmengine.config.ConfigDict(test_cfg).to_dict(),
         "candidate_rule": {"fusions": grid, "score_thr": score_thr, "nms_pre": nms_pre},
         "seed": (cfg.get("randomness") or {}).get("seed"),

@@ -119,14 +119,16 @@ def _set_aside_if_stale(work_dir: Path, inputs: dict) -> None:
 
 
 def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
-    """Whether ``dump_dir`` holds a complete dump of exactly ``checkpoint``."""
-    from .dump import _sha256
+    """Whether ``dump_dir`` holds a complete dump of exactly ``checkpoint`` written with the
+    current dump schema (an older schema is redone)."""
+    from .dump import SCHEMA_VERSION, _sha256
 
     meta = dump_dir / "metadata.json"
     if not meta.is_file() or not checkpoint.is_file():
         return False
     record = json.loads(meta.read_text())
-    return bool(record.get("complete")) and record.get("checkpoint_sha256") == _sha256(checkpoint)
+    return (bool(record.get("complete")) and record.get("schema_version") == SCHEMA_VERSION
+            and record.get("checkpoint_sha256") == _sha256(checkpoint))
 
 
 def _data_digest(preset: Preset, data_dir: Path) -> str:

@@ -6,8 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.metrics import (compare_with_paper, count_table, oracle_candidates, proportions,
-                              rank_correlation, wrong_survivor_rate)
+from analysis.metrics import (alignment_table, compare_with_paper, correlation, count_table, obj_above,
+                              oracle_candidates, per_anchor, proportions, rank_correlation,
+                              wrong_survivor_rate)
 
 
 def _boxes(rows: list[tuple]) -> pd.DataFrame:
@@ -68,9 +69,64 @@ def test_wrong_survivor_rate_by_hand() -> None:
     assert math.isnan(wrong_survivor_rate(pre, kept.iloc[[2]])["rate"])
 
 
-def test_oracle_uses_the_true_iou() -> None:
-    c = BEFORE.assign(obj=0.5)
-    assert oracle_candidates(c)["obj"].tolist() == pytest.approx(BEFORE["iou_same"].tolist())
+def test_oracles_are_named_for_what_they_know() -> None:
+    """Two anchors on one object; anchor 1's top label is wrong. The IoU oracle gives both
+    pairs of anchor 1 its box quality (a class-agnostic branch cannot know the label); only the
+    IoU + label oracle zeroes the wrong-label pair."""
+    c = PAIRS.assign(obj=0.5)
+    assert oracle_candidates(c, "IoU oracle")["obj"].tolist() == pytest.approx(PAIRS["iou_any"].tolist())
+    assert oracle_candidates(c, "IoU + label oracle")["obj"].tolist() == pytest.approx(PAIRS["iou_same"].tolist())
+    assert oracle_candidates(c)["obj"].tolist() == pytest.approx(PAIRS["iou_any"].tolist())  # default: no label leak
+    with pytest.raises(ValueError, match="oracle 'perfect'"):
+        oracle_candidates(c, "perfect")
+
+
+# One object (label 0, area 40×40) seen by anchors 0 and 1 of image 1; anchor 1 also scores the
+# wrong label 3 higher than the right one. obj is the branch's per-anchor prediction.
+PAIRS = pd.DataFrame({
+    "image_id": [1, 1, 1, 1], "level": [0, 0, 0, 1], "anchor": [0, 1, 1, 5], "label": [0, 0, 3, 2],
+    "cls": [0.6, 0.2, 0.7, 0.3], "obj": [0.55, 0.85, 0.85, 0.1],
+    "iou_same": [0.6, 0.9, 0.0, 0.0], "iou_any": [0.6, 0.9, 0.9, 0.1],
+    "gt_area": [1600.0, 1600.0, 1600.0, 10000.0]})
+
+
+def test_per_anchor_keeps_the_top_scoring_label() -> None:
+    rows = per_anchor(PAIRS)
+    assert list(zip(rows["anchor"], rows["label"])) == [(0, 0), (1, 3), (5, 2)]
+
+
+def test_obj_is_measured_against_the_class_agnostic_iou_per_anchor() -> None:
+    """obj predicts the box quality perfectly (same order as iou_any): Spearman 1 per anchor.
+    Measured per (anchor, label) pair against iou_same, as before, the wrong-label pair of the
+    well-localized anchor 1 would count against it."""
+    table = alignment_table(PAIRS, PAIRS.iloc[:0].assign(score=[]), base_cls=0.05)
+    row = table[(table.stage == "before NMS") & (table.score == "obj") & (table.subset == "all")
+                & (table.group == "all")].iloc[0]
+    assert (row.view, row.iou, row.n) == ("per anchor", "iou_any", 3)
+    assert row.spearman == pytest.approx(1.0)
+    assert rank_correlation(PAIRS, "obj", "iou_same") < 0.5  # the old, unfair measurement
+    cls_pair = table[(table.score == "cls") & (table.view == "per pair") & (table.group == "all")
+                     & (table.subset == "all")].iloc[0]
+    assert (cls_pair.iou, cls_pair.n) == ("iou_same", 4)
+    pos = table[(table.score == "obj") & (table.subset == "positives (IoU≥0.5)") & (table.group == "all")].iloc[0]
+    assert pos.n == 2  # anchors 0 and 1 (iou_any 0.6, 0.9)
+    groups = set(table[(table.score == "obj") & (table.subset == "all")]["group"])
+    assert {"P3", "P4", "small (<32²)", "medium (32²–96²)", "large (≥96²)"} <= groups
+    sizes = table[(table.score == "obj") & (table.subset == "all") & (table.group_by == "size")]
+    assert sizes.set_index("group")["n"].to_dict() == {"small (<32²)": 0, "medium (32²–96²)": 2, "large (≥96²)": 1}
+
+
+def test_correlation_pearson_and_degenerate_cases() -> None:
+    df = pd.DataFrame({"s": [0.1, 0.2, 0.9], "i": [0.1, 0.3, 0.5]})
+    c = correlation(df, "s", "i")
+    assert c["spearman"] == pytest.approx(1.0) and c["pearson"] == pytest.approx(df["s"].corr(df["i"]))
+    assert math.isnan(correlation(df.iloc[:1], "s", "i")["spearman"])
+    assert math.isnan(correlation(df.assign(s=0.5), "s", "i")["pearson"])
+
+
+def test_obj_above_counts_anchors_not_pairs() -> None:
+    got = obj_above(PAIRS, 0.5)
+    assert got == {"anchors": 3, "obj>0.5": 2, "share": pytest.approx(2 / 3)}
 
 
 def test_compare_with_paper() -> None:

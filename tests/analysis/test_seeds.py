@@ -65,3 +65,21 @@ def test_over_seeds_reads_every_seed_of_a_real_run(quick_run: dict) -> None:
     assert list(rows.columns[:2]) == ["seed", "model"]
     assert sorted(set(rows["seed"])) == run_seeds(quick_run["run"]) == [0, 1]
     assert len(rows) == 4 and (rows["images"] == 16).all()
+
+
+def test_paired_deltas_and_their_resolution_by_hand() -> None:
+    from analysis.seeds import paired_deltas, paired_summary
+
+    per_seed = pd.DataFrame({"seed": [0, 0, 1, 1, 2, 2, 3], "model": ["conf", "ret"] * 3 + ["conf"],
+                             "AP": [0.40, 0.39, 0.40, 0.38, 0.36, 0.33, 0.5]})
+    deltas = paired_deltas(per_seed, "model", "AP", [("conf", "ret"), ("conf", "missing")])
+    assert deltas["comparison"].unique().tolist() == ["conf − ret"]
+    assert deltas["seed"].tolist() == [0, 1, 2]  # seed 3 has no pair
+    assert deltas["delta"].tolist() == pytest.approx([0.01, 0.02, 0.03])
+    row = paired_summary(deltas).iloc[0]
+    assert (row.seeds, row.agree) == (3, 3)
+    assert row["mean"] == pytest.approx(0.02) and row.sd == pytest.approx(0.01)
+    assert row.resolution == pytest.approx(4.302653 * 0.01 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2)
+    assert not row.resolved  # 0.02 < 0.0248
+    one = paired_summary(deltas.iloc[:1]).iloc[0]
+    assert one.seeds == 1 and math.isnan(one.resolution) and not one.resolved

@@ -1,0 +1,253 @@
+"""``retconf dump`` in the right frame for any test pipeline, and one label → category rule.
+
+The dump's IoU columns are checked against pycocotools' ``maskUtils.iou`` on the annotation
+file's boxes (original-image pixels) for images resized by different factors in x and y, with
+``LoadAnnotations`` before and after ``Resize``; the positive-anchor count against mmdet's own
+assigner overlaps in the network's input frame.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.io import load_dump
+from tests.conftest import ROOT
+
+CONF = ROOT / "experiments" / "retinanet-conf_r18-tiny_fpn_digits.py"
+WIDTH, HEIGHT = 288, 160  # non-square originals, made from the 192×192 digits
+
+
+def _resize_dataset(src: Path, out: Path) -> Path:
+    """The val split of ``src`` resized to WIDTH×HEIGHT (boxes scaled alike), as a new dataset."""
+    import cv2
+
+    ann = json.loads((src / "annotations" / "instances_val.json").read_text())
+    (out / "val").mkdir(parents=True)
+    (out / "annotations").mkdir()
+    for img in ann["images"]:
+        sx, sy = WIDTH / img["width"], HEIGHT / img["height"]
+        pixels = cv2.imread(str(src / "val" / img["file_name"]))
+        cv2.imwrite(str(out / "val" / img["file_name"]), cv2.resize(pixels, (WIDTH, HEIGHT)))
+        img.update(width=WIDTH, height=HEIGHT)
+        for a in ann["annotations"]:
+            if a["image_id"] == img["id"]:
+                x, y, w, h = a["bbox"]
+                a["bbox"] = [x * sx, y * sy, w * sx, h * sy]
+                a["area"] = w * sx * h * sy
+    (out / "annotations" / "instances_val.json").write_text(json.dumps(ann))
+    return out
+
+
+@pytest.fixture(scope="module")
+def resized(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A non-square dataset and a randomly initialised RetinaNet-Conf checkpoint."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    from retconf.runtime import load_config
+
+    register_all_modules()
+    base = tmp_path_factory.mktemp("resized")
+    data = _resize_dataset(small_digits, base / "data")
+    cfg = load_config(str(CONF), {"model.backbone.init_cfg": None})
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ckpt = base / "random.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, ckpt)
+    return {"data": data, "ckpt": str(ckpt), "base": base}
+
+
+def _pipeline(scale: tuple[int, int], keep_ratio: bool, annotations_first: bool) -> list[dict]:
+    load = [dict(type="LoadImageFromFile")]
+    resize = [dict(type="Resize", scale=scale, keep_ratio=keep_ratio)]
+    ann = [dict(type="LoadAnnotations", with_bbox=True)]
+    pack = [dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor"))]
+    return load + (ann + resize if annotations_first else resize + ann) + pack
+
+
+def _options(data: Path, pipeline: list[dict]) -> dict:
+    return {"model.backbone.init_cfg": None, "model.test_cfg.score_thr": 0.0, "model.test_cfg.nms_pre": 100,
+            "test_dataloader.num_workers": 0, "test_dataloader.persistent_workers": False,
+            "test_dataloader.batch_size": 1,
+            "test_dataloader.dataset.pipeline": pipeline,
+            "test_evaluator.ann_file": str(data / "annotations" / "instances_val.json")}
+
+
+# x and y scaled differently (no keep-ratio), and keep-ratio into a box of another shape
+PIPELINES = {"xy 400x200 ann after": ((400, 200), False, False),
+             "xy 400x200 ann before": ((400, 200), False, True),
+             "keep-ratio 500x300 ann after": ((500, 300), True, False)}
+
+
+@pytest.fixture(scope="module")
+def dumps(resized: dict) -> dict:
+    from retconf.dump import dump_predictions
+
+    out = {}
+    for name, (scale, keep, first) in PIPELINES.items():
+        path = resized["base"] / name.replace(" ", "_")
+        dump_predictions(str(CONF), resized["ckpt"], path, str(resized["data"]),
+                         _options(resized["data"], _pipeline(scale, keep, first)), shard_size=4, progress=False)
+        out[name] = load_dump(path)
+    return out
+
+
+def _expected_ious(df, ann_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """iou_same / iou_any of each row from pycocotools on the file's original boxes."""
+    from pycocotools import mask as mask_utils
+
+    ann = json.loads(ann_file.read_text())
+    cat_of_label = [c["id"] for c in ann["categories"]]
+    same, any_ = np.zeros(len(df)), np.zeros(len(df))
+    for image_id, rows in df.groupby("image_id"):
+        gts = [a for a in ann["annotations"] if a["image_id"] == image_id and not a.get("iscrowd")]
+        if not gts:
+            continue
+        dt = np.stack([rows.x1, rows.y1, rows.x2 - rows.x1, rows.y2 - rows.y1], 1).astype(np.float64)
+        gt = np.array([a["bbox"] for a in gts], dtype=np.float64)
+        iou = np.asarray(mask_utils.iou(dt, gt, [0] * len(gts)))
+        cats = np.array([a["category_id"] for a in gts])
+        wanted = np.array([cat_of_label[label] for label in rows.label])
+        idx = df.index.get_indexer(rows.index)
+        any_[idx] = iou.max(1)
+        same[idx] = np.where(cats[None, :] == wanted[:, None], iou, 0).max(1)
+    return same, any_
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_iou_columns_are_in_original_image_pixels(dumps: dict, resized: dict, name: str) -> None:
+    d = dumps[name]
+    ann_file = resized["data"] / "annotations" / "instances_val.json"
+    assert (d.images["width"] == WIDTH).all() and (d.images["height"] == HEIGHT).all()
+    for kind, df in (("candidates", d.candidates), ("detections", d.detections)):
+        assert len(df) > 0 and (df["iou_any"] > (0.5 if kind == "candidates" else 0.0)).any(), kind
+        same, any_ = _expected_ious(df.reset_index(drop=True), ann_file)
+        np.testing.assert_allclose(df["iou_any"].to_numpy(), any_, atol=2e-4, err_msg=f"{name} {kind}")
+        np.testing.assert_allclose(df["iou_same"].to_numpy(), same, atol=2e-4, err_msg=f"{name} {kind}")
+        assert (df["x2"] <= WIDTH + 1e-3).all() and (df["y2"] <= HEIGHT + 1e-3).all()  # clipped in the original frame
+
+
+def test_annotation_order_in_the_pipeline_does_not_change_the_dump(dumps: dict) -> None:
+    a, b = dumps["xy 400x200 ann after"], dumps["xy 400x200 ann before"]
+    for kind in ("candidates", "detections", "images"):
+        pd_a, pd_b = getattr(a, kind), getattr(b, kind)
+        assert pd_a.equals(pd_b), kind
+
+
+@pytest.mark.parametrize("name", ["xy 400x200 ann after", "keep-ratio 500x300 ann after"])
+def test_positive_anchors_match_mmdets_assigner_overlaps_in_the_input_frame(dumps: dict, resized: dict,
+                                                                            name: str) -> None:
+    """Independent count: mmdet's pipeline with LoadAnnotations *before* Resize gives ground
+    truth in the input frame; the assigner's IoU calculator compares it with the anchors."""
+    import torch
+    from mmdet.registry import MODELS, TASK_UTILS
+    from mmengine.runner import Runner
+
+    from retconf.runtime import load_config
+
+    scale, keep, _ = PIPELINES[name]
+    cfg = load_config(str(CONF), _options(resized["data"], _pipeline(scale, keep, True)), str(resized["data"]))
+    model = MODELS.build(cfg.model).eval()
+    overlaps = TASK_UTILS.build(cfg.model.train_cfg.assigner).iou_calculator
+    counts = {}
+    for batch in Runner.build_dataloader(cfg.test_dataloader):
+        data = model.data_preprocessor(batch, False)
+        sample = data["data_samples"][0]
+        strides = model.bbox_head.prior_generator.strides
+        h, w = data["inputs"].shape[-2:]
+        sizes = [(int(np.ceil(h / s[1])), int(np.ceil(w / s[0]))) for s in strides]
+        anchors = torch.cat(model.bbox_head.prior_generator.grid_priors(sizes, device="cpu"))
+        gt = sample.gt_instances.bboxes
+        gt = gt.tensor if hasattr(gt, "tensor") else gt
+        counts[int(sample.metainfo["img_id"])] = int((overlaps(anchors, gt).max(1).values > 0.5).sum()) if len(gt) else 0
+    got = dumps[name].images.set_index("image_id")["positive_anchors"].to_dict()
+    assert got == counts
+    assert sum(counts.values()) > 0
+
+
+# ------------------------------------------------------------------- labels to category ids
+def _shuffled_categories(src: Path, out: Path) -> Path:
+    """``src`` with non-contiguous category ids (id·7+3), the categories listed in another
+    order than ``classes`` and one extra category without instances."""
+    shutil.copytree(src, out)
+    path = out / "annotations" / "instances_val.json"
+    ann = json.loads(path.read_text())
+    new_id = {c["id"]: c["id"] * 7 + 3 for c in ann["categories"]}
+    cats = [dict(c, id=new_id[c["id"]]) for c in ann["categories"]]
+    order = [3, 7, 0, 9, 1, 5, 2, 8, 4, 6]
+    ann["categories"] = [cats[i] for i in order[:5]] + [{"id": 500, "name": "extra", "supercategory": "x"}] + \
+        [cats[i] for i in order[5:]]
+    for a in ann["annotations"]:
+        a["category_id"] = new_id[a["category_id"]]
+    path.write_text(json.dumps(ann))
+    return out
+
+
+def test_category_ids_follow_mmdets_dataset(small_digits: Path, tmp_path: Path) -> None:
+    from mmdet.datasets import CocoDataset
+
+    from analysis.rescore import category_ids
+
+    data = _shuffled_categories(small_digits, tmp_path / "d")
+    classes = tuple(str(i) for i in range(10))
+    ds = CocoDataset(data_root=str(data), ann_file="annotations/instances_val.json", metainfo={"classes": classes},
+                     data_prefix={"img": "val/"}, test_mode=True, pipeline=[])
+    cats = json.loads((data / "annotations" / "instances_val.json").read_text())["categories"]
+    assert category_ids(cats, classes) == list(ds.cat_ids)
+    assert category_ids(cats, classes) != [int(c) * 7 + 3 + 7 for c in range(10)]  # not by class order
+
+
+def test_rescored_ap_equals_mmdets_cocometric_with_shuffled_ids(small_digits: Path, tmp_path: Path) -> None:
+    """The same detections (the ground truth as mmdet labels it, plus jittered and wrong-label
+    copies) scored by mmdet's CocoMetric and by analysis.coco_ap; and read back from a results
+    json that CocoMetric's own label rule wrote."""
+    import pandas as pd
+    import torch
+    from mmdet.datasets import CocoDataset
+    from mmdet.evaluation import CocoMetric
+
+    from analysis.rescore import coco_ap, detections_from_coco_results
+
+    data = _shuffled_categories(small_digits, tmp_path / "d")
+    ann_file = str(data / "annotations" / "instances_val.json")
+    classes = tuple(str(i) for i in range(10))
+    ds = CocoDataset(data_root=str(data), ann_file="annotations/instances_val.json", metainfo={"classes": classes},
+                     data_prefix={"img": "val/"}, test_mode=True, pipeline=[])
+    rng = np.random.default_rng(0)
+    rows, samples = [], []
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        boxes = np.array([inst["bbox"] for inst in info["instances"]], dtype=np.float32).reshape(-1, 4)
+        labels = np.array([inst["bbox_label"] for inst in info["instances"]], dtype=np.int64)
+        jitter = boxes + rng.normal(0, 4, boxes.shape).astype(np.float32)
+        wrong = (labels + 1) % 10
+        b = np.concatenate([boxes, jitter, boxes])
+        lab = np.concatenate([labels, labels, wrong])
+        sc = np.concatenate([rng.uniform(0.3, 0.9, len(labels)), rng.uniform(0.2, 1.0, len(labels)),
+                             rng.uniform(0.1, 0.8, len(labels))]).astype(np.float32)
+        samples.append({"img_id": info["img_id"], "ori_shape": (info["height"], info["width"]),
+                        "pred_instances": {"bboxes": torch.tensor(b), "scores": torch.tensor(sc),
+                                           "labels": torch.tensor(lab)}})
+        rows += [(info["img_id"], int(l_), float(s), *map(float, bb)) for bb, l_, s in zip(b, lab, sc)]
+    metric = CocoMetric(ann_file=ann_file, metric="bbox", outfile_prefix=str(tmp_path / "res"))
+    metric.dataset_meta = ds.metainfo
+    metric.process({}, samples)
+    live = metric.evaluate(len(samples))["coco/bbox_mAP"]
+    dets = pd.DataFrame(rows, columns=["image_id", "label", "score", "x1", "y1", "x2", "y2"])
+    ours = coco_ap(dets, ann_file, classes)["AP"]
+    assert 0.2 < live < 1.0
+    assert round(ours, 3) == round(live, 3)  # mmdet rounds to 3 decimals
+    back = detections_from_coco_results(str(tmp_path / "res.bbox.json"), ann_file, classes)
+    assert sorted(back["label"].tolist()) == sorted(dets["label"].tolist())  # CocoMetric wrote mmdet's ids
+    assert coco_ap(back, ann_file, classes)["AP"] == pytest.approx(ours, abs=1e-9)
+
+
+def test_dump_records_the_datasets_category_ids(dumps: dict) -> None:
+    meta = dumps["xy 400x200 ann after"].meta
+    assert meta["cat_ids"] == list(range(1, 11)) and meta["schema_version"] == 2
