@@ -211,3 +211,41 @@ def test_dump_ious_are_in_original_image_coordinates(coco_run: dict, model: str)
             np.testing.assert_allclose(rows["iou_same"].to_numpy(), same.max(1), atol=1e-4)
             matched += int((same.max(1) > 0.1).sum())
     assert matched > 0  # some boxes do overlap a ground truth of their category
+
+
+def test_positive_anchors_are_counted_in_the_input_frame(coco_run: dict) -> None:
+    """The dump's positive-anchor count per image equals one recomputed here: the recipe's
+    anchors on the 1000×600 keep-ratio input (padded to /32) against the annotation file's boxes
+    scaled into that frame; and the dump records mmdet's label -> category id map."""
+    import math
+
+    import mmcv
+    import torch
+    from mmdet.models.task_modules.prior_generators import AnchorGenerator
+    from mmdet.structures.bbox import bbox_overlaps
+    from mmengine.config import Config
+
+    from analysis.io import load_dump
+
+    ann_file = coco_run["ann_file"]
+    dump = load_dump(coco_run["run"] / "seed_0" / "dumps" / "retinanet_conf")
+    assert dump.meta["cat_ids"] == _category_ids(dump.meta["classes"], ann_file).tolist()
+    cfg = Config.fromfile(str(ROOT / CONF_CONFIG))
+    anchor_cfg = dict(cfg.model.bbox_head.anchor_generator)
+    anchor_cfg.pop("type")
+    generator = AnchorGenerator(**anchor_cfg)
+    gts = _gt_by_image(ann_file)
+    counted = {int(r.image_id): int(r.positive_anchors) for r in dump.images.itertuples()}
+    for image_id, (w, h) in {int(r.image_id): (int(r.width), int(r.height)) for r in dump.images.itertuples()}.items():
+        (new_w, new_h), _ = mmcv.rescale_size((w, h), (1000, 600), return_scale=True)
+        pad_h, pad_w = math.ceil(new_h / 32) * 32, math.ceil(new_w / 32) * 32
+        sizes, fh, fw = [], pad_h // 8, pad_w // 8
+        for _ in range(5):  # P3..P7; P6, P7 are stride-2 convs (ceil)
+            sizes.append((fh, fw))
+            fh, fw = math.ceil(fh / 2), math.ceil(fw / 2)
+        anchors = torch.cat(generator.grid_priors(sizes, device="cpu"))
+        gt = torch.tensor(gts[image_id][:, :4], dtype=torch.float32) * torch.tensor(
+            [new_w / w, new_h / h, new_w / w, new_h / h])
+        expected = int((bbox_overlaps(anchors, gt).max(1).values > 0.5).sum()) if len(gt) else 0
+        assert counted[image_id] == expected, (image_id, counted[image_id], expected)
+        assert expected > 0
