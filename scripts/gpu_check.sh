@@ -21,6 +21,8 @@
 #     two are compared on the same card (that comparison decides which one to recommend);
 #  5. results: reports/benchmarks/gpu_check{,_compiled}.{json,md} (+ _dryrun), copied to $OUT
 #     when that is set, with the log and the end of the mmcv build log.
+# GPU_CHECK_STAGES="r50" or "tiny" runs one stage (e.g. the tiny seeds in a second call if the
+# first ran out of time); GPU_CHECK_BUDGET (default 540 s) bounds the whole script.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY=0
@@ -31,6 +33,7 @@ WORK="${GPU_CHECK_WORK:-/tmp/retconf-gpu-check}"
 REPORT="${GPU_CHECK_REPORT:-$ROOT/reports/benchmarks}"
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/wheels}"
 PY="${PYTHON:-python3}"
+STAGES="${GPU_CHECK_STAGES:-r50 tiny}"       # e.g. GPU_CHECK_STAGES=tiny for a second call
 SUFFIX=""
 [[ $DRY == 1 ]] && SUFFIX="_dryrun"
 LOG="$REPORT/gpu_check${SUFFIX}.log"
@@ -98,10 +101,11 @@ BACKBONE=()
 RESERVE=$([[ -n "$BUILD_PID" ]] && echo 110 || echo 20)   # time kept for the compiled R50 timing
 log "R50 timing and tiny seeds with the fallback ops ($(( $(left) - RESERVE )) s)"
 PYTHONPATH="$FALLBACK_PATH" PYTHONUNBUFFERED=1 $PY "$ROOT/benchmarks/gpu_check.py" "${DRYARG[@]}" \
-  --out "$REPORT" --work "$WORK/run" --budget "$(( $(left) - RESERVE ))" --stages r50 tiny "${BACKBONE[@]}" \
+  --out "$REPORT" --work "$WORK/run" --budget "$(( $(left) - RESERVE ))" --stages $STAGES "${BACKBONE[@]}" \
   --extra "{\"mmcv_build\": \"these runs use the fallback ops; the compiled ones, if built in time, are timed in gpu_check_compiled\"}" 2>&1 | tee -a "$LOG" | grep -E "^\[gpu_check|^\{|Error" || true
 
 # ---------------------------------------------------------------- 4. compiled ops, if built in time
+if [[ -n "$BUILD_PID" && " $STAGES " != *" r50 "* ]]; then kill "$BUILD_PID" 2>/dev/null; BUILD_PID=""; fi
 if [[ -n "$BUILD_PID" ]]; then
   while kill -0 "$BUILD_PID" 2>/dev/null && (( $(left) > 90 )); do sleep 5; done
   if [[ -f "$WORK/mmcv_build.rc" && "$(cat "$WORK/mmcv_build.rc")" == 0 ]] && ls "$WORK"/mmcv-2.1.0/mmcv/_ext*.so >/dev/null 2>&1; then
