@@ -34,6 +34,8 @@ REPORT="${GPU_CHECK_REPORT:-$ROOT/reports/benchmarks}"
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/wheels}"
 PY="${PYTHON:-python3}"
 STAGES="${GPU_CHECK_STAGES:-r50 tiny}"       # e.g. GPU_CHECK_STAGES=tiny for a second call
+TAG=""
+[[ "$STAGES" != "r50 tiny" ]] && TAG="_$(echo $STAGES | tr ' ' '_')"   # its own output names
 SUFFIX=""
 [[ $DRY == 1 ]] && SUFFIX="_dryrun"
 LOG="$REPORT/gpu_check${SUFFIX}.log"
@@ -101,7 +103,7 @@ BACKBONE=()
 RESERVE=$([[ -n "$BUILD_PID" ]] && echo 110 || echo 20)   # time kept for the compiled R50 timing
 log "R50 timing and tiny seeds with the fallback ops ($(( $(left) - RESERVE )) s)"
 PYTHONPATH="$FALLBACK_PATH" PYTHONUNBUFFERED=1 $PY "$ROOT/benchmarks/gpu_check.py" "${DRYARG[@]}" \
-  --out "$REPORT" --work "$WORK/run" --budget "$(( $(left) - RESERVE ))" --stages $STAGES "${BACKBONE[@]}" \
+  --out "$REPORT" --work "$WORK/run" --budget "$(( $(left) - RESERVE ))" --stages $STAGES --tag "$TAG" "${BACKBONE[@]}" \
   --extra "{\"mmcv_build\": \"these runs use the fallback ops; the compiled ones, if built in time, are timed in gpu_check_compiled\"}" 2>&1 | tee -a "$LOG" | grep -E "^\[gpu_check|^\{|Error" || true
 
 # ---------------------------------------------------------------- 4. compiled ops, if built in time
