@@ -55,11 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--out", required=True, help="output directory (written atomically)")
     dg.add_argument("--num-train", type=int, default=d.num_train, help="train images (default %(default)s)")
     dg.add_argument("--num-val", type=int, default=d.num_val, help="val images (default %(default)s)")
-    dg.add_argument("--image-size", type=int, default=d.image_size, help="square image side in px (default %(default)s)")
-    dg.add_argument("--min-size", type=int, default=d.min_size, help="smallest digit height in px (default %(default)s)")
-    dg.add_argument("--max-size", type=int, default=d.max_size, help="largest digit height in px (default %(default)s)")
-    dg.add_argument("--max-objects", type=int, default=d.max_objects, help="most digits per image (default %(default)s)")
+    from .data.digits import coco_shaped
+    c = coco_shaped()
+    dg.add_argument("--image-size", type=int, help=f"square image side in px (default {d.image_size}; "
+                    f"--coco: the longest side, default {c.image_size})")
+    dg.add_argument("--min-size", type=int, help=f"smallest digit height in px (default {d.min_size}; --coco {c.min_size})")
+    dg.add_argument("--max-size", type=int, help=f"largest digit height in px (default {d.max_size}; "
+                    f"--coco {c.max_size}, and at most half the image)")
+    dg.add_argument("--max-objects", type=int, help=f"most digits per image (default {d.max_objects}; --coco {c.max_objects})")
     dg.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
+    dg.add_argument("--coco", action="store_true",
+                    help="COCO-shaped: non-square images of mixed sizes (long side 500-640 px), objects "
+                    "10 px to half the image, COCO's 80 categories and ids (the digits take ten), "
+                    "COCO 2017 layout (annotations/instances_{train,val}2017.json, train2017/, val2017/)")
     dg.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
 
     dc = dsub.add_parser("check", help="validate a COCO annotation file (and its images)",
@@ -170,11 +178,14 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     from .progress import progress as progress_bar
 
-    from .data.digits import DigitsConfig, generate
+    from dataclasses import replace
 
-    cfg = DigitsConfig(num_train=args.num_train, num_val=args.num_val, image_size=args.image_size,
-                       min_size=args.min_size, max_size=args.max_size,
-                       max_objects=args.max_objects, seed=args.seed)
+    from .data.digits import DigitsConfig, coco_shaped, generate
+
+    base = coco_shaped() if args.coco else DigitsConfig()
+    given = {k: getattr(args, k) for k in ("image_size", "min_size", "max_size", "max_objects")
+             if getattr(args, k) is not None}
+    cfg = replace(base, num_train=args.num_train, num_val=args.num_val, seed=args.seed, **given)
     start = time.time()
     out = generate(cfg, args.out, overwrite=args.overwrite,
                    progress=lambda it, n, desc: progress_bar(it, total=n, desc=f"digits {desc}", unit="img"))

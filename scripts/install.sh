@@ -4,7 +4,9 @@
 #   bash scripts/install.sh            # venv in ./.venv
 #   RETCONF_VENV=/path bash scripts/install.sh
 #
-# Steps: venv -> torch (CPU build where no CUDA; an existing CUDA torch is kept) -> build tools ->
+#   RETCONF_WHEELS=/path/wheels bash scripts/install.sh   # no PyPI: install from a wheel folder
+#
+# Steps: venv -> torch (CPU build where no CUDA; an existing CUDA torch and its numpy are kept) -> build tools ->
 # mmcv 2.1.0 compiled from its sdist with ops -> retconf + the rest. Idempotent: a stamp holding
 # the hash of this script, the constraints and pyproject.toml makes a second run take seconds.
 set -euo pipefail
@@ -41,7 +43,18 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   fi
 fi
 PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS" "$@"; }
+# A machine without PyPI (e.g. the GPU image): RETCONF_WHEELS=DIR installs from the wheels in DIR.
+OFFLINE_ARGS=()
+if [[ -n "${RETCONF_WHEELS:-}" ]]; then OFFLINE_ARGS=(--no-index --find-links "$RETCONF_WHEELS"); fi
+# The image's numpy is kept like its CUDA torch (torch and other packages there are built against
+# it): the numpy line of the constraints is replaced by the version that is there, which
+# pyproject.toml's numpy range must accept (scripts/constraints.txt says why the two differ).
+if [[ $has_cuda_torch == 1 ]] && base_numpy="$("$PY" -c 'import numpy; print(numpy.__version__)' 2>/dev/null)"; then
+  log "keeping the base interpreter's numpy $base_numpy"
+  sed "s/^numpy[<>=].*/numpy==$base_numpy/" "$ROOT/scripts/constraints.txt" > "$VENV/constraints.txt"
+  CONSTRAINTS="$VENV/constraints.txt"
+fi
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "${OFFLINE_ARGS[@]}" -c "$CONSTRAINTS" "$@"; }
 
 if "$PY" -c "import torch" 2>/dev/null; then
   log "keeping torch $("$PY" -c 'import torch; print(torch.__version__)')"
@@ -58,7 +71,12 @@ if "$PY" -c "import mmcv.ops" 2>/dev/null; then
   log "keeping mmcv $("$PY" -c 'import mmcv; print(mmcv.__version__)') (ops import)"
 else
   force_cuda=0
-  if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then force_cuda=1; fi
+  if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    force_cuda=1
+    # compile the CUDA kernels for this machine's card only (minutes instead of tens of minutes)
+    export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$("$PY" -c 'import torch; m, n = torch.cuda.get_device_capability(); print(f"{m}.{n}")')}"
+    log "CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+  fi
   log "building mmcv 2.1.0 with ops (FORCE_CUDA=$force_cuda); about 10 minutes on 2 cores the first time, pip caches the wheel"
   # mmcv 2.1.0's setup.py imports pkg_resources (gone from setuptools >= 70) and must see torch
   # (--no-build-isolation); torch itself asks for setuptools >= 77, so the old one is only

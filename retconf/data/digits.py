@@ -12,6 +12,12 @@ val so the val set measures generalisation to unseen handwriting.
 
 Glossary: H, W image height/width; h, w digit height/width in pixels.
 
+``DigitsConfig(coco=True)`` (see :func:`coco_shaped`) makes the same kind of data shaped like COCO
+2017: non-square images of mixed sizes, objects from ~10 px to half the image, COCO's 80
+categories with their non-contiguous ids (the ten digits stand for ten of them; the other 70
+have no instances), non-contiguous image ids and COCO 2017's file names, so the paper's COCO
+recipes run on it unchanged.
+
 Determinism: every image draws from ``numpy.random.default_rng([seed, split, index])``, images
 are PNG (lossless, byte-stable) and the json is written with sorted keys, so the same
 parameters give byte-identical files on any machine with the same library versions.
@@ -31,6 +37,24 @@ import numpy as np
 
 CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
 SPLITS: tuple[str, ...] = ("train", "val")
+# COCO 2017's 80 detection categories in mmdet's order (``CocoDataset.METAINFO['classes']``) and
+# their non-contiguous ids 1..90, for the COCO-shaped variant (``DigitsConfig.coco``).
+COCO_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush")
+COCO_IDS: tuple[int, ...] = tuple(i for i in range(1, 91)
+                                  if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+# Digit d is annotated as COCO category COCO_CLASSES[DIGIT_TO_COCO[d]]: spread over the list so
+# that label index, category id and id - 1 all differ (e.g. digit 9 -> "toothbrush", id 90).
+DIGIT_TO_COCO: tuple[int, ...] = (0, 2, 11, 15, 24, 39, 45, 56, 62, 79)
 # Photographs shipped inside scikit-image (scikit-learn's china/flower are added in _backgrounds).
 _SKIMAGE_PHOTOS: tuple[str, ...] = (
     "astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
@@ -57,6 +81,10 @@ class DigitsConfig:
     empty_prob: float = 0.03
     low_contrast_prob: float = 0.15
     seed: int = 0
+    # COCO-shaped: non-square images whose long side is drawn from [25/32, 1] * image_size,
+    # objects up to half the image, the 80 COCO categories (the digits take ten of them, see
+    # DIGIT_TO_COCO) and COCO 2017's file layout. False keeps the default dataset byte-identical.
+    coco: bool = False
 
     def validate(self) -> None:
         """Raise :class:`DatasetError` naming the first invalid field."""
@@ -71,6 +99,9 @@ class DigitsConfig:
             ("overlap_prob", 0.0 <= self.overlap_prob <= 1.0, "must be in [0, 1]"),
             ("empty_prob", 0.0 <= self.empty_prob < 1.0, "must be in [0, 1)"),
             ("low_contrast_prob", 0.0 <= self.low_contrast_prob <= 1.0, "must be in [0, 1]"),
+            # COCO-shaped: the smallest image's short side is 0.6 * 25/32 * image_size
+            ("min_size", not self.coco or self.min_size <= int(self.image_size * 25 // 32 * 0.6) // 2,
+             "must be <= half the smallest short side (0.23 * image_size) when coco=True"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -78,6 +109,17 @@ class DigitsConfig:
 
     def num_images(self, split: str) -> int:
         return self.num_train if split == "train" else self.num_val
+
+    def split_dir(self, split: str) -> str:
+        """Image folder (and annotation suffix) of ``split``: ``val`` or, COCO-shaped, ``val2017``."""
+        return f"{split}2017" if self.coco else split
+
+
+def coco_shaped(num_train: int = 8, num_val: int = 4, seed: int = 0) -> DigitsConfig:
+    """The COCO-shaped variant: 500-640 px long side, objects 10 px to half the image, the 80 COCO
+    categories, ``annotations/instances_{train,val}2017.json`` with ``train2017/``, ``val2017/``."""
+    return DigitsConfig(num_train=num_train, num_val=num_val, image_size=640, min_size=10,
+                        max_size=320, max_objects=8, empty_prob=0.0, seed=seed, coco=True)
 
 
 # --------------------------------------------------------------------------- sources
@@ -123,6 +165,36 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def random_background_rect(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A random crop with the aspect ratio width/height of a random photograph, resized to
+    uint8[height, width, 3] RGB (the COCO-shaped variant's non-square backgrounds)."""
+    import cv2
+
+    photos = _backgrounds()
+    photo = photos[int(rng.integers(len(photos)))]
+    ph, pw = photo.shape[:2]
+    cw_max = min(pw, int(ph * width / height))
+    cw = int(rng.integers(min(96, cw_max), cw_max + 1))
+    ch = max(1, min(ph, int(round(cw * height / width))))
+    y0 = int(rng.integers(0, ph - ch + 1))
+    x0 = int(rng.integers(0, pw - cw + 1))
+    crop = photo[y0:y0 + ch, x0:x0 + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    interp = cv2.INTER_AREA if cw >= width else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=interp)
+
+
+def image_shape(cfg: DigitsConfig, rng: np.random.Generator) -> tuple[int, int]:
+    """(width, height) of the next image: square ``image_size``, or COCO-shaped: long side in
+    [25/32, 1] * image_size, short side 0.6-0.8 of it, landscape 70 % of the time."""
+    if not cfg.coco:
+        return cfg.image_size, cfg.image_size
+    long = int(rng.integers(cfg.image_size * 25 // 32, cfg.image_size + 1))
+    short = int(round(long * rng.uniform(0.6, 0.8)))
+    return (long, short) if rng.random() < 0.7 else (short, long)
 
 
 def digit_alpha(scan: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -178,19 +250,19 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _place(rng: np.random.Generator, cfg: DigitsConfig, w: int, h: int,
+def _place(rng: np.random.Generator, W: int, H: int, w: int, h: int,
            boxes: list[tuple[int, int, int, int]], near: tuple[int, int, int, int] | None
            ) -> tuple[int, int] | None:
-    """Top-left corner for a w×h digit: overlapping ``near`` (IoU 0.1–0.6) or apart from all."""
-    size = cfg.image_size
+    """Top-left corner for a w×h digit in a W×H image: overlapping ``near`` (IoU 0.1–0.6) or
+    apart from all."""
     for _ in range(30):
         if near is not None:
             cx = (near[0] + near[2]) / 2 + rng.uniform(-0.6, 0.6) * (near[2] - near[0])
             cy = (near[1] + near[3]) / 2 + rng.uniform(-0.6, 0.6) * (near[3] - near[1])
             x, y = int(cx - w / 2), int(cy - h / 2)
         else:
-            x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-        x, y = min(max(x, 0), size - w), min(max(y, 0), size - h)
+            x, y = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+        x, y = min(max(x, 0), W - w), min(max(y, 0), H - h)
         cand = (x, y, x + w, y + h)
         ious = [box_iou(cand, b) for b in boxes]
         if near is not None:
@@ -205,12 +277,17 @@ def render_image(cfg: DigitsConfig, split: str, index: int) -> tuple[np.ndarray,
     """Draw image ``index`` of ``split``.
 
     Returns:
-        image: uint8[H, W, 3] RGB.
-        objects: dicts with ``bbox`` [x, y, w, h] (tight, inside the image) and ``label`` 0–9.
+        image: uint8[H, W, 3] RGB (H = W = image_size unless ``cfg.coco``).
+        objects: dicts with ``bbox`` [x, y, w, h] (tight, inside the image) and ``label`` 0–9
+        (the digit; :func:`category_id` gives its COCO category id).
     """
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index])
-    size = cfg.image_size
-    image = random_background(rng, size).astype(np.float32)
+    W, H = image_shape(cfg, rng)
+    if cfg.coco:
+        image = random_background_rect(rng, W, H).astype(np.float32)
+    else:
+        image = random_background(rng, W).astype(np.float32)
+    max_size = min(cfg.max_size, min(W, H) // 2) if cfg.coco else cfg.max_size
     scans, labels = _digits()
     pool = digit_indices(split)
     objects: list[dict] = []
@@ -219,10 +296,10 @@ def render_image(cfg: DigitsConfig, split: str, index: int) -> tuple[np.ndarray,
     for _ in range(n):
         k = int(pool[rng.integers(len(pool))])
         # log-uniform height, aspect ratio w/h in [0.5, 1.4] (digits are taller than wide)
-        h = int(round(np.exp(rng.uniform(np.log(cfg.min_size), np.log(cfg.max_size)))))
-        w = int(round(min(max(h * np.exp(rng.uniform(np.log(0.5), np.log(1.4))), 4), size)))
+        h = int(round(np.exp(rng.uniform(np.log(cfg.min_size), np.log(max_size)))))
+        w = int(round(min(max(h * np.exp(rng.uniform(np.log(0.5), np.log(1.4))), 4), W)))
         near = boxes[-1] if boxes and rng.random() < cfg.overlap_prob else None
-        xy = _place(rng, cfg, w, h, boxes, near)
+        xy = _place(rng, W, H, w, h, boxes, near)
         if xy is None:
             continue
         alpha = digit_alpha(scans[k], w, h)
@@ -240,8 +317,26 @@ def render_image(cfg: DigitsConfig, split: str, index: int) -> tuple[np.ndarray,
 
 
 # --------------------------------------------------------------------------- writing
-def coco_categories() -> list[dict]:
-    return [{"id": i + 1, "name": name, "supercategory": "digit"} for i, name in enumerate(CLASSES)]
+def coco_categories(coco: bool = False) -> list[dict]:
+    """The category list: digits "0".."9" with ids 1..10, or (``coco``) COCO's 80 categories
+    with their ids, the digits' supercategory naming the digit they stand for."""
+    if not coco:
+        return [{"id": i + 1, "name": name, "supercategory": "digit"} for i, name in enumerate(CLASSES)]
+    digit_of = {k: d for d, k in enumerate(DIGIT_TO_COCO)}
+    return [{"id": cid, "name": name,
+             "supercategory": f"digit {digit_of[k]}" if k in digit_of else "no instances"}
+            for k, (cid, name) in enumerate(zip(COCO_IDS, COCO_CLASSES))]
+
+
+def category_id(label: int, coco: bool = False) -> int:
+    """COCO category id of digit ``label`` (0-9)."""
+    return COCO_IDS[DIGIT_TO_COCO[label]] if coco else label + 1
+
+
+def image_id(split: str, index: int, coco: bool = False) -> int:
+    """Image id of image ``index`` of ``split``: 1, 2, ... or, COCO-shaped, non-contiguous ids
+    that differ between the splits (as COCO's do)."""
+    return 100_000 * (SPLITS.index(split) + 1) + 7 * index + 3 if coco else index + 1
 
 
 def _write_split(cfg: DigitsConfig, split: str, root: Path,
@@ -249,27 +344,28 @@ def _write_split(cfg: DigitsConfig, split: str, root: Path,
     """Render and write one split's PNGs under root/split/, returning its COCO dict."""
     import cv2
 
-    img_dir = root / split
+    img_dir = root / cfg.split_dir(split)
     img_dir.mkdir(parents=True)
     images, annotations = [], []
     n = cfg.num_images(split)
     for i in progress(iter(range(n)), n, split):
         image, objects = render_image(cfg, split, i)
-        name = f"{i:06d}.png"
+        img_id = image_id(split, i, cfg.coco)
+        name = f"{img_id:012d}.png" if cfg.coco else f"{i:06d}.png"
         ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if not ok:
             raise DatasetError(f"could not encode {img_dir / name}")
         (img_dir / name).write_bytes(buf.tobytes())
-        images.append({"id": i + 1, "file_name": name, "height": cfg.image_size,
-                       "width": cfg.image_size})
+        images.append({"id": img_id, "file_name": name, "height": int(image.shape[0]),
+                       "width": int(image.shape[1])})
         for obj in objects:
             x, y, w, h = obj["bbox"]
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
-                                "category_id": obj["label"] + 1, "bbox": [x, y, w, h],
+            annotations.append({"id": len(annotations) + 1, "image_id": img_id,
+                                "category_id": category_id(obj["label"], cfg.coco), "bbox": [x, y, w, h],
                                 "area": w * h, "iscrowd": 0})
     return {"info": {"description": f"retconf digits-on-photos {split}", "version": str(FORMAT_VERSION)},
             "licenses": [], "images": images, "annotations": annotations,
-            "categories": coco_categories()}
+            "categories": coco_categories(cfg.coco)}
 
 
 def _no_progress(it: Iterator[int], total: int, desc: str) -> Iterator[int]:
@@ -277,7 +373,10 @@ def _no_progress(it: Iterator[int], total: int, desc: str) -> Iterator[int]:
 
 
 def _manifest(cfg: DigitsConfig) -> dict:
-    return {"format_version": FORMAT_VERSION, "config": asdict(cfg)}
+    config = asdict(cfg)
+    if not cfg.coco:
+        del config["coco"]  # the default dataset's manifest stays as it was before the option
+    return {"format_version": FORMAT_VERSION, "config": config}
 
 
 def generate(cfg: DigitsConfig, out: str | os.PathLike,
@@ -286,7 +385,8 @@ def generate(cfg: DigitsConfig, out: str | os.PathLike,
     """Write the dataset to ``out`` atomically and return its path.
 
     Layout: ``out/{train,val}/NNNNNN.png``, ``out/annotations/instances_{train,val}.json`` and
-    ``out/manifest.json``. Everything is written into a temporary sibling directory that is
+    ``out/manifest.json``; COCO-shaped (``cfg.coco``): COCO 2017's ``out/{train,val}2017/`` and
+    ``out/annotations/instances_{train,val}2017.json``. Everything is written into a temporary sibling directory that is
     renamed into place at the end, so an interrupted run leaves no half-written dataset. An
     existing dataset with the same manifest is reused as is (cached); a different one is only
     replaced with ``overwrite=True``.
@@ -310,7 +410,7 @@ def generate(cfg: DigitsConfig, out: str | os.PathLike,
         (tmp / "annotations").mkdir()
         for split in SPLITS:
             coco = _write_split(cfg, split, tmp, progress)
-            (tmp / "annotations" / f"instances_{split}.json").write_text(
+            (tmp / "annotations" / f"instances_{cfg.split_dir(split)}.json").write_text(
                 json.dumps(coco, sort_keys=True, separators=(",", ":")))
         (tmp / MANIFEST).write_text(json.dumps(_manifest(cfg), sort_keys=True, indent=1))
         if out.exists():

@@ -142,3 +142,55 @@ def test_interrupted_generation_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         generate(DigitsConfig(num_train=3, num_val=2), tmp_path / "d", progress=boom)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- COCO-shaped variant
+def test_coco_shaped_dataset_looks_like_coco_2017(tmp_path: Path) -> None:
+    """Non-square images of mixed sizes, objects from ~10 px to half the image, COCO's 80
+    categories with their ids (ten used), COCO 2017's layout; byte-identical on a rerun."""
+    from mmdet.datasets import CocoDataset
+    from pycocotools.coco import COCO
+
+    from retconf.data.digits import COCO_CLASSES, COCO_IDS, DIGIT_TO_COCO, coco_shaped
+
+    cfg = coco_shaped(num_train=12, num_val=4, seed=1)
+    root = generate(cfg, tmp_path / "coco")
+    assert _tree_digest(generate(cfg, tmp_path / "again")) == _tree_digest(root)
+    assert COCO_CLASSES == CocoDataset.METAINFO["classes"]  # what the COCO recipes use
+    assert len(COCO_IDS) == 80 and COCO_IDS[-1] == 90 and 12 not in COCO_IDS
+    shapes, heights, used = set(), [], set()
+    for split, n in (("train", 12), ("val", 4)):
+        assert (root / f"{split}2017").is_dir()
+        coco = COCO(str(root / "annotations" / f"instances_{split}2017.json"))
+        cats = coco.loadCats(coco.getCatIds())
+        assert [c["name"] for c in cats] == list(COCO_CLASSES) and [c["id"] for c in cats] == list(COCO_IDS)
+        assert len(coco.getImgIds()) == n
+        for img in coco.loadImgs(coco.getImgIds()):
+            w, h = img["width"], img["height"]
+            assert 500 <= max(w, h) <= 640 and w != h
+            assert img["file_name"] == f"{img['id']:012d}.png" and (root / f"{split}2017" / img["file_name"]).is_file()
+            shapes.add((w, h))
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=img["id"])):
+                x, y, bw, bh = ann["bbox"]
+                assert 0 <= x and 0 <= y and x + bw <= w and y + bh <= h
+                assert bh <= min(w, h) / 2 + 1
+                heights.append(bh)
+                used.add(ann["category_id"])
+    assert len(shapes) >= 10 and any(w > h for w, h in shapes) and any(w < h for w, h in shapes)
+    assert min(heights) <= 16 and max(heights) >= 100
+    assert used <= {COCO_IDS[k] for k in DIGIT_TO_COCO} and len(used) >= 5
+
+
+def test_coco_shaped_option_leaves_the_default_manifest_alone() -> None:
+    from retconf.data.digits import _manifest
+
+    assert "coco" not in _manifest(DigitsConfig())["config"]
+    assert _manifest(DigitsConfig(coco=True))["config"]["coco"] is True
+
+
+def test_cli_coco_flag_writes_the_coco_2017_layout(tmp_path: Path) -> None:
+    res = _cli("data", "digits", "--coco", "--out", str(tmp_path / "d"), "--num-train", "2", "--num-val", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["annotations", "manifest.json", "train2017", "val2017"]
+    assert sorted(p.name for p in (tmp_path / "d" / "annotations").iterdir()) == [
+        "instances_train2017.json", "instances_val2017.json"]
