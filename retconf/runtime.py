@@ -40,19 +40,43 @@ def load_config(path: str | os.PathLike, cfg_options: Optional[dict] = None,
         raise ConfigError(f"config {path} could not be loaded: {e}") from e
     if cfg_options:
         for key in cfg_options:
-            check_option_key(cfg, key, path)
+            check_option_key(cfg, key, path, cfg_options)
         cfg.merge_from_dict(cfg_options)
     if data_root:
         set_data_root(cfg, data_root)
     return cfg
 
 
-def check_option_key(cfg: Any, key: str, config_path: Any = "config") -> None:
+def component_accepts(type_name: Any, argument: str) -> bool:
+    """Whether the registered class ``type_name`` (any mmengine/mmdet registry) takes
+    ``argument`` as a named parameter of its constructor."""
+    import inspect
+
+    if not isinstance(type_name, str):
+        return False
+    from mmdet import registry as det_registry
+    from mmdet.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    for reg in vars(det_registry).values():
+        cls = reg.get(type_name) if hasattr(reg, "get") and hasattr(reg, "module_dict") else None
+        if inspect.isclass(cls):
+            try:
+                return argument in inspect.signature(cls.__init__).parameters
+            except (TypeError, ValueError):
+                return False
+    return False
+
+
+def check_option_key(cfg: Any, key: str, config_path: Any = "config",
+                     options: Optional[dict] = None) -> None:
     """Refuse a ``--cfg-options`` key that is most likely a typo.
 
     The parent of ``key`` must exist. A new leaf key is allowed (configs take new keyword
     arguments) unless it is a near-miss of an existing sibling, like ``max_epoch`` next to
-    ``max_epochs``.
+    ``max_epochs`` — and a near-miss is still allowed when the parent's component (its
+    ``type``, as ``options`` may set it) takes that argument, like ``optim_wrapper.dtype``
+    for an ``AmpOptimWrapper`` beside the existing ``type``.
     """
     import difflib
 
@@ -72,7 +96,9 @@ def check_option_key(cfg: Any, key: str, config_path: Any = "config") -> None:
             raise ConfigError(f"--cfg-options {key}: {where} is not a dict in {config_path}")
         if part not in node:
             close = difflib.get_close_matches(part, [str(k) for k in node], n=1, cutoff=0.8)
-            if last and not close:
+            parent = ".".join(parts[:depth])
+            new_type = (options or {}).get(f"{parent}.type" if parent else "type", node.get("type"))
+            if last and (not close or component_accepts(new_type, part)):
                 return
             where = ".".join(parts[:depth]) or "the config"
             hint = f"; did you mean {'.'.join(parts[:depth] + [close[0]])}?" if close else ""
