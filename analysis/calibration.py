@@ -187,18 +187,19 @@ def laece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids
                    n_bins: int = LAECE_BINS) -> dict:
     """LaECE of ``score_col`` on the evaluation images, the reference's way: per-class
     LRP-optimal thresholds (at ``tau``) fitted on the fit images; with ``recalibrate``, per-class
-    isotonic regression to the IoU fitted on the thresholded fit detections, then thresholds
-    refitted on the recalibrated fit detections."""
+    isotonic regression to the IoU fitted on the thresholded fit detections (classes with ground
+    truth in the fit images; the others keep their scores), then thresholds refitted on the
+    recalibrated thresholded fit detections (as the reference, whose ``threshold_detections``
+    edits the validation list in place)."""
     check_detections(dets, score_col)
     d_fit, d_eval, g_fit, g_eval = (_subset(dets, fit_ids), _subset(dets, eval_ids),
                                     _subset(gt, fit_ids), _subset(gt, eval_ids))
     pre = lrp_thresholds(d_fit, g_fit, score_col, tau)
     if recalibrate:
         fit_kept = apply_thresholds(d_fit, score_col, pre)
-        m = coco_match(fit_kept, g_fit, score_col, tau)
-        maps = {k: fit_isotonic(g["score"].to_numpy(), g["iou"].to_numpy())
-                for k, g in m[~m["ignore"].to_numpy()].groupby("label")}
-        post = lrp_thresholds(_recalibrated(d_fit, score_col, maps), g_fit, score_col, tau)
+        m = _dece_rows(coco_match(fit_kept, g_fit, score_col, tau))  # classes with ground truth
+        maps = {k: fit_isotonic(g["score"].to_numpy(), g["iou"].to_numpy()) for k, g in m.groupby("label")}
+        post = lrp_thresholds(_recalibrated(fit_kept, score_col, maps), g_fit, score_col, tau)
         d_eval = apply_thresholds(_recalibrated(apply_thresholds(d_eval, score_col, pre), score_col, maps),
                                   score_col, post)
     else:
