@@ -7,8 +7,9 @@
   FalsePos / FalseNeg dAPs. Every image of the annotation file is registered, so false positives
   on images without ground truth count (tidecv walks the ground truth's images only). Sizes use
   tidecv's own ``AREA`` qualifiers (box area w·h, small <= 32², medium (32², 96²], large > 96²):
-  the dAP of fixing only the errors of objects of that size. tidecv 1.0.1 works unchanged with
-  numpy 2 / pandas 2+ (measured here); no shim is needed.
+  the dAP of fixing only the errors of objects of that size (NaN where tidecv's mAP divides by
+  zero classes). tidecv 1.0.1 works unchanged with numpy 2.4 / pandas 3.1 (tested here); no shim
+  is needed beyond that NaN.
 - **AP(IoU)**: COCO AP at each IoU threshold 0.50, 0.55, ..., 0.95 (and per COCO size) with
   faster-coco-eval (pycocotools-compatible), read from ``eval['precision']``.
 
@@ -60,7 +61,8 @@ def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
         sizes: add rows for tidecv's Small / Medium / Large qualifiers.
     Returns:
         rows ``size`` ("all", "small", ...), ``error`` (``AP`` for TIDE's AP50, then the main and
-        special errors), ``dAP`` (AP points). No ground truth: ValueError.
+        special errors), ``dAP`` (AP points). No ground truth: ValueError; no detection: AP 0 and
+        NaN errors.
     """
     from tidecv import TIDE
     from tidecv.errors.qualifiers import AREA
@@ -70,6 +72,9 @@ def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
     if (gt["iscrowd"] == 0).sum() == 0:
         raise ValueError("TIDE needs ground truth: none is given for these images")
     dets = dets[dets["image_id"].isin(set(ids))]
+    if dets.empty:  # defined value: AP 0, nothing to fix (tidecv divides by zero here)
+        names = ("AP", *MAIN_ERRORS, *SPECIAL_ERRORS)
+        return pd.DataFrame({"size": "all", "error": names, "dAP": [0.0] + [float("nan")] * (len(names) - 1)})
     g, p = _tide_data(dets, gt[gt["image_id"].isin(set(ids))], score_col, ids)
     tide = TIDE()
     run = tide.evaluate(g, p, mode=TIDE.BOX, name="run")
@@ -78,8 +83,11 @@ def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
     rows += [{"size": "all", "error": e.short_name, "dAP": float(v)} for e, v in run.fix_special_errors().items()]
     if sizes:
         for q in AREA:
-            rows += [{"size": q.name.lower(), "error": e.short_name, "dAP": float(v)}
-                     for e, v in run.fix_main_errors(qual=q).items()]
+            try:
+                fixed = {e.short_name: float(v) for e, v in run.fix_main_errors(qual=q).items()}
+            except ZeroDivisionError:  # tidecv's get_mAP with no class left: a documented NaN here
+                fixed = {e: float("nan") for e in MAIN_ERRORS}
+            rows += [{"size": q.name.lower(), "error": e, "dAP": v} for e, v in fixed.items()]
     return pd.DataFrame(rows)
 
 
