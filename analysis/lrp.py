@@ -64,7 +64,10 @@ def class_olrp(scores: np.ndarray, tp: np.ndarray, iou: np.ndarray, n_gt: int, t
     i = int(np.argmin(curve))
     n_tp, n_fp = int(tp[: i + 1].sum()), int((~tp[: i + 1]).sum())
     loc = n_tp - float(np.where(tp[: i + 1], iou[: i + 1], 0.0).sum())
-    return {"oLRP": float(curve[i]), "oLRP_loc": loc / n_tp, "oLRP_FP": n_fp / (n_tp + n_fp),
+    # the optimum can sit before the first TP when no cut beats LRP = 1 (e.g. one TP at IoU
+    # exactly tau): the reference's 0/0 there gives NaN
+    return {"oLRP": float(curve[i]), "oLRP_loc": loc / n_tp if n_tp else np.nan,
+            "oLRP_FP": n_fp / (n_tp + n_fp) if n_tp + n_fp else np.nan,
             "oLRP_FN": (n_gt - n_tp) / n_gt, "threshold": float(scores[i]), "TP": n_tp, "FP": n_fp,
             "FN": n_gt - n_tp}
 

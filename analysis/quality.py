@@ -118,7 +118,9 @@ def anchor_rows(cands: pd.DataFrame, meta: Optional[dict] = None, n_bins: int = 
     parts = []
     for name, s in scores.items():
         if name == "obj":  # class-agnostic: one row per anchor, against the IoU with any ground truth
-            first = ~cands.duplicated(["image_id", "level", "anchor"]).to_numpy()
+            key = (cands["image_id"].to_numpy(np.int64) * 16 + cands["level"].to_numpy(np.int64)) * (1 << 32) \
+                + cands["anchor"].to_numpy(np.int64)
+            first = ~pd.Series(key).duplicated().to_numpy()
             t = cal.anchor_reliability(cands[first], s[first], cands["iou_any"].to_numpy()[first], n_bins,
                                        by=level[first])
         else:
@@ -143,7 +145,8 @@ def detection_levels(dets: pd.DataFrame, cands: pd.DataFrame) -> np.ndarray:
     """Pyramid level of each post-NMS detection, found as the candidate with the same image,
     label and box (-1 where none matches)."""
     key = ["image_id", "label", "x1", "y1", "x2", "y2"]
-    lv = cands[key + ["level"]].drop_duplicates(key)
+    near = cands[cands["x1"].isin(set(dets["x1"].tolist())).to_numpy()]  # cheap prefilter
+    lv = near[key + ["level"]].drop_duplicates(key)
     merged = dets[key].merge(lv, on=key, how="left")
     return merged["level"].fillna(-1).to_numpy(np.int64)
 

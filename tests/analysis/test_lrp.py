@@ -88,3 +88,12 @@ def test_agrees_with_lrp_error_reference(size: str) -> None:
     if size == "all":
         pc = olrp_per_class(coco_match(dets, gt))
         assert pc["threshold"].tolist() == pytest.approx(REFERENCE_THRESHOLDS)
+
+
+def test_optimum_before_the_first_tp(two_gt) -> None:
+    # a FP then a TP at IoU exactly 0.5: every cut has LRP 1, the first one wins (as the
+    # reference's argmin), so loc is 0/0 -> NaN and FP = 1/1
+    dets = dets_frame([(0, 0, 0.9, 100, 100, 110, 110), (0, 0, 0.8, 0, 0, 10, 5)])
+    r = olrp_per_class(coco_match(dets, two_gt)).iloc[0]
+    assert r["oLRP"] == pytest.approx(1.0) and math.isnan(r["oLRP_loc"]) and r["oLRP_FP"] == 1.0
+    assert r["threshold"] == 0.9
