@@ -163,3 +163,29 @@ def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "04_main_results.html",
         "05_calibration.html", "index.html"]  # no executed notebook or temporary file left behind
     assert _parse(out / "index.html").tags.get("a") == 5
+
+
+def test_index_keeps_pages_a_partial_report_did_not_redo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`retconf report --only 05` rewrites the index with every numbered page present in OUT."""
+    import json
+
+    import retconf.report as report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"seeds": [0], "metrics": {}, "seconds": {}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "01_misalignment.html").write_text("<html></html>")
+
+    def fake_run(path, out_dir, parameters, show_code=False, fingerprint=""):
+        target = out_dir / f"{path.stem}.html"
+        target.write_text("<html></html>")
+        return target
+
+    monkeypatch.setattr(report, "run_notebook", fake_run)
+    made = report.make_reports(run, out, names=["05"])
+    assert [r.path.name for r in made] == ["05_calibration.html"]
+    index = (out / "index.html").read_text()
+    assert "01_misalignment.html" in index and "05_calibration.html" in index
+    assert "02_alpha_sweep.html" not in index
