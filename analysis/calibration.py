@@ -161,10 +161,12 @@ def fit_isotonic(scores: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray
 
 
 def _subset(frame: pd.DataFrame, ids: Sequence[int]) -> pd.DataFrame:
-    out = frame[frame["image_id"].isin(set(ids))]
+    ids = np.asarray(list(ids), dtype=np.int64)
+    out = frame[np.isin(frame["image_id"].to_numpy(), ids)]
     out.attrs = dict(frame.attrs)
     if "image_ids" in frame.attrs:
-        out.attrs["image_ids"] = [i for i in frame.attrs["image_ids"] if i in set(ids)]
+        known = np.asarray(frame.attrs["image_ids"], dtype=np.int64)
+        out.attrs["image_ids"] = known[np.isin(known, ids)]
     return out
 
 

@@ -67,7 +67,7 @@ def ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None) 
                      a.get("area", w * h), int(a.get("iscrowd", 0))))
     gt = pd.DataFrame(rows, columns=GT_COLUMNS).astype(
         {"image_id": np.int64, "label": np.int64, "area": np.float64, "iscrowd": np.int8})
-    gt.attrs["image_ids"] = [int(i["id"]) for i in data["images"]]
+    gt.attrs["image_ids"] = np.array([int(i["id"]) for i in data["images"]], dtype=np.int64)  # array: cheap deepcopy
     return gt
 
 
@@ -113,7 +113,7 @@ def coco_match(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score", t
         the detections or the ground truth.
     """
     check_detections(dets, score_col)
-    keep_gt = gt[gt["image_id"].isin(set(gt.attrs.get("image_ids", gt["image_id"])))]
+    keep_gt = gt[np.isin(gt["image_id"].to_numpy(), np.asarray(gt.attrs.get("image_ids", gt["image_id"])))]
     crowd_all = keep_gt["iscrowd"].to_numpy() > 0
     g_ig = crowd_all | (keep_gt["area"].to_numpy() < area[0]) | (keep_gt["area"].to_numpy() > area[1])
     npig = pd.Series(~g_ig, index=keep_gt["label"].to_numpy()).groupby(level=0).sum()
@@ -126,12 +126,16 @@ def coco_match(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score", t
         return empty
 
     # detections: group (image, label), descending score, stable; keep top max_dets per group
-    d = pd.DataFrame({"row": np.arange(len(dets)), "image_id": dets["image_id"].to_numpy(np.int64),
-                      "label": dets["label"].to_numpy(np.int64),
-                      "score": dets[score_col].to_numpy(np.float64)})
-    d = d.sort_values(["image_id", "label", "score"], ascending=[True, True, False], kind="stable")
-    rank = d.groupby(["image_id", "label"], sort=False).cumcount().to_numpy()
-    d = d[rank < max_dets].assign(rank=rank[rank < max_dets])
+    img, lab = dets["image_id"].to_numpy(np.int64), dets["label"].to_numpy(np.int64)
+    sc = dets[score_col].to_numpy(np.float64)
+    order = np.lexsort((-sc, lab, img))  # stable: ties keep their input order
+    img, lab, sc = img[order], lab[order], sc[order]
+    new_group = np.r_[True, (img[1:] != img[:-1]) | (lab[1:] != lab[:-1])]
+    starts = np.flatnonzero(new_group)
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = rank < max_dets
+    d = pd.DataFrame({"row": order[keep], "image_id": img[keep], "label": lab[keep], "score": sc[keep],
+                      "rank": rank[keep]})
     boxes = dets[BOX].to_numpy(np.float64)[d["row"].to_numpy()]
 
     # ground truths padded per group: regular ones first, ignored last (pycocotools' gt order)
@@ -182,7 +186,9 @@ def coco_match(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score", t
     box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     ign |= ~tp & ~ign & ((box_area < area[0]) | (box_area > area[1]))
     iou_out[~tp] = 0.0
-    out = d[["row", "image_id", "label", "score"]].assign(tp=tp, ignore=ign, iou=iou_out, gt_area=area_out)
-    out = out.sort_values(["label", "score"], ascending=[True, False], kind="mergesort").reset_index(drop=True)
+    final = np.lexsort((-d["score"].to_numpy(), d["label"].to_numpy()))  # stable: images in id order
+    out = pd.DataFrame({"row": d["row"].to_numpy()[final], "image_id": d["image_id"].to_numpy()[final],
+                        "label": d["label"].to_numpy()[final], "score": d["score"].to_numpy()[final],
+                        "tp": tp[final], "ignore": ign[final], "iou": iou_out[final], "gt_area": area_out[final]})
     out.attrs.update(npig=npig, labels=labels)
     return out
