@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import calibration as cal
@@ -139,3 +140,14 @@ def test_anchor_reliability_views_and_levels() -> None:
     assert set(errors["group"]) == {"all", 0, 1}
     lvl1 = errors[(errors["group"] == 1) & (errors["view"] == "precision x IoU")]
     assert lvl1["ECE"].item() == pytest.approx(abs(0.8 - 0.9))
+
+
+def test_anchor_reliability_equals_reliability_per_group() -> None:
+    rng = np.random.default_rng(1)
+    score, iou, level = rng.random(500), rng.random(500), rng.integers(0, 3, 500)
+    t = cal.anchor_reliability(None, score, iou, 10, by=level)
+    for group, mask in (("all", np.ones(500, bool)), (2, level == 2)):
+        for view, target in (("precision", (iou[mask] >= 0.5).astype(float)), ("precision x IoU", iou[mask])):
+            got = t[(t["group"] == group) & (t["view"] == view)].reset_index(drop=True)
+            want = cal.reliability(score[mask], target, 10)
+            pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
