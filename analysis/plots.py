@@ -95,7 +95,8 @@ def reliability_diagram(table: pd.DataFrame, ax: Any, title: str = "", target_la
                         error: Optional[float] = None, error_name: str = "ECE") -> Any:
     """Reliability diagram of one score: per bin the mean target (precision, or precision × IoU)
     as bars over the bin, the share of rows in the bin as hatched bars, the diagonal, and the
-    bin's mean score as a dot (from :func:`analysis.calibration.reliability`; a
+    bin's mean score as a dot over the bin centre (its gap to the bar is the bin's error; from
+    :func:`analysis.calibration.reliability`; a
     ``mean_target_sd`` column, over seeds, is drawn as error bars). ``error`` is printed."""
     width = table["hi"] - table["lo"]
     ax.bar(table["lo"], table["mean_target"].fillna(0.0), width=width, align="edge", color="C0",
@@ -103,7 +104,7 @@ def reliability_diagram(table: pd.DataFrame, ax: Any, title: str = "", target_la
            yerr=table["mean_target_sd"].fillna(0.0) if "mean_target_sd" in table else None, ecolor="0.3")
     ax.bar(table["lo"], table["share"], width=width, align="edge", color="mistyrose", alpha=0.6,
            edgecolor="r", hatch="/", linewidth=0.5, label="share of boxes")
-    ax.plot(table["mean_score"], table["mean_target"], "o", color="C1", ms=3, label="bin mean score")
+    ax.plot((table["lo"] + table["hi"]) / 2, table["mean_score"], "o", color="C1", ms=3, label="bin mean score")
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel=target_label, title=title)
     if error is not None and np.isfinite(error):
