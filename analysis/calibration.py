@@ -25,7 +25,7 @@ Definitions and the conventions followed (reference code: fiveai/detection_calib
   split; for D-ECE a fixed 0.3 (its tutorial). A class without a threshold keeps all its
   detections, as the reference's ``threshold_detections`` does with NaN.
 - **Recalibration** (reference ``fit``/``transform``): isotonic regression (scikit-learn,
-  ``y_min=0, y_max=1, out_of_bounds='clip'``) fitted on the fit split's thresholded detections;
+  ``y_min=0, y_max=1, out_of_bounds='clip'``) or Platt scaling (:func:`fit_platt`) fitted on the fit split's thresholded detections;
   for LaECE per class with IoU targets, for D-ECE class-agnostic with TP (0/1) targets; on the
   evaluation split: threshold, recalibrate, threshold again with the thresholds fitted on the
   recalibrated fit split.
@@ -160,6 +160,33 @@ def fit_isotonic(scores: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray
     return lambda s: np.clip(model.predict(np.asarray(s, np.float64)), 0.0, 1.0)
 
 
+def fit_platt(scores: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Platt scaling ``sigmoid(a · logit(s) + b)``, (a, b) minimising the binary cross-entropy
+    to ``target`` (0/1 or an IoU), started at (1, 0), as the reference's ``PlattScaling`` (whose
+    torch L-BFGS this replaces with scipy's: optima agree, iterates need not); identity without
+    data."""
+    if len(scores) == 0:
+        return lambda s: np.asarray(s, dtype=np.float64)
+    from scipy.optimize import minimize
+    from scipy.special import expit, logit
+
+    eps = float(np.finfo(np.float64).eps)
+    z = logit(np.clip(np.asarray(scores, np.float64), eps, 1 - eps))
+    y = np.asarray(target, np.float64)
+
+    def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
+        u = p[0] * z + p[1]
+        q = expit(u)
+        value = np.mean(np.logaddexp(0.0, u) - y * u)
+        return value, np.array([np.mean((q - y) * z), np.mean(q - y)])
+
+    a, b = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B").x
+    return lambda s: expit(a * logit(np.clip(np.asarray(s, np.float64), eps, 1 - eps)) + b)
+
+
+CALIBRATORS = {"isotonic": fit_isotonic, "platt": fit_platt}
+
+
 def _subset(frame: pd.DataFrame, ids: Sequence[int]) -> pd.DataFrame:
     ids = np.asarray(list(ids), dtype=np.int64)
     out = frame[np.isin(frame["image_id"].to_numpy(), ids)]
@@ -185,11 +212,11 @@ def _recalibrated(dets: pd.DataFrame, score_col: str, maps: dict | Callable) -> 
 
 
 def laece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids: Sequence[int],
-                   eval_ids: Sequence[int], recalibrate: bool = False, tau: float = LAECE_TAU,
+                   eval_ids: Sequence[int], recalibrate: bool | str = False, tau: float = LAECE_TAU,
                    n_bins: int = LAECE_BINS) -> dict:
     """LaECE of ``score_col`` on the evaluation images, the reference's way: per-class
-    LRP-optimal thresholds (at ``tau``) fitted on the fit images; with ``recalibrate``, per-class
-    isotonic regression to the IoU fitted on the thresholded fit detections (classes with ground
+    LRP-optimal thresholds (at ``tau``) fitted on the fit images; with ``recalibrate`` (True or
+    "isotonic", or "platt"), per-class isotonic regression (or Platt scaling) to the IoU fitted on the thresholded fit detections (classes with ground
     truth in the fit images; the others keep their scores), then thresholds refitted on the
     recalibrated thresholded fit detections (as the reference, whose ``threshold_detections``
     edits the validation list in place)."""
@@ -200,7 +227,8 @@ def laece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids
     if recalibrate:
         fit_kept = apply_thresholds(d_fit, score_col, pre)
         m = _dece_rows(coco_match(fit_kept, g_fit, score_col, tau))  # classes with ground truth
-        maps = {k: fit_isotonic(g["score"].to_numpy(), g["iou"].to_numpy()) for k, g in m.groupby("label")}
+        fit = CALIBRATORS["isotonic" if recalibrate is True else recalibrate]
+        maps = {k: fit(g["score"].to_numpy(), g["iou"].to_numpy()) for k, g in m.groupby("label")}
         post = lrp_thresholds(_recalibrated(fit_kept, score_col, maps), g_fit, score_col, tau)
         d_eval = apply_thresholds(_recalibrated(apply_thresholds(d_eval, score_col, pre), score_col, maps),
                                   score_col, post)
@@ -210,17 +238,18 @@ def laece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids
 
 
 def dece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids: Sequence[int],
-                  eval_ids: Sequence[int], recalibrate: bool = False, threshold: float = DECE_THR,
+                  eval_ids: Sequence[int], recalibrate: bool | str = False, threshold: float = DECE_THR,
                   tau: float = DECE_TAU, n_bins: int = DECE_BINS) -> dict:
     """D-ECE of ``score_col`` on the evaluation images after the fixed ``threshold``; with
-    ``recalibrate``, a class-agnostic isotonic map to TP (0/1) fitted on the thresholded fit
+    ``recalibrate`` (True or "isotonic", or "platt"), a class-agnostic map to TP (0/1) fitted on the thresholded fit
     detections, applied, then thresholded again (the reference's D-ECE tutorial)."""
     check_detections(dets, score_col)
     d_eval = apply_thresholds(_subset(dets, eval_ids), score_col, threshold)
     if recalibrate:
         fit = _dece_rows(coco_match(apply_thresholds(_subset(dets, fit_ids), score_col, threshold),
                                     _subset(gt, fit_ids), score_col, tau))
-        f = fit_isotonic(fit["score"].to_numpy(), fit["tp"].to_numpy(np.float64))
+        f = CALIBRATORS["isotonic" if recalibrate is True else recalibrate](
+            fit["score"].to_numpy(), fit["tp"].to_numpy(np.float64))
         d_eval = apply_thresholds(_recalibrated(d_eval, score_col, f), score_col, threshold)
     return dece(coco_match(d_eval, _subset(gt, eval_ids), score_col, tau), n_bins)
 

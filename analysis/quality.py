@@ -90,15 +90,15 @@ def calibration_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, split_s
                      recalibrate: tuple = ("cls",)) -> list[dict]:
     """LaECE and D-ECE (reference protocol, :mod:`analysis.calibration`) of each score on the
     evaluation half of the images, the fit half giving thresholds (and, for the scores in
-    ``recalibrate``, an isotonic recalibration)."""
+    ``recalibrate``, an isotonic and a Platt recalibration: rows "cls (isotonic)", "cls (platt)")."""
     frame = scored(dets, scores)
     fit, ev = cal.split_images(gt.attrs["image_ids"], 0.5, split_seed)
     rows = []
     for name in scores:
-        for rc in ((False, True) if name in recalibrate else (False,)):
+        for rc in ((False, "isotonic", "platt") if name in recalibrate else (False,)):
             la = cal.laece_protocol(frame, gt, name, fit, ev, recalibrate=rc)
             de = cal.dece_protocol(frame, gt, name, fit, ev, recalibrate=rc)
-            rows.append({"score": name + (" (isotonic)" if rc else ""), "LaECE": la["LaECE"],
+            rows.append({"score": name + (f" ({rc})" if rc else ""), "LaECE": la["LaECE"],
                          "LaECE dets": la["detections"], "D-ECE": de["D-ECE"], "D-ECE dets": de["detections"]})
     return rows
 

@@ -151,3 +151,15 @@ def test_anchor_reliability_equals_reliability_per_group() -> None:
             got = t[(t["group"] == group) & (t["view"] == view)].reset_index(drop=True)
             want = cal.reliability(score[mask], target, 10)
             pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
+
+
+def test_platt_scaling() -> None:
+    # scores 0.9, outcomes half right: the fitted map sends 0.9 to 0.5 (the BCE optimum)
+    f = cal.fit_platt(np.full(100, 0.9), np.r_[np.ones(50), np.zeros(50)])
+    assert f(np.array([0.9]))[0] == pytest.approx(0.5, abs=1e-4)
+    # already calibrated Bernoulli scores: close to the identity
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0.05, 0.95, 20000)
+    g = cal.fit_platt(s, (rng.random(20000) < s).astype(float))
+    assert np.allclose(g(np.array([0.2, 0.5, 0.8])), [0.2, 0.5, 0.8], atol=0.03)
+    assert cal.fit_platt(np.zeros(0), np.zeros(0))(np.array([0.3]))[0] == 0.3

@@ -49,7 +49,7 @@ def test_ranking_scores() -> None:
 def test_per_dump_rows() -> None:
     d = _dump(CONF)
     cal = pd.DataFrame(quality.dump_calibration("retinanet_conf", d))
-    assert cal["score"].tolist() == ["cls", "cls (isotonic)", "obj", "fused", "oracle"]
+    assert cal["score"].tolist() == ["cls", "cls (isotonic)", "cls (platt)", "obj", "fused", "oracle"]
     assert cal[["LaECE", "D-ECE"]].notna().all().all()
     rel = quality.dump_reliability("retinanet_conf", d)
     assert set(rel["stage"]) == {"after NMS", "before NMS"} and set(rel["view"]) == {"precision", "precision x IoU"}
@@ -69,7 +69,7 @@ def test_per_dump_rows() -> None:
 def test_results_json_metrics() -> None:
     out = quality.results_json_metrics(FIXTURE_DETS, FIXTURE_GT)
     assert set(out) == {"calibration", "reliability", "lrp", "tide", "ap_iou"}
-    assert out["calibration"]["score"].tolist() == ["fused", "fused (isotonic)", "oracle"]
+    assert out["calibration"]["score"].tolist() == ["fused", "fused (isotonic)", "fused (platt)", "oracle"]
     # the json's own score reproduces the reference numbers of test_calibration / test_lrp
     fused = out["lrp"][(out["lrp"]["score"] == "fused") & (out["lrp"]["size"] == "all")]
     assert fused["oLRP"].item() == pytest.approx(0.8992354990410469)
