@@ -124,7 +124,7 @@ def measure(n_images: int, dets: int, cands: int, tide_sizes: bool = True) -> di
         st("imports (netcal, tidecv, retconf fusion)", imports)
         gt = st("ground truth", ground_truth, ann)
         scores = st("ranking scores", quality.ranking_scores, det, meta)
-        st("calibration: LaECE + D-ECE protocol (4 scores + isotonic cls)", quality.calibration_rows, det, gt, scores)
+        st("calibration: LaECE + D-ECE protocol (4 scores + isotonic and Platt cls)", quality.calibration_rows, det, gt, scores)
         st("reliability after NMS (4 scores, 2 views)", quality.reliability_rows, det, gt, scores)
         st("reliability before NMS (4 scores x 6 level groups, 2 views)", quality.anchor_rows, cand, meta)
         levels = st("detection levels (join with candidates)", quality.detection_levels, det, cand)
