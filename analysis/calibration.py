@@ -25,7 +25,8 @@ Definitions and the conventions followed (reference code: fiveai/detection_calib
   split; for D-ECE a fixed 0.3 (its tutorial). A class without a threshold keeps all its
   detections, as the reference's ``threshold_detections`` does with NaN.
 - **Recalibration** (reference ``fit``/``transform``): isotonic regression (scikit-learn,
-  ``y_min=0, y_max=1, out_of_bounds='clip'``) or Platt scaling (:func:`fit_platt`) fitted on the fit split's thresholded detections;
+  ``y_min=0, y_max=1, out_of_bounds='clip'``) or Platt scaling (:func:`fit_platt`) fitted on
+  the fit split's thresholded detections;
   for LaECE per class with IoU targets, for D-ECE class-agnostic with TP (0/1) targets; on the
   evaluation split: threshold, recalibrate, threshold again with the thresholds fitted on the
   recalibrated fit split.
@@ -216,7 +217,8 @@ def laece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids
                    n_bins: int = LAECE_BINS) -> dict:
     """LaECE of ``score_col`` on the evaluation images, the reference's way: per-class
     LRP-optimal thresholds (at ``tau``) fitted on the fit images; with ``recalibrate`` (True or
-    "isotonic", or "platt"), per-class isotonic regression (or Platt scaling) to the IoU fitted on the thresholded fit detections (classes with ground
+    "isotonic", or "platt"), per-class isotonic regression (or Platt scaling) to the IoU fitted
+    on the thresholded fit detections (classes with ground
     truth in the fit images; the others keep their scores), then thresholds refitted on the
     recalibrated thresholded fit detections (as the reference, whose ``threshold_detections``
     edits the validation list in place)."""

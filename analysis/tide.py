@@ -38,13 +38,11 @@ def _tide_data(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, image_ids: 
     for i in image_ids:
         g.add_image(int(i), str(i))
     xywh = lambda f: np.c_[f["x1"], f["y1"], f["x2"] - f["x1"], f["y2"] - f["y1"]].tolist()  # noqa: E731
-    crowd = gt["iscrowd"].to_numpy() > 0
     for (i, k, c), box in zip(gt[["image_id", "label", "iscrowd"]].itertuples(index=False), xywh(gt)):
         if c:
             g.add_ignore_region(int(i), int(k), box)
         else:
             g.add_ground_truth(int(i), int(k), box)
-    del crowd
     for (i, k, s), box in zip(dets[["image_id", "label", score_col]].itertuples(index=False), xywh(dets)):
         p.add_detection(int(i), int(k), float(s), box)
     return g, p

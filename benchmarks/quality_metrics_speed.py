@@ -124,7 +124,8 @@ def measure(n_images: int, dets: int, cands: int, tide_sizes: bool = True) -> di
         st("imports (netcal, tidecv, retconf fusion)", imports)
         gt = st("ground truth", ground_truth, ann)
         scores = st("ranking scores", quality.ranking_scores, det, meta)
-        st("calibration: LaECE + D-ECE protocol (4 scores + isotonic and Platt cls)", quality.calibration_rows, det, gt, scores)
+        st("calibration: LaECE + D-ECE protocol (4 scores + isotonic and Platt cls)", quality.calibration_rows,
+           det, gt, scores)
         st("reliability after NMS (4 scores, 2 views)", quality.reliability_rows, det, gt, scores)
         st("reliability before NMS (4 scores x 6 level groups, 2 views)", quality.anchor_rows, cand, meta)
         levels = st("detection levels (join with candidates)", quality.detection_levels, det, cand)
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output prefix for .json and .md")
     args = p.parse_args(argv)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-              "note": args.note, "command": "python benchmarks/quality_metrics_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "note": args.note,
+              "command": "python benchmarks/quality_metrics_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "runs": [measure(n, args.dets, args.cands, not args.no_tide_sizes) for n in args.images]}
     text = markdown(result)
     print(text)
