@@ -172,6 +172,24 @@ def level_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, levels: np.nd
     return rows
 
 
+def size_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, sizes=("small", "medium", "large")) -> list[dict]:
+    """Post-NMS calibration per COCO object size: matched with that area range (ground truths of
+    other sizes, detections matched to them and unmatched detections of other sizes are
+    ignored, as COCO does), no operating threshold; class-agnostic, 10 bins. Rows ``score``,
+    ``size``, ``precision ECE``, ``precision x IoU ECE``, ``n``."""
+    frame = scored(dets, scores)
+    rows = []
+    for s in scores:
+        for size in sizes:
+            row = {"score": s, "size": size}
+            for name, tau, col in (("precision ECE", cal.DECE_TAU, "tp"), ("precision x IoU ECE", cal.LAECE_TAU, "iou")):
+                live = cal._dece_rows(coco_match(frame, gt, s, tau, area=SIZES[size]))
+                t = cal.reliability(live["score"].to_numpy(), live[col].to_numpy(np.float64), cal.DECE_BINS)
+                row.update({name: cal.expected_error(t), "n": int(len(live))})
+            rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------ per-dump rows for over_seeds
 
 def dump_calibration(model: str, dump) -> list[dict]:
@@ -211,9 +229,15 @@ def dump_levels(model: str, dump) -> list[dict]:
                       detection_levels(dets, dump.candidates))
 
 
+def dump_sizes(model: str, dump) -> list[dict]:
+    """:func:`size_rows` of one dump."""
+    return size_rows(dump.detections, dump_ground_truth(dump), ranking_scores(dump.detections, dump.meta))
+
+
 def results_json_metrics(results_json: str | Path, ann_file: str | Path) -> dict:
     """Every post-NMS metric of any detector's COCO results json (scores ``fused`` = its score and
-    ``oracle``): ``{"calibration", "reliability", "lrp", "tide", "ap_iou"}`` frames."""
+    ``oracle``): ``{"calibration", "reliability", "lrp", "calibration by size", "tide", "ap_iou"}``
+    frames."""
     from .rescore import detections_from_coco_results
 
     dets = detections_from_coco_results(str(results_json), str(ann_file))
@@ -222,4 +246,5 @@ def results_json_metrics(results_json: str | Path, ann_file: str | Path) -> dict
     scores.pop("cls")  # identical to the score itself
     return {"calibration": pd.DataFrame(calibration_rows(dets, gt, scores, recalibrate=("fused",))),
             "reliability": reliability_rows(dets, gt, scores), "lrp": pd.DataFrame(lrp_rows(dets, gt, scores)),
+            "calibration by size": pd.DataFrame(size_rows(dets, gt, scores)),
             "tide": tide_errors(dets, gt, "score"), "ap_iou": ap_iou_rows(dets, str(ann_file), None, scores)}

@@ -130,6 +130,7 @@ def measure(n_images: int, dets: int, cands: int, tide_sizes: bool = True) -> di
         st("reliability before NMS (4 scores x 6 level groups, 2 views)", quality.anchor_rows, cand, meta)
         levels = st("detection levels (join with candidates)", quality.detection_levels, det, cand)
         st("calibration per level after NMS (4 scores)", quality.level_rows, det, gt, scores, levels)
+        st("calibration per object size after NMS (4 scores x 3 sizes)", quality.size_rows, det, gt, scores)
         st("oLRP (4 scores x 4 sizes)", quality.lrp_rows, det, gt, scores)
         st("TIDE, deployed score (tidecv)", tide_errors, det, gt, "score", None, False)
         st("AP at IoU 0.50-0.95, deployed score (faster-coco-eval)", quality.ap_iou_rows, det, str(ann), None,

@@ -61,7 +61,7 @@ def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
     ("02_alpha_sweep", 2, 1, ["AP_paper", "AP_sd"]),
     ("03_ablations", 6, 0, ["AP_delta", "AP_sd", "loss", "AP oracle (true IoU)_sd", "order"]),
     ("04_main_results", 4, 1, ["AP_delta", "AP_sd", "seconds"]),
-    ("05_calibration", 9, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
+    ("05_calibration", 10, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: int, images: int,
                                             headers: list[str]) -> None:

@@ -62,13 +62,15 @@ def test_per_dump_rows() -> None:
     assert {"Cls", "Loc", "Both", "Dupe", "Bkg", "Miss"} <= set(tide["error"])
     ap = quality.dump_ap_iou("retinanet_conf", d)
     assert len(ap) == 10 * 4 and (ap.groupby("score")["AP"].first() >= ap.groupby("score")["AP"].last()).all()
+    sizes = pd.DataFrame(quality.dump_sizes("retinanet_conf", d))
+    assert len(sizes) == 4 * 3 and sizes.groupby("score")["n"].sum().gt(0).all()
     levels = pd.DataFrame(quality.dump_levels("retinanet_conf", d))
     assert set(levels["level"]) <= {0, 1, 2} and levels["n"].sum() > 0
 
 
 def test_results_json_metrics() -> None:
     out = quality.results_json_metrics(FIXTURE_DETS, FIXTURE_GT)
-    assert set(out) == {"calibration", "reliability", "lrp", "tide", "ap_iou"}
+    assert set(out) == {"calibration", "reliability", "lrp", "calibration by size", "tide", "ap_iou"}
     assert out["calibration"]["score"].tolist() == ["fused", "fused (isotonic)", "fused (platt)", "oracle"]
     # the json's own score reproduces the reference numbers of test_calibration / test_lrp
     fused = out["lrp"][(out["lrp"]["score"] == "fused") & (out["lrp"]["size"] == "all")]
