@@ -189,3 +189,20 @@ def test_index_keeps_pages_a_partial_report_did_not_redo(tmp_path: Path, monkeyp
     index = (out / "index.html").read_text()
     assert "01_misalignment.html" in index and "05_calibration.html" in index
     assert "02_alpha_sweep.html" not in index
+
+
+def test_calibration_report_on_a_fixture_run(tmp_path: Path) -> None:
+    """Notebook 05 end to end on a two-seed run made from the calibration fixture (no training):
+    `retconf report --only 05` writes the page, indexed."""
+    from tests.analysis.quality_cases import write_fake_run
+
+    run = write_fake_run(tmp_path / "run")
+    made = make_reports(run, tmp_path / "out", names=["05"])
+    assert [r.path.name for r in made] == ["05_calibration.html"]
+    page = _parse(tmp_path / "out" / "05_calibration.html")
+    assert page.tags.get("table", 0) == 10 and page.tags.get("img", 0) == 6
+    for header in ("LaECE_sd", "best by LaECE", "oLRP_loc", "precision x IoU ECE"):
+        assert header in page.headers, header
+    page = (tmp_path / "out" / "05_calibration.html").read_text()
+    assert "mean ± sd (sample standard deviation) over 2 training seeds" in page
+    assert "05_calibration.html" in (tmp_path / "out" / "index.html").read_text()

@@ -38,3 +38,41 @@ def load_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
                           "x1": r["bbox"][0], "y1": r["bbox"][1], "x2": r["bbox"][0] + r["bbox"][2],
                           "y2": r["bbox"][1] + r["bbox"][3]} for r in res])
     return gt, dets
+
+
+def write_fake_run(out: Path, seeds: tuple = (0, 1)) -> Path:
+    """A run directory (``summary.json`` + schema-valid dumps of the three detectors per seed)
+    made from the fixture, with random ``obj`` and IoUs: enough to execute notebook 05 without
+    training anything. Its numbers mean nothing."""
+    import numpy as np
+
+    from retconf.dump import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS
+
+    schema = {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS}
+    fusions = {"retinanet": None, "iou_aware": {"mode": "pow", "alpha": 0.5, "thr": 0.5},
+               "retinanet_conf": {"mode": "pow", "alpha": 0.4, "thr": 0.5}}
+    for seed in seeds:
+        for model, fusion in fusions.items():
+            _, dets = load_fixture()
+            rng = np.random.default_rng(seed)
+            n = len(dets)
+            dets = dets.assign(cls=dets["score"], obj=rng.random(n) if fusion else np.nan,
+                               iou_any=rng.random(n), gt_same=-1)
+            dets["iou_same"] = dets["iou_any"]
+            if fusion:
+                dets["score"] = dets["cls"] ** (1 - fusion["alpha"]) * dets["obj"] ** fusion["alpha"]
+            cands = pd.concat([dets, dets.assign(cls=dets["cls"] * 0.5, x1=dets["x1"] + 1)], ignore_index=True)
+            cands = cands.assign(level=rng.integers(0, 3, len(cands)), anchor=np.arange(len(cands)) // 2)
+            images = pd.DataFrame({"image_id": sorted(dets["image_id"].unique())}).assign(
+                num_gt=1, positive_anchors=3, width=640, height=480)
+            path = out / f"seed_{seed}" / "dumps" / model
+            path.mkdir(parents=True, exist_ok=True)
+            for kind, frame in (("candidates", cands), ("detections", dets), ("images", images)):
+                frame[list(schema[kind])].astype(schema[kind]).to_parquet(path / f"{kind}-00000.parquet")
+            meta = {"ann_file": str(FIXTURE_GT), "classes": ["c0", "c1", "c2", "c3"], "fusion": fusion,
+                    "schema": schema, "num_shards": 1, "complete": True,
+                    "test_cfg": {"score_thr": 0.05, "nms_pre": 1000, "nms": {"iou_threshold": 0.5}, "max_per_img": 100}}
+            (path / "metadata.json").write_text(json.dumps(meta))
+    (out / "summary.json").write_text(json.dumps({"seeds": list(seeds), "metrics": {}, "detectors": list(fusions),
+                                                  "preset": "fixture", "seconds": {}}))
+    return out
