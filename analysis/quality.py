@@ -143,11 +143,17 @@ def ap_iou_rows(dets: pd.DataFrame, ann_file: str, classes, scores: dict) -> pd.
 
 def detection_levels(dets: pd.DataFrame, cands: pd.DataFrame) -> np.ndarray:
     """Pyramid level of each post-NMS detection, found as the candidate with the same image,
-    label and box (-1 where none matches)."""
-    key = ["image_id", "label", "x1", "y1", "x2", "y2"]
-    near = cands[cands["x1"].isin(set(dets["x1"].tolist())).to_numpy()]  # cheap prefilter
-    lv = near[key + ["level"]].drop_duplicates(key)
-    merged = dets[key].merge(lv, on=key, how="left")
+    label and box to 1/100 pixel (-1 where none matches)."""
+    def keyed(f: pd.DataFrame) -> pd.DataFrame:
+        out = f[["image_id", "label"]].astype(np.int64)
+        for c in ("x1", "y1", "x2", "y2"):
+            out[c] = np.rint(f[c].to_numpy(np.float64) * 100).astype(np.int64)
+        return out
+
+    d = keyed(dets)
+    near = cands[np.isin(np.rint(cands["x1"].to_numpy(np.float64) * 100).astype(np.int64), d["x1"].to_numpy())]
+    lv = keyed(near).assign(level=near["level"].to_numpy()).drop_duplicates(list(d.columns))
+    merged = d.merge(lv, on=list(d.columns), how="left")
     return merged["level"].fillna(-1).to_numpy(np.int64)
 
 

@@ -76,3 +76,14 @@ def test_results_json_metrics() -> None:
     fused = out["lrp"][(out["lrp"]["score"] == "fused") & (out["lrp"]["size"] == "all")]
     assert fused["oLRP"].item() == pytest.approx(0.8992354990410469)
     assert len(json.loads(Path(FIXTURE_DETS).read_text())) == 242
+
+
+def test_detection_levels() -> None:
+    d = _dump(CONF)
+    levels = quality.detection_levels(d.detections, d.candidates)
+    # the detections are the first half of the fake candidates, whose levels are known (the
+    # fixture's duplicate box takes the level of its first copy)
+    unique = ~d.detections.duplicated(["image_id", "label", "x1", "y1", "x2", "y2"]).to_numpy()
+    assert (levels == d.candidates["level"].to_numpy()[: len(d.detections)])[unique].all()
+    shifted = d.detections.assign(x1=d.detections["x1"] + 0.5)
+    assert (quality.detection_levels(shifted, d.candidates) == -1).all()
