@@ -147,11 +147,17 @@ def detection_levels(dets: pd.DataFrame, cands: pd.DataFrame) -> np.ndarray:
     def keyed(f: pd.DataFrame) -> pd.DataFrame:
         out = f[["image_id", "label"]].astype(np.int64)
         for c in ("x1", "y1", "x2", "y2"):
-            out[c] = np.rint(f[c].to_numpy(np.float64) * 100).astype(np.int64)
+            out[c] = np.rint(f[c].to_numpy(np.float32) * np.float32(100)).astype(np.int64)
         return out
 
     d = keyed(dets)
-    near = cands[np.isin(np.rint(cands["x1"].to_numpy(np.float64) * 100).astype(np.int64), d["x1"].to_numpy())]
+    def prefilter_key(image_id: np.ndarray, label: np.ndarray, x1: np.ndarray) -> np.ndarray:
+        return ((image_id.astype(np.int64) << 11) + label.astype(np.int64) << 24) + (x1 & 0xFFFFFF)
+
+    x1 = np.rint(cands["x1"].to_numpy(np.float32) * np.float32(100)).astype(np.int64)
+    ck = prefilter_key(cands["image_id"].to_numpy(), cands["label"].to_numpy(), x1)
+    dk = prefilter_key(d["image_id"].to_numpy(), d["label"].to_numpy(), d["x1"].to_numpy())
+    near = cands[pd.Series(ck).isin(pd.unique(dk)).to_numpy()]  # cheap hash prefilter, exact merge below
     lv = keyed(near).assign(level=near["level"].to_numpy()).drop_duplicates(list(d.columns))
     merged = d.merge(lv, on=list(d.columns), how="left")
     return merged["level"].fillna(-1).to_numpy(np.int64)
