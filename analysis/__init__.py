@@ -5,8 +5,13 @@
   evaluate COCO AP (α and fusion sweeps without re-running the detector).
 - :mod:`analysis.metrics`: misalignment counts (intro Table 1), proportions (Figure 2), rank
   correlation, NMS wrong-survivor rate, the IoU oracle, side-by-side with the paper.
+- :mod:`analysis.matching`: ground truth and COCO-style matching of detections (pycocotools rules).
+- :mod:`analysis.calibration`: D-ECE (netcal), LaECE, reliability data, isotonic recalibration.
+- :mod:`analysis.lrp`: LRP / optimal LRP with its components and per-class thresholds.
+- :mod:`analysis.tide`: TIDE error breakdown (tidecv) and AP against the IoU threshold.
+- :mod:`analysis.quality`: the ranking scores (cls, obj, fused, oracle) and per-dump rows of all of these.
 
 Drawing lives apart from computing (plots arrive with the notebooks).
 """
 
-__all__ = ["io", "metrics", "rescore"]
+__all__ = ["calibration", "io", "lrp", "matching", "metrics", "quality", "rescore", "tide"]

@@ -4,7 +4,7 @@ Nothing here computes a metric (see :mod:`analysis.metrics`); the notebooks pair
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -88,4 +88,54 @@ def seed_points(per_seed: pd.DataFrame, ax: Any, metric: str = "AP", by: str = "
     ax.set_xticks(range(len(groups)), groups)
     n = per_seed["seed"].nunique()
     ax.set(ylabel=metric, title=f"{metric} per seed (dots) and mean ± sd ({n} seed{'s' * (n > 1)})")
+    return ax.figure
+
+
+def reliability_diagram(table: pd.DataFrame, ax: Any, title: str = "", target_label: str = "precision",
+                        error: Optional[float] = None, error_name: str = "ECE") -> Any:
+    """Reliability diagram of one score: per bin the mean target (precision, or precision × IoU)
+    as bars over the bin, the share of rows in the bin as hatched bars, the diagonal, and the
+    bin's mean score as a dot over the bin centre (its gap to the bar is the bin's error; from
+    :func:`analysis.calibration.reliability`; a
+    ``mean_target_sd`` column, over seeds, is drawn as error bars). ``error`` is printed."""
+    width = table["hi"] - table["lo"]
+    ax.bar(table["lo"], table["mean_target"].fillna(0.0), width=width, align="edge", color="C0",
+           edgecolor="k", linewidth=0.5, label=target_label,
+           yerr=table["mean_target_sd"].fillna(0.0) if "mean_target_sd" in table else None, ecolor="0.3")
+    ax.bar(table["lo"], table["share"], width=width, align="edge", color="mistyrose", alpha=0.6,
+           edgecolor="r", hatch="/", linewidth=0.5, label="share of boxes")
+    ax.plot((table["lo"] + table["hi"]) / 2, table["mean_score"], "o", color="C1", ms=3, label="bin mean score")
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel=target_label, title=title)
+    if error is not None and np.isfinite(error):
+        ax.text(0.04, 0.9, f"{error_name} = {error:.3f}", transform=ax.transAxes)
+    ax.legend(loc="upper left", fontsize=7, bbox_to_anchor=(0.0, 0.86))
+    return ax.figure
+
+
+def curve_by(table: pd.DataFrame, ax: Any, x: str, y: str, by: str, title: str = "") -> Any:
+    """One line per ``by`` group of ``y`` against ``x`` (a ``{y}_sd`` column is drawn as a
+    band), e.g. AP against the IoU threshold per detector."""
+    for name, g in table.groupby(by, sort=False):
+        (line,) = ax.plot(g[x], g[y], marker="o", ms=3, label=str(name))
+        _band(ax, g[x].to_numpy(), g[y].to_numpy(), g[f"{y}_sd"].to_numpy() if f"{y}_sd" in g else None, line)
+    ax.set(xlabel=x, ylabel=y, title=title)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def error_bars(table: pd.DataFrame, ax: Any, value: str = "dAP", by: str = "model", error: str = "error",
+               title: str = "") -> Any:
+    """Grouped bars: one group per ``error`` type, one bar per ``by`` value (a ``{value}_sd``
+    column gives error bars), e.g. TIDE's dAP per error type per detector."""
+    groups = list(dict.fromkeys(table[by]))
+    errors = list(dict.fromkeys(table[error]))
+    w = 0.8 / max(len(groups), 1)
+    for i, g in enumerate(groups):
+        sub = table[table[by] == g].set_index(error).reindex(errors)
+        sd = sub[f"{value}_sd"].fillna(0.0) if f"{value}_sd" in sub else None
+        ax.bar(np.arange(len(errors)) + i * w, sub[value], width=w, yerr=sd, label=str(g), capsize=2)
+    ax.set_xticks(np.arange(len(errors)) + 0.4 - w / 2, errors)
+    ax.set(ylabel=value, title=title)
+    ax.legend(fontsize=8)
     return ax.figure

@@ -162,6 +162,8 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
             continue
         written.append(Report(run_notebook(path, out, parameters, show_code, fp), False))
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
-        atomic_write_text(out / "index.html", index_html([(r.path.stem.replace("_", " "), r.path.name)
-                                                          for r in written], run_dir, summary))
+        # every numbered page in ``out``, also those a run limited to ``names`` did not redo
+        pages = [out / f"{p.stem}.html" for p in notebooks()]
+        atomic_write_text(out / "index.html", index_html([(p.stem.replace("_", " "), p.name)
+                                                          for p in pages if p.is_file()], run_dir, summary))
     return written

@@ -43,7 +43,7 @@ def fast_train_options(max_epochs: int = 1) -> dict:
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """`retconf reproduce --preset quick --seeds 2 --full` run once per session (a few minutes):
-    20 one-epoch trainings on 64 images, their dumps and the four reports."""
+    20 one-epoch trainings on 64 images, their dumps and the five reports."""
     import subprocess
     import sys
 

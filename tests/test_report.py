@@ -44,11 +44,11 @@ def reports(quick_run: dict) -> Path:
     return quick_run["reports"]
 
 
-def test_four_numbered_notebooks_with_a_parameters_cell() -> None:
+def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
     import nbformat
 
     paths = notebooks()
-    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_"]
+    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_", "05_"]
     for p in paths:
         nb = nbformat.read(str(p), as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -61,6 +61,7 @@ def test_four_numbered_notebooks_with_a_parameters_cell() -> None:
     ("02_alpha_sweep", 2, 1, ["AP_paper", "AP_sd"]),
     ("03_ablations", 6, 0, ["AP_delta", "AP_sd", "loss", "AP oracle (true IoU)_sd", "order"]),
     ("04_main_results", 4, 1, ["AP_delta", "AP_sd", "seconds"]),
+    ("05_calibration", 10, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: int, images: int,
                                             headers: list[str]) -> None:
@@ -74,7 +75,7 @@ def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: in
 
 def test_index_links_every_report(reports: Path) -> None:
     page = _parse(reports / "index.html")
-    assert page.tags.get("a") == 4
+    assert page.tags.get("a") == 5
 
 
 def test_failing_notebook_names_the_cell_and_keeps_the_notebook(tmp_path: Path) -> None:
@@ -151,14 +152,57 @@ def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict
     proc.wait()
     assert not (out / "index.html").exists()  # written last
     finished = sorted(out.glob("*.html"))
-    assert finished and len(finished) < 4
+    assert finished and len(finished) < 5
     for page in finished:  # complete pages only, each with its inputs fingerprint
         assert page.read_text().rstrip().endswith("</html>") and report_fingerprint(page)
 
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"{4 - len(finished)} reports written, {len(finished)} up to date and kept" in again.stdout
+    assert f"{5 - len(finished)} reports written, {len(finished)} up to date and kept" in again.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "04_main_results.html",
-        "index.html"]  # no executed notebook or temporary file left behind
-    assert _parse(out / "index.html").tags.get("a") == 4
+        "05_calibration.html", "index.html"]  # no executed notebook or temporary file left behind
+    assert _parse(out / "index.html").tags.get("a") == 5
+
+
+def test_index_keeps_pages_a_partial_report_did_not_redo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`retconf report --only 05` rewrites the index with every numbered page present in OUT."""
+    import json
+
+    import retconf.report as report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"seeds": [0], "metrics": {}, "seconds": {}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "01_misalignment.html").write_text("<html></html>")
+
+    def fake_run(path, out_dir, parameters, show_code=False, fingerprint=""):
+        target = out_dir / f"{path.stem}.html"
+        target.write_text("<html></html>")
+        return target
+
+    monkeypatch.setattr(report, "run_notebook", fake_run)
+    made = report.make_reports(run, out, names=["05"])
+    assert [r.path.name for r in made] == ["05_calibration.html"]
+    index = (out / "index.html").read_text()
+    assert "01_misalignment.html" in index and "05_calibration.html" in index
+    assert "02_alpha_sweep.html" not in index
+
+
+def test_calibration_report_on_a_fixture_run(tmp_path: Path) -> None:
+    """Notebook 05 end to end on a two-seed run made from the calibration fixture (no training):
+    `retconf report --only 05` writes the page, indexed."""
+    from tests.analysis.quality_cases import write_fake_run
+
+    run = write_fake_run(tmp_path / "run")
+    made = make_reports(run, tmp_path / "out", names=["05"])
+    assert [r.path.name for r in made] == ["05_calibration.html"]
+    page = _parse(tmp_path / "out" / "05_calibration.html")
+    assert page.tags.get("table", 0) == 10 and page.tags.get("img", 0) == 6
+    for header in ("LaECE_sd", "best by LaECE", "oLRP_loc", "precision x IoU ECE"):
+        assert header in page.headers, header
+    page = (tmp_path / "out" / "05_calibration.html").read_text()
+    assert "mean ± sd (sample standard deviation) over 2 training seeds" in page
+    assert "05_calibration.html" in (tmp_path / "out" / "index.html").read_text()

@@ -44,3 +44,20 @@ def test_density_of_no_boxes() -> None:
     plots.density_score_iou(_df(0), ax, title="empty")
     assert ax.texts[0].get_text() == "no boxes"
     plt.close(fig)
+
+
+def test_quality_plots_draw(tmp_path) -> None:
+    from analysis.calibration import reliability
+
+    rng = np.random.default_rng(0)
+    table = reliability(rng.random(200), (rng.random(200) > 0.5).astype(float), 10)
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+    assert plots.reliability_diagram(table.assign(mean_target_sd=0.02), axes[0], "cls", error=0.1) is fig
+    curves = pd.DataFrame({"iou_thr": [0.5, 0.55] * 2, "AP": [0.4, 0.3, 0.5, 0.35], "AP_sd": 0.01,
+                           "model": ["a", "a", "b", "b"]})
+    assert plots.curve_by(curves, axes[1], "iou_thr", "AP", "model") is fig
+    bars = pd.DataFrame({"model": ["a", "a", "b", "b"], "error": ["Cls", "Loc"] * 2, "dAP": [1.0, 2.0, 1.5, 0.5]})
+    assert plots.error_bars(bars, axes[2]) is fig
+    assert len(axes[1].lines) == 2 and len(axes[2].patches) == 4
+    fig.savefig(tmp_path / "q.png")
+    plt.close(fig)
