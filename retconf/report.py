@@ -115,12 +115,32 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     target = out_dir / f"{path.stem}.html"
-    body = strip_remote_scripts(body)
+    body = with_title_and_index_link(strip_remote_scripts(body), page_title(path))
     if fingerprint:
         body = body.replace("<head>", f'<head>\n<meta name="retconf-inputs" content="{fingerprint}">', 1)
     atomic_write_text(target, body)
     executed.unlink()  # kept only when the notebook fails
     return target
+
+
+def page_title(notebook: Path) -> str:
+    """A report's title: the first ``# `` heading of its notebook (else its file name)."""
+    import nbformat
+
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return notebook.stem
+
+
+def with_title_and_index_link(page: str, title: str) -> str:
+    """nbconvert's page with ``title`` in ``<title>`` (nbconvert writes "Notebook") and a link
+    back to ``index.html`` at the top of the body."""
+    page = re.sub(r"<title>.*?</title>", f"<title>{html.escape(title)} · retconf</title>", page, count=1, flags=re.S)
+    nav = '<nav style="padding:0.5em 1em"><a href="index.html">← all reports of this run</a></nav>'
+    return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, page, count=1)
 
 
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict) -> str:

@@ -57,10 +57,11 @@ def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
 
 
 @pytest.mark.parametrize("name, tables, images, headers", [
-    ("01_misalignment", 4, 5, ["condition", "image1_sd", "wrong-survivor rate_sd"]),
-    ("02_alpha_sweep", 2, 1, ["AP_paper", "AP_sd"]),
-    ("03_ablations", 6, 0, ["AP_delta", "AP_sd", "loss", "AP oracle (true IoU)_sd", "order"]),
-    ("04_main_results", 4, 1, ["AP_delta", "AP_sd", "seconds"]),
+    ("01_misalignment", 6, 5, ["condition", "image1_sd", "wrong-survivor rate_sd", "spearman_sd", "P3"]),
+    ("02_alpha_sweep", 3, 1, ["AP_paper", "AP_sd", "resolution"]),
+    ("03_ablations", 8, 0, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
+                            "share", "agree", "order"]),
+    ("04_main_results", 5, 1, ["AP_delta", "AP_sd", "comparison", "resolution"]),
     ("05_calibration", 10, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: int, images: int,
@@ -71,6 +72,19 @@ def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: in
     for header in headers:
         assert header in page.headers, header
     assert not (reports / f"{name}.ipynb").exists()  # executed copies are kept only on failure
+    text = (reports / f"{name}.html").read_text()
+    assert "rows ×" not in text and "<td>...</td>" not in text and "<th>...</th>" not in text  # never truncated
+
+
+@pytest.mark.parametrize("name", ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results",
+                                  "05_calibration"])
+def test_every_page_has_a_title_and_a_link_to_the_index(reports: Path, name: str) -> None:
+    import re
+
+    text = (reports / f"{name}.html").read_text()
+    title = re.search(r"<title>(.*?)</title>", text, re.S).group(1)
+    assert title != "Notebook" and title.endswith("· retconf") and len(title) > 15, title
+    assert '<a href="index.html">' in text
 
 
 def test_index_links_every_report(reports: Path) -> None:
