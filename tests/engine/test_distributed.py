@@ -22,8 +22,10 @@ def test_two_process_cpu_training(small_digits: Path, tmp_path: Path) -> None:
     res = subprocess.run(
         # --standalone: torchrun's own store binds port 0 and hands the port it got to the
         # workers, so no other process can take it in between (a port found free by binding and
-        # releasing it could be taken before torchrun binds it again)
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        # releasing it could be taken before torchrun binds it again); --local-addr: the workers
+        # reach that store on the loopback address, whatever the host's name resolves to
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+         "--nproc_per_node", "2",
          "-m", "retconf.cli", "train", str(TINY_CONF),
          "--launcher", "pytorch", "--work-dir", str(tmp_path), "--data-root", str(small_digits),
          "--cfg-options", *cli_opts],
