@@ -310,15 +310,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _close_process_group(barrier: bool) -> None:
     """Leave a distributed run cleanly: ranks that exit while gloo threads are still live can
-    abort ("terminate called without an active exception")."""
+    abort ("terminate called without an active exception").
+
+    ``destroy_process_group`` only forgets the group: the DDP-wrapped model keeps the gloo
+    backend (its tcp loop and worker threads) alive, and the model sits in reference cycles of
+    the finished Runner, which only the cyclic garbage collector frees. Left to interpreter
+    shutdown, the backend is torn down (or not) while Python itself is going away, and the
+    outcome depends on thread timing. Collecting here joins those threads while everything is
+    still alive.
+    """
     if "torch.distributed" not in sys.modules:
         return
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         if barrier:
             dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,19 @@ def fast_train_options(max_epochs: int = 1) -> dict:
     }
 
 
+# `quick_run` below runs for minutes (its subprocess may take up to QUICK_RUN_S); pytest-timeout
+# counts a fixture's time towards the first test that uses it, and which test that is depends on
+# the selection. Every test that uses it gets this budget on top of the default (pyproject.toml).
+QUICK_RUN_S = 900
+QUICK_RUN_TEST_TIMEOUT = QUICK_RUN_S + 900  # + what the test itself may run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "quick_run" in getattr(item, "fixturenames", ()) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(QUICK_RUN_TEST_TIMEOUT))
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """`retconf reproduce --preset quick --seeds 2 --full` run once per session (a few minutes):
@@ -51,7 +64,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick",
             "--seeds", "2", "--full",
             "--out", str(base / "run"), "--data-root", str(base / "data"), "--reports", str(base / "reports")]
-    first = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    first = subprocess.run(args, capture_output=True, text=True, timeout=QUICK_RUN_S, cwd=ROOT)
     assert first.returncode == 0, first.stderr[-3000:]
     return {"run": base / "run", "data": base / "data", "reports": base / "reports", "args": args,
             "first": first}

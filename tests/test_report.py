@@ -143,36 +143,38 @@ def test_fingerprint_follows_the_dumps_and_notebook(tmp_path: Path) -> None:
 
 
 def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict, tmp_path: Path) -> None:
-    """kill -9 (the whole process group, kernels included) once the first report is written:
-    no page that looks finished is incomplete, and the rerun keeps the finished one."""
+    """kill -9 (the whole process group, kernels included) while the second report is being
+    written (its page is written, not yet renamed into place): the finished first page is whole,
+    and the rerun keeps it and writes the other three."""
     import os
     import signal
     import subprocess
     import sys
-    import time
 
     from retconf.report import report_fingerprint
     from tests.conftest import ROOT
+    from tests.pausing_cli import wait_for_pause
 
-    out = tmp_path / "reports"
-    args = [sys.executable, "-m", "retconf.cli", "report", str(quick_run["run"]), "--out", str(out)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    deadline = time.time() + 300
-    while not (out / "01_misalignment.html").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    out, marker, log = tmp_path / "reports", tmp_path / "paused", tmp_path / "report.log"
+    args = ["report", str(quick_run["run"]), "--out", str(out)]
+    with open(log, "w") as err:  # a file, not a pipe nobody reads while waiting
+        proc = subprocess.Popen([sys.executable, "-m", "tests.pausing_cli", "02_alpha_sweep.html", str(marker),
+                                 *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        wait_for_pause(proc, marker, log)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert not (out / "index.html").exists()  # written last
     finished = sorted(out.glob("*.html"))
-    assert finished and len(finished) < 5
-    for page in finished:  # complete pages only, each with its inputs fingerprint
-        assert page.read_text().rstrip().endswith("</html>") and report_fingerprint(page)
+    assert [p.name for p in finished] == ["01_misalignment.html"]
+    page = finished[0]  # complete, with its inputs fingerprint
+    assert page.read_text().rstrip().endswith("</html>") and report_fingerprint(page)
 
-    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([sys.executable, "-m", "retconf.cli", *args], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"{5 - len(finished)} reports written, {len(finished)} up to date and kept" in again.stdout
+    assert "4 reports written, 1 up to date and kept" in again.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "04_main_results.html",
         "05_calibration.html", "index.html"]  # no executed notebook or temporary file left behind

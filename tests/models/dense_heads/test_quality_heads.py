@@ -113,6 +113,43 @@ def test_fusion_on_every_level_and_extra_fields(order: str) -> None:
     assert torch.allclose(det.scores, det.obj_scores ** 0.4 * det.cls_scores ** 0.6, atol=1e-6)
 
 
+def _kept_by_hand(head, order: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cls, obj) of the (anchor, class) pairs each level keeps, computed here from the raw head
+    outputs: the top nms_pre pairs by the fused score (before_topk) or by cls (after_topk)."""
+    cls_scores, _, qualities = head(feats())
+    nms_pre, kept_cls, kept_obj = head.test_cfg.nms_pre, [], []
+    for cls_score, quality in zip(cls_scores, qualities):
+        cls = cls_score[0].permute(1, 2, 0).reshape(-1, 4).sigmoid()
+        obj = quality[0].permute(1, 2, 0).reshape(-1, 1).sigmoid().expand_as(cls)
+        rank_by = obj ** 0.4 * cls ** 0.6 if order == "before_topk" else cls
+        top = rank_by.flatten().topk(min(nms_pre, rank_by.numel())).indices
+        kept_cls.append(cls.flatten()[top])
+        kept_obj.append(obj.flatten()[top])
+    return torch.cat(kept_cls), torch.cat(kept_obj)
+
+
+@pytest.mark.parametrize("order", ["before_topk", "after_topk"])
+def test_fusion_order_decides_which_candidates_survive_top_k(order: str) -> None:
+    """The head keeps exactly the pairs its ``order`` ranks highest on each level, and the two
+    orders keep different pairs here (so a head that ignored ``order`` fails one of the two)."""
+    head = build("RetinaConfHead", fusion=dict(order=order))
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        # freshly initialised, every anchor scores about the prior (0.01 +- 1e-6): spread the
+        # scores so that ranking by cls and by the fused score really differ (boxes untouched:
+        # degenerate boxes would be dropped after top-k)
+        for name, weight in head.named_parameters():
+            if name.endswith("weight") and not name.startswith(("reg_convs", "retina_reg")):
+                weight.copy_(torch.randn(weight.shape, generator=g) * 0.2)  # cls in 0.01-0.9
+        det = predict(head)
+        cls, obj = _kept_by_hand(head, order)
+        other_cls, _ = _kept_by_hand(head, "after_topk" if order == "before_topk" else "before_topk")
+    assert cls.unique().numel() == cls.numel()  # no ties: the top-k by hand is unambiguous
+    assert (cls.sort().values - other_cls.sort().values).abs().max() > 0.01  # the orders disagree here
+    assert torch.allclose(det.cls_scores.sort().values, cls.sort().values, atol=1e-6)
+    assert torch.allclose(det.scores.sort().values, (obj ** 0.4 * cls ** 0.6).sort().values, atol=1e-6)
+
+
 def test_legacy_level_bug_drops_obj_on_small_levels() -> None:
     det = predict(build("RetinaConfHead", fusion=dict(legacy_level_bug=True),
                         test_cfg=dict(nms_pre=100, min_bbox_size=0, score_thr=0.0,
