@@ -46,7 +46,8 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1)) -> Path:
     training anything. Its numbers mean nothing."""
     import numpy as np
 
-    from retconf.dump import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS
+    from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, SCHEMA_VERSION
+    from retconf.dump import shard_record
 
     schema = {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS}
     fusions = {"retinanet": None, "iou_aware": {"mode": "pow", "alpha": 0.5, "thr": 0.5},
@@ -57,7 +58,7 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1)) -> Path:
             rng = np.random.default_rng(seed)
             n = len(dets)
             dets = dets.assign(cls=dets["score"], obj=rng.random(n) if fusion else np.nan,
-                               iou_any=rng.random(n), gt_same=-1)
+                               iou_any=rng.random(n), gt_same=-1, gt_any=0, gt_area=1000.0)
             dets["iou_same"] = dets["iou_any"]
             if fusion:
                 dets["score"] = dets["cls"] ** (1 - fusion["alpha"]) * dets["obj"] ** fusion["alpha"]
@@ -70,7 +71,8 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1)) -> Path:
             for kind, frame in (("candidates", cands), ("detections", dets), ("images", images)):
                 frame[list(schema[kind])].astype(schema[kind]).to_parquet(path / f"{kind}-00000.parquet")
             meta = {"ann_file": str(FIXTURE_GT), "classes": ["c0", "c1", "c2", "c3"], "fusion": fusion,
-                    "schema": schema, "num_shards": 1, "complete": True,
+                    "schema": schema, "num_shards": 1, "complete": True, "schema_version": SCHEMA_VERSION,
+                    "num_images": len(images), "shards": [shard_record(path, 0)],
                     "test_cfg": {"score_thr": 0.05, "nms_pre": 1000, "nms": {"iou_threshold": 0.5}, "max_per_img": 100}}
             (path / "metadata.json").write_text(json.dumps(meta))
     (out / "summary.json").write_text(json.dumps({"seeds": list(seeds), "metrics": {}, "detectors": list(fusions),
