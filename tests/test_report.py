@@ -61,7 +61,8 @@ def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
     ("02_alpha_sweep", 3, 1, ["AP_paper", "AP_sd", "resolution"]),
     ("03_ablations", 8, 0, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
                             "share", "agree", "order"]),
-    ("04_main_results", 5, 1, ["AP_delta", "AP_sd", "comparison", "resolution"]),
+    # the quick run's RetinaNet detects nothing (no AP): no pair with it, and the page says so
+    ("04_main_results", 3, 1, ["AP_delta", "AP_sd"]),
     ("05_calibration", 10, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: int, images: int,
@@ -73,6 +74,8 @@ def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: in
         assert header in page.headers, header
     assert not (reports / f"{name}.ipynb").exists()  # executed copies are kept only on failure
     text = (reports / f"{name}.html").read_text()
+    if name == "04_main_results":
+        assert "nothing to compare" in text
     assert "rows ×" not in text and "<td>...</td>" not in text and "<th>...</th>" not in text  # never truncated
 
 
