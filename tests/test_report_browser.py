@@ -29,7 +29,7 @@ def test_pages_open_without_console_errors(quick_run: dict, tmp_path: Path, name
     assert 'src="http' not in page.read_text()  # self-contained
     dom, console = _open(page, tmp_path / "profile")
     assert console == []
-    assert "<table" in dom if name != "index.html" else dom.count("<a ") == 4
+    assert "<table" in dom if name != "index.html" else dom.count("<a ") == 5
 
 
 def test_the_check_sees_console_errors(tmp_path: Path) -> None:
