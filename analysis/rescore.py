@@ -128,11 +128,12 @@ def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[Sequence[
 
 
 def alpha_sweep(candidates: pd.DataFrame, ann_file: str, alphas: list[float], classes: list[str],
-                **kwargs) -> pd.DataFrame:
-    """AP for each α of the ``pow`` fusion (Table 5 layout: one row per α)."""
+                cat_ids: Optional[Sequence[int]] = None, **kwargs) -> pd.DataFrame:
+    """AP for each α of the ``pow`` fusion (Table 5 layout: one row per α); labels map to
+    categories as in :func:`coco_ap`."""
     rows = []
     for a in alphas:
-        rows.append({"alpha": a, **coco_ap(rescore(candidates, "pow", a, **kwargs), ann_file, classes)})
+        rows.append({"alpha": a, **coco_ap(rescore(candidates, "pow", a, **kwargs), ann_file, classes, cat_ids)})
     return pd.DataFrame(rows)
 
 
@@ -154,7 +155,7 @@ def alpha_table(dumps: dict, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
 def alpha_rows(model: str, dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
     """:func:`alpha_sweep` of one dump with its own inference settings (for ``over_seeds``)."""
     return alpha_sweep(dump.candidates, dump.meta["ann_file"], list(alphas), dump.meta["classes"],
-                       **inference_kwargs(dump.meta))
+                       dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
 
 
 # Table 4 rows: paper label -> (mode, alpha). The filtered product is exact on dumps whose
@@ -166,12 +167,14 @@ TABLE4_FUSIONS = {"cls": ("cls", 0.0), "cls(obj>0.5)": ("cls_thr", 0.0), "cls*ob
 
 
 def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], thr: float = 0.5,
-                 fusions: dict = TABLE4_FUSIONS, **kwargs) -> pd.DataFrame:
-    """AP of each fusion mode on one dump (Table 4 layout: one row per fusion)."""
+                 fusions: dict = TABLE4_FUSIONS, cat_ids: Optional[Sequence[int]] = None,
+                 **kwargs) -> pd.DataFrame:
+    """AP of each fusion mode on one dump (Table 4 layout: one row per fusion); labels map to
+    categories as in :func:`coco_ap`."""
     rows = []
     for label, (mode, alpha) in fusions.items():
         dets = rescore(candidates, mode, alpha, thr, **kwargs)
-        rows.append({"fusion": label, **coco_ap(dets, ann_file, classes)})
+        rows.append({"fusion": label, **coco_ap(dets, ann_file, classes, cat_ids)})
     return pd.DataFrame(rows)
 
 
@@ -318,7 +321,7 @@ def deployed_ap(model: str, dump) -> dict:
 def fusion_rows(model: str, dump) -> pd.DataFrame:
     """:func:`fusion_table` of one dump with its own inference settings (for ``over_seeds``)."""
     return fusion_table(dump.candidates, dump.meta["ann_file"], dump.meta["classes"],
-                        **inference_kwargs(dump.meta))
+                        cat_ids=dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
 
 
 ORACLE_ALPHAS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.9)
