@@ -39,11 +39,20 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
     if amp:
         import torch
 
-        if not torch.cuda.is_available():
-            raise CLIError("--amp: mmengine's AmpOptimWrapper needs a CUDA device and none is available; "
-                           "train without --amp on CPU")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.loss_scale = "dynamic"
+        from .engine import cpu_has_bf16
+
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = "AmpOptimWrapper"
+            cfg.optim_wrapper.loss_scale = "dynamic"
+            cfg.optim_wrapper.pop("dtype", None)
+            cfg.optim_wrapper.pop("enabled", None)
+        elif cpu_has_bf16():
+            cfg.optim_wrapper.type = "CPUAutocastOptimWrapper"
+            cfg.optim_wrapper.dtype = "bfloat16"
+            cfg.optim_wrapper.enabled = True
+        else:
+            raise CLIError("--amp: no CUDA device, and this CPU has no native bfloat16 (AVX512-BF16/AMX) "
+                           "for CPU autocast; train without --amp")
     if resume == "auto":
         cfg.resume = True
         cfg.load_from = None

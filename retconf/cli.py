@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", nargs="?", type=str, const="auto",
                     help="resume from CHECKPOINT, or from the latest checkpoint in the work dir "
                     "when given without a value")
-    tr.add_argument("--amp", action="store_true", help="automatic mixed precision (mmengine AmpOptimWrapper; CUDA only, refused on CPU)")
+    tr.add_argument("--amp", action="store_true", help="automatic mixed precision: float16 AmpOptimWrapper on CUDA, bfloat16 CPUAutocastOptimWrapper on a CPU with native bfloat16 (refused on other CPUs)")
 
     te = sub.add_parser("test", help="evaluate a checkpoint (mmdet tools/test.py)",
                         description="Evaluate a checkpoint on the config's test set; writes "
@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--cfg-options", nargs="+", action=_dict_action(), metavar="KEY=VALUE",
                     help="override settings of every detector config, e.g. "
                     "model.backbone.init_cfg.checkpoint=/path/r50.pth for COCO presets offline")
+    rp.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="trainings (each with its dump) run at once, each in its own process with "
+                    "CPUs/N threads (default: 1 with CUDA, else one per CPU core up to 8)")
     rp.add_argument("--dry-run", action="store_true",
                     help="check the configs and dataset, print the trainings, run nothing")
     du = sub.add_parser("dump", help="dump pre-NMS candidates and post-NMS detections to Parquet",
@@ -242,7 +245,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .pipeline import reproduce
 
     reproduce(args.preset, out=args.out, data_root=args.data_root, reports=args.reports,
-              seeds=args.seeds, full=args.full, cfg_options=args.cfg_options, dry_run=args.dry_run)
+              seeds=args.seeds, full=args.full, cfg_options=args.cfg_options, dry_run=args.dry_run,
+              parallel=args.jobs)
     return 0
 
 

@@ -29,7 +29,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .io import atomic_write_text
 from .presets import PRESETS, Preset
@@ -131,6 +131,85 @@ def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
             and record.get("checkpoint_sha256") == _sha256(checkpoint))
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """What every job of a run shares: the dataset, the fingerprints of its inputs and the
+    path placeholders of :func:`inputs_record`."""
+
+    data_dir: str
+    digests: dict
+    placeholders: dict
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: its last validation record, stage seconds and which stages were reused."""
+
+    job: Job
+    record: dict
+    seconds: dict
+    cached: list
+
+
+def run_job(job: Job, context: JobContext, runtime_options: Optional[dict] = None) -> JobResult:
+    """Train ``job`` (or reuse a finished training of the same inputs) and dump its final
+    checkpoint (or reuse a dump of it). ``runtime_options`` are extra ``--cfg-options`` that
+    change how the job runs but not what it computes (not part of its recorded inputs)."""
+    from .apis import train
+    from .dump import dump_predictions
+    from .runtime import load_config
+
+    seconds, cached = {}, []
+    cfg = load_config(job.config, job.options, context.data_dir)
+    inputs = inputs_record(cfg, context.digests, context.placeholders)
+    max_epochs = cfg.train_cfg.max_epochs
+    options = {**job.options, **(runtime_options or {})}
+    t = time.time()
+    _set_aside_if_stale(job.work_dir, inputs)
+    record = _finished(job.work_dir, max_epochs)
+    if record is None:
+        job.work_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job.work_dir / "inputs.json", json.dumps(inputs, indent=1, sort_keys=True))
+        record = train(job.config, str(job.work_dir), options, context.data_dir, resume="auto")
+    else:
+        print(f"{job.key}: finished earlier with the same inputs, reusing {job.work_dir / 'metrics.json'}")
+        cached.append(f"{job.key}/train")
+    seconds[f"{job.key}/train"] = time.time() - t
+
+    t = time.time()
+    checkpoint = job.work_dir / f"epoch_{max_epochs}.pth"
+    if _dump_current(job.dump_dir, checkpoint):
+        print(f"{job.key}: dump of this checkpoint exists, reusing it")
+        cached.append(f"{job.key}/dump")
+    else:
+        dump_predictions(job.config, str(checkpoint), job.dump_dir, context.data_dir, options)
+    seconds[f"{job.key}/dump"] = time.time() - t
+    return JobResult(job, record, seconds, cached)
+
+
+def run_job_in_worker(job: Job, context: JobContext) -> JobResult:
+    """:func:`run_job` in a worker of :func:`retconf.jobs.run_parallel`: data loaded in the
+    job's own process (no loader workers competing for the cores)."""
+    from .jobs import IN_PROCESS_LOADING
+
+    return run_job(job, context, IN_PROCESS_LOADING)
+
+
+def _collect(done: JobResult, results: dict, timings: dict, cached: list) -> None:
+    results.setdefault(str(done.job.seed), {})[done.job.name] = done.record["metrics"]
+    timings.update(done.seconds)
+    cached.extend(done.cached)
+
+
+def run_parallel_jobs(jobs: list[Job], context: JobContext, n_jobs: int, threads: int,
+                      log_dir: Path) -> Iterator[JobResult]:
+    """Yield each job's result as it finishes, ``n_jobs`` at a time (see :mod:`retconf.jobs`)."""
+    from .jobs import run_parallel
+
+    yield from run_parallel(run_job_in_worker, jobs, [j.key for j in jobs], (context,),
+                            n_jobs, threads, log_dir)
+
+
 def _data_digest(preset: Preset, data_dir: Path) -> str:
     """Digits: the manifest's hash. COCO: size and mtime of the annotation files (hashing
     hundreds of MB on every rerun would cost more than it protects)."""
@@ -144,15 +223,15 @@ def _data_digest(preset: Preset, data_dir: Path) -> str:
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
               data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 1,
               full: bool = False, cfg_options: Optional[dict] = None,
-              dry_run: bool = False) -> dict:
+              dry_run: bool = False, parallel: Optional[int] = None) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
-    plan without training anything."""
+    plan without training anything. ``parallel``: trainings run at once (None: see
+    :func:`resolve_jobs`)."""
+    t_start = time.time()
     from .progress import progress
 
-    from .apis import train
     from .data.digits import generate
-    from .dump import dump_predictions
     from .pretrain import pretrain_backbone
     from .report import make_reports
     from .runtime import load_config
@@ -214,34 +293,23 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     if preset.pretrain is not None:
         placeholders[str(backbone)] = "<backbone>"
     results: dict[str, dict] = {}
-    for i, job in enumerate(jobs, 1):
-        _stage(f"[3/{n_stages}] seed {job.seed} ({job.seed + 1}/{seeds}), {job.name} "
-               f"({i}/{len(jobs)}): train -> {job.work_dir}")
-        cfg = load_config(job.config, job.options, str(data_dir))
-        inputs = inputs_record(cfg, digests, placeholders)
-        max_epochs = cfg.train_cfg.max_epochs
-        t = time.time()
-        _set_aside_if_stale(job.work_dir, inputs)
-        record = _finished(job.work_dir, max_epochs)
-        if record is None:
-            job.work_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(job.work_dir / "inputs.json", json.dumps(inputs, indent=1, sort_keys=True))
-            record = train(job.config, str(job.work_dir), job.options, str(data_dir), resume="auto")
-        else:
-            print(f"{job.key}: finished earlier with the same inputs, reusing {job.work_dir / 'metrics.json'}")
-            cached.append(f"{job.key}/train")
-        timings[f"{job.key}/train"] = time.time() - t
-        results.setdefault(str(job.seed), {})[job.name] = record["metrics"]
+    from .jobs import resolve_jobs
 
-        t = time.time()
-        checkpoint = job.work_dir / f"epoch_{max_epochs}.pth"
-        print(f"dump -> {job.dump_dir}")
-        if _dump_current(job.dump_dir, checkpoint):
-            print(f"{job.key}: dump of this checkpoint exists, reusing it")
-            cached.append(f"{job.key}/dump")
-        else:
-            dump_predictions(job.config, str(checkpoint), job.dump_dir, str(data_dir), job.options)
-        timings[f"{job.key}/dump"] = time.time() - t
+    n_jobs, threads = resolve_jobs(parallel, len(jobs))
+    context = JobContext(str(data_dir), digests, placeholders)
+    t_jobs = time.time()
+    if n_jobs == 1:
+        for i, job in enumerate(jobs, 1):
+            _stage(f"[3/{n_stages}] seed {job.seed} ({job.seed + 1}/{seeds}), {job.name} "
+                   f"({i}/{len(jobs)}): train -> {job.work_dir}, dump -> {job.dump_dir}")
+            done = run_job(job, context)
+            _collect(done, results, timings, cached)
+    else:
+        _stage(f"[3/{n_stages}] {len(jobs)} trainings and dumps, {n_jobs} at a time with "
+               f"{threads} thread{'s' * (threads > 1)} each; logs in {run_dir / 'logs'}")
+        for done in run_parallel_jobs(jobs, context, n_jobs, threads, run_dir / "logs"):
+            _collect(done, results, timings, cached)
+    wall_jobs = time.time() - t_jobs
 
     def write_summary() -> dict:
         seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}
@@ -249,7 +317,9 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
                    "reports": str(reports_dir), "seeds": list(range(seeds)),
                    "detectors": list(preset.detectors),
                    "ablations": [j.name for j in jobs if j.seed == 0 and j.name not in preset.detectors],
-                   "seconds": seconds, "cached_this_run": cached, "metrics": results}
+                   "seconds": seconds, "cached_this_run": cached, "metrics": results,
+                   "jobs": n_jobs, "threads_per_job": threads, "train_and_dump_wall_seconds": round(wall_jobs, 1),
+                   "wall_seconds": round(time.time() - t_start, 1)}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
         return summary
 

@@ -42,6 +42,10 @@ class PretrainConfig:
     max_size: int = 56
     seed: int = 0
     eval_crops: int = 1024
+    # CPU speed (benchmarks/train_profile.py): bfloat16 autocast of the training step (weights
+    # and optimizer state stay float32; evaluation runs in float32) and channels-last layout.
+    bf16: bool = True
+    channels_last: bool = True
 
 
 def make_crop(rng: np.random.Generator, cfg: PretrainConfig, split: str) -> tuple[np.ndarray, int]:
@@ -135,15 +139,24 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iters)
 
-    def logits(x: torch.Tensor) -> torch.Tensor:
-        return head(backbone(x)[-1].mean(dim=(2, 3)))
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
 
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        return head(backbone(x.contiguous(memory_format=layout))[-1].mean(dim=(2, 3))).float()
+
+    # One core draws the crops (crop_batches' worker), the others train: compute threads
+    # competing with the worker for a core spin-wait (measured slower on 2 cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - 1))
     start = time.time()
     bar = progress_bar(crop_batches(cfg, cfg.iters), total=cfg.iters, desc="pretrain backbone",
                disable=not progress, unit="it")
     model.train()
     for it, (x, y) in enumerate(bar):
-        loss = torch.nn.functional.cross_entropy(logits(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            scores = logits(x)
+        loss = torch.nn.functional.cross_entropy(scores, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss is {loss.item()} at iteration {it}")
         opt.zero_grad(set_to_none=True)
@@ -153,8 +166,10 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
         if it % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     train_seconds = time.time() - start
+    torch.set_num_threads(threads)
 
     model.eval()
+    model.to(memory_format=torch.contiguous_format)
     eval_rng = np.random.default_rng([cfg.seed, 8])
     correct = 0
     with torch.no_grad():

@@ -501,13 +501,33 @@ def test_backbone_only_init_is_not_a_partial_load(capsys, small_digits: Path, tm
     assert (work / "epoch_1.pth").exists()
 
 
-def test_amp_on_cpu_is_refused_in_one_line(data: Path, tmp_path: Path, capsys) -> None:
+def test_amp_on_cpu_without_bf16_is_refused_in_one_line(data: Path, tmp_path: Path, capsys,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
+
+    import retconf.engine
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: --amp is valid here")
+    monkeypatch.setattr(retconf.engine, "cpu_has_bf16", lambda: False)
     code, err = run(capsys, "train", str(TINY_RETINANET), "--data-root", str(data), "--amp",
                     "--work-dir", str(tmp_path / "w"), "--cfg-options", *_options())
-    assert code == 2 and err.endswith("--amp: mmengine's AmpOptimWrapper needs a CUDA device and none is available; "
-                                      "train without --amp on CPU")
+    assert code == 2 and err.endswith("--amp: no CUDA device, and this CPU has no native bfloat16 "
+                                      "(AVX512-BF16/AMX) for CPU autocast; train without --amp")
     assert "Traceback" not in err and not (tmp_path / "w").exists()
+
+
+def test_amp_on_a_bf16_cpu_trains_with_cpu_autocast(data: Path, tmp_path: Path, capsys) -> None:
+    import torch
+
+    from retconf.engine import cpu_has_bf16
+
+    if torch.cuda.is_available() or not cpu_has_bf16():
+        pytest.skip("needs a CPU-only machine with native bfloat16")
+    work = tmp_path / "w"
+    code, err = run(capsys, "train", str(TINY_CONF), "--data-root", str(data), "--amp", "--work-dir", str(work),
+                    "--cfg-options", *_options(), "optim_wrapper.enabled=False")
+    assert code == 0, err
+    dumped = next(work.glob("*.py")).read_text()
+    assert "type='CPUAutocastOptimWrapper'" in dumped and "enabled=True" in dumped
+    assert (work / "epoch_1.pth").exists()

@@ -163,8 +163,8 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
     x0 = int(rng.integers(0, pw - side + 1))
     crop = photo[y0:y0 + side, x0:x0 + side]
     if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+        crop = cv2.flip(crop, 1)  # = np.ascontiguousarray(crop[:, ::-1]), several times faster
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def random_background_rect(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -182,9 +182,9 @@ def random_background_rect(rng: np.random.Generator, width: int, height: int) ->
     x0 = int(rng.integers(0, pw - cw + 1))
     crop = photo[y0:y0 + ch, x0:x0 + cw]
     if rng.random() < 0.5:
-        crop = crop[:, ::-1]
+        crop = cv2.flip(crop, 1)
     interp = cv2.INTER_AREA if cw >= width else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=interp)
+    return cv2.resize(crop, (width, height), interpolation=interp)
 
 
 def image_shape(cfg: DigitsConfig, rng: np.random.Generator) -> tuple[int, int]:

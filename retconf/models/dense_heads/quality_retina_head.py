@@ -112,8 +112,9 @@ class QualityRetinaHead(RetinaHead):
         quality (Tensor[B, A, H, W]), boxes (Tensor[B, A·4, H, W]), anchors/targets
         (Tensor[B, A·H·W, 4]), labels/weights (Tensor[B, A·H·W])."""
         dim = self.bbox_coder.encode_size
-        logits = torch.cat([q.permute(0, 2, 3, 1).reshape(q.size(0), -1) for q in quality_preds], 1).reshape(-1)
-        deltas = torch.cat([b.permute(0, 2, 3, 1).reshape(b.size(0), -1, dim) for b in bbox_preds], 1).reshape(-1, dim)
+        # float32 whatever the autocast dtype: the IoU targets and the BCE are computed in float32.
+        logits = torch.cat([q.permute(0, 2, 3, 1).reshape(q.size(0), -1) for q in quality_preds], 1).reshape(-1).float()
+        deltas = torch.cat([b.permute(0, 2, 3, 1).reshape(b.size(0), -1, dim) for b in bbox_preds], 1).reshape(-1, dim).float()
         flat_anchors = torch.cat([get_box_tensor(a) for a in anchors], 1).reshape(-1, 4)
         targets = torch.cat(bbox_targets, 1).reshape(-1, bbox_targets[0].size(-1))
         flat_labels = torch.cat(labels, 1).reshape(-1)
