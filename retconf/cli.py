@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="run directory (default: runs/<preset>)")
     rp.add_argument("--data-root", default=None, help="dataset directory (default: data/digits-<preset>)")
     rp.add_argument("--reports", default=None, help="HTML report directory (default: reports/<preset>)")
-    rp.add_argument("--seeds", type=int, default=1, metavar="N",
+    rp.add_argument("--seeds", type=int, default=3, metavar="N",
                     help="repeat the whole comparison with training seeds 0..N-1; the reports "
                     "show mean and spread over seeds (default %(default)s)")
     rp.add_argument("--full", action="store_true",

@@ -221,7 +221,7 @@ def _data_digest(preset: Preset, data_dir: Path) -> str:
 
 
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
-              data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 1,
+              data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 3,
               full: bool = False, cfg_options: Optional[dict] = None,
               dry_run: bool = False, parallel: Optional[int] = None) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
@@ -310,6 +310,8 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
         for done in run_parallel_jobs(jobs, context, n_jobs, threads, run_dir / "logs"):
             _collect(done, results, timings, cached)
     wall_jobs = time.time() - t_jobs
+    # Plan order (parallel jobs finish in any order): seeds, then detectors, then ablations.
+    results = {str(s): {j.name: results[str(s)][j.name] for j in jobs if j.seed == s} for s in range(seeds)}
 
     def write_summary() -> dict:
         seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}

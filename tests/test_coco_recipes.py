@@ -56,7 +56,7 @@ def coco_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("coco_r50")
     data = generate(coco_shaped(num_train=2, num_val=2, seed=0), base / "coco")
     backbone = write_random_resnet(base / "resnet50-random.pth", depth=50)
-    common = ["reproduce", "--preset", "coco_r50", "--data-root", data, "--out", base / "run",
+    common = ["reproduce", "--preset", "coco_r50", "--seeds", "1", "--data-root", data, "--out", base / "run",
               "--reports", base / "reports", "--cfg-options", *_options(backbone)]
     dry = _cli(*common[:-len(_options(backbone)) - 1], "--dry-run", "--cfg-options", *_options(backbone))
     assert dry.returncode == 0, dry.stderr[-3000:]
