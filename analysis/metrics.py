@@ -259,3 +259,71 @@ def dump_alignment(model: str, dump) -> dict:
             "cls~IoU_same after NMS": rank_correlation(dump.detections),
             "score~IoU_same after NMS": rank_correlation(dump.detections, "score"),
             "kept (IoU>=0.5)": ws["kept"], "wrong survivors": ws["wrong"], "wrong-survivor rate": ws["rate"]}
+
+
+def low_cls_share(candidates: pd.DataFrame, iou_thr: float = 0.5, cls_thr: float = 0.5,
+                  base_cls: float = 0.05) -> dict:
+    """The paper's opening observation: of the well-localized boxes before NMS ((anchor, label)
+    pairs with cls > ``base_cls`` and same-class IoU ≥ ``iou_thr``), the share whose class
+    score is below ``cls_thr``. Returns ``{"well-localized": n, "cls<0.5": k, "share": k/n}``."""
+    good = before_nms(candidates, base_cls)
+    good = good[good["iou_same"] >= iou_thr]
+    n, low = len(good), int((good["cls"] < cls_thr).sum())
+    return {"well-localized": n, f"cls<{cls_thr:g}": low, "share": low / n if n else float("nan")}
+
+
+def dump_low_cls_share(model: str, dump) -> dict:
+    """:func:`low_cls_share` of one dump (for ``over_seeds``)."""
+    return low_cls_share(dump.candidates)
+
+
+def nms_shift(props: pd.DataFrame, thr: float = 0.5) -> pd.DataFrame:
+    """Figure 2's point in one number per (seed, model): how the share of boxes with IoU > t
+    changes through NMS minus how the share with cls > t changes (negative: NMS removes a
+    larger share of well-localized than of confident boxes).
+
+    Args:
+        props: rows of :func:`dump_proportions` over seeds (``seed, model, stage, thr,
+            cls_share, iou_share``).
+    Returns:
+        rows ``seed, model, d_iou_share, d_cls_share, shift``.
+    """
+    at = props[np.isclose(props["thr"], thr)]
+    wide = at.pivot_table(index=["seed", "model"], columns="stage", values=["cls_share", "iou_share"], sort=False)
+    out = pd.DataFrame({
+        "d_iou_share": wide[("iou_share", "after NMS")] - wide[("iou_share", "before NMS")],
+        "d_cls_share": wide[("cls_share", "after NMS")] - wide[("cls_share", "before NMS")]})
+    out["shift"] = out["d_iou_share"] - out["d_cls_share"]
+    return out.reset_index()
+
+
+def gaps_to(per_seed: pd.DataFrame, paper: pd.DataFrame, metrics: Sequence[str], base: str = "retinanet",
+            key: str = "model") -> pd.DataFrame:
+    """Gaps between detectors, ours beside the paper's: for every ``key`` value other than
+    ``base`` and every metric, ours as the mean ± sd over seeds of the paired per-seed
+    difference to ``base``, the paper's as its one difference. The datasets differ, so the
+    gaps (not the cells) are what can be compared.
+
+    Args:
+        per_seed: rows ``seed``, ``key`` and the metrics (ours, one row per seed and model).
+        paper: the paper's table, one row per ``key`` value.
+    Returns:
+        rows ``comparison`` ("a − base"), ``metric``, ``seeds``, ``ours``, ``ours_sd``,
+        ``paper``, ``same sign`` (whether our mean gap has the paper's sign).
+    """
+    rows = []
+    paper = paper.set_index(key)
+    for metric in metrics:
+        if metric not in per_seed or metric not in paper:
+            continue
+        wide = per_seed.pivot_table(index="seed", columns=key, values=metric, aggfunc="first")
+        if base not in wide:
+            continue
+        for other in [m for m in wide.columns if m != base]:
+            d = (wide[other] - wide[base]).dropna()
+            p = float(paper.loc[other, metric] - paper.loc[base, metric]) if other in paper.index and base in paper.index else float("nan")
+            ours = float(d.mean()) if len(d) else float("nan")
+            rows.append({"comparison": f"{other} − {base}", "metric": metric, "seeds": len(d), "ours": ours,
+                         "ours_sd": float(d.std(ddof=1)) if len(d) > 1 else float("nan"), "paper": p,
+                         "same sign": bool(np.sign(ours) == np.sign(p)) if np.isfinite(ours) and np.isfinite(p) else None})
+    return pd.DataFrame(rows, columns=["comparison", "metric", "seeds", "ours", "ours_sd", "paper", "same sign"])

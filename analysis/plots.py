@@ -17,7 +17,8 @@ def scatter_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col
     ax.scatter(data[iou_col], data[score_col], s=4, alpha=0.4, linewidths=0)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="IoU with ground truth", ylabel=score_col, title=title)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="IoU with ground truth", ylabel=score_col,
+           title=f"{title} (n={len(df)})" if title else f"n={len(df)}")
     return ax.figure
 
 
@@ -28,6 +29,7 @@ def density_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col
     if df.empty:  # an untrained model may have no box above the score threshold
         ax.text(0.5, 0.5, "no boxes", ha="center", va="center", transform=ax.transAxes)
         return ax.figure
+    ax.set_title(f"{title} (n={len(df)})" if title else f"n={len(df)}")
     hb = ax.hexbin(df[iou_col], df[score_col], gridsize=gridsize, extent=(0, 1, 0, 1), bins="log",
                    mincnt=1, cmap="viridis")
     ax.figure.colorbar(hb, ax=ax, label="boxes (log)")
@@ -46,7 +48,11 @@ def proportion_curves(props: pd.DataFrame, ax: Any, label: str = "") -> Any:
     for col, marker, name in (("cls_share", "o", "cls>t"), ("iou_share", "s", "IoU>t")):
         (line,) = ax.plot(props["thr"], props[col], marker=marker, label=f"{name} {label}".strip())
         _band(ax, props["thr"], props[col], props.get(f"{col}_sd"), line)
-    ax.set(xlabel="threshold t", ylabel="proportion of boxes", ylim=(0, 1))
+    top = float(np.nanmax([(props[c] + props.get(f"{c}_sd", 0).fillna(0) if f"{c}_sd" in props else props[c]).max()
+                           for c in ("cls_share", "iou_share")] + [0.0]))
+    # Fitted to the data (the shares are often far below 1), never cut off.
+    ax.set(xlabel="threshold t", ylabel="share of the stage's boxes (cls > 0.05)",
+           ylim=(0, max(0.01, top * 1.15)))
     ax.legend()
     return ax.figure
 

@@ -318,6 +318,12 @@ def deployed_ap(model: str, dump) -> dict:
     return dump_ap(dump, f["mode"], f["alpha"], f["thr"])
 
 
+def cls_only_ap(model: str, dump) -> dict:
+    """COCO metrics of one dump with NMS ranked by the classification score alone (the
+    paper's Table 1 protocol; plain RetinaNet deploys exactly this)."""
+    return dump_ap(dump, "cls", 0.0)
+
+
 def fusion_rows(model: str, dump) -> pd.DataFrame:
     """:func:`fusion_table` of one dump with its own inference settings (for ``over_seeds``)."""
     return fusion_table(dump.candidates, dump.meta["ann_file"], dump.meta["classes"],

@@ -164,7 +164,7 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
         opt.step()
         sched.step()
         if it % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     train_seconds = time.time() - start
     torch.set_num_threads(threads)
 

@@ -135,6 +135,12 @@ def page_title(notebook: Path) -> str:
     return notebook.stem
 
 
+def page_title_of(page: Path) -> str:
+    """The title of a written report page (its ``<title>`` without the suffix)."""
+    m = re.search(r"<title>(.*?)( · retconf)?</title>", page.read_text(), re.S)
+    return html.unescape(m.group(1)).strip() if m else page.stem
+
+
 def with_title_and_index_link(page: str, title: str) -> str:
     """nbconvert's page with ``title`` in ``<title>`` (nbconvert writes "Notebook") and a link
     back to ``index.html`` at the top of the body."""
@@ -143,14 +149,102 @@ def with_title_and_index_link(page: str, title: str) -> str:
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, page, count=1)
 
 
-def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict) -> str:
-    """A small index page: one link per report plus the run's metadata."""
-    rows = "\n".join(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a></li>' for title, href in entries)
-    meta = html.escape(json.dumps({k: summary.get(k) for k in ("preset", "run_dir", "data_root", "seeds", "detectors", "ablations", "seconds")}, indent=1))
-    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>retconf reports: {html.escape(str(run_dir))}"
-            f"</title></head><body><h1>retconf reports</h1><p>Run <code>{html.escape(str(run_dir))}</code>, "
-            f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p><ul>{rows}</ul><h2>Run metadata</h2>"
-            f"<pre>{meta}</pre></body></html>\n")
+_FINDINGS = re.compile(r'<div class="findings">(.*?)</div>', re.S)
+_VERDICT = re.compile(r"<li><b>(.*?)</b>")
+
+
+def page_findings(page: Path) -> list[str]:
+    """The verdicts of a report page's findings block (empty when it has none)."""
+    try:
+        m = _FINDINGS.search(page.read_text())
+    except OSError:
+        return []
+    return _VERDICT.findall(m.group(1)) if m else []
+
+
+def verdict_line(verdicts: list[str]) -> str:
+    """'2 reproduced, 1 not reproduced, 3 inconclusive at 3 seeds' (in that order)."""
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[html.unescape(v)] = counts.get(html.unescape(v), 0) + 1
+    order = sorted(counts, key=lambda v: (v != "reproduced", v != "not reproduced", v))
+    return ", ".join(f"{counts[v]} {v}" for v in order) or "no paper claim on this page"
+
+
+def _provenance(summary: dict) -> str:
+    """Stage times, saying which stages this run reused instead of showing their seconds as new."""
+    cached = set(summary.get("cached_this_run") or [])
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.0f}</td><td>{'reused from an earlier run' if k in cached else 'run'}</td></tr>"
+                   for k, v in (summary.get("seconds") or {}).items())
+    wall = summary.get("wall_seconds")
+    jobs = summary.get("jobs")
+    extra = []
+    if wall is not None:
+        extra.append(f"wall time of the command: {wall / 60:.1f} min")
+    if jobs:
+        extra.append(f"{jobs} training{'s' * (jobs > 1)} at a time, {summary.get('threads_per_job')} thread(s) each "
+                     "(stage seconds of parallel jobs overlap)")
+    return (f"<p>{html.escape('; '.join(extra))}</p>" if extra else "") + \
+        f"<table><tr><th>stage</th><th>seconds</th><th>this run</th></tr>{rows}</table>"
+
+
+def command_of(summary: dict) -> str:
+    """The ``retconf reproduce`` command line that makes a run like ``summary``'s."""
+    cmd = f"retconf reproduce --preset {summary.get('preset')} --seeds {len(summary.get('seeds') or [])}"
+    return cmd + (" --full" if summary.get("ablations") else "")
+
+
+def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None) -> str:
+    """The landing page: what was run (paper, data, models, seeds, command), one line of
+    computed findings per report with its link, links to sibling report sets and benchmarks,
+    and the run's provenance."""
+    from .presets import PRESETS
+
+    out = out or Path(".")
+    preset = PRESETS.get(str(summary.get("preset")))
+    manifest = ROOT / str(summary.get("data_root", "")) / "manifest.json"
+    data = ""
+    if manifest.is_file():
+        c = json.loads(manifest.read_text()).get("config", {})
+        data = (f"embedded digits-on-photos (COCO format): {c.get('num_train')} train / {c.get('num_val')} val images "
+                f"of {c.get('image_size')} × {c.get('image_size')} px, 10 classes (digits 0–9), objects {c.get('min_size')}–{c.get('max_size')} px")
+    elif summary.get("data_root"):
+        data = f"COCO-format dataset at {summary.get('data_root')}"
+    seeds = summary.get("seeds") or []
+    items = []
+    for title, href in entries:
+        items.append(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a> — '
+                     f"{html.escape(verdict_line(page_findings(out / href)))}</li>")
+    siblings = sorted(p.name for p in out.parent.iterdir() if p.is_dir() and p != out and (p / "index.html").is_file()) \
+        if out.parent.is_dir() else []
+    links = "".join(f'<li><a href="../{html.escape(n)}/index.html">{html.escape(n)}</a></li>' for n in siblings)
+    bench = out.parent / "benchmarks"
+    bench_links = "".join(f'<li><a href="../benchmarks/{html.escape(p.name)}">{html.escape(p.stem)}</a></li>'
+                          for p in sorted(bench.glob("*.md"))) if bench.is_dir() else ""
+    detectors = ", ".join(summary.get("detectors") or [])
+    ablations = ", ".join(summary.get("ablations") or []) or "none (run with --full for the loss ablations)"
+    return (
+        f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>retconf reports: {html.escape(str(run_dir))}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto;line-height:1.4}"
+        "td,th{padding:2px 8px;text-align:left}</style></head><body>"
+        "<h1>retconf reports</h1>"
+        "<p>Reproduction and analysis of <i>Improvement of Classification in One-Stage Detector</i> "
+        "(RetinaNet-Conf): RetinaNet, IoU-aware RetinaNet and RetinaNet-Conf trained under one recipe, "
+        "their classification/localization misalignment before and after NMS, and the paper's tables.</p>"
+        "<h2>What was run</h2><ul>"
+        f"<li>Command: <code>{html.escape(command_of(summary))}</code> (run dir <code>{html.escape(str(run_dir))}</code>)</li>"
+        f"<li>Preset: {html.escape(str(summary.get('preset')))}{' — ' + html.escape(preset.description) if preset else ''}</li>"
+        + (f"<li>Data: {html.escape(data)}</li>" if data else "")
+        + f"<li>Detectors: {html.escape(detectors)}; ablation trainings: {html.escape(ablations)}</li>"
+        f"<li>Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); every table is the mean ± sd over them and every "
+        "verdict uses the 95 % paired t interval over them</li></ul>"
+        "<h2>Reports</h2><p>Start with <a href=\"04_main_results.html\">4. Main results</a>, then "
+        "<a href=\"01_misalignment.html\">1. Misalignment</a>. After each link: the verdicts of its findings block.</p>"
+        f"<ul>{''.join(items)}</ul>"
+        + (f"<h2>Other report sets</h2><ul>{links}</ul>" if links else "")
+        + (f"<h2>Benchmarks</h2><ul>{bench_links}</ul>" if bench_links else "")
+        + f"<h2>Provenance</h2><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>{_provenance(summary)}"
+        "</body></html>\n")
 
 
 def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]] = None,
@@ -184,6 +278,6 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
         pages = [out / f"{p.stem}.html" for p in notebooks()]
-        atomic_write_text(out / "index.html", index_html([(p.stem.replace("_", " "), p.name)
-                                                          for p in pages if p.is_file()], run_dir, summary))
+        atomic_write_text(out / "index.html", index_html([(page_title_of(p), p.name) for p in pages if p.is_file()],
+                                                         run_dir, summary, out))
     return written

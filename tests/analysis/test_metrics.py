@@ -134,3 +134,36 @@ def test_compare_with_paper() -> None:
     paper = pd.DataFrame({"model": ["a", "b"], "AP": [0.35, 0.36]})
     j = compare_with_paper(ours, paper, on=["model"], metrics=["AP"])
     assert j["AP_delta"].tolist() == pytest.approx([0.05, -0.06])
+
+
+def test_low_cls_share_counts_well_localized_pairs_only() -> None:
+    from analysis.metrics import low_cls_share
+
+    cands = pd.DataFrame({"cls": [0.9, 0.3, 0.2, 0.04, 0.6], "iou_same": [0.8, 0.7, 0.4, 0.9, 0.5]})
+    # cls > 0.05 and IoU >= 0.5: rows 0, 1, 4; of them cls < 0.5: row 1
+    assert low_cls_share(cands) == {"well-localized": 3, "cls<0.5": 1, "share": pytest.approx(1 / 3)}
+
+
+def test_nms_shift_is_the_iou_share_change_minus_the_cls_share_change() -> None:
+    from analysis.metrics import nms_shift
+
+    props = pd.DataFrame({"seed": [0] * 4, "model": ["m"] * 4, "stage": ["before NMS", "after NMS"] * 2,
+                          "thr": [0.5, 0.5, 0.6, 0.6], "cls_share": [0.1, 0.4, 0.0, 0.0],
+                          "iou_share": [0.3, 0.2, 0.0, 0.0]})
+    out = nms_shift(props)
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert row["d_iou_share"] == pytest.approx(-0.1) and row["d_cls_share"] == pytest.approx(0.3)
+    assert row["shift"] == pytest.approx(-0.4)
+
+
+def test_gaps_to_pairs_per_seed_and_sets_the_paper_gap_beside() -> None:
+    from analysis.metrics import gaps_to
+
+    ours = pd.DataFrame({"seed": [0, 0, 1, 1], "model": ["retinanet", "conf"] * 2, "AP": [0.30, 0.33, 0.40, 0.41]})
+    paper = pd.DataFrame({"model": ["retinanet", "conf"], "AP": [0.353, 0.357]})
+    out = gaps_to(ours, paper, ["AP", "AR"])
+    assert list(out["comparison"]) == ["conf − retinanet"]  # AR: in neither table, left out
+    row = out.iloc[0]
+    assert row["ours"] == pytest.approx(0.02) and row["ours_sd"] == pytest.approx(math.sqrt(2) * 0.01)
+    assert row["paper"] == pytest.approx(0.004) and row["same sign"] and row["seeds"] == 2

@@ -34,8 +34,10 @@ def test_figure1_grid_layout() -> None:
     df = _df(60).assign(image_id=[1, 2, 3] * 20)
     fig = plots.figure1_grid(df, df.iloc[::3], [1, 2, 3])
     assert len(fig.axes) == 6
-    assert [ax.get_title() for ax in fig.axes[:3]] == [f"image {i}, before NMS" for i in (1, 2, 3)]
-    assert fig.axes[3].get_title() == "image 1, after NMS"
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert [t.split(" (n=")[0] for t in titles] == [f"image {i}, before NMS" for i in (1, 2, 3)]
+    assert all(t.endswith(")") and " (n=" in t for t in titles)  # boxes per panel stated
+    assert fig.axes[3].get_title() == "image 1, after NMS (n=20)"  # df.iloc[::3]: every row of image 1
     plt.close(fig)
 
 
@@ -61,3 +63,34 @@ def test_quality_plots_draw(tmp_path) -> None:
     assert len(axes[1].lines) == 2 and len(axes[2].patches) == 4
     fig.savefig(tmp_path / "q.png")
     plt.close(fig)
+
+
+def test_tidy_shows_counts_as_integers_and_drops_one_seed_spreads() -> None:
+    from analysis.display import tidy
+
+    df = pd.DataFrame({"n": [1080.0, 12.0], "AP": [0.12345, 0.5], "AP_sd": [float("nan")] * 2,
+                       "n_sd": [0.5, float("nan")]}, index=[7, 3])
+    out = tidy(df)
+    assert list(out.columns) == ["n", "AP", "n_sd"] and list(out.index) == [0, 1]
+    assert str(out["n"].dtype) == "Int64" and list(out["n"]) == [1080, 12]
+    assert list(out["AP"]) == [0.123, 0.5]
+
+
+def test_show_figure_embeds_a_png_with_alt_text(monkeypatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from IPython import display as ipd
+
+    from analysis.display import show_figure
+
+    shown = []
+    monkeypatch.setattr(ipd, "display", lambda obj, **kw: shown.append(obj))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    show_figure(fig, 'AP "against" alpha')
+    assert len(shown) == 1
+    html = shown[0].data
+    assert html.startswith('<img src="data:image/png;base64,') and 'alt="AP &quot;against&quot; alpha"' in html
+    assert fig.number not in plt.get_fignums()  # closed

@@ -1,0 +1,148 @@
+"""Findings blocks: the paper's claims that a report page touches, each with a verdict computed
+from the page's per-seed numbers — never typed by hand.
+
+Verdict rule (:func:`verdict`): a claim is a statement about the sign of a per-seed quantity
+``value − reference`` (a paired difference of two detectors or scores of the same seed, or a
+share against a threshold). With n ≥ 2 seeds the two-sided 95 % paired t interval of its mean
+decides: entirely on the claimed side → **reproduced**; entirely on the other side → **not
+reproduced**; containing the reference → **inconclusive at n seeds**. One seed has no spread,
+so every claim is inconclusive at 1 seed (its value is still shown). An equivalence claim
+("A ≈ B") is reproduced when the whole interval lies within ± ``margin``, not reproduced when
+it excludes 0, inconclusive otherwise.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim and its verdict. ``values``: the per-seed quantity (value − reference)."""
+
+    claim: str
+    verdict: str
+    evidence: str
+
+    def markdown(self) -> str:
+        return f"- **{self.verdict}** — {self.claim}: {self.evidence}"
+
+
+def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, sd, half-width of the two-sided paired t interval, n) of per-seed ``values``
+    (sd and half-width NaN for one seed)."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(v.mean())
+    if n == 1:
+        return mean, float("nan"), float("nan"), 1
+    sd = float(v.std(ddof=1))
+    return mean, sd, float(student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / np.sqrt(n)), n
+
+
+def verdict(values: Sequence[float], expected: int = 1, margin: Optional[float] = None) -> str:
+    """The verdict on per-seed ``values`` (already minus the reference).
+
+    Args:
+        values: one number per seed (NaN: seed left out).
+        expected: +1 the claim says the values are > 0, −1 that they are < 0; ignored when
+            ``margin`` is given.
+        margin: for an equivalence claim, the largest |difference| that counts as equal.
+    """
+    mean, _, half, n = interval(values)
+    if n == 0:
+        return "not measured"
+    if n == 1:
+        return "inconclusive at 1 seed"
+    lo, hi = mean - half, mean + half
+    if margin is not None:
+        if -margin <= lo and hi <= margin:
+            return REPRODUCED
+        if lo > 0 or hi < 0:
+            return NOT_REPRODUCED
+        return f"inconclusive at {n} seeds"
+    if (lo > 0 and expected > 0) or (hi < 0 and expected < 0):
+        return REPRODUCED
+    if (lo > 0 and expected < 0) or (hi < 0 and expected > 0):
+        return NOT_REPRODUCED
+    return f"inconclusive at {n} seeds"
+
+
+def evidence(values: Sequence[float], what: str, digits: int = 3, reference: float = 0.0) -> str:
+    """'what = mean ± sd over n seeds (95 % interval lo … hi; k/n seeds above reference)'."""
+    mean, sd, half, n = interval(values)
+    if n == 0:
+        return f"{what}: no value in this run"
+    f = f"{{:+.{digits}f}}" if reference == 0.0 else f"{{:.{digits}f}}"
+    shown = mean + reference
+    if n == 1:
+        return f"{what} = {f.format(shown)} (one seed: no spread)"
+    above = int((np.asarray(values, dtype=float) > 0).sum())
+    return (f"{what} = {f.format(shown)} ± {sd:.{digits}f} over {n} seeds "
+            f"(95 % interval {f.format(shown - half)} … {f.format(shown + half)}; "
+            f"{above}/{n} seeds {'above' if reference else 'positive'}{f' {reference:g}' if reference else ''})")
+
+
+def claim(text: str, values: Sequence[float], what: str, expected: int = 1, reference: float = 0.0,
+          margin: Optional[float] = None, digits: int = 3) -> Finding:
+    """A :class:`Finding` for per-seed ``values`` of a quantity claimed to be above
+    (``expected`` = +1) or below (−1) ``reference`` (or within ± ``margin`` of it)."""
+    d = [float(v) - reference for v in values]
+    ev = evidence(d, what, digits, reference)
+    if margin is not None:
+        ev += f"; equal means within ± {margin:g}"
+    return Finding(text, verdict(d, expected, margin), ev)
+
+
+def not_measured(text: str, why: str) -> Finding:
+    """A claim the run has no numbers for (e.g. the loss ablations without ``--full``)."""
+    return Finding(text, "not measured", why)
+
+
+def render(findings: Sequence[Finding], note: str = "") -> str:
+    """The findings block as HTML (a ``<div class="findings">`` the report tests look for)."""
+    items = "".join(
+        f"<li><b>{html.escape(f.verdict)}</b> — {html.escape(f.claim)}: {html.escape(f.evidence)}</li>"
+        for f in findings)
+    foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
+    return (f'<div class="findings"><h2>Findings</h2><p>Computed from this page\'s numbers: a claim is '
+            f"<i>reproduced</i> when the 95 % paired t interval over seeds lies on the claimed side, "
+            f"<i>not reproduced</i> when it lies on the other side, <i>inconclusive</i> otherwise.</p>"
+            f"<ul>{items}</ul>{foot}</div>")
+
+
+class FindingsBlock:
+    """A findings block shown where it is created (the top of a page) and filled in by later
+    cells: each :meth:`add` updates the same output (Jupyter ``display_id``), so the batch HTML
+    shows the whole block at the top."""
+
+    def __init__(self, note: str = "") -> None:
+        from IPython.display import HTML, display
+
+        self.findings: list[Finding] = []
+        self.note = note
+        self._handle = display(HTML(render([], "Filled in as the page runs.")), display_id=True)
+
+    def add(self, *findings: Finding) -> None:
+        from IPython.display import HTML
+
+        self.findings.extend(findings)
+        if self._handle is not None:
+            self._handle.update(HTML(render(self.findings, self.note)))
+
+    def __repr__(self) -> str:
+        return "\n".join(f.markdown() for f in self.findings)
+
+
+def per_seed(df: Any, column: str) -> list[float]:
+    """The values of ``column`` in seed order (one row per seed expected)."""
+    return [float(v) for v in df.sort_values("seed")[column]]

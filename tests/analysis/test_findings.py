@@ -1,0 +1,50 @@
+"""Findings blocks (analysis/findings.py): verdicts from per-seed numbers, by hand."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis.findings import NOT_REPRODUCED, REPRODUCED, claim, interval, not_measured, render, verdict
+
+
+def test_interval_is_the_paired_t_interval() -> None:
+    mean, sd, half, n = interval([0.01, 0.02, 0.03])
+    assert (mean, n) == (pytest.approx(0.02), 3)
+    assert sd == pytest.approx(0.01)
+    assert half == pytest.approx(4.302653 * 0.01 / math.sqrt(3), rel=1e-5)  # t(0.975, 2)
+
+
+@pytest.mark.parametrize("values, expected, want", [
+    ([0.010, 0.012, 0.011], 1, REPRODUCED),           # every seed and the interval above 0
+    ([0.010, 0.012, 0.011], -1, NOT_REPRODUCED),      # the same numbers against the opposite claim
+    ([-0.02, -0.03, -0.025], 1, NOT_REPRODUCED),
+    ([0.03, -0.02, 0.01], 1, "inconclusive at 3 seeds"),  # the interval holds 0
+    ([0.5], 1, "inconclusive at 1 seed"),               # no spread from one seed
+    ([], 1, "not measured"),
+])
+def test_verdict_flips_with_the_numbers(values, expected, want) -> None:
+    assert verdict(values, expected) == want
+
+
+def test_equivalence_claims_use_the_margin() -> None:
+    assert verdict([0.001, -0.002, 0.0005], margin=0.01) == REPRODUCED
+    assert verdict([0.03, 0.031, 0.029], margin=0.01) == NOT_REPRODUCED
+    assert verdict([0.004, 0.012, -0.006], margin=0.01) == "inconclusive at 3 seeds"
+
+
+def test_claim_against_a_reference_states_the_number_and_spread() -> None:
+    f = claim("most boxes score low", [0.8, 0.82, 0.81], "share", reference=0.5)
+    assert f.verdict == REPRODUCED
+    assert f.evidence.startswith("share = 0.810 ± 0.010 over 3 seeds") and "3/3 seeds above 0.5" in f.evidence
+    flipped = claim("most boxes score low", [0.2, 0.22, 0.21], "share", reference=0.5)
+    assert flipped.verdict == NOT_REPRODUCED
+    one = claim("x beats y", [0.01], "AP(x) − AP(y)")
+    assert one.verdict == "inconclusive at 1 seed" and one.evidence == "AP(x) − AP(y) = +0.010 (one seed: no spread)"
+
+
+def test_render_is_one_findings_div_with_every_claim_escaped() -> None:
+    html = render([claim("a < b", [0.01, 0.02], "d"), not_measured("CE beats L1", "needs --full")], "note")
+    assert html.startswith('<div class="findings">') and html.count("<li>") == 2
+    assert "a &lt; b" in html and "<b>not measured</b>" in html
