@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=12)
     p.add_argument("--out", default=None)
     p.add_argument("--threads", type=int, default=None, help="only the variants with this many threads")
+    p.add_argument("--only", default=None, help="only this variant (e.g. 'threads=1 bf16 channels_last')")
     args = p.parse_args(argv)
     import torch
 
@@ -105,6 +106,8 @@ def main(argv=None) -> int:
                 ("threads=1 bf16 channels_last", 1, True, True), ("threads=2 bf16 channels_last", 2, True, True)]
     if args.threads:
         variants = [v for v in variants if v[1] == args.threads]
+    if args.only:
+        variants = [v for v in variants if v[0] == args.only]
     for name, th, cl, bf in variants:
         rows[name] = time_step(model, optim, batches, th, cl, bf)
         print(name, {k: round(v, 4) for k, v in rows[name].items()}, flush=True)

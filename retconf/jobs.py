@@ -4,9 +4,11 @@ On a CPU the tiny detectors scale poorly past one thread per process (small conv
 ``benchmarks/train_profile.py`` measures one process with 2 threads at 1.6x one thread, not 2x),
 and a training with 2 compute threads plus a data-loading worker on 2 cores oversubscribes the
 machine (OpenMP threads spin-wait while the worker holds a core: the system time seen on slow
-machines). So on a machine without CUDA ``retconf reproduce`` runs up to one training per core,
-each with ``cpus // jobs`` threads and data loaded in its own main thread: no oversubscription,
-and a training's numbers do not depend on how many cores the machine has.
+machines). So on a machine without CUDA ``retconf reproduce`` runs several single-threaded
+trainings at once (:func:`balanced_jobs`: about one per core, a few more when that keeps a core
+from idling in the last round), data loaded in each job's own thread: no spin-waiting threads,
+and a training's numbers do not depend on how many cores the machine has or how many jobs share
+them.
 
 Each job's console output goes to ``RUN/logs/<seed>-<model>.log``; the parent prints a line
 when a job starts or ends and, every ``heartbeat_s`` seconds, where each running job is.
@@ -46,16 +48,27 @@ def resolve_jobs(requested: Optional[int], n_pending: int, cpus: Optional[int] =
                  has_cuda: Optional[Callable[[], bool]] = None) -> tuple[int, int]:
     """(jobs, threads per job) for ``n_pending`` trainings.
 
-    ``requested`` None means automatic: 1 with CUDA (one device), else one job per core up to
-    ``n_pending`` and 8. Threads per job: ``cpus // jobs`` (at least 1).
+    ``requested`` None means automatic: 1 with CUDA (one device), else :func:`balanced_jobs`
+    on up to 8 cores. Threads per job: ``cpus // jobs`` (at least 1).
     """
     cpus = cpus or os.cpu_count() or 1
     if requested is not None and requested < 1:
         raise CLIError(f"--jobs: must be at least 1, got {requested}")
     if requested is None:
-        requested = 1 if (has_cuda or cuda_available)() else min(cpus, 8)
+        requested = 1 if (has_cuda or cuda_available)() else balanced_jobs(n_pending, min(cpus, 8))
     jobs = max(1, min(requested, n_pending))
     return jobs, max(1, cpus // jobs)
+
+
+def balanced_jobs(n: int, cores: int) -> int:
+    """How many single-threaded jobs to run at once on ``cores`` so that ``n`` equal jobs end
+    soonest: J in [cores, 2·cores] minimising rounds · J / cores (ceil(n / J) rounds, each
+    taking J / cores job-times when the J processes share the cores), the smallest J on ties.
+    E.g. 3 or 9 trainings on 2 cores: 3 at a time (no round with a core idle); 20: 2."""
+    if n <= cores:
+        return max(1, n)
+    best = min(range(cores, 2 * cores + 1), key=lambda j: (-(-n // j) * j / cores, j))
+    return min(best, n)
 
 
 def _die_with_parent() -> None:

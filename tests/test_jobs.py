@@ -12,15 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from retconf.jobs import resolve_jobs, where
+from retconf.jobs import balanced_jobs, resolve_jobs, where
 from retconf.runtime import CLIError
 from tests.conftest import ROOT
 
 
-def test_resolve_jobs_one_per_core_without_cuda_and_one_with() -> None:
-    assert resolve_jobs(None, 9, cpus=2, has_cuda=lambda: False) == (2, 1)
+def test_balanced_jobs_leaves_no_core_idle_in_the_last_round() -> None:
+    assert balanced_jobs(3, 2) == 3  # 2 at a time would run the third alone on one core
+    assert balanced_jobs(9, 2) == 3  # 3 rounds of 3 (4.5 job-times) beat 5 rounds of 2 (5)
+    assert balanced_jobs(20, 2) == 2  # 10 rounds of 2: no idle core
+    assert balanced_jobs(1, 2) == 1 and balanced_jobs(2, 2) == 2
+
+
+def test_resolve_jobs_single_threaded_jobs_without_cuda_and_one_with() -> None:
+    assert resolve_jobs(None, 9, cpus=2, has_cuda=lambda: False) == (3, 1)
     assert resolve_jobs(None, 1, cpus=2, has_cuda=lambda: False) == (1, 2)  # one training keeps both cores
-    assert resolve_jobs(None, 30, cpus=16, has_cuda=lambda: False) == (8, 2)
+    assert resolve_jobs(None, 30, cpus=16, has_cuda=lambda: False) == (10, 1)  # 3 rounds on 8 cores
     assert resolve_jobs(None, 9, cpus=16, has_cuda=lambda: True) == (1, 16)
     assert resolve_jobs(3, 9, cpus=2, has_cuda=lambda: False) == (3, 1)
     with pytest.raises(CLIError, match="--jobs: must be at least 1, got 0"):
