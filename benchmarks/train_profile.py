@@ -49,8 +49,12 @@ def time_data(loader, n: int) -> tuple[list, float]:
 
 
 def time_step(model, optim, batches, threads: int, channels_last: bool, bf16: bool,
-              warmup: int = 2) -> dict:
+              warmup: int = 2, fp32_head: bool = False) -> dict:
     import torch
+
+    from retconf.engine.cpu_speed import keep_fp32
+
+    handles = keep_fp32(model.bbox_head) if fp32_head else []
 
     torch.set_num_threads(threads)
     if channels_last:
@@ -77,6 +81,8 @@ def time_step(model, optim, batches, threads: int, channels_last: bool, bf16: bo
                 parts[k].append(v)
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
+    for h in handles:
+        h.remove()
     out = {k: statistics.median(v) for k, v in parts.items()}
     out["step"] = sum(out.values())
     return out
@@ -103,13 +109,15 @@ def main(argv=None) -> int:
     variants = [("threads=1", 1, False, False), ("threads=2", 2, False, False),
                 ("threads=1 channels_last", 1, True, False), ("threads=2 channels_last", 2, True, False),
                 ("threads=1 bf16", 1, False, True), ("threads=2 bf16", 2, False, True),
-                ("threads=1 bf16 channels_last", 1, True, True), ("threads=2 bf16 channels_last", 2, True, True)]
+                ("threads=1 bf16 channels_last", 1, True, True), ("threads=2 bf16 channels_last", 2, True, True),
+                ("threads=1 bf16 channels_last fp32 head", 1, True, True, True),
+                ("threads=2 bf16 channels_last fp32 head", 2, True, True, True)]
     if args.threads:
         variants = [v for v in variants if v[1] == args.threads]
     if args.only:
         variants = [v for v in variants if v[0] == args.only]
-    for name, th, cl, bf in variants:
-        rows[name] = time_step(model, optim, batches, th, cl, bf)
+    for name, th, cl, bf, *head in variants:
+        rows[name] = time_step(model, optim, batches, th, cl, bf, fp32_head=bool(head and head[0]))
         print(name, {k: round(v, 4) for k, v in rows[name].items()}, flush=True)
     print("data", round(data_s, 4))
     result = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,

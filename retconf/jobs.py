@@ -151,11 +151,6 @@ def run_parallel(func: Callable[..., Any], items: Sequence[Any], keys: Sequence[
         last_beat = time.time()
         while running:
             finished, _ = wait(running, timeout=5, return_when=FIRST_COMPLETED)
-            for fut in list(running):
-                key = running[fut]
-                if key not in started and (logs[key].exists() or fut.done()):
-                    started[key] = time.time()
-                    print(f"started  {key} (log: {logs[key]})", flush=True)
             for fut in finished:
                 key = running.pop(fut)
                 error = fut.exception()
@@ -167,6 +162,11 @@ def run_parallel(func: Callable[..., Any], items: Sequence[Any], keys: Sequence[
                 print(f"finished {key} in {time.time() - started.get(key, time.time()):.0f} s "
                       f"({done_n}/{total})", flush=True)
                 yield result
+            for fut in list(running):
+                key = running[fut]
+                if key not in started and (logs[key].exists() or fut.done()):
+                    started[key] = time.time()
+                    print(f"started  {key} (log: {logs[key]})", flush=True)
             if running and time.time() - last_beat >= heartbeat_s:
                 last_beat = time.time()
                 states = [f"{k}: {where(logs[k]) or 'starting'}" for k in running.values() if k in started]
