@@ -38,15 +38,35 @@ def preselect(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_th
     score = fused_scores(cands["cls"].to_numpy(), np.nan_to_num(cands["obj"].to_numpy(), nan=1.0),
                          mode, alpha, thr).astype(np.float32)
     rank = score if order == "before_topk" else cands["cls"].to_numpy(dtype=np.float32)
-    keep = rank > score_thr
-    frame = cands[keep].assign(score=score[keep], _rank=rank[keep])
-    frame = frame.sort_values(["image_id", "level", "_rank"], ascending=[True, True, False], kind="stable")
-    frame = frame.drop(columns="_rank")
-    if nms_pre > 0:
-        frame = frame[frame.groupby(["image_id", "level"], sort=False).cumcount().to_numpy() < nms_pre]
+    rows = select_rows(cands["image_id"].to_numpy(), cands["level"].to_numpy(), rank, score_thr, nms_pre)
     if min_bbox_size >= 0:
-        frame = frame[((frame["x2"] - frame["x1"]) > min_bbox_size) & ((frame["y2"] - frame["y1"]) > min_bbox_size)]
-    return frame
+        w = cands["x2"].to_numpy()[rows] - cands["x1"].to_numpy()[rows]
+        h = cands["y2"].to_numpy()[rows] - cands["y1"].to_numpy()[rows]
+        rows = rows[(w > min_bbox_size) & (h > min_bbox_size)]
+    return cands.iloc[rows].assign(score=score[rows])
+
+
+def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_thr: float,
+                nms_pre: int) -> np.ndarray:
+    """Row numbers of the candidates NMS sees: ``rank`` > ``score_thr``, then the top
+    ``nms_pre`` by ``rank`` per (image, level) (all when ``nms_pre`` ≤ 0), ordered by image,
+    level and descending rank (ties in input order, as a stable sort).
+
+    Args:
+        image, level, rank: per candidate, shape [N].
+    Returns:
+        int64[M] indices into the N candidates.
+    """
+    idx = np.flatnonzero(rank > score_thr)
+    img, lvl = image[idx], level[idx]
+    order = np.lexsort((-rank[idx], lvl, img))  # last key is primary; lexsort is stable
+    idx, img, lvl = idx[order], img[order], lvl[order]
+    if nms_pre > 0 and len(idx):
+        new = np.r_[True, (img[1:] != img[:-1]) | (lvl[1:] != lvl[:-1])]
+        pos = np.arange(len(idx))
+        start = np.maximum.accumulate(np.where(new, pos, 0))
+        idx = idx[pos - start < nms_pre]
+    return idx
 
 
 def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int) -> pd.DataFrame:

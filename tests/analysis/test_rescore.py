@@ -139,6 +139,20 @@ def test_preselect_order_by_hand() -> None:
     assert list(after["anchor"]) == [0] and after["score"].item() == pytest.approx(0.1 ** 0.4 * 0.9 ** 0.6, rel=1e-5)
 
 
+def test_select_rows_orders_by_image_level_and_rank_with_ties_in_input_order() -> None:
+    import numpy as np
+
+    from analysis.rescore import select_rows
+
+    image = np.array([2, 1, 1, 1, 1, 2, 1])
+    level = np.array([0, 1, 0, 0, 0, 0, 1])
+    rank = np.array([0.9, 0.7, 0.5, 0.5, 0.04, 0.3, 0.8], dtype=np.float32)
+    # image 1 level 0: rows 2, 3 (tie: input order), row 4 under score_thr; level 1: 6 (0.8), 1 (0.7)
+    assert select_rows(image, level, rank, 0.05, nms_pre=0).tolist() == [2, 3, 6, 1, 0, 5]
+    assert select_rows(image, level, rank, 0.05, nms_pre=1).tolist() == [2, 6, 0]
+    assert select_rows(image, level, rank, 0.95, nms_pre=1).tolist() == []
+
+
 def test_dump_is_resumable_and_validated(conf_run: dict, small_digits: Path, tmp_path: Path) -> None:
     """An interrupted dump (no metadata, a shard missing in the middle, the last one partly
     written) reads as incomplete; the rerun keeps the whole shards untouched, writes only the
