@@ -327,3 +327,18 @@ def gaps_to(per_seed: pd.DataFrame, paper: pd.DataFrame, metrics: Sequence[str],
                          "ours_sd": float(d.std(ddof=1)) if len(d) > 1 else float("nan"), "paper": p,
                          "same sign": bool(np.sign(ours) == np.sign(p)) if np.isfinite(ours) and np.isfinite(p) else None})
     return pd.DataFrame(rows, columns=["comparison", "metric", "seeds", "ours", "ours_sd", "paper", "same sign"])
+
+
+def gap_grid(gaps: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`gaps_to` as a readable grid: one row per (comparison, source) — ``ours`` as
+    "mean ± sd" (or the mean alone for one seed), ``paper`` — and one column per metric."""
+    rows = []
+    for comparison, g in gaps.groupby("comparison", sort=False):
+        ours = {"comparison": comparison, "source": f"ours ({int(g['seeds'].max())} seeds)"}
+        paper = {"comparison": comparison, "source": "paper"}
+        for r in g.itertuples():
+            sd = "" if not np.isfinite(r.ours_sd) else f" ± {r.ours_sd:.{digits}f}"
+            ours[r.metric] = f"{r.ours:+.{digits}f}{sd}" if np.isfinite(r.ours) else "n/a"
+            paper[r.metric] = f"{r.paper:+.{digits}f}" if np.isfinite(r.paper) else "n/a"
+        rows += [ours, paper]
+    return pd.DataFrame(rows)

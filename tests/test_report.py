@@ -58,12 +58,13 @@ def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
 
 @pytest.mark.parametrize("name, tables, images, headers", [
     # the quick run's one-epoch models keep no candidate with cls > 0.05: the per-level/size table is empty
-    ("01_misalignment", 6, 5, ["condition", "image1_sd", "wrong-survivor rate_sd", "spearman_sd", "group"]),
+    ("01_misalignment", 8, 5, ["condition", "image1_sd", "wrong-survivor rate_sd", "spearman_sd", "group",
+                               "well-localized", "cls<0.5", "shift"]),
     ("02_alpha_sweep", 3, 1, ["AP_paper", "AP_sd", "resolution"]),
     ("03_ablations", 8, 0, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
                             "share", "agree", "order"]),
     # the quick run's RetinaNet detects nothing (no AP): no pair with it, and the page says so
-    ("04_main_results", 3, 1, ["AP_delta", "AP_sd"]),
+    ("04_main_results", 7, 1, ["AP_sd", "ARs", "ARl_sd", "source", "comparison"]),
     ("05_calibration", 10, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, name: str, tables: int, images: int,
@@ -91,9 +92,35 @@ def test_every_page_has_a_title_and_a_link_to_the_index(reports: Path, name: str
     assert '<a href="index.html">' in text
 
 
-def test_index_links_every_report(reports: Path) -> None:
-    page = _parse(reports / "index.html")
-    assert page.tags.get("a") == 5
+@pytest.mark.parametrize("name", ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results",
+                                  "05_calibration"])
+def test_every_page_opens_with_findings_and_every_figure_has_alt_text(reports: Path, name: str) -> None:
+    import re
+
+    from retconf.report import page_findings
+
+    text = (reports / f"{name}.html").read_text()
+    verdicts = page_findings(reports / f"{name}.html")
+    assert verdicts, "no findings block"
+    # two seeds: every measured claim is judged on its interval (none says "1 seed")
+    assert all(v in ("reproduced", "not reproduced", "inconclusive at 2 seeds", "not measured") for v in verdicts), verdicts
+    assert text.index('class="findings"') < text.index("<table")  # the block opens the page
+    for img in re.findall(r"<img [^>]*>", text):
+        alt = re.search(r'alt="([^"]*)"', img)
+        assert alt and len(alt.group(1)) > 20, img[:80]
+
+
+def test_index_links_every_report_with_its_findings(reports: Path) -> None:
+    import re
+
+    text = (reports / "index.html").read_text()
+    pages = re.findall(r'<li><a href="(0\d_[a-z_]+\.html)">[^<]+</a> — ([^<]+)</li>', text)
+    assert [p for p, _ in pages] == [f"{n}.html" for n in ("01_misalignment", "02_alpha_sweep", "03_ablations",
+                                                           "04_main_results", "05_calibration")]
+    assert all(re.search(r"\d+ (reproduced|not reproduced|inconclusive|not measured)", line) for _, line in pages)
+    assert "retconf reproduce --preset quick --seeds 2 --full" in text
+    for href in re.findall(r'href="([^"#]+)"', text):  # every link resolves
+        assert (reports / href).resolve().exists(), href
 
 
 def test_failing_notebook_names_the_cell_and_keeps_the_notebook(tmp_path: Path) -> None:

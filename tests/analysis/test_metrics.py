@@ -167,3 +167,16 @@ def test_gaps_to_pairs_per_seed_and_sets_the_paper_gap_beside() -> None:
     row = out.iloc[0]
     assert row["ours"] == pytest.approx(0.02) and row["ours_sd"] == pytest.approx(math.sqrt(2) * 0.01)
     assert row["paper"] == pytest.approx(0.004) and row["same sign"] and row["seeds"] == 2
+
+
+def test_gap_grid_puts_ours_and_the_paper_in_rows_and_metrics_in_columns() -> None:
+    from analysis.metrics import gap_grid, gaps_to
+
+    ours = pd.DataFrame({"seed": [0, 0, 1, 1], "model": ["retinanet", "conf"] * 2, "AP": [0.30, 0.33, 0.40, 0.41],
+                         "AR": [0.5, 0.5, 0.6, 0.6]})
+    paper = pd.DataFrame({"model": ["retinanet", "conf"], "AP": [0.353, 0.357], "AR": [0.522, 0.526]})
+    grid = gap_grid(gaps_to(ours, paper, ["AP", "AR"]))
+    assert list(grid.columns) == ["comparison", "source", "AP", "AR"]
+    assert grid.to_dict("records") == [
+        {"comparison": "conf − retinanet", "source": "ours (2 seeds)", "AP": "+0.020 ± 0.014", "AR": "+0.000 ± 0.000"},
+        {"comparison": "conf − retinanet", "source": "paper", "AP": "+0.004", "AR": "+0.004"}]
