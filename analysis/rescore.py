@@ -16,10 +16,10 @@ import pandas as pd
 
 
 def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr: float) -> np.ndarray:
-    """Fusion of :mod:`retconf.models.fusion` on float arrays ``cls``, ``obj`` (shape [C])."""
+    """Fusion of :mod:`retconf.fusion` on float arrays ``cls``, ``obj`` (shape [C])."""
     import torch
 
-    from retconf.models.fusion import fuse_scores
+    from retconf.fusion import fuse_scores
 
     return fuse_scores(torch.tensor(cls), torch.tensor(obj), mode, alpha, thr).numpy()
 

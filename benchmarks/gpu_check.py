@@ -113,7 +113,7 @@ def time_r50(name: str, spec: str, batch: int, steps: int, warmup: int, width: i
     from mmengine.optim import build_optim_wrapper
 
     register_all_modules()
-    import retconf  # noqa: F401  (registration)
+    import retconf.plugin  # noqa: F401  (registration)
     from mmengine.logging import MMLogger
 
     MMLogger.get_current_instance().setLevel("WARNING")  # init_weights logs every parameter

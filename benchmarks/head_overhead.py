@@ -80,7 +80,7 @@ def build(config: str, device: str, fusion_order: str | None = None):
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
 
-    import retconf  # noqa: F401
+    import retconf.plugin  # noqa: F401
 
     register_all_modules()
     cfg = Config.fromfile(str(ROOT / config))

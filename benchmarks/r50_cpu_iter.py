@@ -41,7 +41,7 @@ def measure(name: str, config: str, data_root: Path, batch: int, steps: int, war
     from retconf.runtime import load_config
 
     register_all_modules()
-    import retconf  # noqa: F401  (registration)
+    import retconf.plugin  # noqa: F401  (registration)
 
     cfg = load_config(ROOT / config, {"model.backbone.init_cfg": None, "train_dataloader.batch_size": batch,
                                       "train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False,

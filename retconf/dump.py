@@ -195,12 +195,12 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     from mmengine.runner import Runner
     from .progress import progress as progress_bar
 
-    import retconf
+    import retconf.plugin
 
     from .apis import prepare
     from .runtime import release_dataloaders
     from .checkpoint import check_checkpoint_fits, fitting_state, load_checkpoint_file
-    from .models.fusion import fuse_scores
+    from .fusion import fuse_scores
     from mmdet.models.utils import filter_scores_and_topk
 
     register_all_modules()

@@ -216,7 +216,7 @@ def build_runner(cfg: Any) -> Any:
     from mmdet.registry import RUNNERS
     from mmdet.utils import register_all_modules
 
-    import retconf  # noqa: F401  (registration)
+    import retconf.plugin  # noqa: F401  (registration)
 
     register_all_modules(init_default_scope=False)
     try:

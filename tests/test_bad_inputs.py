@@ -215,7 +215,7 @@ def _model_checkpoint(config: Path, path: Path) -> Path:
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
 
-    import retconf  # noqa: F401  (registration)
+    import retconf.plugin  # noqa: F401  (registration)
 
     register_all_modules()
     cfg = Config.fromfile(str(config))

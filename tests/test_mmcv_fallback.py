@@ -71,7 +71,7 @@ from mmengine.config import Config
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 register_all_modules()
-import retconf  # noqa: F401
+import retconf.plugin  # noqa: F401
 for config in sys.argv[2:]:
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None

@@ -209,7 +209,7 @@ def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict
     assert sorted(p.name for p in out.iterdir()) == [
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "04_main_results.html",
         "05_calibration.html", "index.html"]  # no executed notebook or temporary file left behind
-    assert _parse(out / "index.html").tags.get("a") == 5
+    assert (out / "index.html").read_text().count('<li><a href="0') == 5
 
 
 def test_index_keeps_pages_a_partial_report_did_not_redo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ classification tower (``quality_tower='cls'``, RetinaNet-Conf) or the regression
 (``'reg'``, IoU-aware RetinaNet). Training: target = IoU of each positive's decoded box with
 its ground truth (:func:`retconf.models.targets.iou_targets`), loss from
 :class:`retconf.models.losses.QualityLoss`. Inference: the fusion of
-:mod:`retconf.models.fusion`, applied on every level, before or after the per-level top-k and
+:mod:`retconf.fusion`, applied on every level, before or after the per-level top-k and
 score threshold.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import cat_boxes, get_box_tensor
 from mmdet.utils import InstanceList, OptInstanceList
 
-from ..fusion import check_fusion, fuse_scores, legacy_level_scores
+from ...fusion import check_fusion, fuse_scores, legacy_level_scores
 from ..targets import iou_targets
 
 DEFAULT_FUSION = dict(mode="pow", alpha=0.4, thr=0.5, order="before_topk", legacy_level_bug=False)

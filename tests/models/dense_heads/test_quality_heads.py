@@ -6,7 +6,7 @@ import torch
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
-import retconf  # noqa: F401  (registration)
+import retconf.plugin  # noqa: F401  (registration)
 from mmdet.registry import MODELS
 
 IMG = 128

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retconf.models.fusion import FUSION_MODES, fuse_scores, legacy_level_scores
+from retconf.fusion import FUSION_MODES, fuse_scores, legacy_level_scores
 
 CLS = torch.tensor([[0.25, 0.04], [0.81, 0.5]])
 OBJ = torch.tensor([0.64, 0.3])
