@@ -88,6 +88,22 @@ def time_step(model, optim, batches, threads: int, channels_last: bool, bf16: bo
     return out
 
 
+def parallel_steps(n: int, args) -> list[float]:
+    """Median step seconds of ``n`` one-thread processes timing the bf16 channels-last step at once."""
+    import subprocess
+    import tempfile
+
+    name = "threads=1 bf16 channels_last"
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = [subprocess.Popen([sys.executable, __file__, "--config", args.config, "--data-root", args.data_root,
+                                   "--backbone", args.backbone, "--iters", str(args.iters), "--only", name,
+                                   "--out", f"{tmp}/p{i}"], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
+        if any(p.wait() for p in procs):
+            raise RuntimeError(f"a parallel timing process failed (n={n})")
+        return [json.loads(Path(f"{tmp}/p{i}.json").read_text())["rows"][name]["step"] for i in range(n)]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="experiments/retinanet-conf_r18-tiny_fpn_digits.py")
@@ -97,8 +113,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--threads", type=int, default=None, help="only the variants with this many threads")
     p.add_argument("--only", default=None, help="only this variant (e.g. 'threads=1 bf16 channels_last')")
+    p.add_argument("--parallel", type=int, nargs="*", default=[],
+                   help="also time N copies of the one-thread bf16 channels-last step running at once, for each N")
     args = p.parse_args(argv)
     import torch
+
+    if args.parallel and args.out:
+        parallel = {n: parallel_steps(n, args) for n in args.parallel}
 
     runner = build(args.config, args.data_root, args.backbone)
     model = runner.model
@@ -122,6 +143,8 @@ def main(argv=None) -> int:
     print("data", round(data_s, 4))
     result = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
               "iters": args.iters, "config": args.config, "rows": rows}
+    if args.parallel and args.out:
+        result["parallel"] = parallel
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out + ".json").write_text(json.dumps(result, indent=1))
@@ -131,6 +154,13 @@ def main(argv=None) -> int:
         for name, r in rows.items():
             cells = [f"{r[k]:.4f}" if k in r else "" for k in ("preprocess", "forward+loss", "backward", "optimizer")]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['step']:.4f} |")
+        if args.parallel:
+            lines += ["", "One-thread bf16 channels-last steps, N processes at once (each its own model and batches):", "",
+                      "| N processes | median step s (mean over processes) | steps per second, all processes |",
+                      "|---|---|---|"]
+            for n, steps in parallel.items():
+                mean = sum(steps) / len(steps)
+                lines.append(f"| {n} | {mean:.4f} | {n / mean:.2f} |")
         Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     return 0
 
