@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "directory (from `retconf reproduce`) and write OUT/NN_*.html plus "
                          "OUT/index.html. A failing notebook stops the run; its executed copy is kept.")
     rep.add_argument("run_dir", help="run directory of `retconf reproduce` (summary.json, seed_*/dumps/)")
+    rep.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="notebooks run at once, each in its own process (default: one per CPU core)")
     rep.add_argument("--out", default="reports", help="output directory (default %(default)s)")
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
@@ -262,7 +264,9 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_reports
 
-    made = make_reports(args.run_dir, args.out, args.only, args.show_code)
+    if args.jobs is not None and args.jobs < 1:
+        raise CLIError(f"--jobs: must be at least 1, got {args.jobs}")
+    made = make_reports(args.run_dir, args.out, args.only, args.show_code, jobs=args.jobs)
     kept = sum(r.reused for r in made)
     print(f"{len(made) - kept} reports written, {kept} up to date and kept, in {args.out} "
           f"(open {args.out}/index.html)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -247,10 +248,15 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         "</body></html>\n")
 
 
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the notebook kernels this worker starts
+
+
 def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]] = None,
-                 show_code: bool = False) -> list[Report]:
+                 show_code: bool = False, jobs: Optional[int] = None) -> list[Report]:
     """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``;
-    reports whose recorded inputs fingerprint still matches are kept."""
+    reports whose recorded inputs fingerprint still matches are kept. ``jobs`` notebooks run at
+    once, each in its own process (default: one per CPU core; 1 runs them in this process)."""
     from tqdm import tqdm
 
     from .progress import progress
@@ -264,17 +270,36 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.html.*.tmp"):  # left by a run killed in the middle of a write
         tmp.unlink()
-    written = []
+    written: dict[Path, Report] = {}
     run = run_digest(ROOT / run_dir)
-    for path in progress(notebooks(names), desc="reports", unit="notebook"):
-        parameters = {"run_dir": str(run_dir)}
+    todo = []
+    parameters = {"run_dir": str(run_dir)}
+    for path in notebooks(names):
         fp = inputs_fingerprint(path, parameters, show_code, run)
         target = out / f"{path.stem}.html"
         if report_fingerprint(target) == fp:
             tqdm.write(f"{target}: up to date with its inputs, kept")
-            written.append(Report(target, True))
-            continue
-        written.append(Report(run_notebook(path, out, parameters, show_code, fp), False))
+            written[path] = Report(target, True)
+        else:
+            todo.append((path, fp))
+    jobs = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(todo)))
+    bar = progress(total=len(todo), desc="reports", unit="notebook")
+    if jobs == 1:
+        for path, fp in todo:
+            written[path] = Report(run_notebook(path, out, parameters, show_code, fp), False)
+            bar.update()
+    else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp): path for path, fp in todo}
+            for fut in as_completed(futures):
+                written[futures[fut]] = Report(fut.result(), False)
+                bar.update()
+    bar.close()
+    written = [written[p] for p in notebooks(names)]
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
         pages = [out / f"{p.stem}.html" for p in notebooks()]

@@ -187,7 +187,7 @@ def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict
     from tests.pausing_cli import wait_for_pause
 
     out, marker, log = tmp_path / "reports", tmp_path / "paused", tmp_path / "report.log"
-    args = ["report", str(quick_run["run"]), "--out", str(out)]
+    args = ["report", str(quick_run["run"]), "--out", str(out), "--jobs", "1"]  # in order: a fixed kill point
     with open(log, "w") as err:  # a file, not a pipe nobody reads while waiting
         proc = subprocess.Popen([sys.executable, "-m", "tests.pausing_cli", "02_alpha_sweep.html", str(marker),
                                  *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
