@@ -132,13 +132,24 @@ def measure(configs: dict[str, str], steps: int, warmup: int, batch: int,
                     optims[name].zero_grad()
                     loss.backward()
                     optims[name].step()
-                else:
+                else:  # model.predict split in its three parts
                     model.eval()
                     with torch.no_grad():
-                        model(**batch_in, mode="predict")
+                        feats = model.extract_feat(batch_in["inputs"])
+                        sync()
+                        t1 = time.perf_counter()
+                        outs = model.bbox_head(feats)
+                        sync()
+                        t2 = time.perf_counter()
+                        model.bbox_head.predict_by_feat(
+                            *outs, batch_img_metas=[d.metainfo for d in batch_in["data_samples"]], rescale=True)
                 sync()
                 if i >= warmup:
                     times[name][phase].append(time.perf_counter() - t)
+                    if phase == "infer":
+                        end = time.perf_counter()
+                        for part, v in (("feat", t1 - t), ("head", t2 - t1), ("post", end - t2)):
+                            times[name].setdefault(part, []).append(v)
                 if device.startswith("cuda"):
                     peak.setdefault(name, {})[phase] = torch.cuda.max_memory_allocated() / 2**20
     base = {p: statistics.median(times["retinanet"][p]) for p in ("train", "infer")}
@@ -149,6 +160,7 @@ def measure(configs: dict[str, str], steps: int, warmup: int, batch: int,
             "train_s": round(med["train"], 4), "infer_s": round(med["infer"], 4),
             "train_ratio": round(med["train"] / base["train"], 4),
             "infer_ratio": round(med["infer"] / base["infer"], 4),
+            **{f"infer_{part}_s": round(statistics.median(times[name][part]), 4) for part in ("feat", "head", "post")},
             "params": sum(p.numel() for p in models[name].parameters()),
             **({"peak_mib": peak[name]} if name in peak else {}),
         }
@@ -167,6 +179,12 @@ def markdown(result: dict) -> str:
     for name, r in result["models"].items():
         lines.append(f"| {name} | {r['train_s']:.4f} | {r['train_ratio']:.3f} | {r['infer_s']:.4f} | "
                      f"{r['infer_ratio']:.3f} | {r['params']:,} |")
+    lines += ["", "Inference by part (median s per batch): backbone + neck, head convolutions, post-processing "
+              "(score, top-k, decode, NMS):", "",
+              "| model | backbone + neck | head | post-processing |", "|---|---|---|---|"]
+    for name, r in result["models"].items():
+        if "infer_feat_s" in r:
+            lines.append(f"| {name} | {r['infer_feat_s']:.4f} | {r['infer_head_s']:.4f} | {r['infer_post_s']:.4f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -253,3 +253,19 @@ def test_calibration_report_on_a_fixture_run(tmp_path: Path) -> None:
     page = (tmp_path / "out" / "05_calibration.html").read_text()
     assert "mean ± sd (sample standard deviation) over 2 training seeds" in page
     assert "05_calibration.html" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_verdict_line_and_command_of(tmp_path: Path) -> None:
+    from analysis.findings import claim, not_measured, render
+    from retconf.report import command_of, page_findings, verdict_line
+
+    page = tmp_path / "p.html"
+    page.write_text("<html><body>" + render([claim("a", [0.1, 0.11, 0.12], "d"), claim("b", [0.1, -0.2, 0.3], "d"),
+                                             not_measured("c", "why")]) + "<table></table></body></html>")
+    verdicts = page_findings(page)
+    assert verdicts == ["reproduced", "inconclusive at 3 seeds", "not measured"]
+    assert verdict_line(verdicts) == "1 reproduced, 1 inconclusive at 3 seeds, 1 not measured"
+    assert verdict_line([]) == "no paper claim on this page"
+    assert page_findings(tmp_path / "missing.html") == []
+    assert command_of({"preset": "tiny", "seeds": [0, 1, 2], "ablations": []}) == "retconf reproduce --preset tiny --seeds 3"
+    assert command_of({"preset": "tiny", "seeds": [0], "ablations": ["conf_l1"]}).endswith("--seeds 1 --full")
