@@ -49,3 +49,15 @@ def show_figure(fig, alt: str, width: int | None = None) -> None:
     data = base64.b64encode(buf.getvalue()).decode()
     size = f' width="{width}"' if width else ""
     display(HTML(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}"{size}>'))
+
+
+def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3) -> pd.DataFrame:
+    """A compact mean ± sd table: each metric ``m`` with an ``m_sd`` column becomes one text
+    column "mean ± sd" (the mean alone when the spread is NaN: one seed); other columns stay."""
+    out = df.reset_index(drop=True).copy()
+    for m in metrics:
+        if m not in out:
+            continue
+        sd = out.pop(f"{m}_sd") if f"{m}_sd" in out else pd.Series(float("nan"), index=out.index)
+        out[m] = [f"{v:.{digits}f}" + ("" if pd.isna(e) else f" ± {e:.{digits}f}") for v, e in zip(out[m], sd)]
+    return out

@@ -301,7 +301,8 @@ def gaps_to(per_seed: pd.DataFrame, paper: pd.DataFrame, metrics: Sequence[str],
             key: str = "model") -> pd.DataFrame:
     """Gaps between detectors, ours beside the paper's: for every ``key`` value other than
     ``base`` and every metric, ours as the mean ± sd over seeds of the paired per-seed
-    difference to ``base``, the paper's as its one difference. The datasets differ, so the
+    difference to ``base``, the paper's as its one difference. A metric COCO leaves undefined
+    for us (−1: no object of that size in the val set) is left out. The datasets differ, so the
     gaps (not the cells) are what can be compared.
 
     Args:
@@ -317,7 +318,7 @@ def gaps_to(per_seed: pd.DataFrame, paper: pd.DataFrame, metrics: Sequence[str],
         if metric not in per_seed or metric not in paper:
             continue
         wide = per_seed.pivot_table(index="seed", columns=key, values=metric, aggfunc="first")
-        if base not in wide:
+        if base not in wide or (wide < 0).any().any():  # COCO's -1: no object of that size
             continue
         for other in [m for m in wide.columns if m != base]:
             d = (wide[other] - wide[base]).dropna()

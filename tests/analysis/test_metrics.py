@@ -180,3 +180,11 @@ def test_gap_grid_puts_ours_and_the_paper_in_rows_and_metrics_in_columns() -> No
     assert grid.to_dict("records") == [
         {"comparison": "conf − retinanet", "source": "ours (2 seeds)", "AP": "+0.020 ± 0.014", "AR": "+0.000 ± 0.000"},
         {"comparison": "conf − retinanet", "source": "paper", "AP": "+0.004", "AR": "+0.004"}]
+
+
+def test_gaps_to_leaves_out_metrics_coco_left_undefined() -> None:
+    from analysis.metrics import gaps_to
+
+    ours = pd.DataFrame({"seed": [0, 0], "model": ["retinanet", "conf"], "AP": [0.3, 0.33], "APl": [-1.0, -1.0]})
+    paper = pd.DataFrame({"model": ["retinanet", "conf"], "AP": [0.353, 0.357], "APl": [0.48, 0.485]})
+    assert list(gaps_to(ours, paper, ["AP", "APl"])["metric"]) == ["AP"]

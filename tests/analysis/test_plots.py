@@ -94,3 +94,11 @@ def test_show_figure_embeds_a_png_with_alt_text(monkeypatch) -> None:
     html = shown[0].data
     assert html.startswith('<img src="data:image/png;base64,') and 'alt="AP &quot;against&quot; alpha"' in html
     assert fig.number not in plt.get_fignums()  # closed
+
+
+def test_with_spread_joins_mean_and_sd() -> None:
+    from analysis.display import with_spread
+
+    df = pd.DataFrame({"model": ["a", "b"], "seeds": [3, 1], "AP": [0.3371, 0.5], "AP_sd": [0.0271, float("nan")]})
+    out = with_spread(df, ["AP", "AR"])
+    assert list(out.columns) == ["model", "seeds", "AP"] and list(out["AP"]) == ["0.337 ± 0.027", "0.500"]
