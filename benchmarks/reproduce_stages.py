@@ -30,6 +30,12 @@ def markdown(summary: dict, wall_s: float | None) -> str:
     lines.append(f"| **total of stages** | **{total:.1f}** | |")
     lines.append("\nCached stages keep the seconds of the run that did them; a stage resumed after an "
                  "interruption records only the part that finished it.")
+    if wall_s is None and summary.get("wall_seconds") is not None:
+        wall_s = summary["wall_seconds"]
+    if summary.get("jobs"):
+        lines.append(f"\nTrainings ran {summary['jobs']} at a time with {summary.get('threads_per_job')} thread(s) "
+                     f"each (their stage seconds overlap); trainings and dumps together took "
+                     f"{summary.get('train_and_dump_wall_seconds')} s of wall time.")
     if wall_s is not None:
         lines.append(f"\nWall time of the command: {wall_s:.1f} s.")
     metrics = summary.get("metrics", {})  # seed -> model -> metrics
