@@ -115,7 +115,7 @@ def test_coco_preset_needs_and_checks_its_data_root(small_digits: Path, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3700)  # about 20 minutes on 2 cores; its subprocess may take up to an hour
+@pytest.mark.timeout(3700)  # about 33 minutes on 2 cores (three seeds); its subprocess may take up to an hour
 def test_default_preset_reaches_useful_ap(tmp_path: Path) -> None:
     res = _cli("reproduce", "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "data"),
                "--reports", str(tmp_path / "reports"), timeout=3600)
