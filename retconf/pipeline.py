@@ -195,6 +195,15 @@ def run_job_in_worker(job: Job, context: JobContext) -> JobResult:
     return run_job(job, context, IN_PROCESS_LOADING)
 
 
+def _say_reused(done: JobResult) -> None:
+    """On the console, what a parallel job reused (its own output went to its log)."""
+    job = done.job
+    if f"{job.key}/train" in done.cached:
+        print(f"{job.key}: finished earlier with the same inputs, reusing {job.work_dir / 'metrics.json'}")
+    if f"{job.key}/dump" in done.cached:
+        print(f"{job.key}: dump of this checkpoint exists, reusing it")
+
+
 def _collect(done: JobResult, results: dict, timings: dict, cached: list) -> None:
     results.setdefault(str(done.job.seed), {})[done.job.name] = done.record["metrics"]
     timings.update(done.seconds)
@@ -308,6 +317,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
         _stage(f"[3/{n_stages}] {len(jobs)} trainings and dumps, {n_jobs} at a time with "
                f"{threads} thread{'s' * (threads > 1)} each; logs in {run_dir / 'logs'}")
         for done in run_parallel_jobs(jobs, context, n_jobs, threads, run_dir / "logs"):
+            _say_reused(done)
             _collect(done, results, timings, cached)
     wall_jobs = time.time() - t_jobs
     # Plan order (parallel jobs finish in any order): seeds, then detectors, then ablations.
