@@ -144,10 +144,10 @@ def measure(configs: dict[str, str], steps: int, warmup: int, batch: int,
                         model.bbox_head.predict_by_feat(
                             *outs, batch_img_metas=[d.metainfo for d in batch_in["data_samples"]], rescale=True)
                 sync()
+                end = time.perf_counter()
                 if i >= warmup:
-                    times[name][phase].append(time.perf_counter() - t)
+                    times[name][phase].append(end - t)
                     if phase == "infer":
-                        end = time.perf_counter()
                         for part, v in (("feat", t1 - t), ("head", t2 - t1), ("post", end - t2)):
                             times[name].setdefault(part, []).append(v)
                 if device.startswith("cuda"):

@@ -21,7 +21,7 @@ def test_head_overhead_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     out = tmp_path / "ho"
     assert mod.main(["--steps", "1", "--warmup", "0", "--batch", "2", "--size", "64", "64",
                      "--out", str(out)]) == 0
-    assert clock.readings == 2 * 2 * 3  # one timed step per phase and model
+    assert clock.readings == 3 * (2 + 4)  # per model: a train step (start, end), an inference (start, 2 splits, end)
     result = json.loads(out.with_suffix(".json").read_text())
     models = result["models"]
     assert list(models) == ["retinanet", "iou_aware", "retinanet_conf"]
@@ -32,6 +32,10 @@ def test_head_overhead_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         for name, r in models.items():  # each model's time relative to RetinaNet's
             assert r[f"{phase}_ratio"] == pytest.approx(r[f"{phase}_s"] / base[f"{phase}_s"], abs=1e-4), name
     assert {r["train_ratio"] for r in models.values()} != {1.0}
+    for r in models.values():  # the inference parts add up to the whole inference
+        parts = r["infer_feat_s"] + r["infer_head_s"] + r["infer_post_s"]
+        assert min(r["infer_feat_s"], r["infer_head_s"], r["infer_post_s"]) > 0
+        assert parts == pytest.approx(r["infer_s"], abs=2e-4)
     for name in ("iou_aware", "retinanet_conf"):  # the quality branch: a few more parameters
         assert 0 < models[name]["params"] - base["params"] < 0.05 * base["params"], name
     md = out.with_suffix(".md").read_text()
