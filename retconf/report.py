@@ -62,11 +62,13 @@ _FINGERPRINT = re.compile(r'<meta name="retconf-inputs" content="([0-9a-f]{64})"
 
 def run_digest(run_dir: Path) -> str:
     """SHA-256 over the inputs every report of ``run_dir`` shares: the ``analysis`` source, the
-    run's ``summary.json`` (less the timing of the report stage and the cached-stage list) and
+    run's ``summary.json`` (less the timing of the report stage, wall times, job counts and the
+    cached-stage list) and
     every dump's ``metadata.json``. Computed once per ``retconf report``."""
     h = hashlib.sha256()
     summary = json.loads((run_dir / "summary.json").read_text())
-    summary.pop("cached_this_run", None)
+    for key in ("cached_this_run", "wall_seconds", "train_and_dump_wall_seconds", "jobs", "threads_per_job"):
+        summary.pop(key, None)  # how the run went, not what it computed
     summary.get("seconds", {}).pop("reports", None)
     h.update(json.dumps(summary, sort_keys=True).encode())
     for source in sorted((ROOT / "analysis").rglob("*.py")):  # the code the notebooks call

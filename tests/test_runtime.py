@@ -70,13 +70,17 @@ def test_release_dataloaders_stops_persistent_workers(small_digits) -> None:
 def test_new_cfg_option_that_the_component_takes_is_not_a_typo() -> None:
     """``dtype`` is one edit from ``type`` but is an argument of AmpOptimWrapper: a new key,
     accepted; for the plain OptimWrapper it is refused (it would fail when built)."""
-    from retconf.runtime import ConfigError, load_config
+    from retconf.runtime import ConfigError, check_option_key, load_config
     from tests.conftest import TINY_RETINANET
 
-    cfg = load_config(str(TINY_RETINANET), {"optim_wrapper.type": "AmpOptimWrapper",
-                                             "optim_wrapper.dtype": "bfloat16"})
-    assert cfg.optim_wrapper.dtype == "bfloat16"
+    plain = {"optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "SGD"}}}
+    check_option_key(plain, "optim_wrapper.dtype", options={"optim_wrapper.type": "AmpOptimWrapper"})
     with pytest.raises(ConfigError, match=r"optim_wrapper has no key 'dtype'.*did you mean optim_wrapper.type\?"):
-        load_config(str(TINY_RETINANET), {"optim_wrapper.dtype": "bfloat16"})
+        check_option_key(plain, "optim_wrapper.dtype")
+    # the tiny configs' CPU autocast wrapper has dtype and enabled; a near-miss it does not take is refused
+    cfg = load_config(str(TINY_RETINANET), {"optim_wrapper.dtype": "float16"})
+    assert cfg.optim_wrapper.dtype == "float16"
+    with pytest.raises(ConfigError, match="did you mean optim_wrapper.enabled"):
+        load_config(str(TINY_RETINANET), {"optim_wrapper.enable": False})
     with pytest.raises(ConfigError, match="did you mean train_cfg.max_epochs"):
         load_config(str(TINY_RETINANET), {"train_cfg.max_epoch": 2})
