@@ -58,8 +58,10 @@ def component_accepts(type_name: Any, argument: str) -> bool:
     from mmdet.utils import register_all_modules
 
     register_all_modules(init_default_scope=False)
+    from mmengine.registry import Registry
+
     for reg in vars(det_registry).values():
-        cls = reg.get(type_name) if hasattr(reg, "get") and hasattr(reg, "module_dict") else None
+        cls = reg.get(type_name) if isinstance(reg, Registry) else None
         if inspect.isclass(cls):
             try:
                 return argument in inspect.signature(cls.__init__).parameters
