@@ -72,17 +72,11 @@ def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_th
 def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int) -> pd.DataFrame:
     """mmcv ``batched_nms`` (class-aware) on each image of a :func:`preselect` output, then the
     top ``max_per_img``; ``score`` is replaced by the score NMS returns."""
-    import torch
     from mmcv.ops import batched_nms
 
     if frame.empty:
         return frame
-    boxes = torch.tensor(frame[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
-    scores = torch.tensor(frame["score"].to_numpy(np.float32))
-    labels = torch.tensor(frame["label"].to_numpy(np.int64))
-    image = frame["image_id"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
-    ends = np.r_[starts[1:], len(image)]
+    boxes, scores, labels, starts, ends = nms_inputs(frame)
     rows, new_scores = [], []
     cfg = dict(type="nms", iou_threshold=nms_iou)
     for a, b in zip(starts, ends):
@@ -92,6 +86,19 @@ def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int) -> pd.D
     out = frame.iloc[np.concatenate(rows)].copy()
     out["score"] = np.concatenate(new_scores)
     return out.reset_index(drop=True)
+
+
+def nms_inputs(frame: pd.DataFrame) -> tuple:
+    """Tensors for per-image NMS of a :func:`preselect` output: boxes (Tensor[M, 4]), scores
+    (Tensor[M]), labels (Tensor[M]) and each image's row range (int arrays ``starts``, ``ends``)."""
+    import torch
+
+    boxes = torch.tensor(frame[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
+    scores = torch.tensor(frame["score"].to_numpy(np.float32))
+    labels = torch.tensor(frame["label"].to_numpy(np.int64))
+    image = frame["image_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+    return boxes, scores, labels, starts, np.r_[starts[1:], len(image)]
 
 
 def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr: float = 0.5,

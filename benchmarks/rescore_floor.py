@@ -24,15 +24,11 @@ ALPHAS = [round(0.1 * i, 1) for i in range(10)]
 
 def nms_only(frame, nms_iou: float, max_per_img: int) -> float:
     """Seconds of mmcv batched_nms per image on tensors built beforehand (the floor)."""
-    import torch
     from mmcv.ops import batched_nms
 
-    boxes = torch.tensor(frame[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
-    scores = torch.tensor(frame["score"].to_numpy(np.float32))
-    labels = torch.tensor(frame["label"].to_numpy(np.int64))
-    image = frame["image_id"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
-    ends = np.r_[starts[1:], len(image)]
+    from analysis.rescore import nms_inputs
+
+    boxes, scores, labels, starts, ends = nms_inputs(frame)
     cfg = dict(type="nms", iou_threshold=nms_iou)
     t = time.perf_counter()
     for a, b in zip(starts, ends):
