@@ -6,14 +6,16 @@ Layout of a run directory::
     RUN/pretrain/backbone.pth            shared by every seed (like ImageNet weights on COCO)
     RUN/seed_<s>/<model>/                work dir: checkpoints, metrics.json, inputs.json
     RUN/seed_<s>/dumps/<model>/          Parquet dump of the final checkpoint
-    RUN/summary.json                     seeds, models, metrics per seed, stage seconds
+    RUN/logs/<seed>-<model>.log          console output of each job run in parallel
+    RUN/summary.json                     seeds, models, metrics per seed, stage seconds, wall time
 
 Every detector of a seed trains with ``randomness.seed = s``, so the detectors of one seed differ
 only by their head; ``--seeds N`` repeats the whole comparison for s = 0 .. N-1 and the reports
 show mean and spread over the seeds. ``--full`` adds the RetinaNet-Conf ablation trainings
 (:data:`retconf.ablations.TRAINED_VARIANTS`) to every seed.
 
-Each stage is cached or resumable: the dataset and the pretrained backbone are reused when
+Trainings (each with its dump) run side by side in single-threaded processes where there is
+no CUDA device (:mod:`retconf.jobs`, ``--jobs``). Each stage is cached or resumable: the dataset and the pretrained backbone are reused when
 their manifests match; a detector whose final metrics exist *and* whose ``inputs.json``
 records the same inputs (resolved config, backbone and data fingerprints) is skipped; a work
 dir trained from other inputs is moved aside to ``<dir>.stale-<time>`` and retrained; an
