@@ -97,9 +97,7 @@ def laece(matched: pd.DataFrame, n_bins: int = LAECE_BINS) -> dict:
     Returns:
         ``{"LaECE": mean over classes (NaN without any), "classes": how many, "detections": n}``.
     """
-    live = matched[~matched["ignore"].to_numpy()]
-    npig = matched.attrs["npig"]
-    live = live[live["label"].isin(npig[npig > 0].index).to_numpy()]
+    live = rows_with_gt(matched)
     errors = [expected_error(reliability(g["score"].to_numpy(), g["iou"].to_numpy(), n_bins))
               for _, g in live.groupby("label", sort=True)]
     return {"LaECE": float(np.mean(errors)) if errors else float("nan"), "classes": len(errors),
@@ -112,7 +110,7 @@ def dece(matched: pd.DataFrame, n_bins: int = DECE_BINS) -> dict:
     Returns:
         ``{"D-ECE": value (NaN without detections), "detections": n}``.
     """
-    live = _dece_rows(matched)
+    live = rows_with_gt(matched)
     if live.empty:
         return {"D-ECE": float("nan"), "detections": 0}
     from netcal.metrics import ECE
@@ -122,8 +120,9 @@ def dece(matched: pd.DataFrame, n_bins: int = DECE_BINS) -> dict:
     return {"D-ECE": float(value), "detections": int(len(live))}
 
 
-def _dece_rows(matched: pd.DataFrame) -> pd.DataFrame:
-    """Non-ignored detections of classes with ground truth (the reference's D-ECE input)."""
+def rows_with_gt(matched: pd.DataFrame) -> pd.DataFrame:
+    """Non-ignored detections of classes with ground truth (what the reference's LaECE and
+    D-ECE measure)."""
     npig = matched.attrs["npig"]
     live = matched[~matched["ignore"].to_numpy()]
     return live[live["label"].isin(npig[npig > 0].index).to_numpy()]
@@ -228,7 +227,7 @@ def laece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids
     pre = lrp_thresholds(d_fit, g_fit, score_col, tau)
     if recalibrate:
         fit_kept = apply_thresholds(d_fit, score_col, pre)
-        m = _dece_rows(coco_match(fit_kept, g_fit, score_col, tau))  # classes with ground truth
+        m = rows_with_gt(coco_match(fit_kept, g_fit, score_col, tau))  # classes with ground truth
         fit = CALIBRATORS["isotonic" if recalibrate is True else recalibrate]
         maps = {k: fit(g["score"].to_numpy(), g["iou"].to_numpy()) for k, g in m.groupby("label")}
         post = lrp_thresholds(_recalibrated(fit_kept, score_col, maps), g_fit, score_col, tau)
@@ -248,7 +247,7 @@ def dece_protocol(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, fit_ids:
     check_detections(dets, score_col)
     d_eval = apply_thresholds(_subset(dets, eval_ids), score_col, threshold)
     if recalibrate:
-        fit = _dece_rows(coco_match(apply_thresholds(_subset(dets, fit_ids), score_col, threshold),
+        fit = rows_with_gt(coco_match(apply_thresholds(_subset(dets, fit_ids), score_col, threshold),
                                     _subset(gt, fit_ids), score_col, tau))
         f = CALIBRATORS["isotonic" if recalibrate is True else recalibrate](
             fit["score"].to_numpy(), fit["tp"].to_numpy(np.float64))
@@ -263,7 +262,7 @@ def detection_reliability(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str,
     the LaECE target). Rows: :func:`reliability` columns plus ``view``."""
     parts = []
     for view, tau, col in (("precision", DECE_TAU, "tp"), ("precision x IoU", LAECE_TAU, "iou")):
-        m = _dece_rows(coco_match(dets, gt, score_col, tau))
+        m = rows_with_gt(coco_match(dets, gt, score_col, tau))
         parts.append(reliability(m["score"].to_numpy(), m[col].to_numpy(np.float64), n_bins).assign(view=view))
     return pd.concat(parts, ignore_index=True)
 

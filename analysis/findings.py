@@ -18,6 +18,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .seeds import interval
+
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 
 
@@ -31,22 +33,6 @@ class Finding:
 
     def markdown(self) -> str:
         return f"- **{self.verdict}** — {self.claim}: {self.evidence}"
-
-
-def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
-    """(mean, sd, half-width of the two-sided paired t interval, n) of per-seed ``values``
-    (sd and half-width NaN for one seed)."""
-    from scipy.stats import t as student_t
-
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    n = len(v)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    mean = float(v.mean())
-    if n == 1:
-        return mean, float("nan"), float("nan"), 1
-    sd = float(v.std(ddof=1))
-    return mean, sd, float(student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / np.sqrt(n)), n
 
 
 def verdict(values: Sequence[float], expected: int = 1, margin: Optional[float] = None) -> str:

@@ -195,7 +195,7 @@ def size_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, sizes=("small"
         for size in sizes:
             row = {"score": s, "size": size}
             for name, tau, col in (("precision ECE", cal.DECE_TAU, "tp"), ("precision x IoU ECE", cal.LAECE_TAU, "iou")):
-                live = cal._dece_rows(coco_match(frame, gt, s, tau, area=SIZES[size]))
+                live = cal.rows_with_gt(coco_match(frame, gt, s, tau, area=SIZES[size]))
                 t = cal.reliability(live["score"].to_numpy(), live[col].to_numpy(np.float64), cal.DECE_BINS)
                 row.update({name: cal.expected_error(t), "n": int(len(live))})
             rows.append(row)

@@ -124,6 +124,23 @@ def paired_deltas(df: pd.DataFrame, key: str, metric: str,
     return pd.DataFrame(rows, columns=["comparison", "seed", "delta"])
 
 
+def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, sd, half-width of the two-sided t interval, n) of per-seed ``values``, non-finite
+    values left out: the half-width ``t(1 − (1 − confidence)/2, n − 1) · sd / √n`` is the
+    smallest mean the seeds resolve from 0 (sd and half-width NaN for one value)."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(v.mean())
+    if n == 1:
+        return mean, float("nan"), float("nan"), 1
+    sd = float(v.std(ddof=1))
+    return mean, sd, float(student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / np.sqrt(n)), n
+
+
 def paired_summary(deltas: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Mean ± sd of paired differences, sign agreement and the smallest resolvable difference.
 
@@ -138,14 +155,10 @@ def paired_summary(deltas: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
         the sign of the mean), ``resolution`` (the half-width), ``resolved`` (|mean| >
         resolution).
     """
-    from scipy.stats import t as student_t
-
     rows = []
     for comparison, g in deltas.groupby("comparison", sort=False):
         d = g["delta"].to_numpy(dtype=float)
-        n, mean = len(d), float(d.mean())
-        sd = float(d.std(ddof=1)) if n > 1 else float("nan")
-        half = float(student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / n ** 0.5) if n > 1 else float("nan")
+        mean, sd, half, n = interval(d, confidence)
         sign = np.sign(mean)
         rows.append({"comparison": comparison, "seeds": n, "mean": mean, "sd": sd,
                      "agree": int((np.sign(d) == sign).sum()) if sign != 0 else 0,

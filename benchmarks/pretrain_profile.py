@@ -27,10 +27,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import numpy as np
     import torch
-    from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
-    from retconf.pretrain import BACKGROUND, PretrainConfig, backbone_cfg, make_batch
+    from retconf.pretrain import PretrainConfig, backbone_cfg, class_logits, crop_classifier, make_batch
     from retconf.runtime import load_config
 
     register_all_modules()
@@ -41,9 +40,7 @@ def main(argv=None) -> int:
     for _ in range(args.iters):
         x, y = make_batch(rng, cfg, cfg.batch_size, "train")
     crops_s = (time.perf_counter() - t) / args.iters
-    backbone = MODELS.build(backbone_cfg(load_config(args.config, {})))
-    head = torch.nn.Linear(backbone(torch.zeros(1, 3, cfg.crop, cfg.crop))[-1].shape[1], BACKGROUND + 1)
-    model = torch.nn.ModuleDict({"b": backbone, "h": head})
+    model = crop_classifier(backbone_cfg(load_config(args.config, {})), cfg.crop)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
     rows = {}
@@ -57,7 +54,7 @@ def main(argv=None) -> int:
                 for _ in range(args.iters + 2):
                     t = time.perf_counter()
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                        out = head(backbone(X.contiguous(memory_format=layout))[-1].mean(dim=(2, 3))).float()
+                        out = class_logits(model, X, layout)
                     loss = torch.nn.functional.cross_entropy(out, Y)
                     opt.zero_grad()
                     loss.backward()

@@ -27,8 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def build(config: str, data_root: str, backbone: str):
-    import torch  # noqa: F401
-    from mmengine.runner import Runner  # noqa: F401
     from retconf.runtime import build_runner, finish_cfg, load_config
 
     cfg = load_config(config, {"model.backbone.init_cfg.checkpoint": backbone,

@@ -174,14 +174,12 @@ def run_job(job: Job, context: JobContext, runtime_options: Optional[dict] = Non
         atomic_write_text(job.work_dir / "inputs.json", json.dumps(inputs, indent=1, sort_keys=True))
         record = train(job.config, str(job.work_dir), options, context.data_dir, resume="auto")
     else:
-        print(f"{job.key}: finished earlier with the same inputs, reusing {job.work_dir / 'metrics.json'}")
         cached.append(f"{job.key}/train")
     seconds[f"{job.key}/train"] = time.time() - t
 
     t = time.time()
     checkpoint = job.work_dir / f"epoch_{max_epochs}.pth"
     if _dump_current(job.dump_dir, checkpoint):
-        print(f"{job.key}: dump of this checkpoint exists, reusing it")
         cached.append(f"{job.key}/dump")
     else:
         dump_predictions(job.config, str(checkpoint), job.dump_dir, context.data_dir, options)
@@ -198,7 +196,7 @@ def run_job_in_worker(job: Job, context: JobContext) -> JobResult:
 
 
 def _say_reused(done: JobResult) -> None:
-    """On the console, what a parallel job reused (its own output went to its log)."""
+    """On the console, what a job reused (in parallel mode its own output goes to its log)."""
     job = done.job
     if f"{job.key}/train" in done.cached:
         print(f"{job.key}: finished earlier with the same inputs, reusing {job.work_dir / 'metrics.json'}")
@@ -314,6 +312,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
             _stage(f"[3/{n_stages}] seed {job.seed} ({job.seed + 1}/{seeds}), {job.name} "
                    f"({i}/{len(jobs)}): train -> {job.work_dir}, dump -> {job.dump_dir}")
             done = run_job(job, context)
+            _say_reused(done)
             _collect(done, results, timings, cached)
     else:
         _stage(f"[3/{n_stages}] {len(jobs)} trainings and dumps, {n_jobs} at a time with "

@@ -101,6 +101,24 @@ def backbone_cfg(detector_cfg: Any) -> dict:
     return cfg
 
 
+def crop_classifier(bb_cfg: dict, crop: int) -> Any:
+    """The pretraining model: ``ModuleDict(backbone=<bb_cfg>, head=Linear(C_last, K))``, the
+    head over the mean of the last stage's features (K = 11: digits + background)."""
+    import torch
+    from mmdet.registry import MODELS
+
+    backbone = MODELS.build(bb_cfg)
+    with torch.no_grad():
+        width = backbone(torch.zeros(1, 3, crop, crop))[-1].shape[1]
+    return torch.nn.ModuleDict({"backbone": backbone, "head": torch.nn.Linear(width, BACKGROUND + 1)})
+
+
+def class_logits(model: Any, x: Any, layout: Any) -> Any:
+    """Float32 logits (Tensor[B, K]) of :func:`crop_classifier` ``model`` for crops ``x``
+    (Tensor[B, 3, C, C]) in memory ``layout``."""
+    return model["head"](model["backbone"](x.contiguous(memory_format=layout))[-1].mean(dim=(2, 3))).float()
+
+
 def fingerprint(bb_cfg: dict, cfg: PretrainConfig) -> str:
     """Hash of everything that determines the pretrained weights (used as the cache key)."""
     blob = json.dumps({"backbone": bb_cfg, "pretrain": asdict(cfg)}, sort_keys=True, default=str)
@@ -115,7 +133,6 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
     recorded summary is returned. Returns a summary dict (accuracy, seconds, fingerprint).
     """
     import torch
-    from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from .progress import progress as progress_bar
 
@@ -131,12 +148,8 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
             return meta
 
     torch.manual_seed(cfg.seed)
-    backbone = MODELS.build(bb_cfg)
-    with torch.no_grad():
-        feats = backbone(torch.zeros(1, 3, cfg.crop, cfg.crop))
-    width = feats[-1].shape[1]
-    head = torch.nn.Linear(width, BACKGROUND + 1)
-    model = torch.nn.ModuleDict({"backbone": backbone, "head": head})
+    model = crop_classifier(bb_cfg, cfg.crop)
+    backbone = model["backbone"]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iters)
 
@@ -144,7 +157,7 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
     model.to(memory_format=layout)
 
     def logits(x: torch.Tensor) -> torch.Tensor:
-        return head(backbone(x.contiguous(memory_format=layout))[-1].mean(dim=(2, 3))).float()
+        return class_logits(model, x, layout)
 
     # One core draws the crops (crop_batches' worker), the others train: compute threads
     # competing with the worker for a core spin-wait (measured slower on 2 cores).
