@@ -39,20 +39,6 @@ from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS,
 
 from .io import atomic_write_bytes, atomic_write_text
 
-ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(10))
-
-
-def fusion_grid(deployed: Optional[dict]) -> list[dict]:
-    """Fusions whose live selections the dump keeps (see the module docstring)."""
-    if deployed is None:
-        return [dict(mode="cls", alpha=0.0, thr=0.5)]
-    grid = [dict(mode=deployed["mode"], alpha=deployed["alpha"], thr=deployed["thr"])]
-    grid += [dict(mode=m, alpha=0.0, thr=deployed["thr"]) for m in ("cls", "mul", "cls_thr", "mul_thr")]
-    grid += [dict(mode="pow", alpha=a, thr=deployed["thr"]) for a in ALPHA_GRID]
-    grid += [dict(mode="pow_thr", alpha=a, thr=deployed["thr"]) for a in sorted({0.4, deployed["alpha"]})]
-    return grid
-
-
 def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> dict[str, Any]:
     """Best IoU of each box with a ground truth of the same class and of any class.
 
@@ -114,20 +100,6 @@ def scale_xy(boxes: Any, scale_factor: Any, inverse: bool = False) -> Any:
     return boxes / s if inverse else boxes * s
 
 
-def positive_anchor_count(priors: Any, gt_input: Any, thr: float = 0.5) -> int:
-    """Anchors whose IoU with some ground truth exceeds ``thr`` (the paper's "positive
-    anchors"), with anchors and ground truth both in the network's input frame.
-
-    Args:
-        priors (Tensor[A, 4]) all levels' anchors; gt_input (Tensor[G, 4]).
-    """
-    from mmdet.structures.bbox import bbox_overlaps
-
-    if len(gt_input) == 0:
-        return 0
-    return int((bbox_overlaps(priors, gt_input).max(1).values > thr).sum())
-
-
 def _frame(columns: dict, data: dict) -> Any:
     import pandas as pd
 
@@ -180,31 +152,19 @@ def _start_or_resume(out: Path, key: dict) -> None:
     atomic_write_text(marker, text)
 
 
-def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: Optional[str] = None,
-                     cfg_options: Optional[dict] = None, shard_size: int = 64,
-                     progress: bool = True, allow_partial_checkpoint: bool = False) -> dict:
-    """Run the detector on its test set and write the dump (see the module docstring).
-
-    Resumable: complete shards are kept and skipped. Returns the metadata dict.
-    """
-    import mmdet
-    import mmengine
-    import torch
+def load_model(config: str, checkpoint: str, out: Path, cfg_options: Optional[dict],
+               data_root: Optional[str], allow_partial_checkpoint: bool) -> tuple[Any, Any]:
+    """The test config (batch size 1, no backbone download) and the model with the checkpoint
+    loaded, in eval mode. Raises the checkpoint errors of :mod:`retconf.checkpoint`."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    from mmengine.runner import Runner
-    from .progress import progress as progress_bar
 
-    import retconf.plugin
+    import retconf.plugin  # noqa: F401  (registers retconf's heads, losses and hooks)
 
     from .apis import prepare
-    from .runtime import release_dataloaders
     from .checkpoint import check_checkpoint_fits, fitting_state, load_checkpoint_file
-    from .fusion import fuse_scores
-    from mmdet.models.utils import filter_scores_and_topk
 
     register_all_modules()
-    out = Path(out)
     cfg = prepare(config, str(out), cfg_options, data_root, "none", ("test",))
     cfg.test_dataloader.batch_size = 1
     cfg.model.backbone.init_cfg = None
@@ -213,11 +173,181 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     check_checkpoint_fits(checkpoint, model, ckpt, allow_partial=allow_partial_checkpoint)
     state = fitting_state(ckpt["state_dict"], model) if allow_partial_checkpoint else ckpt["state_dict"]
     model.load_state_dict(state, strict=not allow_partial_checkpoint)
-    model.eval()
-    head = model.bbox_head
-    deployed = dict(head.fusion) if hasattr(head, "fusion") else None
-    grid = fusion_grid(deployed)
-    test_cfg = head.test_cfg
+    return cfg, model.eval()
+
+
+def candidate_rows(cap: Any, meta: dict, gt_boxes: Any, gt_labels: Any, score_thr: float,
+                   nms_pre: int) -> dict[str, Any]:
+    """The :data:`CANDIDATE_COLUMNS` of one image: per level, the union of the pairs each fusion
+    of :func:`retconf.fusion.fusion_grid` keeps, with boxes in original pixels and matched."""
+    import torch
+
+    from .fusion import fusion_grid
+
+    img_id = int(meta["img_id"])
+    grid = fusion_grid(cap.rule)
+    cols: dict[str, list] = {c: [] for c in CANDIDATE_COLUMNS}
+    for level, lv in enumerate(cap.levels):
+        keep = torch.zeros_like(lv.cls, dtype=torch.bool)
+        for fusion in grid:
+            _, labels, anchors = fusion.select(lv.cls, lv.quality, score_thr, nms_pre)
+            keep[anchors, labels] = True
+        anchors, labels = keep.nonzero(as_tuple=True)
+        boxes = scale_xy(lv.decode(anchors), meta["scale_factor"], inverse=True)
+        match = match_gt(boxes, labels, gt_boxes, gt_labels)
+        for c, v in (("image_id", np.full(len(anchors), img_id)), ("level", np.full(len(anchors), level)),
+                     ("anchor", anchors.numpy()), ("label", labels.numpy()),
+                     ("cls", lv.cls[anchors, labels].numpy()), ("obj", lv.quality[anchors].numpy()),
+                     *_box_columns(boxes), *((k, v.numpy()) for k, v in match.items())):
+            cols[c].append(v)
+    return {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+
+
+def _box_columns(boxes: Any) -> tuple:
+    return tuple((c, boxes[:, i].numpy()) for i, c in enumerate(("x1", "y1", "x2", "y2")))
+
+
+def detection_scores(det: Any, candidates: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``cls`` and ``obj`` (float32[D]) of live detections: the head's own ``cls_scores`` /
+    ``obj_scores`` where it returns them (retconf's quality heads), else those of the candidate
+    with the same label and box (heads that fold the quality in, e.g. FCOS's cls · centerness,
+    return only the product); NaN where no candidate matches."""
+    n = len(det)
+    if "cls_scores" in det:
+        obj = det.obj_scores.numpy() if "obj_scores" in det else np.full(n, np.nan, np.float32)
+        return det.cls_scores.numpy(), obj
+    key = np.stack([candidates[c] for c in ("x1", "y1", "x2", "y2")], 1).astype(np.float32)
+    index = {(int(lab), row.tobytes()): i for i, (lab, row) in enumerate(zip(candidates["label"], key))}
+    boxes = det.bboxes.numpy().astype(np.float32)
+    rows = [index.get((int(lab), row.tobytes()), -1) for lab, row in zip(det.labels.numpy(), boxes)]
+    found = np.asarray(rows, dtype=np.int64)
+    cls = np.where(found >= 0, candidates["cls"][found], np.nan).astype(np.float32)
+    obj = np.where(found >= 0, candidates["obj"][found], np.nan).astype(np.float32)
+    return cls, obj
+
+
+def detection_rows(det: Any, meta: dict, gt_boxes: Any, gt_labels: Any,
+                   candidates: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`DETECTION_COLUMNS` of one image's live detections."""
+    n = len(det)
+    cls, obj = detection_scores(det, candidates)
+    match = match_gt(det.bboxes, det.labels, gt_boxes, gt_labels)
+    return dict((("image_id", np.full(n, int(meta["img_id"]))), ("label", det.labels.numpy()),
+                 ("score", det.scores.numpy()), ("cls", cls), ("obj", obj), *_box_columns(det.bboxes),
+                 *((k, v.numpy()) for k, v in match.items())))
+
+
+def image_rows(model: Any, batch: dict, info: dict, score_thr: float, nms_pre: int) -> tuple[dict, Any]:
+    """Candidates, detections and the image row of one test batch (one image), and the
+    capture's ranking rule."""
+    import torch
+
+    from .capture import capture, positive_priors
+
+    data = model.data_preprocessor(batch, False)
+    meta = data["data_samples"][0].metainfo
+    gt_boxes, gt_labels = ground_truth(info)  # original-image pixels
+    with torch.no_grad():
+        cap = capture(model.bbox_head, model.extract_feat(data["inputs"]), meta)
+    cands = candidate_rows(cap, meta, gt_boxes, gt_labels, score_thr, nms_pre)
+    priors = torch.cat([lv.priors for lv in cap.levels])
+    h, w = meta["ori_shape"]
+    image = {"image_id": np.asarray([int(meta["img_id"])]), "num_gt": np.asarray([len(gt_labels)]),
+             "positive_anchors": np.asarray([positive_priors(priors, scale_xy(gt_boxes, meta["scale_factor"]))]),
+             "width": np.asarray([w]), "height": np.asarray([h])}
+    dets = detection_rows(cap.detections, meta, gt_boxes, gt_labels, cands)
+    return {"candidates": cands, "detections": dets, "images": image}, cap
+
+
+class ShardWriter:
+    """Collects image rows and writes them as one shard of each kind, atomically."""
+
+    KINDS = (("candidates", CANDIDATE_COLUMNS), ("detections", DETECTION_COLUMNS), ("images", IMAGE_COLUMNS))
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.rows: dict[str, list[dict]] = {kind: [] for kind, _ in self.KINDS}
+
+    def add(self, rows: dict[str, dict]) -> None:
+        for kind, value in rows.items():
+            self.rows[kind].append(value)
+
+    def flush(self, shard: int) -> None:
+        for kind, columns in self.KINDS:
+            parts = self.rows[kind]
+            data = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0) for c in columns}
+            atomic_write_bytes(self.out / f"{kind}-{shard:05d}.parquet", _parquet_bytes(_frame(columns, data)))
+        self.rows = {kind: [] for kind, _ in self.KINDS}
+
+
+def complete_shards(out: Path, n_shards: int) -> set[int]:
+    """Shards whose three files are all on disk (written atomically, so complete)."""
+    return {i for i in range(n_shards) if all((out / f"{kind}-{i:05d}.parquet").is_file()
+                                               for kind, _ in ShardWriter.KINDS)}
+
+
+def quality_name(head: Any, rule: Any) -> Optional[str]:
+    """What the dump's ``obj`` column holds for this head, in words (None: NaN, no separate
+    quality score)."""
+    names = {"RetinaConfHead": "object confidence (predicted IoU, classification tower)",
+             "IoUAwareRetinaHead": "predicted IoU (regression tower)", "FCOSHead": "centerness",
+             "ATSSHead": "centerness", "DDODHead": "predicted IoU", "TOODHead": "alignment probability"}
+    if rule is None:
+        return None
+    return names.get(type(head).__name__, "score factor (sigmoid)")
+
+
+def dump_metadata(cfg: Any, config: str, checkpoint: str, checkpoint_sha256: str, out: Path,
+                  n_shards: int, dataset: Any, head: Any, cap: Any, score_thr: float, nms_pre: int,
+                  seconds: float) -> dict:
+    """``metadata.json``: provenance, test settings, the candidate rule, the schema and each
+    shard's record (see the module docstring)."""
+    import mmdet
+    import mmengine
+    import torch
+
+    import retconf
+
+    from .fusion import fusion_grid
+
+    n_images = len(dataset)
+    rule = cap.rule if cap is not None else None
+    fusion = dict(head.fusion) if hasattr(head, "fusion") else (rule.as_dict() if rule else None)
+    return {
+        "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
+        "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
+        "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
+        "shards": [shard_record(out, i) for i in range(n_shards)],
+        "classes": list(dataset.metainfo["classes"]), "cat_ids": [int(c) for c in getattr(dataset, "cat_ids", [])],
+        "head": type(head).__name__, "adapter": cap.adapter if cap is not None else None,
+        "quality": quality_name(head, rule),
+        "fusion": fusion, "test_cfg": mmengine.config.ConfigDict(head.test_cfg).to_dict(),
+        "candidate_rule": {"fusions": [f.as_dict() for f in fusion_grid(rule)], "score_thr": score_thr,
+                           "nms_pre": nms_pre},
+        "seed": (cfg.get("randomness") or {}).get("seed"),
+        "versions": {"retconf": retconf.__version__, "mmdet": mmdet.__version__, "torch": torch.__version__,
+                     "mmengine": mmengine.__version__, "python": platform.python_version()},
+        "schema": {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS},
+        "seconds": round(seconds, 1),
+    }
+
+
+def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: Optional[str] = None,
+                     cfg_options: Optional[dict] = None, shard_size: int = 64,
+                     progress: bool = True, allow_partial_checkpoint: bool = False) -> dict:
+    """Run the detector on its test set and write the dump (see the module docstring).
+
+    Works for any mmdet 3 dense head :mod:`retconf.capture` has an adapter for. Resumable:
+    complete shards are kept and skipped. Returns the metadata dict.
+    """
+    from mmengine.runner import Runner
+
+    from .progress import progress as progress_bar
+    from .runtime import release_dataloaders
+
+    out = Path(out)
+    cfg, model = load_model(config, checkpoint, out, cfg_options, data_root, allow_partial_checkpoint)
+    test_cfg = model.bbox_head.test_cfg
     score_thr, nms_pre = test_cfg.get("score_thr", 0.0), test_cfg.get("nms_pre", -1)
     loader = Runner.build_dataloader(cfg.test_dataloader)
     dataset = loader.dataset
@@ -229,93 +359,24 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     _start_or_resume(out, {
         "schema_version": SCHEMA_VERSION, "checkpoint_sha256": checkpoint_sha256, "shard_size": shard_size,
         "model": cfg.model.to_dict(), "test_dataloader": cfg.test_dataloader.to_dict()})
-    done = {i for i in range(n_shards) if all((out / f"{kind}-{i:05d}.parquet").is_file()
-                                               for kind in ("candidates", "detections", "images"))}
-    rows: dict[str, dict[str, list]] = {}
-
-    def flush(shard: int) -> None:
-        for kind, columns in (("candidates", CANDIDATE_COLUMNS), ("detections", DETECTION_COLUMNS),
-                              ("images", IMAGE_COLUMNS)):
-            data = {c: np.concatenate(rows[kind][c]) if rows[kind][c] else np.zeros(0) for c in columns}
-            atomic_write_bytes(out / f"{kind}-{shard:05d}.parquet", _parquet_bytes(_frame(columns, data)))
-        rows.clear()
-
+    done = complete_shards(out, n_shards)
+    writer, cap = ShardWriter(out), None
     bar = progress_bar(total=n_images, desc="dump", unit="img", disable=not progress)
     start = time.time()
-    with torch.no_grad():
-        for index, batch in enumerate(loader):
-            shard = index // shard_size
-            bar.update(1)
-            if shard in done:
-                continue
-            if not rows:
-                rows.update({k: {c: [] for c in cols} for k, cols in (
-                    ("candidates", CANDIDATE_COLUMNS), ("detections", DETECTION_COLUMNS), ("images", IMAGE_COLUMNS))})
-            data = model.data_preprocessor(batch, False)
-            sample = data["data_samples"][0]
-            feats = model.extract_feat(data["inputs"])
-            outs = head(feats)
-            meta = sample.metainfo
-            img_id = int(meta["img_id"])
-            gt_boxes, gt_labels = ground_truth(infos[img_id])  # original-image pixels
-            sizes = [f.shape[-2:] for f in outs[0]]
-            priors = head.prior_generator.grid_priors(sizes, device="cpu")  # input frame
-            positives = positive_anchor_count(torch.cat(priors), scale_xy(gt_boxes, meta["scale_factor"]))
-            cand = rows["candidates"]
-            for level, pri in enumerate(priors):
-                cls = outs[0][level][0].permute(1, 2, 0).reshape(-1, head.cls_out_channels).sigmoid()
-                deltas = outs[1][level][0].permute(1, 2, 0).reshape(-1, 4)
-                obj = (outs[2][level][0].permute(1, 2, 0).reshape(-1).sigmoid() if len(outs) > 2
-                       else torch.full((cls.shape[0],), float("nan")))
-                keep = torch.zeros_like(cls, dtype=torch.bool)
-                for f in grid:
-                    fused = cls if deployed is None else fuse_scores(cls, obj, f["mode"], f["alpha"], f["thr"])
-                    _, labels, anchors, _ = filter_scores_and_topk(fused, score_thr, nms_pre)
-                    keep[anchors, labels] = True
-                anchors, labels = keep.nonzero(as_tuple=True)
-                boxes = head.bbox_coder.decode(pri[anchors], deltas[anchors], max_shape=meta["img_shape"])
-                boxes = scale_xy(boxes, meta["scale_factor"], inverse=True)
-                match = match_gt(boxes, labels, gt_boxes, gt_labels)
-                for c, v in (("image_id", np.full(len(anchors), img_id)), ("level", np.full(len(anchors), level)),
-                             ("anchor", anchors.numpy()), ("label", labels.numpy()),
-                             ("cls", cls[anchors, labels].numpy()), ("obj", obj[anchors].numpy()),
-                             ("x1", boxes[:, 0].numpy()), ("y1", boxes[:, 1].numpy()),
-                             ("x2", boxes[:, 2].numpy()), ("y2", boxes[:, 3].numpy()),
-                             *((k, v.numpy()) for k, v in match.items())):
-                    cand[c].append(v)
-            det = head.predict_by_feat(*outs, batch_img_metas=[meta], rescale=True)[0]
-            d_match = match_gt(det.bboxes, det.labels, gt_boxes, gt_labels)
-            n = len(det)
-            d_cls = det.cls_scores if "cls_scores" in det else det.scores
-            d_obj = det.obj_scores if "obj_scores" in det else torch.full((n,), float("nan"))
-            for c, v in (("image_id", np.full(n, img_id)), ("label", det.labels.numpy()),
-                         ("score", det.scores.numpy()), ("cls", d_cls.numpy()), ("obj", d_obj.numpy()),
-                         ("x1", det.bboxes[:, 0].numpy()), ("y1", det.bboxes[:, 1].numpy()),
-                         ("x2", det.bboxes[:, 2].numpy()), ("y2", det.bboxes[:, 3].numpy()),
-                         *((k, v.numpy()) for k, v in d_match.items())):
-                rows["detections"][c].append(v)
-            h, w = meta["ori_shape"]
-            for c, v in (("image_id", [img_id]), ("num_gt", [len(gt_labels)]),
-                         ("positive_anchors", [positives]), ("width", [w]), ("height", [h])):
-                rows["images"][c].append(np.asarray(v))
-            if (index + 1) % shard_size == 0 or index + 1 == n_images:
-                flush(shard)
+    for index, batch in enumerate(loader):
+        bar.update(1)
+        shard = index // shard_size
+        if shard in done and cap is not None:
+            continue
+        rows, cap = image_rows(model, batch, infos[int(batch["data_samples"][0].img_id)], score_thr, nms_pre)
+        if shard in done:
+            continue  # one image of a resumed dump is captured anyway: the metadata needs its rule
+        writer.add(rows)
+        if (index + 1) % shard_size == 0 or index + 1 == n_images:
+            writer.flush(shard)
     bar.close()
     release_dataloaders(loader)
-    meta = {
-        "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
-        "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
-        "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
-        "shards": [shard_record(out, i) for i in range(n_shards)],
-        "classes": list(dataset.metainfo["classes"]), "cat_ids": [int(c) for c in getattr(dataset, "cat_ids", [])],
-        "head": type(head).__name__,
-        "fusion": deployed, "test_cfg": mmengine.config.ConfigDict(test_cfg).to_dict(),
-        "candidate_rule": {"fusions": grid, "score_thr": score_thr, "nms_pre": nms_pre},
-        "seed": (cfg.get("randomness") or {}).get("seed"),
-        "versions": {"retconf": retconf.__version__, "mmdet": mmdet.__version__, "torch": torch.__version__,
-                     "mmengine": mmengine.__version__, "python": platform.python_version()},
-        "schema": {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS},
-        "seconds": round(time.time() - start, 1),
-    }
+    meta = dump_metadata(cfg, config, checkpoint, checkpoint_sha256, out, n_shards, dataset, model.bbox_head, cap,
+                         score_thr, nms_pre, time.time() - start)
     atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta

@@ -13,14 +13,27 @@ mode            fused score                                 paper
 ``mul_thr``     cls · obj where obj > t, else 0             "cls*obj(obj>0.5)"
 ``pow``         obj^α · cls^(1-α)                           RetinaNet-Conf (α=0.4)
 ``pow_thr``     obj^α · cls^(1-α) where obj > t, else 0     product with filter
+``geo``         sqrt(cls · obj)                             (TOOD's T-head score)
 ==============  ==========================================  ====================
+
+``geo`` equals ``pow`` at α = 0.5 in exact arithmetic; it is computed the way mmdet's TOOD head
+computes its score (``(σ(cls)·σ(prob)).sqrt()``) so that re-scoring a TOOD dump reproduces its
+live detections bit for bit.
+
+:class:`Fusion` bundles a mode with its α, threshold and order (fuse before or after the
+per-level top-k). It is the one definition of "fuse, threshold, top-k per level" that the
+quality head (:class:`retconf.models.dense_heads.QualityRetinaHead`), the dump's candidate rule
+(:func:`fusion_grid`) and the re-scoring of dumps (:mod:`analysis.rescore`) use.
 """
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-FUSION_MODES: tuple[str, ...] = ("cls", "cls_thr", "mul", "mul_thr", "pow", "pow_thr")
+FUSION_MODES: tuple[str, ...] = ("cls", "cls_thr", "mul", "mul_thr", "pow", "pow_thr", "geo")
 FUSION_ORDERS: tuple[str, ...] = ("before_topk", "after_topk")
 
 
@@ -57,6 +70,8 @@ def fuse_scores(cls: Tensor, obj: Tensor, mode: str = "pow", alpha: float = 0.4,
         fused = cls
     elif base == "mul":
         fused = cls * o
+    elif base == "geo":
+        fused = (cls * o).sqrt()
     else:
         fused = o.clamp(min=0).pow(alpha) * cls.clamp(min=0).pow(1.0 - alpha)
     if mode.endswith("_thr"):
@@ -80,3 +95,90 @@ def legacy_level_scores(cls: Tensor, obj: Tensor, alpha: float, num_level_anchor
     if nms_pre > 0 and num_level_anchors > nms_pre:
         return fuse_scores(cls, obj, "pow", alpha)
     return cls.clamp(min=0).pow(1.0 - alpha)
+
+
+ALPHA_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A ranking rule: ``mode`` (:data:`FUSION_MODES`) with its ``alpha`` and ``thr``, applied
+    ``order='before_topk'`` (fuse, then threshold and top-k on the fused score) or
+    ``'after_topk'`` (mmdet's BaseDenseHead order: threshold and top-k on ``cls``, then fuse the
+    survivors, as FCOS and ATSS do with centerness)."""
+
+    mode: str = "cls"
+    alpha: float = 0.0
+    thr: float = 0.5
+    order: str = "before_topk"
+
+    def __post_init__(self) -> None:
+        check_fusion(self.mode, self.alpha, self.thr, self.order)
+
+    @classmethod
+    def of(cls, spec: Optional[dict]) -> "Fusion":
+        """From a config / metadata dict (unknown keys such as ``legacy_level_bug`` ignored);
+        None is plain ``cls`` ranking."""
+        spec = spec or {}
+        return cls(**{k: spec[k] for k in ("mode", "alpha", "thr", "order") if k in spec})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def scores(self, cls: Tensor, obj: Tensor) -> Tensor:
+        """The fused score (Tensor like ``cls``: [N, K] or [N]); ``obj`` Tensor[N]."""
+        return fuse_scores(cls, obj, self.mode, self.alpha, self.thr)
+
+    def rank(self, cls: Tensor, obj: Tensor) -> Tensor:
+        """What the score threshold and the top-k compare: the fused score before the top-k, the
+        classification score after it (shape of ``cls``)."""
+        return self.scores(cls, obj) if self.order == "before_topk" else cls
+
+    def select(self, cls: Tensor, obj: Tensor, score_thr: float,
+               nms_pre: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One level's candidates: ``rank`` > ``score_thr``, the top ``nms_pre`` (all when ≤ 0).
+
+        Args:
+            cls (Tensor[A, K]) probabilities; obj (Tensor[A]) quality (any value for ``cls``).
+        Returns:
+            scores (Tensor[N], fused), labels (Tensor[N]), anchors (Tensor[N]), in descending
+            rank order, exactly as mmdet's ``filter_scores_and_topk`` keeps them.
+        """
+        rank = self.rank(cls, obj)
+        anchors, labels = topk_pairs(rank, score_thr, nms_pre)
+        if self.order == "before_topk":
+            return rank[anchors, labels], labels, anchors
+        return self.scores(cls[anchors, labels], obj[anchors]), labels, anchors
+
+
+def topk_pairs(scores: Tensor, score_thr: float, nms_pre: int) -> tuple[Tensor, Tensor]:
+    """(anchor, class) pairs with score > ``score_thr``, the top ``nms_pre`` in descending order
+    (all when ``nms_pre`` ≤ 0): mmdet's ``filter_scores_and_topk`` written with torch alone
+    (tested equal), so that this module needs no mmdet.
+
+    Args:
+        scores (Tensor[A, K]).
+    Returns:
+        anchors (Tensor[N]), labels (Tensor[N]).
+    """
+    valid = scores > score_thr
+    kept = scores[valid]
+    pairs = torch.nonzero(valid)
+    k = pairs.size(0) if nms_pre <= 0 else min(nms_pre, pairs.size(0))
+    _, order = kept.sort(descending=True)
+    anchors, labels = pairs[order[:k]].unbind(dim=1)
+    return anchors, labels
+
+
+def fusion_grid(deployed: Optional[Fusion]) -> list[Fusion]:
+    """The fusions whose live selections a dump keeps: the deployed one, Table 4's modes
+    (``cls``, ``mul``, ``cls_thr``, ``mul_thr``), ``pow`` at every α of :data:`ALPHA_GRID` and
+    ``pow_thr`` at α 0.4 and the deployed α. None (no separate quality score): ``cls`` only.
+    Re-scoring a dump with any of them sees exactly the candidates live inference would."""
+    if deployed is None:
+        return [Fusion("cls")]
+    thr = deployed.thr
+    grid = [deployed] + [Fusion(m, 0.0, thr) for m in ("cls", "mul", "cls_thr", "mul_thr")]
+    grid += [Fusion("pow", a, thr) for a in ALPHA_GRID]
+    grid += [Fusion("pow_thr", a, thr) for a in sorted({0.4, deployed.alpha})]
+    return list(dict.fromkeys(grid))

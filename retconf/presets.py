@@ -35,6 +35,17 @@ TINY_DETECTORS = {
 }
 
 
+# Five more dense-detector families (mmdet's heads) under the same tiny recipe: backbone and its
+# pretrained weights, neck, data, schedule and seeds as the three above; only the head differs.
+FAMILY_DETECTORS = {
+    "fcos": "experiments/fcos_r18-tiny_fpn_digits.py",
+    "atss": "experiments/atss_r18-tiny_fpn_digits.py",
+    "gfl": "experiments/gfl_r18-tiny_fpn_digits.py",
+    "vfnet": "experiments/vfnet_r18-tiny_fpn_digits.py",
+    "tood": "experiments/tood_r18-tiny_fpn_digits.py",
+}
+
+
 def coco_detectors(depth: int) -> dict[str, str]:
     """The paper's three 1x COCO recipes for a ResNet ``depth`` (50 or 101)."""
     return {

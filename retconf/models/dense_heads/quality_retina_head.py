@@ -28,7 +28,7 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import cat_boxes, get_box_tensor
 from mmdet.utils import InstanceList, OptInstanceList
 
-from ...fusion import check_fusion, fuse_scores, legacy_level_scores
+from ...fusion import Fusion, check_fusion, legacy_level_scores
 from ..targets import iou_targets
 
 DEFAULT_FUSION = dict(mode="pow", alpha=0.4, thr=0.5, order="before_topk", legacy_level_bug=False)
@@ -177,14 +177,10 @@ class QualityRetinaHead(RetinaHead):
             ``obj_scores`` and the filtered ``extra``.
         """
         f = self.fusion
-        extra = dict(extra, obj=obj, cls=cls)
-        if f.legacy_level_bug or f.order == "before_topk":
-            fused = (legacy_level_scores(cls, obj, f.alpha, cls.size(0), nms_pre)
-                     if f.legacy_level_bug else fuse_scores(cls, obj, f.mode, f.alpha, f.thr))
-            scores, labels, _, kept = filter_scores_and_topk(fused, score_thr, nms_pre, extra)
-        else:  # after_topk: mmdet's order, rank and threshold on cls, then fuse the survivors
-            cls_kept, labels, _, kept = filter_scores_and_topk(cls, score_thr, nms_pre, extra)
-            scores = fuse_scores(cls_kept, kept["obj"], f.mode, f.alpha, f.thr)
-        rows = torch.arange(labels.numel(), device=labels.device)
-        return dict(bbox_pred=kept["bbox_pred"], priors=kept["priors"], scores=scores,
-                    labels=labels, cls_scores=kept["cls"][rows, labels], obj_scores=kept["obj"])
+        if f.legacy_level_bug:
+            fused = legacy_level_scores(cls, obj, f.alpha, cls.size(0), nms_pre)
+            scores, labels, anchors, _ = filter_scores_and_topk(fused, score_thr, nms_pre)
+        else:
+            scores, labels, anchors = Fusion.of(f).select(cls, obj, score_thr, nms_pre)
+        return dict(bbox_pred=extra["bbox_pred"][anchors], priors=extra["priors"][anchors],
+                    scores=scores, labels=labels, cls_scores=cls[anchors, labels], obj_scores=obj[anchors])
