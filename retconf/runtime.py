@@ -26,12 +26,24 @@ class CLIError(Exception):
     """An error reported as one line on stderr with a non-zero exit."""
 
 
+def resolve_config(path: str | os.PathLike) -> Path:
+    """A config path; ``mmdet::atss/atss_r50_fpn_1x_coco.py`` (mmdet's own configs, the syntax
+    of ``_base_``) is looked up in the installed mmdet package."""
+    text = str(path)
+    if text.startswith("mmdet::"):
+        import mmdet
+
+        return Path(mmdet.__file__).parent / ".mim" / "configs" / text.removeprefix("mmdet::")
+    return Path(path)
+
+
 def load_config(path: str | os.PathLike, cfg_options: Optional[dict] = None,
                 data_root: Optional[str] = None) -> Any:
-    """Load an mmdet config, apply ``--cfg-options`` and an optional dataset root."""
+    """Load an mmdet config (a file, or ``mmdet::NAME`` for one of mmdet's), apply
+    ``--cfg-options`` and an optional dataset root."""
     from mmengine.config import Config
 
-    path = Path(path)
+    path = resolve_config(path)
     if not path.is_file():
         raise ConfigError(f"config {path} does not exist")
     try:

@@ -1,0 +1,118 @@
+"""Candidate capture for mmdet dense heads (retconf.capture): for each detector family, a dump
+whose re-scoring with the head's own ranking rule reproduces its live detections, detection for
+detection; and a dump of one of mmdet's own configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.io import load_dump
+from analysis.rescore import inference_kwargs, rescore
+from retconf.capture import UnsupportedHead, adapter_for, positive_priors
+from retconf.dump import dump_predictions
+from retconf.presets import FAMILY_DETECTORS, TINY_DETECTORS
+from tests.conftest import ROOT
+
+# Adapter and deployed rule (metadata "fusion") of each family.
+EXPECTED = {
+    "retinanet": ("base", None),
+    "retinanet_conf": ("base", "pow"),
+    "fcos": ("base", "mul"),
+    "atss": ("base", "mul"),
+    "gfl": ("gfl", None),
+    "vfnet": ("base", None),
+    "tood": ("tood", "geo"),
+}
+CONFIGS = {**TINY_DETECTORS, **FAMILY_DETECTORS}
+COLS = ["image_id", "label", "x1", "y1", "x2", "y2"]
+
+
+def _random_checkpoint(config: str, path: Path, seed: int = 0) -> str:
+    """A checkpoint of the config's model with its own random initialisation (no backbone
+    download), the classification bias lowered so that random scores pass ``score_thr``."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    import retconf.plugin  # noqa: F401
+    from retconf.runtime import load_config
+
+    register_all_modules()
+    cfg = load_config(config)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
+    return str(path)
+
+
+def _options() -> dict:
+    # random weights score about 0.01 everywhere: keep every pair, and a small top-k so the
+    # per-level selection (not only NMS) decides what survives
+    return {"model.test_cfg.score_thr": 0.0, "model.test_cfg.nms_pre": 40, "model.test_cfg.max_per_img": 30,
+            "test_dataloader.num_workers": 0, "test_dataloader.persistent_workers": False}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_rescoring_the_dump_reproduces_live_detections(name: str, small_digits: Path, tmp_path: Path) -> None:
+    config = str(ROOT / CONFIGS[name])
+    ckpt = _random_checkpoint(config, tmp_path / "random.pth")
+    dump_predictions(config, ckpt, tmp_path / "dump", str(small_digits), _options(), shard_size=8, progress=False)
+    dump = load_dump(tmp_path / "dump")
+    adapter, mode = EXPECTED[name]
+    assert dump.meta["adapter"] == adapter
+    assert (dump.meta["fusion"] or {}).get("mode") == mode
+    live = dump.detections
+    assert len(live) > 0
+    fusion = dump.meta["fusion"] or {}
+    again = rescore(dump.candidates, fusion.get("mode", "cls"), fusion.get("alpha", 0.0), fusion.get("thr", 0.5),
+                    order=fusion.get("order", "before_topk"), **inference_kwargs(dump.meta))
+    a = live.sort_values(COLS).reset_index(drop=True)
+    b = again.sort_values(COLS).reset_index(drop=True)
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a[COLS].to_numpy(), b[COLS].to_numpy())
+    np.testing.assert_allclose(a["score"].to_numpy(), b["score"].to_numpy(), rtol=1e-6)
+    # every live detection's cls (and quality, where the head has one) found among the candidates
+    assert live["cls"].notna().all()
+    assert live["obj"].notna().all() == (mode is not None)
+    assert dump.candidates["obj"].notna().all() == (mode is not None)
+
+
+def test_dump_of_an_mmdet_config(small_digits: Path, tmp_path: Path) -> None:
+    """mmdet's own ATSS config (ResNet-50, its COCO pipeline at a smaller scale), random weights,
+    on the digits data: runs and validates."""
+    config = "mmdet::atss/atss_r50_fpn_1x_coco.py"
+    ckpt = _random_checkpoint(config, tmp_path / "random.pth")
+    options = {**_options(), "test_dataloader.dataset.pipeline.1.scale": (192, 192),
+               "test_dataloader.dataset.metainfo": dict(classes=tuple("0123456789")),
+               "test_dataloader.dataset.ann_file": "annotations/instances_val.json",
+               "test_dataloader.dataset.data_prefix.img": "val/",
+               "test_evaluator.ann_file": str(small_digits / "annotations" / "instances_val.json")}
+    meta = dump_predictions(config, ckpt, tmp_path / "dump", str(small_digits), options, shard_size=8,
+                            progress=False)
+    dump = load_dump(tmp_path / "dump")
+    assert meta["head"] == "ATSSHead" and meta["quality"] == "centerness"
+    assert len(dump.images) == meta["num_images"] > 0
+    assert dump.candidates["obj"].between(0, 1).all()
+
+
+def test_heads_without_an_adapter_are_refused() -> None:
+    from mmdet.models.dense_heads import PAAHead
+    from mmdet.utils import register_all_modules
+
+    register_all_modules()
+    head = PAAHead(num_classes=2, in_channels=32, feat_channels=32, stacked_convs=1)
+    with pytest.raises(UnsupportedHead, match="PAAHead"):
+        adapter_for(head)
+
+
+def test_positive_priors_for_anchors_and_points() -> None:
+    gt = torch.tensor([[10.0, 10.0, 30.0, 30.0]])
+    anchors = torch.tensor([[10.0, 10.0, 30.0, 30.0], [0.0, 0.0, 8.0, 8.0], [12.0, 12.0, 30.0, 30.0]])
+    assert positive_priors(anchors, gt) == 2
+    points = torch.tensor([[20.0, 20.0], [5.0, 5.0], [29.0, 11.0]])
+    assert positive_priors(points, gt) == 2
+    assert positive_priors(points, gt[:0]) == 0
