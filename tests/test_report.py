@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from retconf.report import ReportError, make_reports, notebooks
+from tests.report_tables import table_problems, tables
+
+PAGES = ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results", "05_calibration"]
 
 
 class _Counter(HTMLParser):
@@ -122,6 +125,54 @@ def test_index_links_every_report_with_its_findings(reports: Path) -> None:
     assert "retconf reproduce --preset quick --seeds 2 --full" in text
     for href in re.findall(r'href="([^"#]+)"', text):  # every link resolves
         assert (reports / href).resolve().exists(), href
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_table_follows_the_precision_rules(reports: Path, name: str) -> None:
+    """AP and other fractions to 3 decimals, counts as integers (a mean over seeds: one decimal),
+    no "1080.000", one header row, no all-NaN spread, nothing truncated."""
+    assert table_problems((reports / f"{name}.html").read_text()) == []
+
+
+def loss_tables(page: str) -> tuple[list[dict], list[dict]]:
+    """The Table 2 (``loss`` without ``alpha``) and Table 3 (``loss`` and ``alpha``) tables of
+    page 03, each as one dict per row keyed by header."""
+    found = {}
+    for head, rows, _ in tables(page):
+        if "loss" in head:
+            found["table3" if "alpha" in head else "table2"] = [dict(zip(head, r)) for r in rows]
+    return found["table2"], found["table3"]
+
+
+def assert_loss_tables_complete(page: str) -> None:
+    """Table 2 has the paper's seven quality losses and Table 3 its two rows, each joined with
+    the paper's numbers."""
+    from analysis.paper import load_table
+
+    table2, table3 = loss_tables(page)
+    assert [r["loss"] for r in table2] == list(load_table("table2_conf_loss_ablation_r50")["loss"])
+    assert len(table2) == 7
+    assert [(r["loss"], float(r["alpha"])) for r in table3] == \
+        [(r.loss, r.alpha) for r in load_table("table3_conf_loss_product_r50").itertuples()]
+    for row in table2 + table3:
+        assert 0 <= float(row["AP_paper"]) <= 1 and 0 <= float(row["AP"]) <= 1, row
+
+
+def test_loss_tables_of_a_full_run_have_every_row(reports: Path) -> None:
+    assert_loss_tables_complete((reports / "03_ablations.html").read_text())
+
+
+def test_ablations_report_on_a_fixture_run(tmp_path: Path) -> None:
+    """Notebook 03 end to end on a fixture run with every loss ablation's dumps (no training):
+    the loss tables have all their rows and every table follows the rules."""
+    from retconf.ablations import TRAINED_VARIANTS
+    from tests.analysis.quality_cases import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", ablations=tuple(TRAINED_VARIANTS))
+    make_reports(run, tmp_path / "out", names=["03"])
+    page = (tmp_path / "out" / "03_ablations.html").read_text()
+    assert_loss_tables_complete(page)
+    assert table_problems(page) == []
 
 
 def test_failing_notebook_names_the_cell_and_keeps_the_notebook(tmp_path: Path) -> None:
@@ -254,6 +305,7 @@ def test_calibration_report_on_a_fixture_run(tmp_path: Path) -> None:
         assert header in page.headers, header
     page = (tmp_path / "out" / "05_calibration.html").read_text()
     assert "mean ± sd (sample standard deviation) over 2 training seeds" in page
+    assert table_problems(page) == []
     assert "05_calibration.html" in (tmp_path / "out" / "index.html").read_text()
 
 
