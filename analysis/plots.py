@@ -4,20 +4,22 @@ Nothing here computes a metric (see :mod:`analysis.metrics`); the notebooks pair
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 
 def scatter_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col: str = "iou_same",
-                      title: str = "", max_points: int = 20000) -> Any:
-    """Figure 1 panel: score against IoU, one dot per box (a fixed sample above ``max_points``)."""
+                      title: str = "", max_points: int = 20000, score_label: str = "",
+                      marker_size: float = 9.0, marker_alpha: float = 0.5) -> Any:
+    """Figure 1 panel: score against IoU, one dot per box (a fixed sample above ``max_points``),
+    the number of boxes in the title, the 0.5 lines dashed."""
     data = df.sample(max_points, random_state=0) if len(df) > max_points else df
-    ax.scatter(data[iou_col], data[score_col], s=4, alpha=0.4, linewidths=0)
+    ax.scatter(data[iou_col], data[score_col], s=marker_size, alpha=marker_alpha, linewidths=0)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="IoU with ground truth", ylabel=score_col,
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="IoU with a same-label ground truth", ylabel=score_label or score_col,
            title=f"{title} (n={len(df)})" if title else f"n={len(df)}")
     return ax.figure
 
@@ -68,16 +70,22 @@ def alpha_curve(table: pd.DataFrame, ax: Any, label: str = "", metric: str = "AP
     return ax.figure
 
 
-def figure1_grid(before: pd.DataFrame, after: pd.DataFrame, image_ids: list, score_col: str = "cls",
-                 iou_col: str = "iou_same", size: float = 3.2) -> Any:
-    """The paper's Figure 1 layout: rows before / after NMS, one column per image."""
+def figure1_grid(before: pd.DataFrame, after: pd.DataFrame, image_ids: list,
+                 scores: Sequence[tuple[str, str]] = (("cls", "cls"),), iou_col: str = "iou_same",
+                 size: float = 3.2) -> Any:
+    """The paper's Figure 1 layout: one column per image; one row per (stage, score): before NMS
+    then after NMS, each with every ``(column, axis label)`` of ``scores`` (e.g. ``cls`` and
+    the fused score NMS ranks by, :func:`analysis.metrics.figure1_scores`)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(image_ids), figsize=(size * len(image_ids), size * 2), squeeze=False)
-    for j, image_id in enumerate(image_ids):
-        for i, (stage, df) in enumerate((("before NMS", before), ("after NMS", after))):
-            scatter_score_iou(df[df["image_id"] == image_id], axes[i, j], score_col, iou_col,
-                              title=f"image {image_id}, {stage}")
+    rows = [(stage, df, col, label) for stage, df in (("before NMS", before), ("after NMS", after))
+            for col, label in scores]
+    fig, axes = plt.subplots(len(rows), len(image_ids), figsize=(size * len(image_ids), size * len(rows)),
+                             squeeze=False)
+    for i, (stage, df, col, label) in enumerate(rows):
+        for j, image_id in enumerate(image_ids):
+            scatter_score_iou(df[df["image_id"] == image_id], axes[i, j], col, iou_col,
+                              title=f"image {image_id}, {stage}", score_label=label)
     fig.tight_layout()
     return fig
 
