@@ -153,3 +153,27 @@ def error_bars(table: pd.DataFrame, ax: Any, value: str = "dAP", by: str = "mode
     ax.set(ylabel=value, title=title)
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def paired_effects(deltas: pd.DataFrame, intervals: pd.DataFrame, ax: Any, key: str, ylabel: str,
+                   title: str = "") -> Any:
+    """Paired per-seed differences to a baseline (:func:`analysis.effects.deltas_to_baseline`,
+    :func:`analysis.effects.delta_intervals`): one line with dots per seed, the mean with its
+    95 % paired interval as black squares with error bars, and the zero line (no effect).
+    ``key`` values that are numbers (α) are drawn at their value, others (fusion modes) in
+    order at 0, 1, …"""
+    values = list(dict.fromkeys(intervals[key]))
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating)) for v in values)
+    where = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
+    for seed, g in deltas.groupby("seed", sort=True):
+        ax.plot([where[v] for v in g[key]], g["delta"], marker="o", ms=4, lw=1, alpha=0.7, label=f"seed {seed}")
+    x = [where[v] for v in intervals[key]]
+    err = np.nan_to_num(np.vstack([intervals["mean"] - intervals["lo"], intervals["hi"] - intervals["mean"]]))
+    ax.errorbar(x, intervals["mean"], yerr=err, fmt="s", color="k", ms=5, capsize=4, zorder=3,
+                label="mean, 95 % paired interval")
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    if not numeric:
+        ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=20, ha="right")
+    ax.set(xlabel=key, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    return ax.figure

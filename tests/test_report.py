@@ -64,8 +64,8 @@ def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
     # the quick run's models keep no wrong survivor (NaN on both seeds): its all-NaN spread is left out
     ("01_misalignment", 8, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "group",
                                "well-localized", "cls<0.5", "shift"]),
-    ("02_alpha_sweep", 3, 1, ["AP_paper", "AP_sd", "resolution"]),
-    ("03_ablations", 8, 0, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
+    ("02_alpha_sweep", 3, 2, ["AP_paper", "AP_sd", "resolution"]),  # α curve, paired α effects
+    ("03_ablations", 8, 1, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
                             "share", "agree", "order"]),
     # the quick run's RetinaNet detects nothing (no AP): no pair with it, and the page says so
     ("04_main_results", 7, 1, ["ARs", "ARl", "source", "comparison", "seeds"]),
@@ -173,6 +173,7 @@ def test_ablations_report_on_a_fixture_run(tmp_path: Path) -> None:
     page = (tmp_path / "out" / "03_ablations.html").read_text()
     assert_loss_tables_complete(page)
     assert table_problems(page) == []
+    assert page.count("<img ") == 1 and "Paired effect of the fusion mode" in page
 
 
 def test_failing_notebook_names_the_cell_and_keeps_the_notebook(tmp_path: Path) -> None:
