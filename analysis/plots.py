@@ -27,7 +27,7 @@ def scatter_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col
 def density_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col: str = "iou_same",
                       title: str = "", gridsize: int = 40) -> Any:
     """All images at once: hexbin density (log counts) of score against IoU."""
-    ax.set(xlabel="IoU with ground truth", ylabel=score_col, title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.set(xlabel="IoU with a same-label ground truth", ylabel=score_col, title=title, xlim=(0, 1), ylim=(0, 1))
     if df.empty:  # an untrained model may have no box above the score threshold
         ax.text(0.5, 0.5, "no boxes", ha="center", va="center", transform=ax.transAxes)
         return ax.figure
@@ -64,7 +64,7 @@ def alpha_curve(table: pd.DataFrame, ax: Any, label: str = "", metric: str = "AP
     a ``{metric}_sd`` column (over seeds) is drawn as a band."""
     (line,) = ax.plot(table["alpha"], table[metric], marker="o", label=label or None)
     _band(ax, table["alpha"], table[metric], table.get(f"{metric}_sd"), line)
-    ax.set(xlabel="alpha", ylabel=metric)
+    ax.set(xlabel="α (weight of obj in obj^α·cls^(1−α))", ylabel=metric)
     if label:
         ax.legend()
     return ax.figure
