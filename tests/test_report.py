@@ -62,7 +62,7 @@ def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
 @pytest.mark.parametrize("name, tables, images, headers", [
     # the quick run's one-epoch models keep no candidate with cls > 0.05: the per-level/size table is empty
     # the quick run's models keep no wrong survivor (NaN on both seeds): its all-NaN spread is left out
-    ("01_misalignment", 8, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "group",
+    ("01_misalignment", 8, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "subset",
                                "well-localized", "cls<0.5", "shift"]),
     ("02_alpha_sweep", 3, 2, ["AP_paper", "AP_sd", "resolution"]),  # α curve, paired α effects
     ("03_ablations", 8, 1, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
