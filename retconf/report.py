@@ -197,6 +197,22 @@ def command_of(summary: dict) -> str:
     return cmd + (" --full" if summary.get("ablations") else "")
 
 
+INDEX_HEADING = "<h1>retconf reports</h1>"
+
+
+def sibling_sets(out: Path) -> list[str]:
+    """The other report sets beside ``out`` (e.g. ``tiny`` and ``tiny-full`` in ``reports/``):
+    the folders whose ``index.html`` this module wrote, by name."""
+    if not out.parent.is_dir():
+        return []
+    found = []
+    for p in sorted(out.parent.iterdir()):
+        index = p / "index.html"
+        if p.is_dir() and p.resolve() != out.resolve() and index.is_file() and INDEX_HEADING in index.read_text(errors="replace"):
+            found.append(p.name)
+    return found
+
+
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None) -> str:
     """The landing page: what was run (paper, data, models, seeds, command), one line of
     computed findings per report with its link, links to sibling report sets and benchmarks,
@@ -218,8 +234,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
     for title, href in entries:
         items.append(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a> — '
                      f"{html.escape(verdict_line(page_findings(out / href)))}</li>")
-    siblings = sorted(p.name for p in out.parent.iterdir() if p.is_dir() and p != out and (p / "index.html").is_file()) \
-        if out.parent.is_dir() else []
+    siblings = sibling_sets(out)
     links = "".join(f'<li><a href="../{html.escape(n)}/index.html">{html.escape(n)}</a></li>' for n in siblings)
     bench = out.parent / "benchmarks"
     bench_links = "".join(f'<li><a href="../benchmarks/{html.escape(p.name)}">{html.escape(p.stem)}</a></li>'
@@ -230,7 +245,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>retconf reports: {html.escape(str(run_dir))}</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto;line-height:1.4}"
         "td,th{padding:2px 8px;text-align:left}</style></head><body>"
-        "<h1>retconf reports</h1>"
+        + INDEX_HEADING +
         "<p>Reproduction and analysis of <i>Improvement of Classification in One-Stage Detector</i> "
         "(RetinaNet-Conf): RetinaNet, IoU-aware RetinaNet and RetinaNet-Conf trained under one recipe, "
         "their classification/localization misalignment before and after NMS, and the paper's tables.</p>"

@@ -324,3 +324,27 @@ def test_verdict_line_and_command_of(tmp_path: Path) -> None:
     assert page_findings(tmp_path / "missing.html") == []
     assert command_of({"preset": "tiny", "seeds": [0, 1, 2], "ablations": []}) == "retconf reproduce --preset tiny --seeds 3"
     assert command_of({"preset": "tiny", "seeds": [0], "ablations": ["conf_l1"]}).endswith("--seeds 1 --full")
+
+
+def test_index_links_the_other_report_sets_and_the_benchmarks(tmp_path: Path) -> None:
+    """reports/tiny's index links reports/tiny-full (a retconf report set) and every benchmark
+    page in reports/benchmarks, and nothing else beside it; every link resolves."""
+    import re
+
+    from retconf.report import index_html
+
+    reports = tmp_path / "reports"
+    tiny, full, bench, other = (reports / n for n in ("tiny", "tiny-full", "benchmarks", "notes"))
+    for d in (tiny, full, bench, other):
+        d.mkdir(parents=True)
+    summary = {"preset": "tiny", "seeds": [0, 1, 2], "detectors": ["retinanet"], "seconds": {}}
+    (full / "index.html").write_text(index_html([], Path("runs/tiny-full"), summary, full))
+    (other / "index.html").write_text("<html>someone else's page</html>")
+    (bench / "rescore_floor.md").write_text("# floor")
+    text = index_html([], Path("runs/tiny"), summary, tiny)
+    links = re.findall(r'href="([^"#]+)"', text)
+    assert "../tiny-full/index.html" in links and "../benchmarks/rescore_floor.md" in links
+    assert not any("notes" in h for h in links)
+    for href in links:
+        if not href.startswith("0"):  # the numbered pages of this set are not written here
+            assert (tiny / href).resolve().exists(), href
