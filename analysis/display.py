@@ -2,7 +2,7 @@
 truncation), counts as integers, and figures with alt text."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pandas as pd
 
@@ -82,13 +82,20 @@ def show_figure(fig, alt: str, width: int | None = None) -> None:
     display(HTML(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}"{size}>'))
 
 
-def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3) -> pd.DataFrame:
+# COCO's value of a metric it cannot compute (APl with no large object in the val set).
+COCO_UNDEFINED = -1.0
+
+
+def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3,
+                undefined: Optional[float] = None) -> pd.DataFrame:
     """A compact mean ± sd table: each metric ``m`` with an ``m_sd`` column becomes one text
-    column "mean ± sd" (the mean alone when the spread is NaN: one seed); other columns stay."""
+    column "mean ± sd" (the mean alone when the spread is NaN: one seed); a mean equal to
+    ``undefined`` (e.g. :data:`COCO_UNDEFINED`) reads "n/a"; other columns stay."""
     out = df.reset_index(drop=True).copy()
     for m in metrics:
         if m not in out:
             continue
         sd = out.pop(f"{m}_sd") if f"{m}_sd" in out else pd.Series(float("nan"), index=out.index)
-        out[m] = [f"{v:.{digits}f}" + ("" if pd.isna(e) else f" ± {e:.{digits}f}") for v, e in zip(out[m], sd)]
+        out[m] = ["n/a" if undefined is not None and v == undefined else
+                  f"{v:.{digits}f}" + ("" if pd.isna(e) else f" ± {e:.{digits}f}") for v, e in zip(out[m], sd)]
     return out

@@ -48,3 +48,12 @@ def test_an_unnamed_sort_index_is_dropped() -> None:
     df = pd.DataFrame({"x": [2.0, 1.5]}, index=[7, 3])
     out = flat(df)
     assert list(out.columns) == ["x"] and list(out.index) == [0, 1]
+
+
+def test_with_spread_reads_coco_undefined_as_not_available() -> None:
+    from analysis.display import COCO_UNDEFINED, with_spread
+
+    df = pd.DataFrame({"model": ["a"], "AP": [0.3371], "AP_sd": [0.0271], "APl": [-1.0], "APl_sd": [0.0]})
+    out = with_spread(df, ["AP", "APl"], undefined=COCO_UNDEFINED)
+    assert list(out["AP"]) == ["0.337 ± 0.027"] and list(out["APl"]) == ["n/a"]
+    assert list(with_spread(df, ["APl"])["APl"]) == ["-1.000 ± 0.000"]  # without the rule: as it is
