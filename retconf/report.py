@@ -213,6 +213,26 @@ def sibling_sets(out: Path) -> list[str]:
     return found
 
 
+def model_and_schedule(preset) -> str:
+    """One line on the detectors' shared recipe, read from the RetinaNet-Conf config of
+    ``preset`` (a :class:`retconf.presets.Preset`) with the preset's own overrides: backbone,
+    neck, input size, epochs, optimizer, batch size, and the backbone's pretraining."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(ROOT / preset.detectors["retinanet_conf"]), import_custom_modules=False)
+    cfg.merge_from_dict(dict(preset.cfg_options))
+    backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
+    scale = next((t["scale"] for t in cfg.train_pipeline if t["type"] == "Resize"), None)
+    epochs = int(cfg.train_cfg.max_epochs)
+    init = "pretrained as a digit/background classifier (shared pretraining stage)" if preset.pretrain else \
+        "initialised as the config says"
+    return (f"{backbone.type}-{backbone.get('depth', '')} + {cfg.model.neck.type}, one head per detector "
+            f"(configs {', '.join(Path(c).name for c in preset.detectors.values())}); images resized to fit "
+            f"{' × '.join(map(str, scale)) if scale else 'the config'} px (aspect ratio kept); {epochs} epoch"
+            f"{'s' * (epochs != 1)}, {opt.type} lr {opt.lr:g}, batch {cfg.train_dataloader.batch_size} per process; "
+            f"backbone {init}")
+
+
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None) -> str:
     """The landing page: what was run (paper, data, models, seeds, command), one line of
     computed findings per report with its link, links to sibling report sets and benchmarks,
@@ -252,6 +272,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         "<h2>What was run</h2><ul>"
         f"<li>Command: <code>{html.escape(command_of(summary))}</code> (run dir <code>{html.escape(str(run_dir))}</code>)</li>"
         f"<li>Preset: {html.escape(str(summary.get('preset')))}{' — ' + html.escape(preset.description) if preset else ''}</li>"
+        + (f"<li>Model and schedule: {html.escape(model_and_schedule(preset))}</li>" if preset else "")
         + (f"<li>Data: {html.escape(data)}</li>" if data else "")
         + f"<li>Detectors: {html.escape(detectors)}; ablation trainings: {html.escape(ablations)}</li>"
         f"<li>Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); every table is the mean ± sd over them and every "

@@ -345,6 +345,7 @@ def test_index_links_the_other_report_sets_and_the_benchmarks(tmp_path: Path) ->
     links = re.findall(r'href="([^"#]+)"', text)
     assert "../tiny-full/index.html" in links and "../benchmarks/rescore_floor.md" in links
     assert not any("notes" in h for h in links)
+    assert "Model and schedule: ResNet-18 + FPN" in text and "8 epochs" in text  # from the tiny configs
     for href in links:
         if not href.startswith("0"):  # the numbered pages of this set are not written here
             assert (tiny / href).resolve().exists(), href
