@@ -29,11 +29,14 @@ POINTS_DIGITS = 1
 
 def flat(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with one header row: MultiIndex columns joined by ", ", no column-axis name (the
-    stray first header a pivot leaves), named index levels as columns and an unnamed index
-    (a leftover sort or group order) dropped."""
+    stray first header a pivot leaves; numeric column labels keep it as a prefix, e.g.
+    ``AP at IoU 0.5``), named index levels as columns and an unnamed index (a leftover sort or
+    group order) dropped."""
     out = df.copy()
     if isinstance(out.columns, pd.MultiIndex):
         out.columns = [", ".join(str(x) for x in c if str(x) != "") for c in out.columns]
+    elif out.columns.name is not None and pd.api.types.is_numeric_dtype(out.columns):
+        out.columns = [f"{out.columns.name} {c:g}" for c in out.columns]  # a bare "0.5" says nothing
     out = out.rename_axis(columns=None)
     named = any(n is not None for n in out.index.names)
     return out.reset_index(drop=not named)

@@ -57,3 +57,9 @@ def test_with_spread_reads_coco_undefined_as_not_available() -> None:
     out = with_spread(df, ["AP", "APl"], undefined=COCO_UNDEFINED)
     assert list(out["AP"]) == ["0.337 ± 0.027"] and list(out["APl"]) == ["n/a"]
     assert list(with_spread(df, ["APl"])["APl"]) == ["-1.000 ± 0.000"]  # without the rule: as it is
+
+
+def test_numeric_pivot_columns_keep_their_axis_name_as_a_prefix() -> None:
+    long = pd.DataFrame({"model": ["a", "a"], "iou_thr": [0.5, 0.75], "AP": [0.5, 0.3]})
+    wide = long.pivot_table(index="model", columns="iou_thr", values="AP").rename_axis(columns="AP at IoU")
+    assert list(tidy(wide).columns) == ["model", "AP at IoU 0.5", "AP at IoU 0.75"]
