@@ -2,34 +2,68 @@
 truncation), counts as integers, and figures with alt text."""
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import pandas as pd
 
 
-def show_whole_tables(max_rows: int = 500) -> None:
+def show_whole_tables(max_rows: int = 500, digits: int = 3) -> None:
     """pandas display options for reports: all columns, up to ``max_rows`` rows (a longer table
-    belongs in a file, not a page), no wrapping of wide frames."""
+    belongs in a file, not a page), no wrapping of wide frames, and floats a table did not pass
+    through :func:`tidy` shown with ``digits`` decimals at most."""
     pd.set_option("display.max_columns", None)
     pd.set_option("display.max_rows", max_rows)
     pd.set_option("display.min_rows", max_rows)
     pd.set_option("display.width", None)
     pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.precision", digits)
 
 
-def tidy(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """A table for a report: default index (no leftover sort index), float columns whose values
-    are all whole numbers as integers (counts: no ``1080.000``), other floats rounded to
-    ``digits``, and ``*_sd`` columns that are NaN throughout (one seed) left out."""
-    out = df.reset_index(drop=True).copy()
+# A mean over seeds of a count (boxes, anchors, detections) keeps one decimal; a count of one
+# seed (or a mean that is whole) is an integer. Everything else (AP, shares, correlations,
+# calibration errors) is rounded to ``digits`` (3: the paper's precision).
+COUNT_DIGITS = 1
+# AP points (AP × 100, e.g. TIDE's dAP): one decimal is the same precision as AP to 3 decimals.
+POINTS_DIGITS = 1
+
+
+def flat(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with one header row: MultiIndex columns joined by ", ", no column-axis name (the
+    stray first header a pivot leaves; numeric column labels keep it as a prefix, e.g.
+    ``AP at IoU 0.5``), named index levels as columns and an unnamed index (a leftover sort or
+    group order) dropped."""
+    out = df.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [", ".join(str(x) for x in c if str(x) != "") for c in out.columns]
+    elif out.columns.name is not None and pd.api.types.is_numeric_dtype(out.columns):
+        out.columns = [f"{out.columns.name} {c:g}" for c in out.columns]  # a bare "0.5" says nothing
+    out = out.rename_axis(columns=None)
+    named = any(n is not None for n in out.index.names)
+    return out.reset_index(drop=not named)
+
+
+def _rounded(s: pd.Series, digits: int) -> pd.Series:
+    """Whole numbers as ``Int64``, else rounded to ``digits`` (no ``-0.000``)."""
+    finite = s.dropna()
+    if len(finite) and (finite == finite.round()).all() and finite.abs().max() < 2**53:
+        return s.round().astype("Int64")
+    return s.round(digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def tidy(df: pd.DataFrame, digits: int = 3, counts: Sequence[str] = ()) -> pd.DataFrame:
+    """A table for a report: one header row and no leftover index (:func:`flat`); float
+    columns whose values are all whole numbers as integers (no ``1080.000``); the columns named
+    in ``counts`` (means over seeds of a count) and their ``*_sd`` to :data:`COUNT_DIGITS`
+    decimals; other floats to ``digits``; ``*_sd`` columns that are NaN throughout (one seed)
+    left out."""
+    out = flat(df)
+    count_cols = {str(c) for c in counts} | {f"{c}_sd" for c in counts}
     for col in list(out.columns):
         s = out[col]
         if str(col).endswith("_sd") and s.isna().all():
             out = out.drop(columns=col)
         elif pd.api.types.is_float_dtype(s):
-            finite = s.dropna()
-            if len(finite) and (finite == finite.round()).all() and finite.abs().max() < 2**53:
-                out[col] = s.round().astype("Int64")
-            else:
-                out[col] = s.round(digits)
+            out[col] = _rounded(s, COUNT_DIGITS if str(col) in count_cols else digits)
     return out
 
 
@@ -51,13 +85,20 @@ def show_figure(fig, alt: str, width: int | None = None) -> None:
     display(HTML(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}"{size}>'))
 
 
-def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3) -> pd.DataFrame:
+# COCO's value of a metric it cannot compute (APl with no large object in the val set).
+COCO_UNDEFINED = -1.0
+
+
+def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3,
+                undefined: Optional[float] = None) -> pd.DataFrame:
     """A compact mean ± sd table: each metric ``m`` with an ``m_sd`` column becomes one text
-    column "mean ± sd" (the mean alone when the spread is NaN: one seed); other columns stay."""
+    column "mean ± sd" (the mean alone when the spread is NaN: one seed); a mean equal to
+    ``undefined`` (e.g. :data:`COCO_UNDEFINED`) reads "n/a"; other columns stay."""
     out = df.reset_index(drop=True).copy()
     for m in metrics:
         if m not in out:
             continue
         sd = out.pop(f"{m}_sd") if f"{m}_sd" in out else pd.Series(float("nan"), index=out.index)
-        out[m] = [f"{v:.{digits}f}" + ("" if pd.isna(e) else f" ± {e:.{digits}f}") for v, e in zip(out[m], sd)]
+        out[m] = ["n/a" if undefined is not None and v == undefined else
+                  f"{v:.{digits}f}" + ("" if pd.isna(e) else f" ± {e:.{digits}f}") for v, e in zip(out[m], sd)]
     return out

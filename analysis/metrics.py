@@ -226,6 +226,41 @@ def before_nms(candidates: pd.DataFrame, base_cls: float = 0.05) -> pd.DataFrame
     return candidates[candidates["cls"] > base_cls]
 
 
+def with_deployed_score(candidates: pd.DataFrame, fusion: dict) -> pd.DataFrame:
+    """Candidates with ``score``: the score NMS ranks them by under ``fusion`` (``mode``,
+    ``alpha``, ``thr``, e.g. :func:`analysis.rescore.deployed_fusion` of their dump), as the
+    detections of the dump carry it after NMS.
+
+    Args:
+        candidates: C (anchor, label) rows with ``cls`` and ``obj`` (NaN without a quality branch).
+    Returns:
+        the C rows with a ``score`` column (``cls`` itself for ``mode`` ``cls``).
+    """
+    from .rescore import fused_scores
+
+    cls, obj = candidates["cls"].to_numpy(dtype="float32"), candidates["obj"].to_numpy(dtype="float32")
+    return candidates.assign(score=fused_scores(cls, obj, fusion["mode"], fusion["alpha"], fusion["thr"]))
+
+
+def fusion_formula(fusion: dict) -> str:
+    """The fused score of ``fusion`` (``mode``, ``alpha``, ``thr``) as text, e.g.
+    ``obj^0.4·cls^0.6`` (see :mod:`retconf.fusion` for the modes)."""
+    mode, alpha, thr = fusion["mode"], float(fusion["alpha"]), float(fusion["thr"])
+    base = {"cls": "cls", "mul": "cls·obj", "pow": f"obj^{alpha:g}·cls^{round(1 - alpha, 6):g}"}.get(mode.removesuffix("_thr"))
+    if base is None:
+        raise ValueError(f"fusion mode {mode!r} has no formula")
+    return f"{base} where obj > {thr:g}" if mode.endswith("_thr") else base
+
+
+def figure1_scores(fusion: dict) -> list[tuple[str, str]]:
+    """The scores Figure 1 draws against IoU, as (column, axis label): ``cls``, and for a head
+    that deploys a fusion also ``score``, the fused score NMS actually ranks by."""
+    scores = [("cls", "cls (classification score)")]
+    if fusion["mode"] != "cls":
+        scores.append(("score", f"NMS score {fusion_formula(fusion)}"))
+    return scores
+
+
 def dump_counts(model: str, dump, image_ids: Sequence[int]) -> pd.DataFrame:
     """:func:`count_table` of one dump for ``image_ids``."""
     return count_table(before_nms(dump.candidates), dump.detections, dump.images, image_ids=image_ids)

@@ -4,20 +4,22 @@ Nothing here computes a metric (see :mod:`analysis.metrics`); the notebooks pair
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 
 def scatter_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col: str = "iou_same",
-                      title: str = "", max_points: int = 20000) -> Any:
-    """Figure 1 panel: score against IoU, one dot per box (a fixed sample above ``max_points``)."""
+                      title: str = "", max_points: int = 20000, score_label: str = "",
+                      marker_size: float = 9.0, marker_alpha: float = 0.5) -> Any:
+    """Figure 1 panel: score against IoU, one dot per box (a fixed sample above ``max_points``),
+    the number of boxes in the title, the 0.5 lines dashed."""
     data = df.sample(max_points, random_state=0) if len(df) > max_points else df
-    ax.scatter(data[iou_col], data[score_col], s=4, alpha=0.4, linewidths=0)
+    ax.scatter(data[iou_col], data[score_col], s=marker_size, alpha=marker_alpha, linewidths=0)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="IoU with ground truth", ylabel=score_col,
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="IoU with a same-label ground truth", ylabel=score_label or score_col,
            title=f"{title} (n={len(df)})" if title else f"n={len(df)}")
     return ax.figure
 
@@ -25,7 +27,7 @@ def scatter_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col
 def density_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col: str = "iou_same",
                       title: str = "", gridsize: int = 40) -> Any:
     """All images at once: hexbin density (log counts) of score against IoU."""
-    ax.set(xlabel="IoU with ground truth", ylabel=score_col, title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.set(xlabel="IoU with a same-label ground truth", ylabel=score_col, title=title, xlim=(0, 1), ylim=(0, 1))
     if df.empty:  # an untrained model may have no box above the score threshold
         ax.text(0.5, 0.5, "no boxes", ha="center", va="center", transform=ax.transAxes)
         return ax.figure
@@ -62,22 +64,28 @@ def alpha_curve(table: pd.DataFrame, ax: Any, label: str = "", metric: str = "AP
     a ``{metric}_sd`` column (over seeds) is drawn as a band."""
     (line,) = ax.plot(table["alpha"], table[metric], marker="o", label=label or None)
     _band(ax, table["alpha"], table[metric], table.get(f"{metric}_sd"), line)
-    ax.set(xlabel="alpha", ylabel=metric)
+    ax.set(xlabel="α (weight of obj in obj^α·cls^(1−α))", ylabel=metric)
     if label:
         ax.legend()
     return ax.figure
 
 
-def figure1_grid(before: pd.DataFrame, after: pd.DataFrame, image_ids: list, score_col: str = "cls",
-                 iou_col: str = "iou_same", size: float = 3.2) -> Any:
-    """The paper's Figure 1 layout: rows before / after NMS, one column per image."""
+def figure1_grid(before: pd.DataFrame, after: pd.DataFrame, image_ids: list,
+                 scores: Sequence[tuple[str, str]] = (("cls", "cls"),), iou_col: str = "iou_same",
+                 size: float = 3.2) -> Any:
+    """The paper's Figure 1 layout: one column per image; one row per (stage, score): before NMS
+    then after NMS, each with every ``(column, axis label)`` of ``scores`` (e.g. ``cls`` and
+    the fused score NMS ranks by, :func:`analysis.metrics.figure1_scores`)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(image_ids), figsize=(size * len(image_ids), size * 2), squeeze=False)
-    for j, image_id in enumerate(image_ids):
-        for i, (stage, df) in enumerate((("before NMS", before), ("after NMS", after))):
-            scatter_score_iou(df[df["image_id"] == image_id], axes[i, j], score_col, iou_col,
-                              title=f"image {image_id}, {stage}")
+    rows = [(stage, df, col, label) for stage, df in (("before NMS", before), ("after NMS", after))
+            for col, label in scores]
+    fig, axes = plt.subplots(len(rows), len(image_ids), figsize=(size * len(image_ids), size * len(rows)),
+                             squeeze=False)
+    for i, (stage, df, col, label) in enumerate(rows):
+        for j, image_id in enumerate(image_ids):
+            scatter_score_iou(df[df["image_id"] == image_id], axes[i, j], col, iou_col,
+                              title=f"image {image_id}, {stage}", score_label=label)
     fig.tight_layout()
     return fig
 
@@ -144,4 +152,28 @@ def error_bars(table: pd.DataFrame, ax: Any, value: str = "dAP", by: str = "mode
     ax.set_xticks(np.arange(len(errors)) + 0.4 - w / 2, errors)
     ax.set(ylabel=value, title=title)
     ax.legend(fontsize=8)
+    return ax.figure
+
+
+def paired_effects(deltas: pd.DataFrame, intervals: pd.DataFrame, ax: Any, key: str, ylabel: str,
+                   title: str = "") -> Any:
+    """Paired per-seed differences to a baseline (:func:`analysis.effects.deltas_to_baseline`,
+    :func:`analysis.effects.delta_intervals`): one line with dots per seed, the mean with its
+    95 % paired interval as black squares with error bars, and the zero line (no effect).
+    ``key`` values that are numbers (α) are drawn at their value, others (fusion modes) in
+    order at 0, 1, …"""
+    values = list(dict.fromkeys(intervals[key]))
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating)) for v in values)
+    where = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
+    for seed, g in deltas.groupby("seed", sort=True):
+        ax.plot([where[v] for v in g[key]], g["delta"], marker="o", ms=4, lw=1, alpha=0.7, label=f"seed {seed}")
+    x = [where[v] for v in intervals[key]]
+    err = np.nan_to_num(np.vstack([intervals["mean"] - intervals["lo"], intervals["hi"] - intervals["mean"]]))
+    ax.errorbar(x, intervals["mean"], yerr=err, fmt="s", color="k", ms=5, capsize=4, zorder=3,
+                label="mean, 95 % paired interval")
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    if not numeric:
+        ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=20, ha="right")
+    ax.set(xlabel=key, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
     return ax.figure

@@ -197,6 +197,42 @@ def command_of(summary: dict) -> str:
     return cmd + (" --full" if summary.get("ablations") else "")
 
 
+INDEX_HEADING = "<h1>retconf reports</h1>"
+
+
+def sibling_sets(out: Path) -> list[str]:
+    """The other report sets beside ``out`` (e.g. ``tiny`` and ``tiny-full`` in ``reports/``):
+    the folders whose ``index.html`` this module wrote, by name."""
+    if not out.parent.is_dir():
+        return []
+    found = []
+    for p in sorted(out.parent.iterdir()):
+        index = p / "index.html"
+        if p.is_dir() and p.resolve() != out.resolve() and index.is_file() and INDEX_HEADING in index.read_text(errors="replace"):
+            found.append(p.name)
+    return found
+
+
+def model_and_schedule(preset) -> str:
+    """One line on the detectors' shared recipe, read from the RetinaNet-Conf config of
+    ``preset`` (a :class:`retconf.presets.Preset`) with the preset's own overrides: backbone,
+    neck, input size, epochs, optimizer, batch size, and the backbone's pretraining."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(ROOT / preset.detectors["retinanet_conf"]), import_custom_modules=False)
+    cfg.merge_from_dict(dict(preset.cfg_options))
+    backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
+    scale = next((t["scale"] for t in cfg.train_pipeline if t["type"] == "Resize"), None)
+    epochs = int(cfg.train_cfg.max_epochs)
+    init = "pretrained as a digit/background classifier (shared pretraining stage)" if preset.pretrain else \
+        "initialised as the config says"
+    return (f"{backbone.type}-{backbone.get('depth', '')} + {cfg.model.neck.type}, one head per detector "
+            f"(configs {', '.join(Path(c).name for c in preset.detectors.values())}); images resized to fit "
+            f"{' × '.join(map(str, scale)) if scale else 'the config'} px (aspect ratio kept); {epochs} epoch"
+            f"{'s' * (epochs != 1)}, {opt.type} lr {opt.lr:g}, batch {cfg.train_dataloader.batch_size} per process; "
+            f"backbone {init}")
+
+
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None) -> str:
     """The landing page: what was run (paper, data, models, seeds, command), one line of
     computed findings per report with its link, links to sibling report sets and benchmarks,
@@ -218,8 +254,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
     for title, href in entries:
         items.append(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a> — '
                      f"{html.escape(verdict_line(page_findings(out / href)))}</li>")
-    siblings = sorted(p.name for p in out.parent.iterdir() if p.is_dir() and p != out and (p / "index.html").is_file()) \
-        if out.parent.is_dir() else []
+    siblings = sibling_sets(out)
     links = "".join(f'<li><a href="../{html.escape(n)}/index.html">{html.escape(n)}</a></li>' for n in siblings)
     bench = out.parent / "benchmarks"
     bench_links = "".join(f'<li><a href="../benchmarks/{html.escape(p.name)}">{html.escape(p.stem)}</a></li>'
@@ -230,13 +265,14 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>retconf reports: {html.escape(str(run_dir))}</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto;line-height:1.4}"
         "td,th{padding:2px 8px;text-align:left}</style></head><body>"
-        "<h1>retconf reports</h1>"
+        + INDEX_HEADING +
         "<p>Reproduction and analysis of <i>Improvement of Classification in One-Stage Detector</i> "
         "(RetinaNet-Conf): RetinaNet, IoU-aware RetinaNet and RetinaNet-Conf trained under one recipe, "
         "their classification/localization misalignment before and after NMS, and the paper's tables.</p>"
         "<h2>What was run</h2><ul>"
         f"<li>Command: <code>{html.escape(command_of(summary))}</code> (run dir <code>{html.escape(str(run_dir))}</code>)</li>"
         f"<li>Preset: {html.escape(str(summary.get('preset')))}{' — ' + html.escape(preset.description) if preset else ''}</li>"
+        + (f"<li>Model and schedule: {html.escape(model_and_schedule(preset))}</li>" if preset else "")
         + (f"<li>Data: {html.escape(data)}</li>" if data else "")
         + f"<li>Detectors: {html.escape(detectors)}; ablation trainings: {html.escape(ablations)}</li>"
         f"<li>Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); every table is the mean ± sd over them and every "

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from retconf.report import ReportError, make_reports, notebooks
+from tests.report_tables import table_problems, tables
+
+PAGES = ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results", "05_calibration"]
 
 
 class _Counter(HTMLParser):
@@ -59,10 +62,10 @@ def test_five_numbered_notebooks_with_a_parameters_cell() -> None:
 @pytest.mark.parametrize("name, tables, images, headers", [
     # the quick run's one-epoch models keep no candidate with cls > 0.05: the per-level/size table is empty
     # the quick run's models keep no wrong survivor (NaN on both seeds): its all-NaN spread is left out
-    ("01_misalignment", 8, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "group",
+    ("01_misalignment", 8, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "subset",
                                "well-localized", "cls<0.5", "shift"]),
-    ("02_alpha_sweep", 3, 1, ["AP_paper", "AP_sd", "resolution"]),
-    ("03_ablations", 8, 0, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
+    ("02_alpha_sweep", 3, 2, ["AP_paper", "AP_sd", "resolution"]),  # α curve, paired α effects
+    ("03_ablations", 8, 1, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
                             "share", "agree", "order"]),
     # the quick run's RetinaNet detects nothing (no AP): no pair with it, and the page says so
     ("04_main_results", 7, 1, ["ARs", "ARl", "source", "comparison", "seeds"]),
@@ -122,6 +125,55 @@ def test_index_links_every_report_with_its_findings(reports: Path) -> None:
     assert "retconf reproduce --preset quick --seeds 2 --full" in text
     for href in re.findall(r'href="([^"#]+)"', text):  # every link resolves
         assert (reports / href).resolve().exists(), href
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_table_follows_the_precision_rules(reports: Path, name: str) -> None:
+    """AP and other fractions to 3 decimals, counts as integers (a mean over seeds: one decimal),
+    no "1080.000", one header row, no all-NaN spread, nothing truncated."""
+    assert table_problems((reports / f"{name}.html").read_text()) == []
+
+
+def loss_tables(page: str) -> tuple[list[dict], list[dict]]:
+    """The Table 2 (``loss`` without ``alpha``) and Table 3 (``loss`` and ``alpha``) tables of
+    page 03, each as one dict per row keyed by header."""
+    found = {}
+    for head, rows, _ in tables(page):
+        if "loss" in head:
+            found["table3" if "alpha" in head else "table2"] = [dict(zip(head, r)) for r in rows]
+    return found["table2"], found["table3"]
+
+
+def assert_loss_tables_complete(page: str) -> None:
+    """Table 2 has the paper's seven quality losses and Table 3 its two rows, each joined with
+    the paper's numbers."""
+    from analysis.paper import load_table
+
+    table2, table3 = loss_tables(page)
+    assert [r["loss"] for r in table2] == list(load_table("table2_conf_loss_ablation_r50")["loss"])
+    assert len(table2) == 7
+    assert [(r["loss"], float(r["alpha"])) for r in table3] == \
+        [(r.loss, r.alpha) for r in load_table("table3_conf_loss_product_r50").itertuples()]
+    for row in table2 + table3:
+        assert 0 <= float(row["AP_paper"]) <= 1 and 0 <= float(row["AP"]) <= 1, row
+
+
+def test_loss_tables_of_a_full_run_have_every_row(reports: Path) -> None:
+    assert_loss_tables_complete((reports / "03_ablations.html").read_text())
+
+
+def test_ablations_report_on_a_fixture_run(tmp_path: Path) -> None:
+    """Notebook 03 end to end on a fixture run with every loss ablation's dumps (no training):
+    the loss tables have all their rows and every table follows the rules."""
+    from retconf.ablations import TRAINED_VARIANTS
+    from tests.analysis.quality_cases import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", ablations=tuple(TRAINED_VARIANTS))
+    make_reports(run, tmp_path / "out", names=["03"])
+    page = (tmp_path / "out" / "03_ablations.html").read_text()
+    assert_loss_tables_complete(page)
+    assert table_problems(page) == []
+    assert page.count("<img ") == 1 and "Paired effect of the fusion mode" in page
 
 
 def test_failing_notebook_names_the_cell_and_keeps_the_notebook(tmp_path: Path) -> None:
@@ -254,6 +306,7 @@ def test_calibration_report_on_a_fixture_run(tmp_path: Path) -> None:
         assert header in page.headers, header
     page = (tmp_path / "out" / "05_calibration.html").read_text()
     assert "mean ± sd (sample standard deviation) over 2 training seeds" in page
+    assert table_problems(page) == []
     assert "05_calibration.html" in (tmp_path / "out" / "index.html").read_text()
 
 
@@ -271,3 +324,28 @@ def test_verdict_line_and_command_of(tmp_path: Path) -> None:
     assert page_findings(tmp_path / "missing.html") == []
     assert command_of({"preset": "tiny", "seeds": [0, 1, 2], "ablations": []}) == "retconf reproduce --preset tiny --seeds 3"
     assert command_of({"preset": "tiny", "seeds": [0], "ablations": ["conf_l1"]}).endswith("--seeds 1 --full")
+
+
+def test_index_links_the_other_report_sets_and_the_benchmarks(tmp_path: Path) -> None:
+    """reports/tiny's index links reports/tiny-full (a retconf report set) and every benchmark
+    page in reports/benchmarks, and nothing else beside it; every link resolves."""
+    import re
+
+    from retconf.report import index_html
+
+    reports = tmp_path / "reports"
+    tiny, full, bench, other = (reports / n for n in ("tiny", "tiny-full", "benchmarks", "notes"))
+    for d in (tiny, full, bench, other):
+        d.mkdir(parents=True)
+    summary = {"preset": "tiny", "seeds": [0, 1, 2], "detectors": ["retinanet"], "seconds": {}}
+    (full / "index.html").write_text(index_html([], Path("runs/tiny-full"), summary, full))
+    (other / "index.html").write_text("<html>someone else's page</html>")
+    (bench / "rescore_floor.md").write_text("# floor")
+    text = index_html([], Path("runs/tiny"), summary, tiny)
+    links = re.findall(r'href="([^"#]+)"', text)
+    assert "../tiny-full/index.html" in links and "../benchmarks/rescore_floor.md" in links
+    assert not any("notes" in h for h in links)
+    assert "Model and schedule: ResNet-18 + FPN" in text and "8 epochs" in text  # from the tiny configs
+    for href in links:
+        if not href.startswith("0"):  # the numbered pages of this set are not written here
+            assert (tiny / href).resolve().exists(), href

@@ -40,10 +40,11 @@ def load_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
     return gt, dets
 
 
-def write_fake_run(out: Path, seeds: tuple = (0, 1)) -> Path:
-    """A run directory (``summary.json`` + schema-valid dumps of the three detectors per seed)
-    made from the fixture, with random ``obj`` and IoUs: enough to execute notebook 05 without
-    training anything. Its numbers mean nothing."""
+def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = ()) -> Path:
+    """A run directory (``summary.json`` + schema-valid dumps of the three detectors per seed,
+    and of the RetinaNet-Conf variants named in ``ablations``, e.g. ``conf_l1``) made from the
+    fixture, with random ``obj`` and IoUs: enough to execute the notebooks that need no
+    training metrics (03, 05) without training anything. Its numbers mean nothing."""
     import numpy as np
 
     from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, SCHEMA_VERSION
@@ -52,10 +53,11 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1)) -> Path:
     schema = {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS}
     fusions = {"retinanet": None, "iou_aware": {"mode": "pow", "alpha": 0.5, "thr": 0.5},
                "retinanet_conf": {"mode": "pow", "alpha": 0.4, "thr": 0.5}}
+    fusions.update({name: fusions["retinanet_conf"] for name in ablations})
     for seed in seeds:
         for model, fusion in fusions.items():
             _, dets = load_fixture()
-            rng = np.random.default_rng(seed)
+            rng = np.random.default_rng([seed, list(fusions).index(model)])
             n = len(dets)
             dets = dets.assign(cls=dets["score"], obj=rng.random(n) if fusion else np.nan,
                                iou_any=rng.random(n), gt_same=-1, gt_any=0, gt_area=1000.0)
@@ -75,6 +77,7 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1)) -> Path:
                     "num_images": len(images), "shards": [shard_record(path, 0)],
                     "test_cfg": {"score_thr": 0.05, "nms_pre": 1000, "nms": {"iou_threshold": 0.5}, "max_per_img": 100}}
             (path / "metadata.json").write_text(json.dumps(meta))
-    (out / "summary.json").write_text(json.dumps({"seeds": list(seeds), "metrics": {}, "detectors": list(fusions),
-                                                  "preset": "fixture", "seconds": {}}))
+    (out / "summary.json").write_text(json.dumps({"seeds": list(seeds), "metrics": {}, "preset": "fixture", "seconds": {},
+                                                  "detectors": [m for m in fusions if m not in ablations],
+                                                  "ablations": list(ablations)}))
     return out

@@ -188,3 +188,31 @@ def test_gaps_to_leaves_out_metrics_coco_left_undefined() -> None:
     ours = pd.DataFrame({"seed": [0, 0], "model": ["retinanet", "conf"], "AP": [0.3, 0.33], "APl": [-1.0, -1.0]})
     paper = pd.DataFrame({"model": ["retinanet", "conf"], "AP": [0.353, 0.357], "APl": [0.48, 0.485]})
     assert list(gaps_to(ours, paper, ["AP", "APl"])["metric"]) == ["AP"]
+
+
+def test_with_deployed_score_is_the_fused_score_nms_ranks_by() -> None:
+    from analysis.metrics import with_deployed_score
+
+    cands = pd.DataFrame({"cls": [0.25, 0.64, 0.09], "obj": [1.0, 0.25, 0.36]})
+    pow_ = with_deployed_score(cands, {"mode": "pow", "alpha": 0.5, "thr": 0.5})["score"]
+    assert list(pow_) == pytest.approx([0.5, 0.4, 0.18])  # sqrt(cls · obj)
+    assert list(with_deployed_score(cands, {"mode": "mul_thr", "alpha": 0.0, "thr": 0.3})["score"]) == \
+        pytest.approx([0.25, 0.0, 0.0324])
+    plain = cands.assign(obj=float("nan"))
+    assert list(with_deployed_score(plain, {"mode": "cls", "alpha": 0.0, "thr": 0.5})["score"]) == \
+        pytest.approx([0.25, 0.64, 0.09])
+    assert "score" not in cands  # a new frame
+
+
+def test_fusion_formula_and_figure1_scores() -> None:
+    from analysis.metrics import figure1_scores, fusion_formula
+
+    conf = {"mode": "pow", "alpha": 0.4, "thr": 0.5}
+    assert fusion_formula(conf) == "obj^0.4·cls^0.6"
+    assert fusion_formula({"mode": "mul_thr", "alpha": 0.0, "thr": 0.5}) == "cls·obj where obj > 0.5"
+    assert fusion_formula({"mode": "cls", "alpha": 0.0, "thr": 0.5}) == "cls"
+    with pytest.raises(ValueError, match="'sum'"):
+        fusion_formula({"mode": "sum", "alpha": 0.0, "thr": 0.5})
+    assert [c for c, _ in figure1_scores(conf)] == ["cls", "score"]
+    assert "obj^0.4·cls^0.6" in figure1_scores(conf)[1][1]
+    assert [c for c, _ in figure1_scores({"mode": "cls", "alpha": 0.0, "thr": 0.5})] == ["cls"]

@@ -41,6 +41,19 @@ def test_figure1_grid_layout() -> None:
     plt.close(fig)
 
 
+def test_figure1_grid_draws_the_nms_score_beside_cls() -> None:
+    df = _df(60).assign(image_id=[1, 2, 3] * 20)
+    df["score"] = df["cls"] ** 0.6
+    fig = plots.figure1_grid(df, df.iloc[::3], [1, 2], scores=[("cls", "cls"), ("score", "NMS score")])
+    assert len(fig.axes) == 8  # (before, after) x (cls, score) rows, 2 images
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["cls", "NMS score", "cls", "NMS score"]
+    assert [ax.get_title() for ax in fig.axes[::2]] == ["image 1, before NMS (n=20)"] * 2 + ["image 1, after NMS (n=20)"] * 2
+    assert all(ax.get_xlabel() == "IoU with a same-label ground truth" for ax in fig.axes)
+    assert fig.axes[1].collections[0].get_offsets()[:, 1].tolist() == df[df["image_id"] == 2]["cls"].tolist()
+    assert fig.axes[3].collections[0].get_offsets()[:, 1].tolist() == df[df["image_id"] == 2]["score"].tolist()
+    plt.close(fig)
+
+
 def test_density_of_no_boxes() -> None:
     fig, ax = plt.subplots()
     plots.density_score_iou(_df(0), ax, title="empty")
