@@ -33,10 +33,10 @@ import pandas as pd
 
 from . import calibration as cal
 from .coco import detections_from_coco_results
-from .io import run_path
 from .lrp import olrp
 from .matching import SIZES, coco_match, ground_truth
 from .rescore import deployed_fusion, fused_scores
+from .runs import run_path
 from .tide import ap_by_iou, tide_errors
 
 SCORES = ("cls", "obj", "fused", "oracle")

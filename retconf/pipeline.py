@@ -1,13 +1,9 @@
 """``retconf reproduce``: data -> shared backbone pretraining -> per seed: train + dump each
 detector -> reports.
 
-Layout of a run directory::
-
-    RUN/pretrain/backbone.pth            shared by every seed (like ImageNet weights on COCO)
-    RUN/seed_<s>/<model>/                work dir: checkpoints, metrics.json, inputs.json
-    RUN/seed_<s>/dumps/<model>/          Parquet dump of the final checkpoint
-    RUN/logs/<seed>-<model>.log          console output of each job run in parallel
-    RUN/summary.json                     seeds, models, metrics per seed, stage seconds, wall time
+The layout of a run directory (``RUN/seed_<s>/<model>/``, ``RUN/seed_<s>/dumps/<model>/``,
+``RUN/pretrain/``, ``RUN/logs/``) and the fields of ``RUN/summary.json`` are defined once, in
+:mod:`analysis.runs`.
 
 Every detector of a seed trains with ``randomness.seed = s``, so the detectors of one seed differ
 only by their head; ``--seeds N`` repeats the whole comparison for s = 0 .. N-1 and the reports
@@ -33,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .io import atomic_write_text
+from analysis import runs
+from analysis.schema import SCHEMA_VERSION
+
+from .io import atomic_write_text, sha256_file
 from .presets import PRESETS, Preset
 from .runtime import CLIError
 
@@ -51,7 +50,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"seed_{self.seed}/{self.name}"
+        return runs.job_key(self.seed, self.name)
 
 
 def _stage(msg: str) -> None:
@@ -73,16 +72,13 @@ def plan(preset: Preset, run_dir: Path, seeds: int, full: bool, options: dict) -
     jobs = []
     for seed in range(seeds):
         for name, (config, extra) in models.items():
-            seed_dir = run_dir / f"seed_{seed}"
             jobs.append(Job(seed, name, config, {**options, **extra, "randomness": {"seed": seed}},
-                            seed_dir / name, seed_dir / "dumps" / name))
+                            runs.work_dir(run_dir, seed, name), runs.dump_dir(run_dir, seed, name)))
     return jobs
 
 
 def _file_digest(path: Path) -> str:
-    from .dump import _sha256
-
-    return _sha256(path) if path.is_file() else "missing"
+    return sha256_file(path) if path.is_file() else "missing"
 
 
 def inputs_record(cfg: object, extra: dict, placeholders: Optional[dict[str, str]] = None) -> dict:
@@ -123,14 +119,12 @@ def _set_aside_if_stale(work_dir: Path, inputs: dict) -> None:
 def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
     """Whether ``dump_dir`` holds a complete dump of exactly ``checkpoint`` written with the
     current dump schema, with per-shard records (anything else is redone)."""
-    from .dump import SCHEMA_VERSION, _sha256
-
     meta = dump_dir / "metadata.json"
     if not meta.is_file() or not checkpoint.is_file():
         return False
     record = json.loads(meta.read_text())
     return (bool(record.get("complete")) and record.get("schema_version") == SCHEMA_VERSION and "shards" in record
-            and record.get("checkpoint_sha256") == _sha256(checkpoint))
+            and record.get("checkpoint_sha256") == sha256_file(checkpoint))
 
 
 @dataclass(frozen=True)
@@ -255,7 +249,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     data_dir = Path(data_root or f"data/digits-{preset.name}")
     reports_dir = Path(reports or f"reports/{preset.name}")
     options = {**preset.cfg_options, **(cfg_options or {})}
-    backbone = run_dir / "pretrain" / "backbone.pth"
+    backbone = runs.backbone_path(run_dir)
     if preset.pretrain is not None:
         options["model.backbone.init_cfg.checkpoint"] = str(backbone)
     jobs = plan(preset, run_dir, seeds, full, options)
@@ -265,8 +259,8 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
 
     timings: dict[str, float] = {}
     previous = {}
-    if (run_dir / "summary.json").is_file():
-        previous = json.loads((run_dir / "summary.json").read_text()).get("seconds", {})
+    if runs.summary_path(run_dir).is_file():
+        previous = json.loads(runs.summary_path(run_dir).read_text()).get("seconds", {})
     cached: list[str] = []
 
     t = time.time()
@@ -316,8 +310,8 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
             _collect(done, results, timings, cached)
     else:
         _stage(f"[3/{n_stages}] {len(jobs)} trainings and dumps, {n_jobs} at a time with "
-               f"{threads} thread{'s' * (threads > 1)} each; logs in {run_dir / 'logs'}")
-        for done in run_parallel_jobs(jobs, context, n_jobs, threads, run_dir / "logs"):
+               f"{threads} thread{'s' * (threads > 1)} each; logs in {runs.log_dir(run_dir)}")
+        for done in run_parallel_jobs(jobs, context, n_jobs, threads, runs.log_dir(run_dir)):
             _say_reused(done)
             _collect(done, results, timings, cached)
     wall_jobs = time.time() - t_jobs
@@ -326,14 +320,13 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
 
     def write_summary() -> dict:
         seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}
-        summary = {"preset": preset.name, "data_root": str(data_dir), "run_dir": str(run_dir),
-                   "reports": str(reports_dir), "seeds": list(range(seeds)),
-                   "detectors": list(preset.detectors),
-                   "ablations": [j.name for j in jobs if j.seed == 0 and j.name not in preset.detectors],
-                   "seconds": seconds, "cached_this_run": cached, "metrics": results,
-                   "jobs": n_jobs, "threads_per_job": threads, "train_and_dump_wall_seconds": round(wall_jobs, 1),
-                   "wall_seconds": round(time.time() - t_start, 1)}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
+        summary = runs.make_summary(
+            preset=preset.name, data_root=str(data_dir), run_dir=str(run_dir), reports=str(reports_dir),
+            seeds=list(range(seeds)), detectors=list(preset.detectors),
+            ablations=[j.name for j in jobs if j.seed == 0 and j.name not in preset.detectors],
+            seconds=seconds, cached_this_run=cached, metrics=results, jobs=n_jobs, threads_per_job=threads,
+            train_and_dump_wall_seconds=round(wall_jobs, 1), wall_seconds=round(time.time() - t_start, 1))
+        atomic_write_text(runs.summary_path(run_dir), json.dumps(summary, indent=1, sort_keys=True))
         return summary
 
     write_summary()  # the notebooks read it
@@ -355,7 +348,7 @@ def _print_plan(preset: Preset, jobs: list[Job], data_dir: Path, run_dir: Path, 
 
     _stage(f"plan for preset {preset.name} (dry run: nothing is trained)")
     print(f"dataset: {data_dir}" + (" (generated)" if preset.data is not None else " (existing)"))
-    print("backbone: " + ("shared pretraining -> " + str(run_dir / "pretrain" / "backbone.pth")
+    print("backbone: " + ("shared pretraining -> " + str(runs.backbone_path(run_dir))
                           if preset.pretrain is not None else "the configs' own init_cfg"))
     checked = set()
     for job in jobs:

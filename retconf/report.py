@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from analysis import runs
+
 from .io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +68,14 @@ def run_digest(run_dir: Path) -> str:
     cached-stage list) and
     every dump's ``metadata.json``. Computed once per ``retconf report``."""
     h = hashlib.sha256()
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = runs.load_summary(run_dir)
     for key in ("cached_this_run", "wall_seconds", "train_and_dump_wall_seconds", "jobs", "threads_per_job"):
         summary.pop(key, None)  # how the run went, not what it computed
     summary.get("seconds", {}).pop("reports", None)
     h.update(json.dumps(summary, sort_keys=True).encode())
     for source in sorted((ROOT / "analysis").rglob("*.py")):  # the code the notebooks call
         h.update(source.read_bytes())
-    for meta in sorted(run_dir.glob("**/dumps/*/metadata.json")):
+    for meta in runs.dump_metadata_files(run_dir):
         h.update(str(meta.relative_to(run_dir)).encode())
         h.update(meta.read_bytes())
     return h.hexdigest()
@@ -266,9 +268,10 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     run_dir, out = Path(run_dir).absolute(), Path(out)
     if run_dir.is_relative_to(ROOT):  # shown in the reports: keep it short and machine-independent
         run_dir = run_dir.relative_to(ROOT)
-    if not (ROOT / run_dir / "summary.json").is_file():
-        raise ReportError(f"{run_dir}/summary.json: missing (run `retconf reproduce` first)")
-    summary = json.loads((ROOT / run_dir / "summary.json").read_text())
+    try:
+        summary = runs.load_summary(ROOT / run_dir)
+    except runs.RunError as e:
+        raise ReportError(str(e)) from e
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.html.*.tmp"):  # left by a run killed in the middle of a write
         tmp.unlink()
