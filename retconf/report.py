@@ -24,14 +24,11 @@ from typing import Optional
 
 from analysis import runs
 
+from .errors import ReportError
 from .io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-
-
-class ReportError(RuntimeError):
-    """A notebook failed; the message names it, the failing cell and the kept notebook."""
 
 
 def notebooks(names: Optional[list[str]] = None) -> list[Path]:

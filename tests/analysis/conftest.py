@@ -15,6 +15,15 @@ CONF = ROOT / "experiments" / "retinanet-conf_r18-tiny_fpn_digits.py"
 EPOCHS = 10
 OTHER_ALPHAS = (0.0, 0.2, 0.7)
 COLS = ["image_id", "label", "score", "x1", "y1", "x2", "y2"]
+# `conf_run` trains and dumps for minutes on a loaded CPU; its time counts towards the first test
+# that uses it (pytest-timeout), so each such test gets this budget unless it says otherwise.
+CONF_RUN_TEST_TIMEOUT = 1800
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "conf_run" in getattr(item, "fixturenames", ()) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(CONF_RUN_TEST_TIMEOUT))
 
 
 def _opts(**extra) -> dict:
