@@ -45,12 +45,14 @@ class RunError(DumpError):
 
 
 def run_path(run_dir: str | Path) -> Path:
-    """A run directory as given, or relative to the project root when it is not found from the
-    current directory (notebooks opened in JupyterLab run inside ``notebooks/``)."""
+    """A run directory as given, or relative to the source checkout when it is found there and
+    not from the current directory (notebooks opened in JupyterLab run inside ``notebooks/``).
+    In a non-editable install there is no checkout: the path is taken as given."""
     path = Path(run_dir)
     if path.is_absolute() or path.exists():
         return path
-    return Path(__file__).resolve().parents[1] / path
+    in_checkout = Path(__file__).resolve().parents[1] / path
+    return in_checkout if in_checkout.exists() else path
 
 
 def seed_dir(run_dir: str | Path, seed: int) -> Path:
