@@ -16,6 +16,8 @@ from faster_coco_eval import COCO, COCOeval_faster
 
 from retconf.data.coco_check import load_coco_json
 
+# The metrics :func:`coco_ap` returns, in COCOeval's ``stats`` order.
+COCO_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR", "ARs", "ARm", "ARl")
 
 def category_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = None) -> list[int]:
     """Category id of each label, by mmdet's rule (``CocoDataset.cat_ids``, ``CocoMetric``):
@@ -47,7 +49,7 @@ def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[Sequence[
     results = [{"image_id": int(r.image_id), "category_id": ids[int(r.label)],
                 "bbox": [float(r.x1), float(r.y1), float(r.x2 - r.x1), float(r.y2 - r.y1)],
                 "score": float(r.score)} for r in detections.itertuples()]
-    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR", "ARs", "ARm", "ARl"]
+    names = COCO_METRICS
     if not results:
         return {n: 0.0 for n in names}
     dt = gt.loadRes(results)

@@ -68,6 +68,11 @@ def mean_sd(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.D
     return table[ordered].reset_index()
 
 
+def n_seeds(n: int) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a seed count for titles."""
+    return f"{n} seed{'s' * (n != 1)}"
+
+
 def seeds_note(n: int) -> str:
     """How a table's numbers came about, for the line above it."""
     if n == 1:

@@ -37,6 +37,13 @@ from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls
                       oracle_candidates, per_anchor, proportions, rank_correlation, wrong_survivor_rate)
 from .rescore import deployed_fusion, inference_kwargs, nms_per_image, preselect, rescore
 
+# The metric columns each table shows (names of analysis.coco.COCO_METRICS).
+REPORT_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "AR")  # our sweeps and ablations
+TABLE1_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR", "ARs", "ARm", "ARl")
+TABLE4_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR")
+HEADLINE_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75")  # Table 5's columns, paired differences
+TABLE6_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
 
 # ---------------------------------------------------------------- one dump, one fusion: COCO AP
 
