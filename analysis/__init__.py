@@ -1,8 +1,10 @@
 """Analysis of prediction dumps: pure functions, DataFrame in -> DataFrame/dict out.
 
 - :mod:`analysis.io`: load and validate ``retconf dump`` directories.
-- :mod:`analysis.rescore`: re-score cached candidates under any fusion, run the inference NMS,
-  evaluate COCO AP (α and fusion sweeps without re-running the detector).
+- :mod:`analysis.rescore`: re-score cached candidates under any fusion: fuse, select, run the
+  inference NMS (α and fusion sweeps without re-running the detector).
+- :mod:`analysis.coco`: COCO AP (faster-coco-eval), labels to category ids, COCO results json input.
+- :mod:`analysis.tables`: the rows of each paper table and figure from one dump (for ``over_seeds``).
 - :mod:`analysis.metrics`: misalignment counts (intro Table 1), proportions (Figure 2), rank
   correlation, NMS wrong-survivor rate, the IoU oracle, side-by-side with the paper.
 - :mod:`analysis.matching`: ground truth and COCO-style matching of detections (pycocotools rules).
@@ -14,4 +16,4 @@
 Drawing lives apart from computing (plots arrive with the notebooks).
 """
 
-__all__ = ["calibration", "io", "lrp", "matching", "metrics", "quality", "rescore", "tide"]
+__all__ = ["calibration", "coco", "io", "lrp", "matching", "metrics", "quality", "rescore", "tables", "tide"]

@@ -28,15 +28,6 @@ class Dump:
     images: pd.DataFrame
 
 
-def run_path(run_dir: str | Path) -> Path:
-    """A run directory as given, or relative to the project root when it is not found from the
-    current directory (notebooks opened in JupyterLab run inside ``notebooks/``)."""
-    path = Path(run_dir)
-    if path.is_absolute() or path.exists():
-        return path
-    return Path(__file__).resolve().parents[1] / path
-
-
 def read_json(path: Path, fields: tuple[str, ...], if_missing: str) -> dict:
     """A JSON object file with the required ``fields``.
 

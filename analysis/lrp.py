@@ -28,6 +28,8 @@ import pandas as pd
 from .matching import SIZES, coco_match
 
 COMPONENTS = ("oLRP", "oLRP_loc", "oLRP_FP", "oLRP_FN")
+# the columns of a per-dump oLRP row that the report averages over seeds (components, thresholds)
+OLRP_COLUMNS = COMPONENTS + ("thr_mean", "thr_min", "thr_max")
 
 
 def lrp_curve(tp: np.ndarray, iou: np.ndarray, n_gt: int, tau: float = 0.5) -> np.ndarray:

@@ -38,7 +38,7 @@ def ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None) 
 
     ``label`` indexes ``classes`` (category names, the order of a dump's ``meta['classes']``)
     or, without ``classes``, the categories sorted by id (as
-    :func:`analysis.rescore.detections_from_coco_results` numbers them). Categories not in
+    :func:`analysis.coco.detections_from_coco_results` numbers them). Categories not in
     ``classes`` are dropped.
 
     Returns:

@@ -217,9 +217,8 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, on: Sequence[str
     return joined
 
 
-# ---------------------------------------------------------------- per-dump rows for over_seeds
-# Each takes ``(model, dump)`` (an :class:`analysis.io.Dump`) so that
-# :func:`analysis.seeds.over_seeds` can apply it to every seed.
+# ---------------------------------------------------------------- selections and comparisons
+# (the per-dump rows that :func:`analysis.seeds.over_seeds` applies live in :mod:`analysis.tables`)
 
 def before_nms(candidates: pd.DataFrame, base_cls: float = 0.05) -> pd.DataFrame:
     """The pre-NMS boxes the paper counts: candidates with cls > ``base_cls``."""
@@ -246,7 +245,7 @@ def fusion_formula(fusion: dict) -> str:
     """The fused score of ``fusion`` (``mode``, ``alpha``, ``thr``) as text, e.g.
     ``obj^0.4·cls^0.6`` (see :mod:`retconf.fusion` for the modes)."""
     mode, alpha, thr = fusion["mode"], float(fusion["alpha"]), float(fusion["thr"])
-    base = {"cls": "cls", "mul": "cls·obj", "pow": f"obj^{alpha:g}·cls^{round(1 - alpha, 6):g}"}.get(mode.removesuffix("_thr"))
+    base = {"cls": "cls", "mul": "cls·obj", "geo": "sqrt(cls·obj)", "pow": f"obj^{alpha:g}·cls^{round(1 - alpha, 6):g}"}.get(mode.removesuffix("_thr"))
     if base is None:
         raise ValueError(f"fusion mode {mode!r} has no formula")
     return f"{base} where obj > {thr:g}" if mode.endswith("_thr") else base
@@ -261,41 +260,6 @@ def figure1_scores(fusion: dict) -> list[tuple[str, str]]:
     return scores
 
 
-def dump_counts(model: str, dump, image_ids: Sequence[int]) -> pd.DataFrame:
-    """:func:`count_table` of one dump for ``image_ids``."""
-    return count_table(before_nms(dump.candidates), dump.detections, dump.images, image_ids=image_ids)
-
-
-def dump_proportions(model: str, dump) -> pd.DataFrame:
-    """:func:`proportions` before and after NMS, rows ``(stage, thr)``."""
-    return pd.concat([proportions(before_nms(dump.candidates)).assign(stage="before NMS"),
-                      proportions(dump.detections).assign(stage="after NMS")], ignore_index=True)
-
-
-def dump_alignment_table(model: str, dump) -> pd.DataFrame:
-    """:func:`alignment_table` of one dump (for ``over_seeds``)."""
-    return alignment_table(dump.candidates, dump.detections)
-
-
-def dump_alignment(model: str, dump) -> dict:
-    """Headline Spearman correlations (the full table: :func:`dump_alignment_table`) and the
-    wrong-survivor rate of NMS under the fusion the model deploys. ``obj`` is NaN for a head
-    without a quality branch."""
-    from .rescore import deployed_fusion, inference_kwargs, nms_per_image, preselect
-
-    f = deployed_fusion(dump.meta)
-    kw = inference_kwargs(dump.meta)
-    pre = preselect(dump.candidates, f["mode"], f["alpha"], f["thr"], kw["score_thr"],
-                    kw["nms_pre"], kw["min_bbox_size"])
-    ws = wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
-    pre_nms = before_nms(dump.candidates)
-    return {"cls~IoU_same per pair, before NMS": rank_correlation(pre_nms),
-            "obj~IoU_any per anchor, before NMS": rank_correlation(per_anchor(pre_nms), "obj", "iou_any"),
-            "cls~IoU_same after NMS": rank_correlation(dump.detections),
-            "score~IoU_same after NMS": rank_correlation(dump.detections, "score"),
-            "kept (IoU>=0.5)": ws["kept"], "wrong survivors": ws["wrong"], "wrong-survivor rate": ws["rate"]}
-
-
 def low_cls_share(candidates: pd.DataFrame, iou_thr: float = 0.5, cls_thr: float = 0.5,
                   base_cls: float = 0.05) -> dict:
     """The paper's opening observation: of the well-localized boxes before NMS ((anchor, label)
@@ -307,18 +271,13 @@ def low_cls_share(candidates: pd.DataFrame, iou_thr: float = 0.5, cls_thr: float
     return {"well-localized": n, f"cls<{cls_thr:g}": low, "share": low / n if n else float("nan")}
 
 
-def dump_low_cls_share(model: str, dump) -> dict:
-    """:func:`low_cls_share` of one dump (for ``over_seeds``)."""
-    return low_cls_share(dump.candidates)
-
-
 def nms_shift(props: pd.DataFrame, thr: float = 0.5) -> pd.DataFrame:
     """Figure 2's point in one number per (seed, model): how the share of boxes with IoU > t
     changes through NMS minus how the share with cls > t changes (negative: NMS removes a
     larger share of well-localized than of confident boxes).
 
     Args:
-        props: rows of :func:`dump_proportions` over seeds (``seed, model, stage, thr,
+        props: rows of :func:`analysis.tables.dump_proportions` over seeds (``seed, model, stage, thr,
             cls_share, iou_share``).
     Returns:
         rows ``seed, model, d_iou_share, d_cls_share, shift``.

@@ -60,7 +60,7 @@ def proportion_curves(props: pd.DataFrame, ax: Any, label: str = "") -> Any:
 
 
 def alpha_curve(table: pd.DataFrame, ax: Any, label: str = "", metric: str = "AP") -> Any:
-    """Table 5 as a curve: ``metric`` against α (from :func:`analysis.rescore.alpha_sweep`);
+    """Table 5 as a curve: ``metric`` against α (from :func:`analysis.tables.alpha_sweep`);
     a ``{metric}_sd`` column (over seeds) is drawn as a band."""
     (line,) = ax.plot(table["alpha"], table[metric], marker="o", label=label or None)
     _band(ax, table["alpha"], table[metric], table.get(f"{metric}_sd"), line)

@@ -32,9 +32,11 @@ import numpy as np
 import pandas as pd
 
 from . import calibration as cal
-from .io import run_path
+from .coco import detections_from_coco_results
 from .lrp import olrp
 from .matching import SIZES, coco_match, ground_truth
+from .rescore import deployed_fusion, fused_scores
+from .runs import run_path
 from .tide import ap_by_iou, tide_errors
 
 SCORES = ("cls", "obj", "fused", "oracle")
@@ -43,8 +45,6 @@ ORACLE_DEFAULT = {"mode": "pow", "alpha": 0.4, "thr": 0.5}
 
 def oracle_fusion(meta: Optional[dict]) -> dict:
     """The fusion the oracle uses: the deployed one when it uses ``obj``, else ``pow`` α 0.4."""
-    from .rescore import deployed_fusion
-
     f = deployed_fusion(meta or {})
     return f if f["mode"] != "cls" else dict(ORACLE_DEFAULT)
 
@@ -53,8 +53,6 @@ def ranking_scores(frame: pd.DataFrame, meta: Optional[dict] = None, stage: str 
     """Score name -> float[N] for the rows of ``frame`` (see the module docstring); ``obj`` is
     left out when it is all NaN. ``stage='pre'`` recomputes the deployed fusion from cls/obj,
     ``'post'`` takes the ``score`` column."""
-    from .rescore import deployed_fusion, fused_scores
-
     cls = frame["cls"].to_numpy(np.float32)
     obj = frame["obj"].to_numpy(np.float32)
     out = {"cls": cls}
@@ -250,8 +248,6 @@ def results_json_metrics(results_json: str | Path, ann_file: str | Path) -> dict
     """Every post-NMS metric of any detector's COCO results json (scores ``fused`` = its score and
     ``oracle``): ``{"calibration", "reliability", "lrp", "calibration by size", "tide", "ap_iou"}``
     frames."""
-    from .rescore import detections_from_coco_results
-
     dets = detections_from_coco_results(str(results_json), str(ann_file))
     gt = ground_truth(ann_file)
     scores = ranking_scores(dets, None)

@@ -2,7 +2,7 @@
 as mean and spread (sample standard deviation) with the number of seeds.
 
 A run directory from ``retconf reproduce --seeds N`` holds ``seed_<s>/dumps/<model>/`` for
-s = 0 .. N-1 and a ``summary.json`` listing them (see :mod:`retconf.pipeline`).
+s = 0 .. N-1 and a ``summary.json`` listing them (the layout: :mod:`analysis.runs`).
 """
 from __future__ import annotations
 
@@ -12,17 +12,12 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .io import Dump, load_dump, read_json, run_path
+from .io import Dump, load_dump
+from .runs import dump_dir, load_summary, run_path
 
 # summary.json metric keys -> the paper's column names
 METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mAP_75": "AP75",
                 "coco/bbox_mAP_s": "APs", "coco/bbox_mAP_m": "APm", "coco/bbox_mAP_l": "APl"}
-
-
-def load_summary(run_dir: str | Path) -> dict:
-    """``RUN/summary.json`` of a ``retconf reproduce`` run (fields ``seeds``, ``metrics`` ...)."""
-    return read_json(run_path(run_dir) / "summary.json", ("seeds", "metrics"),
-                     "run `retconf reproduce` first")
 
 
 def run_seeds(run_dir: str | Path) -> list[int]:
@@ -30,14 +25,9 @@ def run_seeds(run_dir: str | Path) -> list[int]:
     return [int(s) for s in load_summary(run_dir)["seeds"]]
 
 
-def dump_path(run_dir: str | Path, seed: int, model: str) -> Path:
-    """Where ``retconf reproduce`` puts the dump of ``model`` trained with ``seed``."""
-    return run_path(run_dir) / f"seed_{seed}" / "dumps" / model
-
-
 def load_seed_dump(run_dir: str | Path, seed: int, model: str) -> Dump:
     """One dump of a multi-seed run."""
-    return load_dump(dump_path(run_dir, seed, model))
+    return load_dump(dump_dir(run_path(run_dir), seed, model))
 
 
 def over_seeds(run_dir: str | Path, models: Sequence[str],
@@ -76,6 +66,11 @@ def mean_sd(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.D
     table = pd.concat([n, out, sd], axis=1)
     ordered = ["seeds"] + [c for m in metrics for c in (m, f"{m}_sd")]
     return table[ordered].reset_index()
+
+
+def n_seeds(n: int) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a seed count for titles."""
+    return f"{n} seed{'s' * (n != 1)}"
 
 
 def seeds_note(n: int) -> str:

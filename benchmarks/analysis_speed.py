@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.metrics import count_table, proportions, rank_correlation  # noqa: E402
-
-ALPHAS = [round(0.1 * i, 1) for i in range(10)]
+from analysis.tables import ALPHAS  # noqa: E402
 
 
 def synthetic_dump(n_images: int, per_image: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -67,7 +66,8 @@ def time_sweep_vs_reinference(dump_dir: str, config: str, checkpoint: str, data_
     from mmengine.runner import Runner
 
     from analysis.io import load_dump
-    from analysis.rescore import coco_ap, inference_kwargs, rescore
+    from analysis.coco import coco_ap
+    from analysis.rescore import inference_kwargs, rescore
     from retconf.apis import prepare
     from retconf.checkpoint import load_checkpoint_file
 

@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ALPHAS = [round(0.1 * i, 1) for i in range(10)]
+from analysis.tables import ALPHAS  # noqa: E402
 
 
 def nms_only(frame, nms_iou: float, max_per_img: int) -> float:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .checkpoint import CheckpointError, load_checkpoint_file
-from .runtime import (CLIError, ConfigError, build_runner, finish_cfg, load_config, preflight,
+from .errors import UsageError
+from .runtime import (ConfigError, build_runner, finish_cfg, load_config, preflight,
                       release_runner_dataloaders, setup_launcher, undo_outputs_on)
 
 # Input errors found after the Runner has made its directories; their outputs are taken back.
@@ -51,14 +52,14 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
             cfg.optim_wrapper.dtype = "bfloat16"
             cfg.optim_wrapper.enabled = True
         else:
-            raise CLIError("--amp: no CUDA device, and this CPU has no native bfloat16 (AVX512-BF16/AMX) "
+            raise UsageError("--amp: no CUDA device, and this CPU has no native bfloat16 (AVX512-BF16/AMX) "
                            "for CPU autocast; train without --amp")
     if resume == "auto":
         cfg.resume = True
         cfg.load_from = None
     elif resume is not None:
         if not Path(resume).is_file():
-            raise CLIError(f"--resume: checkpoint {resume} does not exist")
+            raise UsageError(f"--resume: checkpoint {resume} does not exist")
         load_checkpoint_file(resume)  # truncated or unsafe: fail before any output
         cfg.resume = True
         cfg.load_from = resume

@@ -14,9 +14,7 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded safely (or at all)."""
+from .errors import CheckpointError
 
 
 def allowed_globals() -> list[Any]:

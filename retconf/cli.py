@@ -11,7 +11,7 @@ import time
 from typing import Any, Optional, Sequence
 
 
-from .runtime import CLIError
+from .errors import RetconfError, UsageError, exit_code
 
 
 def _dict_action() -> Any:
@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports", help="output directory (default %(default)s)")
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
+    rep.add_argument("--notebooks", metavar="DIR", default=None,
+                     help="the numbered notebooks (default: $RETCONF_NOTEBOOKS, else the source tree's "
+                          "notebooks/; a non-editable install needs one of the two)")
 
     ab = sub.add_parser("ablations", help="print the ablation grids as --cfg-options",
                         description="Print the paper's ablation grids (Tables 2-4) and the "
@@ -208,7 +211,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     out = args.out or ((cfg.model.backbone.get("init_cfg") or {}).get("checkpoint"))
     if not out:
-        raise CLIError(f"{args.config}: model.backbone.init_cfg.checkpoint is not set; pass --out")
+        raise UsageError(f"{args.config}: model.backbone.init_cfg.checkpoint is not set; pass --out")
     pcfg = PretrainConfig() if args.iters is None else replace(PretrainConfig(), iters=args.iters)
     meta = pretrain_backbone(cfg, out, pcfg, force=args.force)
     state = "cached" if meta["cached"] else "trained"
@@ -265,8 +268,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_reports
 
     if args.jobs is not None and args.jobs < 1:
-        raise CLIError(f"--jobs: must be at least 1, got {args.jobs}")
-    made = make_reports(args.run_dir, args.out, args.only, args.show_code, jobs=args.jobs)
+        raise UsageError(f"--jobs: must be at least 1, got {args.jobs}")
+    made = make_reports(args.run_dir, args.out, args.only, args.show_code, jobs=args.jobs,
+                        notebooks_from=args.notebooks)
     kept = sum(r.reused for r in made)
     print(f"{len(made) - kept} reports written, {kept} up to date and kept, in {args.out} "
           f"(open {args.out}/index.html)")
@@ -292,23 +296,16 @@ COMMANDS = {"data": cmd_data, "pretrain": cmd_pretrain, "train": cmd_train, "tes
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data.digits import DatasetError
-    from .engine.hooks import TrainingDiverged
-    from .report import ReportError
-    from .runtime import ConfigError
-
+    """Run one command; library errors (:mod:`retconf.errors`) become one line on stderr and
+    their exit status (:func:`retconf.errors.exit_code`)."""
     args = build_parser().parse_args(argv)
     try:
         code = COMMANDS[args.command](args)
         _close_process_group(barrier=True)
         return code
-    except (CLIError, ConfigError, DatasetError, CheckpointError, ReportError) as e:
+    except RetconfError as e:
         print(f"retconf {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"retconf {args.command}: error: {e}", file=sys.stderr)
-        return 3
+        return exit_code(e)
     except KeyboardInterrupt:
         print(f"retconf {args.command}: interrupted", file=sys.stderr)
         return 130

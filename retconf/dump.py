@@ -26,7 +26,6 @@ selection and ``obj`` is NaN.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -38,6 +37,7 @@ import numpy as np
 from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, SCHEMA_VERSION
 
 from .io import atomic_write_bytes, atomic_write_text
+from .io import sha256_file as _sha256  # the one file hash (checkpoints, shards)
 
 def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> dict[str, Any]:
     """Best IoU of each box with a ground truth of the same class and of any class.
@@ -112,15 +112,6 @@ def _parquet_bytes(df: Any) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False, engine="pyarrow")
     return buf.getvalue()
-
-
-def _sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def shard_record(out: Path, shard: int) -> dict:

@@ -1,7 +1,9 @@
-"""Atomic file writes: a temporary sibling file renamed into place, so a kill at any moment never
-leaves a file that looks complete but is not."""
+"""Files: atomic writes (a temporary sibling file renamed into place, so a kill at any moment never
+leaves a file that looks complete but is not) and content hashes."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -34,7 +36,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_and_markdown(prefix: str | os.PathLike, data: dict, markdown: str) -> None:
     """Write ``{prefix}.json`` (``data``) and ``{prefix}.md`` (``markdown``), each atomically."""
-    import json
-
     atomic_write_text(f"{prefix}.json", json.dumps(data, indent=1))
     atomic_write_text(f"{prefix}.md", markdown)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB chunks: checkpoints, dump shards, manifests."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

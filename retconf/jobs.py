@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from .runtime import CLIError
+from .errors import UsageError
 
 # Overrides applied to each job's configs inside a worker (not part of its recorded inputs: they
 # change how data reaches the model, not which data or in what order).
@@ -53,7 +53,7 @@ def resolve_jobs(requested: Optional[int], n_pending: int, cpus: Optional[int] =
     """
     cpus = cpus or os.cpu_count() or 1
     if requested is not None and requested < 1:
-        raise CLIError(f"--jobs: must be at least 1, got {requested}")
+        raise UsageError(f"--jobs: must be at least 1, got {requested}")
     if requested is None:
         requested = 1 if (has_cuda or cuda_available)() else balanced_jobs(n_pending, min(cpus, 8))
     jobs = max(1, min(requested, n_pending))

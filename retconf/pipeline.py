@@ -1,13 +1,9 @@
 """``retconf reproduce``: data -> shared backbone pretraining -> per seed: train + dump each
 detector -> reports.
 
-Layout of a run directory::
-
-    RUN/pretrain/backbone.pth            shared by every seed (like ImageNet weights on COCO)
-    RUN/seed_<s>/<model>/                work dir: checkpoints, metrics.json, inputs.json
-    RUN/seed_<s>/dumps/<model>/          Parquet dump of the final checkpoint
-    RUN/logs/<seed>-<model>.log          console output of each job run in parallel
-    RUN/summary.json                     seeds, models, metrics per seed, stage seconds, wall time
+The layout of a run directory (``RUN/seed_<s>/<model>/``, ``RUN/seed_<s>/dumps/<model>/``,
+``RUN/pretrain/``, ``RUN/logs/``) and the fields of ``RUN/summary.json`` are defined once, in
+:mod:`analysis.runs`.
 
 Every detector of a seed trains with ``randomness.seed = s``, so the detectors of one seed differ
 only by their head; ``--seeds N`` repeats the whole comparison for s = 0 .. N-1 and the reports
@@ -29,13 +25,16 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .io import atomic_write_text
+from analysis import runs
+from analysis.schema import SCHEMA_VERSION
+
+from .io import atomic_write_text, sha256_file
 from .presets import PRESETS, Preset
-from .runtime import CLIError
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"seed_{self.seed}/{self.name}"
+        return runs.job_key(self.seed, self.name)
 
 
 def _stage(msg: str) -> None:
@@ -63,26 +62,23 @@ def plan(preset: Preset, run_dir: Path, seeds: int, full: bool, options: dict) -
     from .ablations import TRAINED_VARIANTS
 
     if seeds < 1:
-        raise CLIError(f"--seeds: must be at least 1, got {seeds}")
+        raise UsageError(f"--seeds: must be at least 1, got {seeds}")
     models = {name: (config, {}) for name, config in preset.detectors.items()}
     if full:
         if "retinanet_conf" not in preset.detectors:
-            raise CLIError(f"--full: preset {preset.name} has no retinanet_conf detector to vary")
+            raise UsageError(f"--full: preset {preset.name} has no retinanet_conf detector to vary")
         models.update({name: (preset.detectors["retinanet_conf"], extra)
                        for name, extra in TRAINED_VARIANTS.items()})
     jobs = []
     for seed in range(seeds):
         for name, (config, extra) in models.items():
-            seed_dir = run_dir / f"seed_{seed}"
             jobs.append(Job(seed, name, config, {**options, **extra, "randomness": {"seed": seed}},
-                            seed_dir / name, seed_dir / "dumps" / name))
+                            runs.work_dir(run_dir, seed, name), runs.dump_dir(run_dir, seed, name)))
     return jobs
 
 
 def _file_digest(path: Path) -> str:
-    from .dump import _sha256
-
-    return _sha256(path) if path.is_file() else "missing"
+    return sha256_file(path) if path.is_file() else "missing"
 
 
 def inputs_record(cfg: object, extra: dict, placeholders: Optional[dict[str, str]] = None) -> dict:
@@ -123,14 +119,12 @@ def _set_aside_if_stale(work_dir: Path, inputs: dict) -> None:
 def _dump_current(dump_dir: Path, checkpoint: Path) -> bool:
     """Whether ``dump_dir`` holds a complete dump of exactly ``checkpoint`` written with the
     current dump schema, with per-shard records (anything else is redone)."""
-    from .dump import SCHEMA_VERSION, _sha256
-
     meta = dump_dir / "metadata.json"
     if not meta.is_file() or not checkpoint.is_file():
         return False
     record = json.loads(meta.read_text())
     return (bool(record.get("complete")) and record.get("schema_version") == SCHEMA_VERSION and "shards" in record
-            and record.get("checkpoint_sha256") == _sha256(checkpoint))
+            and record.get("checkpoint_sha256") == sha256_file(checkpoint))
 
 
 @dataclass(frozen=True)
@@ -229,6 +223,42 @@ def _data_digest(preset: Preset, data_dir: Path) -> str:
                                       for p in anns]).encode()).hexdigest()
 
 
+N_STAGES = 4
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything ``reproduce`` decided before running anything: the preset, where things go,
+    the shared ``--cfg-options`` and the trainings in plan order."""
+
+    preset: Preset
+    run_dir: Path
+    data_dir: Path
+    reports_dir: Path
+    options: dict
+    seeds: int
+    jobs: list[Job]
+
+    @property
+    def backbone(self) -> Path:
+        return runs.backbone_path(self.run_dir)
+
+
+@dataclass
+class RunLog:
+    """What running a plan records: stage seconds, the stages reused, the metrics per seed and
+    model, how the trainings ran, and the seconds of the previous run (kept for reused stages)."""
+
+    t_start: float
+    previous: dict
+    timings: dict = field(default_factory=dict)
+    cached: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+    n_jobs: int = 1
+    threads: int = 1
+    wall_jobs: float = 0.0
+
+
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
               data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 3,
               full: bool = False, cfg_options: Optional[dict] = None,
@@ -236,117 +266,161 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
     plan without training anything. ``parallel``: trainings run at once (None: see
-    :func:`resolve_jobs`)."""
+    :func:`resolve_jobs`).
+
+    Raises:
+        UsageError: an unknown preset, ``seeds`` < 1, a COCO preset without ``data_root``.
+    """
     t_start = time.time()
-    from .progress import progress
+    run = plan_run(preset_name, out, data_root, reports, seeds, full, cfg_options)
+    if dry_run:
+        return _print_plan(run.preset, run.jobs, run.data_dir, run.run_dir, run.reports_dir)
+    log = RunLog(t_start, _previous_seconds(run.run_dir))
+    make_dataset(run, log)
+    pretrain_shared_backbone(run, log)
+    train_and_dump(run, job_context(run), parallel, log)
+    write_summary(run, log)  # the notebooks read it
+    make_run_reports(run, log)
+    summary = write_summary(run, log)
+    _print_summary(summary, log.cached, run.reports_dir)
+    return summary
 
-    from .data.digits import generate
-    from .pretrain import pretrain_backbone
-    from .report import make_reports
-    from .runtime import load_config
 
+def plan_run(preset_name: str, out: Optional[str], data_root: Optional[str], reports: Optional[str],
+             seeds: int, full: bool, cfg_options: Optional[dict]) -> RunPlan:
+    """Resolve the preset, the directories and the options, and plan the trainings."""
     if preset_name not in PRESETS:
-        raise CLIError(f"--preset: unknown preset {preset_name!r} (choose from {', '.join(PRESETS)})")
+        raise UsageError(f"--preset: unknown preset {preset_name!r} (choose from {', '.join(PRESETS)})")
     preset: Preset = PRESETS[preset_name]
     run_dir = Path(out or f"runs/{preset.name}")
     if preset.data is None and not data_root:
-        raise CLIError(f"--data-root: preset {preset.name} needs an existing COCO-format dataset "
-                       "(DIR/annotations/instances_{train,val}2017.json, DIR/train2017/, DIR/val2017/)")
-    data_dir = Path(data_root or f"data/digits-{preset.name}")
-    reports_dir = Path(reports or f"reports/{preset.name}")
+        raise UsageError(f"--data-root: preset {preset.name} needs an existing COCO-format dataset "
+                         "(DIR/annotations/instances_{train,val}2017.json, DIR/train2017/, DIR/val2017/)")
     options = {**preset.cfg_options, **(cfg_options or {})}
-    backbone = run_dir / "pretrain" / "backbone.pth"
     if preset.pretrain is not None:
-        options["model.backbone.init_cfg.checkpoint"] = str(backbone)
-    jobs = plan(preset, run_dir, seeds, full, options)
-    n_stages = 4
-    if dry_run:
-        return _print_plan(preset, jobs, data_dir, run_dir, reports_dir)
+        options["model.backbone.init_cfg.checkpoint"] = str(runs.backbone_path(run_dir))
+    return RunPlan(preset, run_dir, Path(data_root or f"data/digits-{preset.name}"),
+                   Path(reports or f"reports/{preset.name}"), options, seeds,
+                   plan(preset, run_dir, seeds, full, options))
 
-    timings: dict[str, float] = {}
-    previous = {}
-    if (run_dir / "summary.json").is_file():
-        previous = json.loads((run_dir / "summary.json").read_text()).get("seconds", {})
-    cached: list[str] = []
+
+def _previous_seconds(run_dir: Path) -> dict:
+    """The stage seconds of the run's last ``summary.json`` (none: empty)."""
+    if runs.summary_path(run_dir).is_file():
+        return json.loads(runs.summary_path(run_dir).read_text()).get("seconds", {})
+    return {}
+
+
+def make_dataset(run: RunPlan, log: RunLog) -> None:
+    """Stage 1: generate the embedded dataset (reused when its manifest matches); a COCO
+    dataset is checked before each training instead."""
+    from .data.digits import generate
+    from .progress import progress
 
     t = time.time()
-    if preset.data is not None:
-        _stage(f"[1/{n_stages}] dataset -> {data_dir}")
+    if run.preset.data is not None:
+        _stage(f"[1/{N_STAGES}] dataset -> {run.data_dir}")
         # A directory holding another retconf dataset (a manifest from other settings or an
         # older version) is regenerated; anything else is refused by generate().
-        manifest = data_dir / "manifest.json"
+        manifest = run.data_dir / "manifest.json"
         before = manifest.stat().st_mtime_ns if manifest.is_file() else None
-        generate(preset.data, data_dir, overwrite=manifest.is_file(),
+        generate(run.preset.data, run.data_dir, overwrite=manifest.is_file(),
                  progress=lambda it, n, desc: progress(it, total=n, desc=f"digits {desc}", unit="img"))
         if before is not None and manifest.stat().st_mtime_ns == before:
-            cached.append("data")
+            log.cached.append("data")
     else:
-        _stage(f"[1/{n_stages}] dataset: {data_dir} (checked before each training)")
-    timings["data"] = time.time() - t
+        _stage(f"[1/{N_STAGES}] dataset: {run.data_dir} (checked before each training)")
+    log.timings["data"] = time.time() - t
+
+
+def pretrain_shared_backbone(run: RunPlan, log: RunLog) -> None:
+    """Stage 2: pretrain the backbone every seed shares (reused when its inputs match), or
+    leave the configs' own init."""
+    from .pretrain import pretrain_backbone
+    from .runtime import load_config
 
     t = time.time()
-    if preset.pretrain is not None:
-        _stage(f"[2/{n_stages}] shared backbone pretraining -> {backbone}")
-        first_cfg = load_config(jobs[0].config, options)
-        meta = pretrain_backbone(first_cfg, backbone, preset.pretrain)
+    if run.preset.pretrain is not None:
+        _stage(f"[2/{N_STAGES}] shared backbone pretraining -> {run.backbone}")
+        first_cfg = load_config(run.jobs[0].config, run.options)
+        meta = pretrain_backbone(first_cfg, run.backbone, run.preset.pretrain)
         print(f"backbone {'cached' if meta['cached'] else 'trained'}: crop accuracy {meta['accuracy']:.3f}")
         if meta["cached"]:
-            cached.append("pretrain")
-        timings["pretrain"] = time.time() - t
+            log.cached.append("pretrain")
+        log.timings["pretrain"] = time.time() - t
     else:
-        _stage(f"[2/{n_stages}] backbone: the configs' own init (model.backbone.init_cfg)")
+        _stage(f"[2/{N_STAGES}] backbone: the configs' own init (model.backbone.init_cfg)")
 
-    digests = {"data": _data_digest(preset, data_dir),
-               "backbone": _file_digest(backbone) if preset.pretrain is not None else "config"}
-    placeholders = {str(data_dir).rstrip("/"): "<data>"}
-    if preset.pretrain is not None:
-        placeholders[str(backbone)] = "<backbone>"
-    results: dict[str, dict] = {}
+
+def job_context(run: RunPlan) -> JobContext:
+    """The dataset, the fingerprints of the dataset and backbone, and their path placeholders
+    (:func:`inputs_record`) shared by every job."""
+    pretrained = run.preset.pretrain is not None
+    digests = {"data": _data_digest(run.preset, run.data_dir),
+               "backbone": _file_digest(run.backbone) if pretrained else "config"}
+    placeholders = {str(run.data_dir).rstrip("/"): "<data>"}
+    if pretrained:
+        placeholders[str(run.backbone)] = "<backbone>"
+    return JobContext(str(run.data_dir), digests, placeholders)
+
+
+def train_and_dump(run: RunPlan, context: JobContext, parallel: Optional[int], log: RunLog) -> None:
+    """Stage 3: every training and its dump, one after the other or ``parallel`` at a time;
+    ``log.results`` ends in plan order (seeds, then detectors, then ablations)."""
     from .jobs import resolve_jobs
 
-    n_jobs, threads = resolve_jobs(parallel, len(jobs))
-    context = JobContext(str(data_dir), digests, placeholders)
+    jobs = run.jobs
+    log.n_jobs, log.threads = resolve_jobs(parallel, len(jobs))
     t_jobs = time.time()
-    if n_jobs == 1:
+    if log.n_jobs == 1:
         for i, job in enumerate(jobs, 1):
-            _stage(f"[3/{n_stages}] seed {job.seed} ({job.seed + 1}/{seeds}), {job.name} "
+            _stage(f"[3/{N_STAGES}] seed {job.seed} ({job.seed + 1}/{run.seeds}), {job.name} "
                    f"({i}/{len(jobs)}): train -> {job.work_dir}, dump -> {job.dump_dir}")
-            done = run_job(job, context)
-            _say_reused(done)
-            _collect(done, results, timings, cached)
+            _record(run_job(job, context), log)
     else:
-        _stage(f"[3/{n_stages}] {len(jobs)} trainings and dumps, {n_jobs} at a time with "
-               f"{threads} thread{'s' * (threads > 1)} each; logs in {run_dir / 'logs'}")
-        for done in run_parallel_jobs(jobs, context, n_jobs, threads, run_dir / "logs"):
-            _say_reused(done)
-            _collect(done, results, timings, cached)
-    wall_jobs = time.time() - t_jobs
+        _stage(f"[3/{N_STAGES}] {len(jobs)} trainings and dumps, {log.n_jobs} at a time with "
+               f"{log.threads} thread{'s' * (log.threads > 1)} each; logs in {runs.log_dir(run.run_dir)}")
+        for done in run_parallel_jobs(jobs, context, log.n_jobs, log.threads, runs.log_dir(run.run_dir)):
+            _record(done, log)
+    log.wall_jobs = time.time() - t_jobs
     # Plan order (parallel jobs finish in any order): seeds, then detectors, then ablations.
-    results = {str(s): {j.name: results[str(s)][j.name] for j in jobs if j.seed == s} for s in range(seeds)}
+    log.results = {str(s): {j.name: log.results[str(s)][j.name] for j in jobs if j.seed == s}
+                   for s in range(run.seeds)}
 
-    def write_summary() -> dict:
-        seconds = {k: round(previous[k] if k in cached and k in previous else v, 1) for k, v in timings.items()}
-        summary = {"preset": preset.name, "data_root": str(data_dir), "run_dir": str(run_dir),
-                   "reports": str(reports_dir), "seeds": list(range(seeds)),
-                   "detectors": list(preset.detectors),
-                   "ablations": [j.name for j in jobs if j.seed == 0 and j.name not in preset.detectors],
-                   "seconds": seconds, "cached_this_run": cached, "metrics": results,
-                   "jobs": n_jobs, "threads_per_job": threads, "train_and_dump_wall_seconds": round(wall_jobs, 1),
-                   "wall_seconds": round(time.time() - t_start, 1)}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
-        return summary
 
-    write_summary()  # the notebooks read it
-    _stage(f"[4/{n_stages}] reports -> {reports_dir}")
+def _record(done: JobResult, log: RunLog) -> None:
+    """Say what a finished job reused and add its metrics and seconds to ``log``."""
+    _say_reused(done)
+    _collect(done, log.results, log.timings, log.cached)
+
+
+def write_summary(run: RunPlan, log: RunLog) -> dict:
+    """Write ``RUN/summary.json`` (:mod:`analysis.runs`); reused stages keep the seconds they
+    took when they last ran."""
+    seconds = {k: round(log.previous[k] if k in log.cached and k in log.previous else v, 1)
+               for k, v in log.timings.items()}
+    summary = runs.make_summary(
+        preset=run.preset.name, data_root=str(run.data_dir), run_dir=str(run.run_dir),
+        reports=str(run.reports_dir), seeds=list(range(run.seeds)), detectors=list(run.preset.detectors),
+        ablations=[j.name for j in run.jobs if j.seed == 0 and j.name not in run.preset.detectors],
+        seconds=seconds, cached_this_run=log.cached, metrics=log.results, jobs=log.n_jobs,
+        threads_per_job=log.threads, train_and_dump_wall_seconds=round(log.wall_jobs, 1),
+        wall_seconds=round(time.time() - log.t_start, 1))
+    atomic_write_text(runs.summary_path(run.run_dir), json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+def make_run_reports(run: RunPlan, log: RunLog) -> None:
+    """Stage 4: the HTML reports (each kept when its inputs are unchanged)."""
+    from .report import make_reports
+
+    _stage(f"[4/{N_STAGES}] reports -> {run.reports_dir}")
     t = time.time()
-    made = make_reports(run_dir, reports_dir)
+    made = make_reports(run.run_dir, run.reports_dir)
     if made and all(r.reused for r in made):
         print("every report is up to date with its inputs, reusing them")
-        cached.append("reports")
-    timings["reports"] = time.time() - t
-    summary = write_summary()
-    _print_summary(summary, cached, reports_dir)
-    return summary
+        log.cached.append("reports")
+    log.timings["reports"] = time.time() - t
 
 
 def _print_plan(preset: Preset, jobs: list[Job], data_dir: Path, run_dir: Path, reports_dir: Path) -> dict:
@@ -355,7 +429,7 @@ def _print_plan(preset: Preset, jobs: list[Job], data_dir: Path, run_dir: Path, 
 
     _stage(f"plan for preset {preset.name} (dry run: nothing is trained)")
     print(f"dataset: {data_dir}" + (" (generated)" if preset.data is not None else " (existing)"))
-    print("backbone: " + ("shared pretraining -> " + str(run_dir / "pretrain" / "backbone.pth")
+    print("backbone: " + ("shared pretraining -> " + str(runs.backbone_path(run_dir))
                           if preset.pretrain is not None else "the configs' own init_cfg"))
     checked = set()
     for job in jobs:

@@ -22,19 +22,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import analysis
+from analysis import runs
+
+from .errors import ReportError
 from .io import atomic_write_text
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
+# The source checkout this module sits in (an editable install or a clone). A non-editable
+# install has no notebooks/ beside it: pass the directory (``retconf report --notebooks DIR``,
+# ``make_reports(..., notebooks_from=DIR)``) or set $RETCONF_NOTEBOOKS.
+CHECKOUT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_ENV = "RETCONF_NOTEBOOKS"
 
 
-class ReportError(RuntimeError):
-    """A notebook failed; the message names it, the failing cell and the kept notebook."""
+def notebooks_dir(directory: Optional[str | Path] = None) -> Path:
+    """Where the numbered notebooks are: ``directory``, else ``$RETCONF_NOTEBOOKS``, else the
+    checkout's ``notebooks/``. They run with their parent directory (the project) as working
+    directory.
+
+    Raises:
+        ReportError: naming where it looked.
+    """
+    given = directory or os.environ.get(NOTEBOOKS_ENV)
+    path = Path(given) if given else CHECKOUT / "notebooks"
+    if not path.is_dir():
+        how = f"{path} is not a directory" if given else (
+            f"{path} does not exist (a non-editable install does not ship the notebooks: pass "
+            f"--notebooks DIR or set {NOTEBOOKS_ENV} to the source tree's notebooks/)")
+        raise ReportError(f"notebooks: {how}")
+    return path.resolve()
 
 
-def notebooks(names: Optional[list[str]] = None) -> list[Path]:
-    """The numbered notebooks (all, or those whose name starts with one of ``names``)."""
-    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+def notebooks(names: Optional[list[str]] = None, directory: Optional[str | Path] = None) -> list[Path]:
+    """The numbered notebooks of :func:`notebooks_dir` (all, or those whose name starts with
+    one of ``names``)."""
+    found = sorted(notebooks_dir(directory).glob("[0-9][0-9]_*.ipynb"))
     if names:
         found = [p for p in found if any(p.stem.startswith(n) for n in names)]
     return found
@@ -66,14 +88,14 @@ def run_digest(run_dir: Path) -> str:
     cached-stage list) and
     every dump's ``metadata.json``. Computed once per ``retconf report``."""
     h = hashlib.sha256()
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = runs.load_summary(run_dir)
     for key in ("cached_this_run", "wall_seconds", "train_and_dump_wall_seconds", "jobs", "threads_per_job"):
         summary.pop(key, None)  # how the run went, not what it computed
     summary.get("seconds", {}).pop("reports", None)
     h.update(json.dumps(summary, sort_keys=True).encode())
-    for source in sorted((ROOT / "analysis").rglob("*.py")):  # the code the notebooks call
+    for source in sorted(Path(analysis.__file__).parent.rglob("*.py")):  # the code the notebooks call
         h.update(source.read_bytes())
-    for meta in sorted(run_dir.glob("**/dumps/*/metadata.json")):
+    for meta in runs.dump_metadata_files(run_dir):
         h.update(str(meta.relative_to(run_dir)).encode())
         h.update(meta.read_bytes())
     return h.hexdigest()
@@ -102,14 +124,15 @@ def report_fingerprint(page: Path) -> Optional[str]:
 
 def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = False,
                  fingerprint: str = "") -> Path:
-    """Execute one notebook with papermill and write its HTML; return the HTML path."""
+    """Execute one notebook with papermill (working directory: the project, the notebook
+    directory's parent) and write its HTML; return the HTML path."""
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
 
     executed = out_dir / f"{path.stem}.ipynb"
     try:
-        pm.execute_notebook(str(path), str(executed), parameters=parameters, cwd=str(ROOT),
+        pm.execute_notebook(str(path), str(executed), parameters=parameters, cwd=str(path.parent.parent),
                             progress_bar=False, kernel_name="python3")
     except pm.PapermillExecutionError as e:
         raise ReportError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
@@ -213,13 +236,13 @@ def sibling_sets(out: Path) -> list[str]:
     return found
 
 
-def model_and_schedule(preset) -> str:
+def model_and_schedule(preset, project: Path = CHECKOUT) -> str:
     """One line on the detectors' shared recipe, read from the RetinaNet-Conf config of
     ``preset`` (a :class:`retconf.presets.Preset`) with the preset's own overrides: backbone,
     neck, input size, epochs, optimizer, batch size, and the backbone's pretraining."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(ROOT / preset.detectors["retinanet_conf"]), import_custom_modules=False)
+    cfg = Config.fromfile(str(project / preset.detectors["retinanet_conf"]), import_custom_modules=False)
     cfg.merge_from_dict(dict(preset.cfg_options))
     backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
     scale = next((t["scale"] for t in cfg.train_pipeline if t["type"] == "Resize"), None)
@@ -233,15 +256,16 @@ def model_and_schedule(preset) -> str:
             f"backbone {init}")
 
 
-def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None) -> str:
+def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None,
+               project: Path = CHECKOUT) -> str:
     """The landing page: what was run (paper, data, models, seeds, command), one line of
     computed findings per report with its link, links to sibling report sets and benchmarks,
-    and the run's provenance."""
+    and the run's provenance. Relative paths of the summary are read from ``project``."""
     from .presets import PRESETS
 
     out = out or Path(".")
     preset = PRESETS.get(str(summary.get("preset")))
-    manifest = ROOT / str(summary.get("data_root", "")) / "manifest.json"
+    manifest = project / str(summary.get("data_root", "")) / "manifest.json"
     data = ""
     if manifest.is_file():
         c = json.loads(manifest.read_text()).get("config", {})
@@ -272,7 +296,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         "<h2>What was run</h2><ul>"
         f"<li>Command: <code>{html.escape(command_of(summary))}</code> (run dir <code>{html.escape(str(run_dir))}</code>)</li>"
         f"<li>Preset: {html.escape(str(summary.get('preset')))}{' — ' + html.escape(preset.description) if preset else ''}</li>"
-        + (f"<li>Model and schedule: {html.escape(model_and_schedule(preset))}</li>" if preset else "")
+        + (f"<li>Model and schedule: {html.escape(model_and_schedule(preset, project))}</li>" if preset else "")
         + (f"<li>Data: {html.escape(data)}</li>" if data else "")
         + f"<li>Detectors: {html.escape(detectors)}; ablation trainings: {html.escape(ablations)}</li>"
         f"<li>Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); every table is the mean ± sd over them and every "
@@ -291,28 +315,33 @@ def _one_thread() -> None:
 
 
 def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]] = None,
-                 show_code: bool = False, jobs: Optional[int] = None) -> list[Report]:
+                 show_code: bool = False, jobs: Optional[int] = None,
+                 notebooks_from: Optional[str | Path] = None) -> list[Report]:
     """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``;
     reports whose recorded inputs fingerprint still matches are kept. ``jobs`` notebooks run at
-    once, each in its own process (default: one per CPU core; 1 runs them in this process)."""
+    once, each in its own process (default: one per CPU core; 1 runs them in this process).
+    ``notebooks_from``: the notebook directory (default: :func:`notebooks_dir`)."""
     from tqdm import tqdm
 
     from .progress import progress
 
+    nb_dir = notebooks_dir(notebooks_from)
+    project = nb_dir.parent  # the project the notebooks run in
     run_dir, out = Path(run_dir).absolute(), Path(out)
-    if run_dir.is_relative_to(ROOT):  # shown in the reports: keep it short and machine-independent
-        run_dir = run_dir.relative_to(ROOT)
-    if not (ROOT / run_dir / "summary.json").is_file():
-        raise ReportError(f"{run_dir}/summary.json: missing (run `retconf reproduce` first)")
-    summary = json.loads((ROOT / run_dir / "summary.json").read_text())
+    if run_dir.is_relative_to(project):  # shown in the reports: keep it short and machine-independent
+        run_dir = run_dir.relative_to(project)
+    try:
+        summary = runs.load_summary(project / run_dir)
+    except runs.RunError as e:
+        raise ReportError(str(e)) from e
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.html.*.tmp"):  # left by a run killed in the middle of a write
         tmp.unlink()
     written: dict[Path, Report] = {}
-    run = run_digest(ROOT / run_dir)
+    run = run_digest(project / run_dir)
     todo = []
     parameters = {"run_dir": str(run_dir)}
-    for path in notebooks(names):
+    for path in notebooks(names, nb_dir):
         fp = inputs_fingerprint(path, parameters, show_code, run)
         target = out / f"{path.stem}.html"
         if report_fingerprint(target) == fp:
@@ -337,10 +366,10 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
                 written[futures[fut]] = Report(fut.result(), False)
                 bar.update()
     bar.close()
-    written = [written[p] for p in notebooks(names)]
+    written = [written[p] for p in notebooks(names, nb_dir)]
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
-        pages = [out / f"{p.stem}.html" for p in notebooks()]
+        pages = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)]
         atomic_write_text(out / "index.html", index_html([(page_title_of(p), p.name) for p in pages if p.is_file()],
-                                                         run_dir, summary, out))
+                                                         run_dir, summary, out, project))
     return written

@@ -15,15 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .errors import ConfigError
+
 _REMOTE_PREFIXES = ("torchvision://", "open-mmlab://", "http://", "https://", "mmcls://", "s3://")
-
-
-class ConfigError(ValueError):
-    """A config or one of the files it points to is unusable."""
-
-
-class CLIError(Exception):
-    """An error reported as one line on stderr with a non-zero exit."""
 
 
 def resolve_config(path: str | os.PathLike) -> Path:

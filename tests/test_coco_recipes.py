@@ -131,7 +131,7 @@ def test_results_json_by_pycocotools_agrees_with_retconf(coco_run: dict) -> None
     from pycocotools.cocoeval import COCOeval
 
     from analysis.io import load_dump
-    from analysis.rescore import coco_ap
+    from analysis.coco import coco_ap
 
     ann_file, test_dir = coco_run["ann_file"], coco_run["test_dir"]
     results = json.loads((test_dir / "mmdet.bbox.json").read_text())

@@ -192,7 +192,7 @@ def _shuffled_categories(src: Path, out: Path) -> Path:
 def test_category_ids_follow_mmdets_dataset(small_digits: Path, tmp_path: Path) -> None:
     from mmdet.datasets import CocoDataset
 
-    from analysis.rescore import category_ids
+    from analysis.coco import category_ids
 
     data = _shuffled_categories(small_digits, tmp_path / "d")
     classes = tuple(str(i) for i in range(10))
@@ -212,7 +212,7 @@ def test_rescored_ap_equals_mmdets_cocometric_with_shuffled_ids(small_digits: Pa
     from mmdet.datasets import CocoDataset
     from mmdet.evaluation import CocoMetric
 
-    from analysis.rescore import coco_ap, detections_from_coco_results
+    from analysis.coco import coco_ap, detections_from_coco_results
 
     data = _shuffled_categories(small_digits, tmp_path / "d")
     ann_file = str(data / "annotations" / "instances_val.json")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from retconf.jobs import balanced_jobs, resolve_jobs, where
-from retconf.runtime import CLIError
+from retconf.errors import UsageError
 from tests.conftest import ROOT
 
 
@@ -30,7 +30,7 @@ def test_resolve_jobs_single_threaded_jobs_without_cuda_and_one_with() -> None:
     assert resolve_jobs(None, 30, cpus=16, has_cuda=lambda: False) == (10, 1)  # 3 rounds on 8 cores
     assert resolve_jobs(None, 9, cpus=16, has_cuda=lambda: True) == (1, 16)
     assert resolve_jobs(3, 9, cpus=2, has_cuda=lambda: False) == (3, 1)
-    with pytest.raises(CLIError, match="--jobs: must be at least 1, got 0"):
+    with pytest.raises(UsageError, match="--jobs: must be at least 1, got 0"):
         resolve_jobs(0, 9, cpus=2)
 
 

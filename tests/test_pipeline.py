@@ -150,3 +150,18 @@ def test_inputs_record_ignores_where_fingerprinted_files_live() -> None:
     assert record("elsewhere/b", "/mnt/y") == base  # a moved or copied run and dataset
     assert record("runs/a", "data/x", **{"train_cfg.max_epochs": 2}) != base
     assert record("runs/a", "data/x", randomness={"seed": 1}) != base
+
+
+def test_plan_run_resolves_the_preset_and_refuses_bad_arguments(tmp_path: Path) -> None:
+    from retconf.errors import UsageError
+    from retconf.pipeline import plan_run
+
+    run = plan_run("tiny", str(tmp_path / "run"), None, None, 2, False, {"a": 1})
+    assert run.data_dir == Path("data/digits-tiny") and run.reports_dir == Path("reports/tiny")
+    assert run.options["a"] == 1 and run.backbone == tmp_path / "run" / "pretrain" / "backbone.pth"
+    assert run.options["model.backbone.init_cfg.checkpoint"] == str(run.backbone)
+    assert [j.key for j in run.jobs[:1]] == ["seed_0/retinanet"] and {j.seed for j in run.jobs} == {0, 1}
+    with pytest.raises(UsageError, match="--preset: unknown preset 'nope'"):
+        plan_run("nope", None, None, None, 1, False, None)
+    with pytest.raises(UsageError, match="--data-root: preset coco_r50 needs"):
+        plan_run("coco_r50", None, None, None, 1, False, None)

@@ -182,6 +182,10 @@ def test_failing_notebook_names_the_cell_and_keeps_the_notebook(tmp_path: Path) 
     run = tmp_path / "run"
     run.mkdir()
     (run / "summary.json").write_text(json.dumps({"preset": "x", "run_dir": str(run), "seconds": {}, "metrics": {}}))
+    with pytest.raises(ReportError, match=r"summary.json: missing field 'seeds'"):  # refused before any notebook
+        make_reports(run, tmp_path / "out", names=["01"])
+    (run / "summary.json").write_text(json.dumps({"preset": "x", "run_dir": str(run), "seconds": {}, "seeds": [0],
+                                                  "metrics": {"0": {}}}))  # valid, but no dump
     with pytest.raises(ReportError, match=r"notebook 01_misalignment.ipynb failed in cell \d+: DumpError"):
         make_reports(run, tmp_path / "out", names=["01"])
     assert (tmp_path / "out" / "01_misalignment.ipynb").is_file()
@@ -211,15 +215,15 @@ def test_fingerprint_follows_the_dumps_and_notebook(tmp_path: Path) -> None:
 
     from retconf.report import inputs_fingerprint, run_digest
 
-    (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "seconds": {"a": 1}}))
+    (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "metrics": {"0": {}}, "seconds": {"a": 1}}))
     meta = tmp_path / "seed_0" / "dumps" / "retinanet" / "metadata.json"
     meta.parent.mkdir(parents=True)
     meta.write_text('{"checkpoint_sha256": "1"}')
     nb = notebooks()[0]
     fp = inputs_fingerprint(nb, {"run_dir": "r"}, False, run_digest(tmp_path))
     # the timing of the report stage itself and which stages were cached do not matter
-    (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "seconds": {"a": 1, "reports": 9},
-                                                       "cached_this_run": ["x"]}))
+    (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "metrics": {"0": {}},
+                                                       "seconds": {"a": 1, "reports": 9}, "cached_this_run": ["x"]}))
     assert inputs_fingerprint(nb, {"run_dir": "r"}, False, run_digest(tmp_path)) == fp
     assert inputs_fingerprint(nb, {"run_dir": "r"}, True, run_digest(tmp_path)) != fp
     assert inputs_fingerprint(notebooks()[1], {"run_dir": "r"}, False, run_digest(tmp_path)) != fp
@@ -274,7 +278,7 @@ def test_index_keeps_pages_a_partial_report_did_not_redo(tmp_path: Path, monkeyp
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "summary.json").write_text(json.dumps({"seeds": [0], "metrics": {}, "seconds": {}}))
+    (run / "summary.json").write_text(json.dumps({"seeds": [0], "metrics": {"0": {}}, "seconds": {}}))
     out = tmp_path / "out"
     out.mkdir()
     (out / "01_misalignment.html").write_text("<html></html>")

@@ -1,4 +1,5 @@
 """Datasets: the embedded digits-on-photos generator."""
-from .digits import CLASSES, DatasetError, DigitsConfig, generate, render_image
+from ..errors import DatasetError
+from .digits import CLASSES, DigitsConfig, generate, render_image
 
 __all__ = ["CLASSES", "DatasetError", "DigitsConfig", "generate", "render_image"]

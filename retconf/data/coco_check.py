@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from .digits import DatasetError
+from ..errors import DatasetError
 
 REQUIRED = ("images", "annotations", "categories")
 # Boxes may overhang their image by this many pixels (rounding in real annotations).

@@ -35,6 +35,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..errors import DatasetError  # re-exported: retconf.data.digits.DatasetError
+
 CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
 SPLITS: tuple[str, ...] = ("train", "val")
 # COCO 2017's 80 detection categories in mmdet's order (``CocoDataset.METAINFO['classes']``) and
@@ -61,10 +63,6 @@ _SKIMAGE_PHOTOS: tuple[str, ...] = (
 )
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-
-
-class DatasetError(ValueError):
-    """Invalid dataset parameters or an output location that cannot be used."""
 
 
 @dataclass(frozen=True)

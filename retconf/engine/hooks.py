@@ -9,6 +9,7 @@ from typing import Any, Optional
 from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
 
+from ..errors import TrainingDiverged  # re-exported for the hook's callers
 from ..io import atomic_write_text
 
 
@@ -39,10 +40,6 @@ class MetricsFileHook(Hook):
 
     def after_test_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:
         self._write(runner, "test_metrics.json", metrics)
-
-
-class TrainingDiverged(FloatingPointError):
-    """A loss term became NaN or infinite during training."""
 
 
 def first_bad_loss(log_vars: dict) -> Optional[tuple[str, float]]:

@@ -5,77 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from analysis.coco import coco_ap
 from analysis.io import DumpError, load_dump
-from analysis.rescore import coco_ap, rescore, inference_kwargs
-from retconf.apis import evaluate, train
+from analysis.rescore import inference_kwargs, rescore
 from retconf.dump import dump_predictions
-from tests.conftest import ROOT, fast_train_options
-
-CONF = ROOT / "experiments" / "retinanet-conf_r18-tiny_fpn_digits.py"
-EPOCHS = 10
-
-
-def _opts(**extra) -> dict:
-    opts = fast_train_options(max_epochs=EPOCHS)
-    opts.update({
-        "optim_wrapper.optimizer.lr": 3e-3,
-        # evaluate on the 16 training images (any detections will do: the checks are exact)
-        "test_dataloader.dataset.ann_file": "annotations/instances_train.json",
-        "test_dataloader.dataset.data_prefix.img": "train/",
-        "model.test_cfg.score_thr": 0.02,
-    })
-    opts.update(extra)
-    return opts
-
-
-OTHER_ALPHAS = (0.0, 0.2, 0.7)
-COLS = ["image_id", "label", "score", "x1", "y1", "x2", "y2"]
-
-
-@pytest.fixture(scope="module")
-def conf_run(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A briefly trained RetinaNet-Conf, its mmdet-evaluated live AP, a dump with the deployed
-    alpha and, for comparison, dumps whose *live* inference used other alphas."""
-    work = tmp_path_factory.mktemp("conf")
-    train(str(CONF), str(work), _opts(), str(small_digits))
-    ckpt = str(work / f"epoch_{EPOCHS}.pth")
-    ann = str(small_digits / "annotations" / "instances_train.json")
-    opts = {**_opts(), "test_evaluator.ann_file": ann}
-    live = evaluate(str(CONF), ckpt, str(work / "t"), opts, str(small_digits))
-    dumps = {}
-    for alpha in (0.4, *OTHER_ALPHAS):
-        out = work / f"dump{alpha}"
-        dump_predictions(str(CONF), ckpt, out, str(small_digits),
-                         {**opts, "model.bbox_head.fusion.alpha": alpha}, shard_size=5, progress=False)
-        dumps[alpha] = load_dump(out)
-    for name, extra in (("after_topk", {"model.bbox_head.fusion.order": "after_topk"}),
-                        ("pow_thr", {"model.bbox_head.fusion.mode": "pow_thr"})):
-        dump_predictions(str(CONF), ckpt, work / f"dump_{name}", str(small_digits), {**opts, **extra},
-                         shard_size=5, progress=False)
-        dumps[name] = load_dump(work / f"dump_{name}")
-    return {"dump": dumps[0.4], "live_dumps": dumps, "live": live, "ann": ann, "ckpt": ckpt,
-            "opts": opts, "data": small_digits}
-
-
-def _same_detections(a, b) -> None:
-    a = a[COLS].sort_values(COLS).reset_index(drop=True)
-    b = b[COLS].sort_values(COLS).reset_index(drop=True)
-    assert len(a) == len(b) > 0
-    assert (a[["image_id", "label"]].to_numpy() == b[["image_id", "label"]].to_numpy()).all()
-    assert abs(a[COLS[2:]].to_numpy() - b[COLS[2:]].to_numpy()).max() < 1e-4
-
-
-def test_live_detections_in_the_dump_give_mmdets_ap(conf_run: dict) -> None:
-    d = conf_run["dump"]
-    assert len(d.detections) > 0
-    ours = coco_ap(d.detections, conf_run["ann"], d.meta["classes"])
-    pairs = {name: (ours[name], conf_run["live"][f"coco/bbox_m{key}"]) for name, key in (
-        ("AP", "AP"), ("AP50", "AP_50"), ("AP75", "AP_75"), ("APs", "AP_s"), ("APm", "AP_m"), ("APl", "AP_l"))}
-    # zeros would match detections that find nothing: some of mmdet's numbers must be positive
-    # (40 iterations from scratch score little: AP 0.001, AP50 0.003, APm 0.009 here)
-    assert max(live for _, live in pairs.values()) > 0
-    for name, (ap, live) in pairs.items():
-        assert round(ap, 3) == round(live, 3), name  # mmdet rounds its AP to 3 decimals
+from tests.analysis.conftest import CONF, OTHER_ALPHAS, same_detections
+from tests.conftest import ROOT
 
 
 def test_rescoring_with_the_deployed_fusion_reproduces_live_inference(conf_run: dict) -> None:
@@ -84,7 +19,7 @@ def test_rescoring_with_the_deployed_fusion_reproduces_live_inference(conf_run: 
     ap_rescored = coco_ap(redone, conf_run["ann"], d.meta["classes"])["AP"]
     ap_live = coco_ap(d.detections, conf_run["ann"], d.meta["classes"])["AP"]
     assert round(ap_rescored, 4) == round(ap_live, 4)
-    _same_detections(redone, d.detections)  # stronger than AP: the very same detections
+    same_detections(redone, d.detections)  # stronger than AP: the very same detections
 
 
 @pytest.mark.parametrize("alpha", OTHER_ALPHAS)
@@ -93,20 +28,20 @@ def test_rescoring_other_alphas_matches_live_reinference(conf_run: dict, alpha: 
     redone = rescore(d.candidates, "pow", alpha, **inference_kwargs(d.meta))
     ap = coco_ap(redone, conf_run["ann"], d.meta["classes"])["AP"]
     assert abs(ap - coco_ap(live, conf_run["ann"], d.meta["classes"])["AP"]) <= 0.001  # 0.1 AP points
-    _same_detections(redone, live)  # alphas of the dump's grid are exact
+    same_detections(redone, live)  # alphas of the dump's grid are exact
 
 
 def test_rescoring_after_topk_matches_live_inference_in_that_order(conf_run: dict) -> None:
     d, live = conf_run["dump"], conf_run["live_dumps"]["after_topk"].detections
     redone = rescore(d.candidates, "pow", 0.4, order="after_topk", **inference_kwargs(d.meta))
-    _same_detections(redone, live)
+    same_detections(redone, live)
     with pytest.raises(ValueError, match="order 'sideways'"):
         rescore(d.candidates, "pow", 0.4, order="sideways")
 
 
 def test_rescoring_the_filtered_product_matches_live_inference(conf_run: dict) -> None:
     d, live = conf_run["dump"], conf_run["live_dumps"]["pow_thr"].detections
-    _same_detections(rescore(d.candidates, "pow_thr", 0.4, 0.5, **inference_kwargs(d.meta)), live)
+    same_detections(rescore(d.candidates, "pow_thr", 0.4, 0.5, **inference_kwargs(d.meta)), live)
 
 
 def test_dump_into_a_dump_of_other_settings_starts_afresh(conf_run: dict, tmp_path: Path) -> None:
@@ -120,7 +55,7 @@ def test_dump_into_a_dump_of_other_settings_starts_afresh(conf_run: dict, tmp_pa
                      {**conf_run["opts"], "model.bbox_head.fusion.alpha": 0.2}, shard_size=5, progress=False)
     redone, live = load_dump(copy), conf_run["live_dumps"][0.2]
     assert redone.meta["fusion"]["alpha"] == 0.2
-    _same_detections(redone.detections, live.detections)
+    same_detections(redone.detections, live.detections)
 
 
 def test_preselect_order_by_hand() -> None:
@@ -189,58 +124,6 @@ def test_dump_is_resumable_and_validated(conf_run: dict, small_digits: Path, tmp
     df.to_parquet(copy / "candidates-00000.parquet", index=False)
     with pytest.raises(DumpError, match=r"candidates-00000.parquet: missing column 'obj'"):
         load_dump(copy)
-
-
-def test_fusion_table_and_coco_results_input(conf_run: dict, tmp_path: Path) -> None:
-    import json
-
-    from analysis.rescore import detections_from_coco_results, fusion_table
-
-    d = conf_run["dump"]
-    table = fusion_table(d.candidates, conf_run["ann"], d.meta["classes"], **inference_kwargs(d.meta))
-    assert table["fusion"].tolist() == ["cls", "cls(obj>0.5)", "cls*obj", "cls*obj(obj>0.5)",
-                                      "product(alpha=0.4;obj>0.5)", "product(alpha=0.4)"]
-    # a COCO results json of the live detections round-trips to the same IoUs and the same AP
-    det = d.detections
-    results = [{"image_id": int(r.image_id), "category_id": int(r.label) + 1,
-                "bbox": [float(r.x1), float(r.y1), float(r.x2 - r.x1), float(r.y2 - r.y1)],
-                "score": float(r.score)} for r in det.itertuples()]
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(results))
-    back = detections_from_coco_results(str(path), conf_run["ann"])
-    assert len(back) == len(det)
-    assert abs(back["iou_same"].to_numpy() - det["iou_same"].to_numpy()).max() < 1e-4
-    assert coco_ap(back, conf_run["ann"])["AP"] == pytest.approx(coco_ap(det, conf_run["ann"], d.meta["classes"])["AP"])
-
-
-def test_faster_coco_eval_agrees_with_pycocotools(conf_run: dict) -> None:
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    d = conf_run["dump"]
-    ours = coco_ap(d.detections, conf_run["ann"], d.meta["classes"])
-    res = [{"image_id": int(r.image_id), "category_id": int(r.label) + 1,
-            "bbox": [float(r.x1), float(r.y1), float(r.x2 - r.x1), float(r.y2 - r.y1)],
-            "score": float(r.score)} for r in d.detections.itertuples()]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(conf_run["ann"])
-        ev = COCOeval(gt, gt.loadRes(res), "bbox")
-        ev.evaluate(), ev.accumulate(), ev.summarize()
-    for i, name in enumerate(["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR"]):
-        assert ours[name] == pytest.approx(float(ev.stats[i]), abs=1e-6), name
-
-
-def test_alpha_table_layout(conf_run: dict) -> None:
-    from analysis.rescore import alpha_table
-
-    d = conf_run["dump"]
-    table = alpha_table({"retinanet_conf": d, "again": d}, alphas=[0.0, 0.4])
-    assert list(table.columns[:3]) == ["alpha", "model", "AP"]
-    assert table[["alpha", "model"]].values.tolist() == [[0.0, "again"], [0.0, "retinanet_conf"],
-                                                         [0.4, "again"], [0.4, "retinanet_conf"]]
 
 
 def test_interrupted_dump_resumes_to_the_same_files(conf_run: dict, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.io import DumpError
-from analysis.seeds import (load_summary, mean_sd, over_seeds, run_seeds, seeds_note,
+from analysis.runs import load_summary
+from analysis.seeds import (mean_sd, over_seeds, run_seeds, seeds_note,
                             summary_metrics)
 
 

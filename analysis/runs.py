@@ -1,0 +1,161 @@
+"""The layout of a ``retconf reproduce`` run directory and the schema of its ``summary.json``:
+the one definition that :mod:`retconf.pipeline` writes and :mod:`analysis.seeds`,
+:mod:`retconf.report` and the notebooks read (as :mod:`analysis.schema` is for dumps).
+
+Layout::
+
+    RUN/pretrain/backbone.pth            shared by every seed (like ImageNet weights on COCO)
+    RUN/seed_<s>/<model>/                work dir: checkpoints, metrics.json, inputs.json
+    RUN/seed_<s>/dumps/<model>/          Parquet dump of the final checkpoint
+    RUN/logs/<seed>-<model>.log          console output of each job run in parallel
+    RUN/summary.json                     :data:`SUMMARY_FIELDS`
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .io import DumpError, read_json
+
+SUMMARY_FILE = "summary.json"
+# summary.json: field -> (accepted types, meaning). ``seeds`` and ``metrics`` are required.
+SUMMARY_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "preset": ((str,), "preset name (retconf.presets)"),
+    "data_root": ((str,), "dataset directory"),
+    "run_dir": ((str,), "this run directory"),
+    "reports": ((str,), "where the reports go"),
+    "seeds": ((list,), "training seeds, 0 .. N-1"),
+    "detectors": ((list,), "the preset's detectors, in table order"),
+    "ablations": ((list,), "RetinaNet-Conf ablation trainings (--full), in plan order"),
+    "metrics": ((dict,), "str(seed) -> model -> last validation metrics (coco/bbox_mAP ...)"),
+    "seconds": ((dict,), "stage -> seconds (as recorded when the stage last ran)"),
+    "cached_this_run": ((list,), "stages reused by this invocation"),
+    "jobs": ((int,), "trainings run at once"),
+    "threads_per_job": ((int,), "threads of each training"),
+    "train_and_dump_wall_seconds": ((int, float), "wall time of the training and dump stage"),
+    "wall_seconds": ((int, float), "wall time of the whole run"),
+}
+REQUIRED_SUMMARY_FIELDS: tuple[str, ...] = ("seeds", "metrics")
+# the dumps whose metadata.json fingerprints a run's reports (retconf.report.run_digest)
+DUMP_METADATA_GLOB = "**/dumps/*/metadata.json"
+
+
+class RunError(DumpError):
+    """A run directory or ``summary.json`` that does not follow this layout (names file and field)."""
+
+
+def run_path(run_dir: str | Path) -> Path:
+    """A run directory as given, or relative to the source checkout when it is found there and
+    not from the current directory (notebooks opened in JupyterLab run inside ``notebooks/``).
+    In a non-editable install there is no checkout: the path is taken as given."""
+    path = Path(run_dir)
+    if path.is_absolute() or path.exists():
+        return path
+    in_checkout = Path(__file__).resolve().parents[1] / path
+    return in_checkout if in_checkout.exists() else path
+
+
+def seed_dir(run_dir: str | Path, seed: int) -> Path:
+    """``RUN/seed_<seed>``: the trainings and dumps of one seed."""
+    return Path(run_dir) / f"seed_{seed}"
+
+
+def work_dir(run_dir: str | Path, seed: int, model: str) -> Path:
+    """``RUN/seed_<seed>/<model>``: checkpoints, ``metrics.json``, ``inputs.json``."""
+    return Path(run_dir) / job_key(seed, model)
+
+
+def dump_dir(run_dir: str | Path, seed: int, model: str) -> Path:
+    """``RUN/seed_<seed>/dumps/<model>``: the dump of the final checkpoint."""
+    return seed_dir(run_dir, seed) / "dumps" / model
+
+
+def job_key(seed: int, model: str) -> str:
+    """``seed_<seed>/<model>``: a training's work dir relative to ``RUN``, also its key in the
+    summary's ``seconds`` (``<key>/train``, ``<key>/dump``)."""
+    return f"seed_{seed}/{model}"
+
+
+def backbone_path(run_dir: str | Path) -> Path:
+    """``RUN/pretrain/backbone.pth``: the shared pretrained backbone."""
+    return Path(run_dir) / "pretrain" / "backbone.pth"
+
+
+def log_dir(run_dir: str | Path) -> Path:
+    """``RUN/logs``: one console log per job run in parallel."""
+    return Path(run_dir) / "logs"
+
+
+def summary_path(run_dir: str | Path) -> Path:
+    """``RUN/summary.json``."""
+    return Path(run_dir) / SUMMARY_FILE
+
+
+def dump_metadata_files(run_dir: str | Path) -> list[Path]:
+    """Every dump's ``metadata.json`` under ``run_dir``, sorted."""
+    return sorted(Path(run_dir).glob(DUMP_METADATA_GLOB))
+
+
+def check_summary(summary: dict, where: str | Path) -> dict:
+    """``summary`` if it follows :data:`SUMMARY_FIELDS` (unknown fields are let through).
+
+    Raises:
+        RunError: naming ``where`` and the first missing or mistyped field, or a seed
+            without metrics.
+    """
+    for field in REQUIRED_SUMMARY_FIELDS:
+        if field not in summary:
+            raise RunError(f"{where}: missing field {field!r}")
+    for field, value in summary.items():
+        types = SUMMARY_FIELDS.get(field, ((object,), ""))[0]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise RunError(f"{where}: field {field!r} must be {' or '.join(t.__name__ for t in types)}, "
+                           f"got {type(value).__name__}")
+    for seed in summary["seeds"]:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise RunError(f"{where}: field 'seeds' holds {seed!r}, not an integer seed")
+        if not isinstance(summary["metrics"].get(str(seed)), dict):
+            raise RunError(f"{where}: field 'metrics' has no models for seed {seed} (key {str(seed)!r})")
+    return summary
+
+
+def make_summary(**fields: Any) -> dict:
+    """A ``summary.json`` record of exactly the :data:`SUMMARY_FIELDS` given (a writer's typo
+    fails here, not in a notebook).
+
+    Raises:
+        RunError: naming an unknown or mistyped field.
+    """
+    unknown = sorted(set(fields) - set(SUMMARY_FIELDS))
+    if unknown:
+        raise RunError(f"{SUMMARY_FILE}: unknown field(s) {unknown} (known: {sorted(SUMMARY_FIELDS)})")
+    return check_summary(fields, SUMMARY_FILE)
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    """``RUN/summary.json`` of a ``retconf reproduce`` run, checked by :func:`check_summary`.
+
+    Raises:
+        RunError: naming the file and what is wrong (missing, not JSON, a field).
+    """
+    path = summary_path(run_path(run_dir))
+    try:
+        record = read_json(path, (), "run `retconf reproduce` first")
+    except RunError:
+        raise
+    except DumpError as e:
+        raise RunError(str(e)) from e
+    return check_summary(record, path)
+
+
+def summary_detectors(summary: dict) -> list[str]:
+    """The run's detectors in table order (``detectors``; a summary without it: every model of
+    ``metrics`` in first-appearance order)."""
+    if "detectors" in summary:
+        return list(summary["detectors"])
+    return list(dict.fromkeys(m for seed in summary["seeds"] for m in summary["metrics"][str(seed)]))
+
+
+def summary_ablations(summary: dict) -> list[str]:
+    """The run's ablation trainings (``retconf reproduce --full``; none otherwise)."""
+    return list(summary.get("ablations", []))

@@ -1,0 +1,224 @@
+"""The rows of each paper table and figure, computed from one dump at a time: where "Table 4 is
+computed" is answered here. Each ``*_rows``/``dump_*`` function takes ``(model, dump)`` (an
+:class:`analysis.io.Dump`) so that :func:`analysis.seeds.over_seeds` applies it to every seed;
+the notebooks take mean ± sd over seeds and set the paper's CSV beside it.
+
+==========================  =================================================  ==============
+paper                       rows                                               notebook
+==========================  =================================================  ==============
+intro Table 1 (counts)      :func:`dump_counts`                                01
+opening observation         :func:`dump_low_cls_share`                         01
+Figure 2 (proportions)      :func:`dump_proportions`                           01
+rank correlation, NMS       :func:`dump_alignment_table`, :func:`dump_alignment` 01
+Table 1 (NMS on cls)        :func:`cls_only_ap`                                04
+Tables 2 and 3 (losses)     :func:`loss_ablation_rows`                         03
+Table 4 (fusion modes)      :func:`fusion_rows` (:func:`fusion_table`),        03
+                            :func:`obj_share_rows`
+Table 5 (α sweep)           :func:`alpha_rows` (:func:`alpha_sweep`,           02
+                            :func:`alpha_table`)
+Table 6 (deployed fusion)   :func:`deployed_ap` (the run's ``summary.json``    03, 04
+                            holds the live numbers)
+beyond the paper            :func:`oracle_rows`, :func:`order_rows`            03
+==========================  =================================================  ==============
+
+The computing lives in :mod:`analysis.metrics` (counts, correlations), :mod:`analysis.rescore`
+(fuse, select, NMS) and :mod:`analysis.coco` (COCO AP).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pandas as pd
+
+from retconf.ablations import TABLE3, TABLE_ROWS
+
+from .coco import coco_ap, dump_coco_ap
+from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
+                      oracle_candidates, per_anchor, proportions, rank_correlation, wrong_survivor_rate)
+from .rescore import deployed_fusion, inference_kwargs, nms_per_image, preselect, rescore
+
+# The metric columns each table shows (names of analysis.coco.COCO_METRICS).
+REPORT_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "AR")  # our sweeps and ablations
+TABLE1_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR", "ARs", "ARm", "ARl")
+TABLE4_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR")
+HEADLINE_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75")  # Table 5's columns, paired differences
+TABLE6_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+# ---------------------------------------------------------------- one dump, one fusion: COCO AP
+
+def dump_ap(dump, mode: str, alpha: float, thr: float = 0.5, order: str = "before_topk",
+            candidates: Optional[pd.DataFrame] = None) -> dict:
+    """COCO metrics of one dump re-scored with one fusion under the dump's own inference
+    settings (``candidates`` replaces the dump's, e.g. by :func:`analysis.metrics.oracle_candidates`)."""
+    cands = dump.candidates if candidates is None else candidates
+    dets = rescore(cands, mode, alpha, thr, order=order, **inference_kwargs(dump.meta))
+    return dump_coco_ap(dump, dets)
+
+
+# ---------------------------------------------------------------- intro Table 1, Figure 2, correlations
+
+def dump_counts(model: str, dump, image_ids: Sequence[int]) -> pd.DataFrame:
+    """:func:`count_table` of one dump for ``image_ids``."""
+    return count_table(before_nms(dump.candidates), dump.detections, dump.images, image_ids=image_ids)
+
+
+def dump_low_cls_share(model: str, dump) -> dict:
+    """:func:`low_cls_share` of one dump (for ``over_seeds``)."""
+    return low_cls_share(dump.candidates)
+
+
+def dump_proportions(model: str, dump) -> pd.DataFrame:
+    """:func:`proportions` before and after NMS, rows ``(stage, thr)``."""
+    return pd.concat([proportions(before_nms(dump.candidates)).assign(stage="before NMS"),
+                      proportions(dump.detections).assign(stage="after NMS")], ignore_index=True)
+
+
+def dump_alignment_table(model: str, dump) -> pd.DataFrame:
+    """:func:`alignment_table` of one dump (for ``over_seeds``)."""
+    return alignment_table(dump.candidates, dump.detections)
+
+
+def dump_alignment(model: str, dump) -> dict:
+    """Headline Spearman correlations (the full table: :func:`dump_alignment_table`) and the
+    wrong-survivor rate of NMS under the fusion the model deploys. ``obj`` is NaN for a head
+    without a quality branch."""
+    f = deployed_fusion(dump.meta)
+    kw = inference_kwargs(dump.meta)
+    pre = preselect(dump.candidates, f["mode"], f["alpha"], f["thr"], kw["score_thr"],
+                    kw["nms_pre"], kw["min_bbox_size"])
+    ws = wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
+    pre_nms = before_nms(dump.candidates)
+    return {"cls~IoU_same per pair, before NMS": rank_correlation(pre_nms),
+            "obj~IoU_any per anchor, before NMS": rank_correlation(per_anchor(pre_nms), "obj", "iou_any"),
+            "cls~IoU_same after NMS": rank_correlation(dump.detections),
+            "score~IoU_same after NMS": rank_correlation(dump.detections, "score"),
+            "kept (IoU>=0.5)": ws["kept"], "wrong survivors": ws["wrong"], "wrong-survivor rate": ws["rate"]}
+
+
+# ---------------------------------------------------------------- Table 1: NMS on cls alone
+
+def cls_only_ap(model: str, dump) -> dict:
+    """COCO metrics of one dump with NMS ranked by the classification score alone (the
+    paper's Table 1 protocol; plain RetinaNet deploys exactly this)."""
+    return dump_ap(dump, "cls", 0.0)
+
+
+# ---------------------------------------------------------------- Tables 2 and 3: quality losses
+
+def loss_ablation_rows(model: str, dump) -> list[dict]:
+    """Tables 2 and 3 rows that one ``retconf reproduce --full`` model provides.
+
+    Table 2 scores with the classification only (``cls``); Table 3 with the product at α 0.4,
+    for the rows the paper has there (CE and CE^w 1e-4). ``model`` is a name from
+    :data:`retconf.ablations.TABLE_ROWS` (``retinanet_conf`` is the CE row).
+
+    Returns:
+        dicts with ``table``, ``loss``, ``alpha`` and the COCO metrics of :func:`coco_ap`.
+    """
+    rows = []
+    for loss in (row for row, m in TABLE_ROWS.items() if m == model):
+        rows.append({"table": "table2", "loss": loss, "alpha": 0.0, **dump_ap(dump, "cls", 0.0)})
+        if loss in TABLE3:
+            alpha = TABLE3[loss]["model.bbox_head.fusion.alpha"]
+            rows.append({"table": "table3", "loss": loss, "alpha": alpha, **dump_ap(dump, "pow", alpha)})
+    return rows
+
+
+# ---------------------------------------------------------------- Table 4: fusion modes
+
+# Table 4 rows: paper label -> (mode, alpha). The filtered product is exact on dumps whose
+# candidate grid holds it (retconf.dump.fusion_grid), otherwise exact only where a level keeps
+# fewer than nms_pre pairs.
+TABLE4_FUSIONS = {"cls": ("cls", 0.0), "cls(obj>0.5)": ("cls_thr", 0.0), "cls*obj": ("mul", 0.0),
+                  "cls*obj(obj>0.5)": ("mul_thr", 0.0), "product(alpha=0.4;obj>0.5)": ("pow_thr", 0.4),
+                  "product(alpha=0.4)": ("pow", 0.4)}
+
+
+def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], thr: float = 0.5,
+                 fusions: dict = TABLE4_FUSIONS, cat_ids: Optional[Sequence[int]] = None,
+                 **kwargs) -> pd.DataFrame:
+    """AP of each fusion mode on one dump (Table 4 layout: one row per fusion); labels map to
+    categories as in :func:`coco_ap`."""
+    rows = []
+    for label, (mode, alpha) in fusions.items():
+        dets = rescore(candidates, mode, alpha, thr, **kwargs)
+        rows.append({"fusion": label, **coco_ap(dets, ann_file, classes, cat_ids)})
+    return pd.DataFrame(rows)
+
+
+def fusion_rows(model: str, dump) -> pd.DataFrame:
+    """:func:`fusion_table` of one dump with its own inference settings (for ``over_seeds``)."""
+    return fusion_table(dump.candidates, dump.meta["ann_file"], dump.meta["classes"],
+                        cat_ids=dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
+
+
+def obj_share_rows(model: str, dump, thr: float = 0.5) -> dict:
+    """:func:`analysis.metrics.obj_above` of one dump at the ``*_thr`` fusions' threshold."""
+    return obj_above(dump.candidates, thr)
+
+
+# ---------------------------------------------------------------- Table 5: the α sweep
+
+ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+def alpha_sweep(candidates: pd.DataFrame, ann_file: str, alphas: list[float], classes: list[str],
+                cat_ids: Optional[Sequence[int]] = None, **kwargs) -> pd.DataFrame:
+    """AP for each α of the ``pow`` fusion (Table 5 layout: one row per α); labels map to
+    categories as in :func:`coco_ap`."""
+    rows = []
+    for a in alphas:
+        rows.append({"alpha": a, **coco_ap(rescore(candidates, "pow", a, **kwargs), ann_file, classes, cat_ids)})
+    return pd.DataFrame(rows)
+
+
+def alpha_table(dumps: dict, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
+    """Table 5 layout for several quality heads: rows (alpha, model) as in the paper's CSV.
+
+    Args:
+        dumps: model name -> :class:`analysis.io.Dump` (each re-scored with its own settings).
+    """
+    parts = [alpha_rows(name, d, alphas).assign(model=name) for name, d in dumps.items()]
+    table = pd.concat(parts, ignore_index=True)
+    cols = ["alpha", "model"] + [c for c in table.columns if c not in ("alpha", "model")]
+    return table[cols].sort_values(["alpha", "model"], kind="stable").reset_index(drop=True)
+
+
+def alpha_rows(model: str, dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
+    """:func:`alpha_sweep` of one dump with its own inference settings (for ``over_seeds``)."""
+    return alpha_sweep(dump.candidates, dump.meta["ann_file"], list(alphas), dump.meta["classes"],
+                       dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
+
+
+# ---------------------------------------------------------------- Table 6 and the target-gradient switch
+
+def deployed_ap(model: str, dump) -> dict:
+    """COCO metrics of a dump re-scored with the fusion its model deploys."""
+    f = deployed_fusion(dump.meta)
+    return dump_ap(dump, f["mode"], f["alpha"], f["thr"])
+
+
+# ---------------------------------------------------------------- beyond the paper: oracles, fusion order
+
+ORACLE_ALPHAS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.9)
+
+
+def oracle_rows(model: str, dump, alphas: Sequence[float] = ORACLE_ALPHAS) -> list[dict]:
+    """AP of the product fusion with the predicted confidence and with the two oracles of
+    :func:`analysis.metrics.oracle_candidates` (the IoU oracle, the ceiling of a class-agnostic
+    branch, and the IoU + label oracle, which also knows whether the label is right).
+
+    Approximate for the oracles: the dump holds the candidates that the *predicted* obj's
+    fusions keep; pairs that only an oracle would lift above ``score_thr`` are missing."""
+    oracles = {name: oracle_candidates(dump.candidates, name) for name in ORACLES}
+    return [{"alpha": a, "AP predicted obj": dump_ap(dump, "pow", a)["AP"],
+             **{f"AP {name}": dump_ap(dump, "pow", a, candidates=c)["AP"] for name, c in oracles.items()}}
+            for a in alphas]
+
+
+def order_rows(model: str, dump, alpha: float = 0.4) -> list[dict]:
+    """AP of the product fusion fused before top-k (this project's default) and after it
+    (mmdet's order, as the original code effectively did), from one dump."""
+    return [{"order": order, **dump_ap(dump, "pow", alpha, order=order)}
+            for order in ("before_topk", "after_topk")]
