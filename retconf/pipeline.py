@@ -262,17 +262,19 @@ class RunLog:
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
               data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 3,
               full: bool = False, cfg_options: Optional[dict] = None,
-              dry_run: bool = False, parallel: Optional[int] = None) -> dict:
+              dry_run: bool = False, parallel: Optional[int] = None,
+              detectors: Optional[list[str]] = None) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
     plan without training anything. ``parallel``: trainings run at once (None: see
-    :func:`resolve_jobs`).
+    :func:`resolve_jobs`). ``detectors``: detector names of the preset (also ``paper``,
+    ``families``, ``all``; None: the preset's default detectors, the paper's three).
 
     Raises:
         UsageError: an unknown preset, ``seeds`` < 1, a COCO preset without ``data_root``.
     """
     t_start = time.time()
-    run = plan_run(preset_name, out, data_root, reports, seeds, full, cfg_options)
+    run = plan_run(preset_name, out, data_root, reports, seeds, full, cfg_options, detectors)
     if dry_run:
         return _print_plan(run.preset, run.jobs, run.data_dir, run.run_dir, run.reports_dir)
     log = RunLog(t_start, _previous_seconds(run.run_dir))
@@ -287,11 +289,16 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
 
 
 def plan_run(preset_name: str, out: Optional[str], data_root: Optional[str], reports: Optional[str],
-             seeds: int, full: bool, cfg_options: Optional[dict]) -> RunPlan:
-    """Resolve the preset, the directories and the options, and plan the trainings."""
+             seeds: int, full: bool, cfg_options: Optional[dict],
+             detectors: Optional[list[str]] = None) -> RunPlan:
+    """Resolve the preset, its detectors, the directories and the options, and plan the
+    trainings."""
     if preset_name not in PRESETS:
         raise UsageError(f"--preset: unknown preset {preset_name!r} (choose from {', '.join(PRESETS)})")
-    preset: Preset = PRESETS[preset_name]
+    try:
+        preset: Preset = PRESETS[preset_name].choose(detectors)
+    except ValueError as e:
+        raise UsageError(f"--detectors: {e}") from None
     run_dir = Path(out or f"runs/{preset.name}")
     if preset.data is None and not data_root:
         raise UsageError(f"--data-root: preset {preset.name} needs an existing COCO-format dataset "

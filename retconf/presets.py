@@ -1,7 +1,7 @@
 """Named pipeline presets for ``retconf reproduce``: dataset, pretraining and detector settings."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from .data.digits import DigitsConfig
@@ -25,6 +25,24 @@ class Preset:
     pretrain: Optional[PretrainConfig]
     detectors: dict[str, str]  # name -> config path (relative to the project root)
     cfg_options: dict = field(default_factory=dict)
+    # More detectors trained on request (``--detectors``), under the same recipe.
+    more_detectors: dict[str, str] = field(default_factory=dict)
+
+    def choose(self, names: Optional[list[str]]) -> "Preset":
+        """The preset with the detectors ``names`` (None: the default ones). Besides detector
+        names, ``paper`` stands for the default detectors, ``families`` for all of
+        :attr:`more_detectors` and ``all`` for both. Raises ``ValueError`` naming an unknown one."""
+        if not names:
+            return self
+        known = {**self.detectors, **self.more_detectors}
+        groups = {"paper": list(self.detectors), "families": list(self.more_detectors), "all": list(known)}
+        chosen: list[str] = []
+        for name in names:
+            if name not in known and name not in groups:
+                raise ValueError(f"unknown detector {name!r} for preset {self.name} "
+                                 f"(choose from {', '.join([*groups, *known])})")
+            chosen += groups.get(name, [name])
+        return replace(self, detectors={n: known[n] for n in dict.fromkeys(chosen)})
 
 
 # The three detectors of the comparison: identical but for the head.
@@ -69,6 +87,7 @@ PRESETS: dict[str, Preset] = {
         data=DigitsConfig(),
         pretrain=PretrainConfig(),
         detectors=TINY_DETECTORS,
+        more_detectors=FAMILY_DETECTORS,
     ),
     "quick": Preset(
         name="quick",
@@ -76,6 +95,7 @@ PRESETS: dict[str, Preset] = {
         data=DigitsConfig(num_train=64, num_val=16),
         pretrain=PretrainConfig(iters=20, batch_size=32, eval_crops=64),
         detectors=TINY_DETECTORS,
+        more_detectors=FAMILY_DETECTORS,
         cfg_options={"train_cfg.max_epochs": 1, "train_cfg.val_interval": 1,
                      "param_scheduler.0.end": 2,
                      "param_scheduler.1.end": 1, "param_scheduler.1.T_max": 1,
