@@ -177,3 +177,13 @@ def paired_effects(deltas: pd.DataFrame, intervals: pd.DataFrame, ax: Any, key: 
     ax.set(xlabel=key, ylabel=ylabel, title=title)
     ax.legend(fontsize=7)
     return ax.figure
+
+
+def bars(table: pd.DataFrame, ax: Any, value: str, by: str = "model", title: str = "") -> Any:
+    """One bar per row of ``table`` (labelled by ``by``, in table order) of ``value``, with a
+    ``{value}_sd`` column as error bars (absent or NaN: none)."""
+    sd = table[f"{value}_sd"].fillna(0.0) if f"{value}_sd" in table else None
+    ax.bar(np.arange(len(table)), table[value], yerr=sd, capsize=3, color="tab:blue")
+    ax.set_xticks(np.arange(len(table)), [str(v) for v in table[by]], rotation=30, ha="right")
+    ax.set(ylabel=value, title=title)
+    return ax.figure

@@ -3,9 +3,11 @@ NMS. COCO evaluation lives in :mod:`analysis.coco`, the paper tables' rows in :m
 
 Glossary: C candidate rows of one image (an (anchor, class) pair each), D detections.
 
-The procedure mirrors ``QualityRetinaHead`` with ``order='before_topk'``: per level, fuse,
-keep scores > ``score_thr``, keep the top ``nms_pre``; then mmcv's ``batched_nms`` over the
-image and the top ``max_per_img``. With the deployed fusion it reproduces live inference.
+The procedure is the ranking rule of :class:`retconf.fusion.Fusion` (the one the heads and the
+dump use): per level, fuse (before or after the top-k), keep scores > ``score_thr``, keep the top
+``nms_pre``; then mmcv's ``batched_nms`` over the image and the top ``max_per_img``. With the
+deployed rule of a dump (:func:`deployed_rule`) it reproduces live inference, for every head
+family :mod:`retconf.capture` dumps.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from retconf.fusion import fuse_scores
+from retconf.fusion import Fusion, fuse_scores
 
 
 def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr: float) -> np.ndarray:
@@ -23,18 +25,24 @@ def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr:
 
 def preselect(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
               nms_pre: int, min_bbox_size: float = 0.0, order: str = "before_topk") -> pd.DataFrame:
-    """The candidates NMS sees, for all images at once: fused ``score`` > ``score_thr``, top
-    ``nms_pre`` per (image, level), boxes larger than ``min_bbox_size`` (as mmdet's
-    ``_bbox_post_process``). Rows come out ordered by image, level and descending rank score.
+    """:func:`select_candidates` with the rule given by its fields."""
+    return select_candidates(cands, Fusion(mode, alpha, thr, order), score_thr, nms_pre, min_bbox_size)
 
-    ``order='after_topk'`` is mmdet's order (``QualityRetinaHead`` ``fusion.order``): threshold
-    and top-k on ``cls``, then fuse the survivors. Exact on a dump, whose candidate grid holds
-    the ``cls`` selection."""
-    if order not in ("before_topk", "after_topk"):
-        raise ValueError(f"order {order!r} is not 'before_topk' or 'after_topk'")
-    score = fused_scores(cands["cls"].to_numpy(), np.nan_to_num(cands["obj"].to_numpy(), nan=1.0),
-                         mode, alpha, thr).astype(np.float32)
-    rank = score if order == "before_topk" else cands["cls"].to_numpy(dtype=np.float32)
+
+def select_candidates(cands: pd.DataFrame, rule: Fusion, score_thr: float, nms_pre: int,
+                      min_bbox_size: float = 0.0) -> pd.DataFrame:
+    """The candidates NMS sees, for all images at once: ``rule.rank`` > ``score_thr``, top
+    ``nms_pre`` per (image, level), boxes larger than ``min_bbox_size`` (as mmdet's
+    ``_bbox_post_process``), with ``score`` = the fused score. Rows come out ordered by image,
+    level and descending rank. ``obj`` NaN (no quality score) counts as 1.
+
+    ``order='after_topk'`` (mmdet's order; FCOS and ATSS with centerness): threshold and top-k
+    on ``cls``, then fuse the survivors. Exact on a dump, whose candidate grid holds the ``cls``
+    selection."""
+    cls = torch.tensor(cands["cls"].to_numpy(np.float32))
+    obj = torch.tensor(np.nan_to_num(cands["obj"].to_numpy(np.float32), nan=1.0))
+    score = rule.scores(cls, obj).numpy().astype(np.float32, copy=False)
+    rank = rule.rank(cls, obj).numpy().astype(np.float32, copy=False)
     rows = select_rows(cands["image_id"].to_numpy(), cands["level"].to_numpy(), rank, score_thr, nms_pre)
     if min_bbox_size >= 0:
         w = cands["x2"].to_numpy()[rows] - cands["x1"].to_numpy()[rows]
@@ -112,10 +120,15 @@ def inference_kwargs(meta: dict) -> dict:
                 min_bbox_size=t.get("min_bbox_size", -1))
 
 
-DEFAULT_FUSION = {"mode": "cls", "alpha": 0.0, "thr": 0.5}  # what plain RetinaNet deploys
+DEFAULT_FUSION = {"mode": "cls", "alpha": 0.0, "thr": 0.5, "order": "before_topk"}  # no quality score
 
 
 def deployed_fusion(meta: dict) -> dict:
-    """The fusion a dump's model deploys (``meta['fusion']``; plain RetinaNet: ``cls``), with
-    ``mode``, ``alpha`` and ``thr``."""
+    """The ranking rule a dump's model deploys (``meta['fusion']``; a head without a separate
+    quality score: ``cls``) as a dict with ``mode``, ``alpha``, ``thr`` and ``order``."""
     return {**DEFAULT_FUSION, **(meta.get("fusion") or {})}
+
+
+def deployed_rule(meta: dict) -> Fusion:
+    """:func:`deployed_fusion` as a :class:`retconf.fusion.Fusion`."""
+    return Fusion.of(deployed_fusion(meta))

@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from .io import DumpError, read_json
 
 SUMMARY_FILE = "summary.json"
@@ -159,3 +161,35 @@ def summary_detectors(summary: dict) -> list[str]:
 def summary_ablations(summary: dict) -> list[str]:
     """The run's ablation trainings (``retconf reproduce --full``; none otherwise)."""
     return list(summary.get("ablations", []))
+
+
+# The paper's three detectors: the pages that compare with the paper (04, 05) show these; the
+# other families of a run (``retconf reproduce --detectors``) are compared on ``06_families``.
+PAPER_DETECTORS: tuple[str, ...] = ("retinanet", "iou_aware", "retinanet_conf")
+
+
+def paper_detectors(summary: dict) -> list[str]:
+    """The run's detectors that the paper has (:data:`PAPER_DETECTORS`), in table order."""
+    return [m for m in summary_detectors(summary) if m in PAPER_DETECTORS]
+
+
+def has_families(summary: dict) -> bool:
+    """Whether the run trained detectors beyond the paper's three."""
+    return any(m not in PAPER_DETECTORS for m in summary_detectors(summary))
+
+
+def training_seconds(summary: dict) -> pd.DataFrame:
+    """Seconds of each training and its dump from ``seconds`` (keys ``seed_<s>/<model>/train``
+    and ``.../dump``): one row per (seed, model) with ``train s`` and ``dump s`` (NaN: not
+    recorded)."""
+    rows: dict[tuple[int, str], dict] = {}
+    for key, value in summary.get("seconds", {}).items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0].startswith("seed_") and parts[2] in ("train", "dump"):
+            row = rows.setdefault((int(parts[0].removeprefix("seed_")), parts[1]), {})
+            row[f"{parts[2]} s"] = float(value)
+    order = {m: i for i, m in enumerate(summary_detectors(summary))}
+    frame = pd.DataFrame([{"seed": s, "model": m, **v} for (s, m), v in rows.items()],
+                         columns=["seed", "model", "train s", "dump s"])
+    return frame.sort_values(["seed", "model"], key=lambda c: c.map(order) if c.name == "model" else c,
+                             kind="stable").reset_index(drop=True)

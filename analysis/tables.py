@@ -35,7 +35,7 @@ from retconf.ablations import TABLE3, TABLE_ROWS
 from .coco import coco_ap, dump_coco_ap
 from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
                       oracle_candidates, per_anchor, proportions, rank_correlation, wrong_survivor_rate)
-from .rescore import deployed_fusion, inference_kwargs, nms_per_image, preselect, rescore
+from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, rescore, select_candidates
 
 # The metric columns each table shows (names of analysis.coco.COCO_METRICS).
 REPORT_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "AR")  # our sweeps and ablations
@@ -83,10 +83,9 @@ def dump_alignment(model: str, dump) -> dict:
     """Headline Spearman correlations (the full table: :func:`dump_alignment_table`) and the
     wrong-survivor rate of NMS under the fusion the model deploys. ``obj`` is NaN for a head
     without a quality branch."""
-    f = deployed_fusion(dump.meta)
     kw = inference_kwargs(dump.meta)
-    pre = preselect(dump.candidates, f["mode"], f["alpha"], f["thr"], kw["score_thr"],
-                    kw["nms_pre"], kw["min_bbox_size"])
+    pre = select_candidates(dump.candidates, deployed_rule(dump.meta), kw["score_thr"], kw["nms_pre"],
+                            kw["min_bbox_size"])
     ws = wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
     pre_nms = before_nms(dump.candidates)
     return {"cls~IoU_same per pair, before NMS": rank_correlation(pre_nms),
@@ -194,9 +193,10 @@ def alpha_rows(model: str, dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFra
 # ---------------------------------------------------------------- Table 6 and the target-gradient switch
 
 def deployed_ap(model: str, dump) -> dict:
-    """COCO metrics of a dump re-scored with the fusion its model deploys."""
+    """COCO metrics of a dump re-scored with the ranking rule its model deploys (fusion, and
+    whether it is applied before or after the per-level top-k)."""
     f = deployed_fusion(dump.meta)
-    return dump_ap(dump, f["mode"], f["alpha"], f["thr"])
+    return dump_ap(dump, f["mode"], f["alpha"], f["thr"], order=f["order"])
 
 
 # ---------------------------------------------------------------- beyond the paper: oracles, fusion order

@@ -62,6 +62,19 @@ def notebooks(names: Optional[list[str]] = None, directory: Optional[str | Path]
     return found
 
 
+FAMILIES_NOTEBOOK = "06_families"  # only for runs with detectors beyond the paper's three
+
+
+def run_notebooks(summary: dict, names: Optional[list[str]] = None,
+                  directory: Optional[str | Path] = None) -> list[Path]:
+    """:func:`notebooks` that apply to a run: the families page only where the run has other
+    families than the paper's three."""
+    found = notebooks(names, directory)
+    if not runs.has_families(summary):
+        found = [p for p in found if p.stem != FAMILIES_NOTEBOOK]
+    return found
+
+
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', re.I)
 
 
@@ -341,7 +354,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     run = run_digest(project / run_dir)
     todo = []
     parameters = {"run_dir": str(run_dir)}
-    for path in notebooks(names, nb_dir):
+    for path in run_notebooks(summary, names, nb_dir):
         fp = inputs_fingerprint(path, parameters, show_code, run)
         target = out / f"{path.stem}.html"
         if report_fingerprint(target) == fp:
@@ -366,7 +379,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
                 written[futures[fut]] = Report(fut.result(), False)
                 bar.update()
     bar.close()
-    written = [written[p] for p in notebooks(names, nb_dir)]
+    written = [written[p] for p in run_notebooks(summary, names, nb_dir)]
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
         pages = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)]

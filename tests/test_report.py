@@ -314,6 +314,31 @@ def test_calibration_report_on_a_fixture_run(tmp_path: Path) -> None:
     assert "05_calibration.html" in (tmp_path / "out" / "index.html").read_text()
 
 
+def test_families_page_of_a_run_with_other_families(tmp_path: Path) -> None:
+    """The cross-family page runs for a run with families beyond the paper's three (and only
+    then): one row per family, the α sweep for heads with a separate quality score only,
+    findings per family with one."""
+    from tests.analysis.quality_cases import write_fake_run
+
+    plain = write_fake_run(tmp_path / "plain", seeds=(0,))
+    assert [r.path.name for r in make_reports(plain, tmp_path / "plain-out", names=["06"])] == []
+    run = write_fake_run(tmp_path / "run", families=("fcos", "gfl", "tood"))
+    made = make_reports(run, tmp_path / "out", names=["06"])
+    assert [r.path.name for r in made] == ["06_families.html"]
+    html_text = (tmp_path / "out" / "06_families.html").read_text()
+    assert table_problems(html_text) == []
+    page = _parse(tmp_path / "out" / "06_families.html")
+    for header in ("ranking~IoU", "ranking~IoU_sd", "AP IoU oracle", "wrong-survivor rate", "quality score", "train s"):
+        assert header in page.headers, header
+    assert page.tags.get("img", 0) == 2
+    # one findings pair per family with a separate quality score (not RetinaNet, not GFL)
+    for model in ("iou_aware", "retinanet_conf", "fcos", "tood"):
+        assert f"{model}: ranking by its fused score beats ranking by cls alone" in html_text
+    for model in ("retinanet:", "gfl:"):
+        assert f"{model} ranking by its fused score" not in html_text
+    assert "sqrt(cls·q)" in html_text and "cls·q (after top-k)" in html_text
+
+
 def test_verdict_line_and_command_of(tmp_path: Path) -> None:
     from analysis.findings import claim, not_measured, render
     from retconf.report import command_of, page_findings, verdict_line

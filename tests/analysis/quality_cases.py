@@ -40,9 +40,15 @@ def load_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
     return gt, dets
 
 
-def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = ()) -> Path:
+# Deployed rules of the other families (retconf.capture), for fake runs with ``families``.
+FAMILY_FUSIONS = {"fcos": {"mode": "mul", "alpha": 0.0, "thr": 0.5, "order": "after_topk"}, "gfl": None,
+                  "tood": {"mode": "geo", "alpha": 0.5, "thr": 0.5, "order": "before_topk"}}
+
+
+def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = (), families: tuple = ()) -> Path:
     """A run directory (``summary.json`` + schema-valid dumps of the three detectors per seed,
-    and of the RetinaNet-Conf variants named in ``ablations``, e.g. ``conf_l1``) made from the
+    of the RetinaNet-Conf variants named in ``ablations``, e.g. ``conf_l1``, and of the
+    :data:`FAMILY_FUSIONS` named in ``families``) made from the
     fixture, with random ``obj`` and IoUs: enough to execute the notebooks that need no
     training metrics (03, 05) without training anything. Its numbers mean nothing."""
     import numpy as np
@@ -54,6 +60,7 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = ()) -> P
     fusions = {"retinanet": None, "iou_aware": {"mode": "pow", "alpha": 0.5, "thr": 0.5},
                "retinanet_conf": {"mode": "pow", "alpha": 0.4, "thr": 0.5}}
     fusions.update({name: fusions["retinanet_conf"] for name in ablations})
+    fusions.update({name: FAMILY_FUSIONS[name] for name in families})
     for seed in seeds:
         for model, fusion in fusions.items():
             _, dets = load_fixture()
@@ -64,6 +71,10 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = ()) -> P
             dets["iou_same"] = dets["iou_any"]
             if fusion:
                 dets["score"] = dets["cls"] ** (1 - fusion["alpha"]) * dets["obj"] ** fusion["alpha"]
+            if model in families:
+                meta_extra = {"head": model.upper() + "Head", "quality": "centerness" if fusion else None}
+            else:
+                meta_extra = {}
             cands = pd.concat([dets, dets.assign(cls=dets["cls"] * 0.5, x1=dets["x1"] + 1)], ignore_index=True)
             cands = cands.assign(level=rng.integers(0, 3, len(cands)), anchor=np.arange(len(cands)) // 2)
             images = pd.DataFrame({"image_id": sorted(dets["image_id"].unique())}).assign(
@@ -75,9 +86,12 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = ()) -> P
             meta = {"ann_file": str(FIXTURE_GT), "classes": ["c0", "c1", "c2", "c3"], "fusion": fusion,
                     "schema": schema, "num_shards": 1, "complete": True, "schema_version": SCHEMA_VERSION,
                     "num_images": len(images), "shards": [shard_record(path, 0)],
-                    "test_cfg": {"score_thr": 0.05, "nms_pre": 1000, "nms": {"iou_threshold": 0.5}, "max_per_img": 100}}
+                    "test_cfg": {"score_thr": 0.05, "nms_pre": 1000, "nms": {"iou_threshold": 0.5}, "max_per_img": 100},
+                    **meta_extra}
             (path / "metadata.json").write_text(json.dumps(meta))
-    (out / "summary.json").write_text(json.dumps({"seeds": list(seeds), "metrics": {}, "preset": "fixture", "seconds": {},
+    seconds = {f"seed_{s}/{m}/{stage}": 10.0 + s for s in seeds for m in fusions for stage in ("train", "dump")}
+    (out / "summary.json").write_text(json.dumps({"seeds": list(seeds), "preset": "fixture", "seconds": seconds,
+                                                  "metrics": {str(s): {m: {"coco/bbox_mAP": 0.5} for m in fusions} for s in seeds},
                                                   "detectors": [m for m in fusions if m not in ablations],
                                                   "ablations": list(ablations)}))
     return out
