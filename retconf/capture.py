@@ -44,11 +44,13 @@ import torch
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from torch import Tensor
 
+from .errors import ConfigError
 from .fusion import Fusion
 
 
-class UnsupportedHead(ValueError):
-    """A dense head whose post-processing no adapter understands."""
+class UnsupportedHead(ConfigError):
+    """A dense head whose post-processing no adapter understands (a config error: the CLI
+    reports it in one line)."""
 
 
 @dataclass

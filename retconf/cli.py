@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run a checkpoint on its test set and write pre-NMS candidates, "
                         "post-NMS detections and ground-truth matches as Parquet shards plus "
                         "metadata.json (see retconf/dump.py for the schema and candidate rule). "
+                        "Works for retconf's detectors and any mmdet 3 dense head whose post-processing "
+                        "retconf/capture.py reads (RetinaNet, FCOS, ATSS, GFL, VFNet, TOOD, DDOD and "
+                        "other BaseDenseHead heads); CONFIG may be one of mmdet's, e.g. "
+                        "mmdet::atss/atss_r50_fpn_1x_coco.py. "
                         "Rerunning resumes after the last complete shard.")
     _add_common(du)
     du.add_argument("checkpoint", help="checkpoint file")

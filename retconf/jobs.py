@@ -159,7 +159,7 @@ def run_parallel(func: Callable[..., Any], items: Sequence[Any], keys: Sequence[
                     raise error
                 done_n += 1
                 result = fut.result()
-                print(f"finished {key} in {time.time() - started.get(key, time.time()):.0f} s "
+                print(f"finished {key} in {max(0.0, time.time() - started.get(key, time.time())):.0f} s "
                       f"({done_n}/{total})", flush=True)
                 yield result
             for fut in list(running):
