@@ -61,7 +61,8 @@ def family_row(model: str, dump) -> dict:
     ranked = with_deployed_score(pre.assign(obj=pre["obj"].fillna(1.0)), deployed_fusion(meta))
     oracle = oracle_candidates(dump.candidates, "IoU oracle")
     return {
-        "head": meta.get("head"), "quality score": meta.get("quality") or "none (in cls)",
+        "head": meta.get("head"),
+        "quality score": (meta.get("quality") or "obj (quality branch)") if quality else "none",
         "ranks by": ranking_formula(meta),
         "AP": deployed_ap(model, dump)["AP"],
         "AP cls only": cls_only_ap(model, dump)["AP"],
