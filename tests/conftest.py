@@ -9,6 +9,7 @@ from retconf.data.digits import DigitsConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RETINANET = ROOT / "experiments" / "retinanet_r18-tiny_fpn_digits.py"
+TINY_CONF = ROOT / "experiments" / "retinanet-conf_r18-tiny_fpn_digits.py"
 SMALL = DigitsConfig(num_train=16, num_val=8, seed=3)
 
 
@@ -40,17 +41,20 @@ def fast_train_options(max_epochs: int = 1) -> dict:
     }
 
 
-# `quick_run` below runs for minutes (its subprocess may take up to QUICK_RUN_S); pytest-timeout
+# `quick_run` below runs for minutes (its subprocess may take up to QUICK_RUN_S), `conf_run` for
+# 20 s on an idle machine and over 10 minutes on two cores shared with other jobs; pytest-timeout
 # counts a fixture's time towards the first test that uses it, and which test that is depends on
-# the selection. Every test that uses it gets this budget on top of the default (pyproject.toml).
+# the selection. Every test that uses one gets its budget instead of the default (pyproject.toml).
 QUICK_RUN_S = 900
 QUICK_RUN_TEST_TIMEOUT = QUICK_RUN_S + 900  # + what the test itself may run
+SESSION_FIXTURE_TIMEOUTS = {"quick_run": QUICK_RUN_TEST_TIMEOUT, "conf_run": 1800}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "quick_run" in getattr(item, "fixturenames", ()) and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(QUICK_RUN_TEST_TIMEOUT))
+        budgets = [t for name, t in SESSION_FIXTURE_TIMEOUTS.items() if name in getattr(item, "fixturenames", ())]
+        if budgets and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(max(budgets)))
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +72,63 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert first.returncode == 0, first.stderr[-3000:]
     return {"run": base / "run", "data": base / "data", "reports": base / "reports", "args": args,
             "first": first}
+
+
+# `conf_run` below serves the dump tests (tests/test_dump.py) and the re-scoring tests
+# (tests/analysis/test_rescore.py): one session-wide run, so selecting both costs it once.
+CONF_RUN_EPOCHS = 10
+OTHER_ALPHAS = (0.0, 0.2, 0.7)
+DETECTION_COLUMNS = ["image_id", "label", "score", "x1", "y1", "x2", "y2"]
+
+
+def conf_run_options(**extra) -> dict:
+    opts = fast_train_options(max_epochs=CONF_RUN_EPOCHS)
+    opts.update({
+        "optim_wrapper.optimizer.lr": 3e-3,
+        # evaluate on the 16 training images (any detections will do: the checks are exact)
+        "test_dataloader.dataset.ann_file": "annotations/instances_train.json",
+        "test_dataloader.dataset.data_prefix.img": "train/",
+        "model.test_cfg.score_thr": 0.02,
+    })
+    opts.update(extra)
+    return opts
+
+
+@pytest.fixture(scope="session")
+def conf_run(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A briefly trained RetinaNet-Conf (a small overfit on 16 images), its mmdet-evaluated live
+    AP, a dump with the deployed alpha and, for comparison, dumps whose *live* inference used
+    other alphas, the other fusion order and the filtered product."""
+    from analysis.io import load_dump
+    from retconf.apis import evaluate, train
+    from retconf.dump import dump_predictions
+
+    work = tmp_path_factory.mktemp("conf")
+    train(str(TINY_CONF), str(work), conf_run_options(), str(small_digits))
+    ckpt = str(work / f"epoch_{CONF_RUN_EPOCHS}.pth")
+    ann = str(small_digits / "annotations" / "instances_train.json")
+    opts = {**conf_run_options(), "test_evaluator.ann_file": ann}
+    live = evaluate(str(TINY_CONF), ckpt, str(work / "t"), opts, str(small_digits))
+    dumps = {}
+    for alpha in (0.4, *OTHER_ALPHAS):
+        out = work / f"dump{alpha}"
+        dump_predictions(str(TINY_CONF), ckpt, out, str(small_digits),
+                         {**opts, "model.bbox_head.fusion.alpha": alpha}, shard_size=5, progress=False)
+        dumps[alpha] = load_dump(out)
+    for name, extra in (("after_topk", {"model.bbox_head.fusion.order": "after_topk"}),
+                        ("pow_thr", {"model.bbox_head.fusion.mode": "pow_thr"})):
+        dump_predictions(str(TINY_CONF), ckpt, work / f"dump_{name}", str(small_digits), {**opts, **extra},
+                         shard_size=5, progress=False)
+        dumps[name] = load_dump(work / f"dump_{name}")
+    return {"dump": dumps[0.4], "live_dumps": dumps, "live": live, "ann": ann, "ckpt": ckpt,
+            "opts": opts, "data": small_digits}
+
+
+def same_detections(a, b) -> None:
+    """The same detections (image, label, score and box), in any order."""
+    cols = DETECTION_COLUMNS
+    a = a[cols].sort_values(cols).reset_index(drop=True)
+    b = b[cols].sort_values(cols).reset_index(drop=True)
+    assert len(a) == len(b) > 0
+    assert (a[["image_id", "label"]].to_numpy() == b[["image_id", "label"]].to_numpy()).all()
+    assert abs(a[cols[2:]].to_numpy() - b[cols[2:]].to_numpy()).max() < 1e-4

@@ -68,6 +68,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+@pytest.mark.timeout(1800)  # up to 600 s until a training starts, then a rerun of up to 900 s
 def test_kill_9_of_the_pipeline_kills_its_trainings_and_a_rerun_finishes(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick", "--seeds", "2", "--jobs", "2",
             "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "data"),
