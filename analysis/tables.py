@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from retconf.ablations import TABLE3, TABLE_ROWS
+from retconf.fusion import ALPHA_GRID
 
 from .coco import coco_ap, dump_coco_ap
 from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
@@ -127,7 +128,7 @@ def loss_ablation_rows(model: str, dump) -> list[dict]:
 # ---------------------------------------------------------------- Table 4: fusion modes
 
 # Table 4 rows: paper label -> (mode, alpha). The filtered product is exact on dumps whose
-# candidate grid holds it (retconf.dump.fusion_grid), otherwise exact only where a level keeps
+# candidate grid holds it (retconf.fusion.fusion_grid), otherwise exact only where a level keeps
 # fewer than nms_pre pairs.
 TABLE4_FUSIONS = {"cls": ("cls", 0.0), "cls(obj>0.5)": ("cls_thr", 0.0), "cls*obj": ("mul", 0.0),
                   "cls*obj(obj>0.5)": ("mul_thr", 0.0), "product(alpha=0.4;obj>0.5)": ("pow_thr", 0.4),
@@ -159,7 +160,7 @@ def obj_share_rows(model: str, dump, thr: float = 0.5) -> dict:
 
 # ---------------------------------------------------------------- Table 5: the α sweep
 
-ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
+ALPHAS: tuple[float, ...] = ALPHA_GRID  # the dump's grid: every α of it re-scores exactly
 
 
 def alpha_sweep(candidates: pd.DataFrame, ann_file: str, alphas: list[float], classes: list[str],
