@@ -1,6 +1,7 @@
 """Analysis of prediction dumps: pure functions, DataFrame in -> DataFrame/dict out.
 
 - :mod:`analysis.io`: load and validate ``retconf dump`` directories.
+- :mod:`analysis.runs`: the layout of a ``retconf reproduce`` run directory and its ``summary.json``.
 - :mod:`analysis.rescore`: re-score cached candidates under any fusion: fuse, select, run the
   inference NMS (α and fusion sweeps without re-running the detector).
 - :mod:`analysis.coco`: COCO AP (faster-coco-eval), labels to category ids, COCO results json input.
@@ -16,4 +17,4 @@
 Drawing lives apart from computing (plots arrive with the notebooks).
 """
 
-__all__ = ["calibration", "coco", "io", "lrp", "matching", "metrics", "quality", "rescore", "tables", "tide"]
+__all__ = ["calibration", "coco", "io", "lrp", "matching", "metrics", "quality", "rescore", "runs", "tables", "tide"]

@@ -12,9 +12,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from faster_coco_eval import COCO, COCOeval_faster
 
 from retconf.data.coco_check import load_coco_json
+from retconf.dump import match_gt
+
+from .schema import MATCH_COLUMNS
 
 # The metrics :func:`coco_ap` returns, in COCOeval's ``stats`` order.
 COCO_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR", "ARs", "ARm", "ARl")
@@ -114,30 +118,20 @@ def detections_from_coco_results(results_json: str, ann_file: str,
             image_id, score = r["image_id"], float(r["score"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{results_json}: entry {i} lacks a valid image_id/category_id/bbox/score ({e})") from e
-        box = np.array([x, y, x + w, y + h], dtype=np.float64)
-        g = np.array(gts.get(image_id, []), dtype=np.float64).reshape(-1, 5)
-        rows.append((image_id, label, score, score, np.nan, *box, *_match_one(box, label, g)))
-    cols = ["image_id", "label", "score", "cls", "obj", "x1", "y1", "x2", "y2",
-            "iou_same", "iou_any", "gt_same", "gt_any", "gt_area"]
-    return pd.DataFrame(rows, columns=cols)
+        rows.append((image_id, label, score, score, np.nan, float(x), float(y), float(x + w), float(y + h)))
+    frame = pd.DataFrame(rows, columns=["image_id", "label", "score", "cls", "obj", "x1", "y1", "x2", "y2"])
+    return frame.join(_matches(frame, gts))
 
 
-def _match_one(box: np.ndarray, label: int, gts: np.ndarray) -> tuple:
-    """The :data:`analysis.schema.MATCH_COLUMNS` of one box (x1, y1, x2, y2) against ground
-    truths ``gts`` (float64[G, 5]: corners and label), as ``retconf.dump.match_gt``."""
-    iou = _iou_one(box, gts[:, :4])
-    same = np.where(gts[:, 4] == label, iou, -1.0)
-    j = int(same.argmax()) if len(same) else -1
-    k = int(iou.argmax()) if len(iou) and iou.max() > 0 else -1
-    area = float((gts[k, 2] - gts[k, 0]) * (gts[k, 3] - gts[k, 1])) if k >= 0 else np.nan
-    return (max(same.max(initial=-1.0), 0.0), iou.max(initial=0.0),
-            j if j >= 0 and same[j] >= 0 else -1, k, area)
-
-
-def _iou_one(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
-    """IoU of one box (x1, y1, x2, y2) with each row of gts (Tensor-free, float64[G])."""
-    iw = np.clip(np.minimum(box[2], gts[:, 2]) - np.maximum(box[0], gts[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], gts[:, 3]) - np.maximum(box[1], gts[:, 1]), 0, None)
-    inter = iw * ih
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (gts[:, 2] - gts[:, 0]) * (gts[:, 3] - gts[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+def _matches(frame: pd.DataFrame, gts: dict) -> pd.DataFrame:
+    """The :data:`analysis.schema.MATCH_COLUMNS` of detections ``frame`` (D rows) against the
+    ground truths ``gts`` (image id -> [(x1, y1, x2, y2, label)]), per image by the dump's rule
+    (:func:`retconf.dump.match_gt`, in float64); indexed as ``frame``."""
+    parts = []
+    for image_id, rows in frame.groupby("image_id", sort=False).groups.items():
+        det = frame.loc[rows]
+        g = torch.tensor(gts.get(image_id, []), dtype=torch.float64).reshape(-1, 5)
+        m = match_gt(torch.tensor(det[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)),
+                     torch.tensor(det["label"].to_numpy(np.int64)), g[:, :4], g[:, 4].long())
+        parts.append(pd.DataFrame({k: v.numpy() for k, v in m.items()}, index=rows))
+    return pd.concat(parts) if parts else pd.DataFrame(columns=list(MATCH_COLUMNS), dtype=np.float64)

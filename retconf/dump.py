@@ -46,8 +46,31 @@ from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS,
 from .io import atomic_write_bytes, atomic_write_text
 from .io import sha256_file as _sha256  # the one file hash (checkpoints, shards)
 
+def box_iou(boxes: Any, gt_boxes: Any, eps: float = 1e-6) -> Any:
+    """IoU of every box with every ground truth, computed as mmdet's ``bbox_overlaps`` (mode
+    ``iou``, union floored at ``eps``) to the bit, without importing mmdet.
+
+    Args:
+        boxes (Tensor[N, 4]), gt_boxes (Tensor[G, 4]): corners x1, y1, x2, y2.
+    Returns:
+        Tensor[N, G].
+    """
+    import torch
+
+    area1 = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    area2 = (gt_boxes[..., 2] - gt_boxes[..., 0]) * (gt_boxes[..., 3] - gt_boxes[..., 1])
+    lt = torch.max(boxes[..., :, None, :2], gt_boxes[..., None, :, :2])
+    rb = torch.min(boxes[..., :, None, 2:], gt_boxes[..., None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    overlap = wh[..., 0] * wh[..., 1]
+    union = area1[..., None] + area2[..., None, :] - overlap
+    return overlap / torch.max(union, union.new_tensor([eps]))
+
+
 def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> dict[str, Any]:
-    """Best IoU of each box with a ground truth of the same class and of any class.
+    """Best IoU of each box with a ground truth of the same class and of any class: the one
+    matching rule of dumps and of COCO results json input
+    (:func:`analysis.coco.detections_from_coco_results`).
 
     All boxes must be in one frame (the dump uses original-image pixels).
 
@@ -60,7 +83,6 @@ def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> dict[str
         ground truth in pixels², NaN when there is none).
     """
     import torch
-    from mmdet.structures.bbox import bbox_overlaps
 
     n = boxes.shape[0]
     none = torch.full((n,), -1, dtype=torch.long)
@@ -68,7 +90,7 @@ def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> dict[str
         zeros = boxes.new_zeros(n)
         return {"iou_same": zeros, "iou_any": zeros.clone(), "gt_same": none, "gt_any": none.clone(),
                 "gt_area": boxes.new_full((n,), float("nan"))}
-    iou = bbox_overlaps(boxes, gt_boxes)
+    iou = box_iou(boxes, gt_boxes)
     same = torch.where(labels[:, None] == gt_labels[None, :], iou, iou.new_full((), -1.0))
     iou_same, gt_same = same.max(1)
     gt_same = torch.where(iou_same >= 0, gt_same, none)

@@ -53,21 +53,27 @@ def load_config(path: str | os.PathLike, cfg_options: Optional[dict] = None,
     return cfg
 
 
-def component_accepts(type_name: Any, argument: str) -> bool:
-    """Whether the registered class ``type_name`` (any mmengine/mmdet registry) takes
-    ``argument`` as a named parameter of its constructor."""
+def det_registries() -> list[Any]:
+    """mmdet's :class:`mmengine.registry.Registry` instances (``MODELS``, ``OPTIM_WRAPPERS``,
+    ``HOOKS`` ...), with every mmdet module and this project's registered."""
+    from mmdet import registry as det_registry
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import Registry
+
+    register_all_modules(init_default_scope=False)
+    return [reg for reg in vars(det_registry).values() if isinstance(reg, Registry)]
+
+
+def component_accepts(type_name: Any, argument: str, registries: Optional[list[Any]] = None) -> bool:
+    """Whether the class registered as ``type_name`` in one of ``registries`` (Registry
+    instances; default :func:`det_registries`) takes ``argument`` as a named parameter of its
+    constructor."""
     import inspect
 
     if not isinstance(type_name, str):
         return False
-    from mmdet import registry as det_registry
-    from mmdet.utils import register_all_modules
-
-    register_all_modules(init_default_scope=False)
-    from mmengine.registry import Registry
-
-    for reg in vars(det_registry).values():
-        cls = reg.get(type_name) if isinstance(reg, Registry) else None
+    for reg in det_registries() if registries is None else registries:
+        cls = reg.get(type_name)
         if inspect.isclass(cls):
             try:
                 return argument in inspect.signature(cls.__init__).parameters

@@ -255,6 +255,22 @@ def test_dump_records_the_datasets_category_ids(dumps: dict) -> None:
     assert meta["cat_ids"] == list(range(1, 11)) and meta["schema_version"] == 2
 
 
+def test_box_iou_is_mmdets_bbox_overlaps_to_the_bit() -> None:
+    """The dump's (and the results-json input's) matching IoU equals mmdet's, without mmdet."""
+    import torch
+    from mmdet.structures.bbox import bbox_overlaps
+
+    from retconf.dump import box_iou
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        xy, gxy = torch.rand(300, 2, generator=g, dtype=dtype) * 90, torch.rand(30, 2, generator=g, dtype=dtype) * 90
+        boxes = torch.cat([xy, xy + torch.rand(300, 2, generator=g, dtype=dtype) * 40], 1)
+        gts = torch.cat([gxy, gxy + torch.rand(30, 2, generator=g, dtype=dtype) * 40], 1)
+        gts[0, 2:] = gts[0, :2]  # a zero-area box: the union floor decides
+        assert torch.equal(box_iou(boxes, gts), bbox_overlaps(boxes, gts)), dtype
+
+
 # Resuming and restarting a dump (the session's `conf_run`, tests/conftest.py).
 
 def test_dump_into_a_dump_of_other_settings_starts_afresh(conf_run: dict, tmp_path: Path) -> None:
