@@ -54,8 +54,10 @@ def select_candidates(cands: pd.DataFrame, rule: Fusion, score_thr: float, nms_p
 def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_thr: float,
                 nms_pre: int) -> np.ndarray:
     """Row numbers of the candidates NMS sees: ``rank`` > ``score_thr``, then the top
-    ``nms_pre`` by ``rank`` per (image, level) (all when ``nms_pre`` ≤ 0), ordered by image,
-    level and descending rank (ties in input order, as a stable sort).
+    ``nms_pre`` by ``rank`` per (image, level), ordered by image, level and descending rank
+    (ties in input order, as a stable sort). As mmdet's ``filter_scores_and_topk`` (and
+    :func:`retconf.fusion.topk_pairs`), a negative ``nms_pre`` is a slice end: -1 keeps all but
+    the lowest-ranked pair of a level, 0 keeps none.
 
     Args:
         image, level, rank: per candidate, shape [N].
@@ -66,11 +68,14 @@ def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_th
     img, lvl = image[idx], level[idx]
     order = np.lexsort((-rank[idx], lvl, img))  # last key is primary; lexsort is stable
     idx, img, lvl = idx[order], img[order], lvl[order]
-    if nms_pre > 0 and len(idx):
+    if len(idx):
         new = np.r_[True, (img[1:] != img[:-1]) | (lvl[1:] != lvl[:-1])]
         pos = np.arange(len(idx))
         start = np.maximum.accumulate(np.where(new, pos, 0))
-        idx = idx[pos - start < nms_pre]
+        group = np.cumsum(new) - 1
+        size = np.bincount(group)[group]
+        kept = np.minimum(nms_pre, size) if nms_pre >= 0 else np.maximum(size + nms_pre, 0)
+        idx = idx[pos - start < kept]
     return idx
 
 

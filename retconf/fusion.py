@@ -152,9 +152,10 @@ class Fusion:
 
 
 def topk_pairs(scores: Tensor, score_thr: float, nms_pre: int) -> tuple[Tensor, Tensor]:
-    """(anchor, class) pairs with score > ``score_thr``, the top ``nms_pre`` in descending order
-    (all when ``nms_pre`` ≤ 0): mmdet's ``filter_scores_and_topk`` written with torch alone
-    (tested equal), so that this module needs no mmdet.
+    """(anchor, class) pairs with score > ``score_thr``, the top ``nms_pre`` in descending order:
+    mmdet's ``filter_scores_and_topk`` written with torch alone (tested equal), so that this
+    module needs no mmdet. As there, ``nms_pre`` ends a slice: -1 (mmdet's "no limit") keeps all
+    but the lowest pair, 0 none.
 
     Args:
         scores (Tensor[A, K]).
@@ -164,7 +165,7 @@ def topk_pairs(scores: Tensor, score_thr: float, nms_pre: int) -> tuple[Tensor, 
     valid = scores > score_thr
     kept = scores[valid]
     pairs = torch.nonzero(valid)
-    k = pairs.size(0) if nms_pre <= 0 else min(nms_pre, pairs.size(0))
+    k = min(nms_pre, pairs.size(0))
     _, order = kept.sort(descending=True)
     anchors, labels = pairs[order[:k]].unbind(dim=1)
     return anchors, labels

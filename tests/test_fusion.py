@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retconf.fusion import FUSION_MODES, fuse_scores, legacy_level_scores
+from retconf.fusion import ALPHA_GRID, FUSION_MODES, Fusion, fuse_scores, fusion_grid, legacy_level_scores, topk_pairs
 
 CLS = torch.tensor([[0.25, 0.04], [0.81, 0.5]])
 OBJ = torch.tensor([0.64, 0.3])
@@ -46,4 +46,64 @@ def test_legacy_levels() -> None:
 
 
 def test_all_modes_listed() -> None:
-    assert set(FUSION_MODES) == {"cls", "cls_thr", "mul", "mul_thr", "pow", "pow_thr"}
+    assert set(FUSION_MODES) == {"cls", "cls_thr", "mul", "mul_thr", "pow", "pow_thr", "geo"}
+
+
+def test_geo_is_toods_score_to_the_bit() -> None:
+    """``geo`` computes sqrt(cls · obj) as mmdet's TOOD head does (sigmoid_geometric_mean), bit for
+    bit, and equals ``pow`` at α 0.5 up to rounding."""
+    from mmdet.models.utils.misc import sigmoid_geometric_mean
+
+    g = torch.Generator().manual_seed(0)
+    logits, prob = torch.randn(50, 7, generator=g), torch.randn(50, 1, generator=g)
+    tood = sigmoid_geometric_mean(logits, prob)
+    ours = fuse_scores(logits.sigmoid(), prob[:, 0].sigmoid(), "geo")
+    assert torch.equal(ours, tood)
+    assert torch.allclose(ours, fuse_scores(logits.sigmoid(), prob[:, 0].sigmoid(), "pow", alpha=0.5))
+
+
+@pytest.mark.parametrize("nms_pre", [-1, 5, 40, 1000])
+def test_topk_pairs_is_mmdets_filter_scores_and_topk(nms_pre: int) -> None:
+    from mmdet.models.utils import filter_scores_and_topk
+
+    g = torch.Generator().manual_seed(nms_pre + 2)
+    scores = torch.rand(60, 4, generator=g)
+    _, labels, anchors, _ = filter_scores_and_topk(scores, 0.3, nms_pre)
+    ours_anchors, ours_labels = topk_pairs(scores, 0.3, nms_pre)
+    assert torch.equal(ours_anchors, anchors) and torch.equal(ours_labels, labels)
+
+
+def test_fusion_select_orders() -> None:
+    """before_topk ranks by the fused score, after_topk by cls and fuses the survivors."""
+    cls = torch.tensor([[0.9], [0.5], [0.4]])
+    obj = torch.tensor([0.1, 0.9, 0.9])
+    scores, labels, anchors = Fusion("mul").select(cls, obj, 0.0, 1)
+    assert anchors.tolist() == [1] and scores.tolist() == pytest.approx([0.45])
+    scores, labels, anchors = Fusion("mul", order="after_topk").select(cls, obj, 0.0, 1)
+    assert anchors.tolist() == [0] and scores.tolist() == pytest.approx([0.09])
+
+
+def test_fusion_grid_holds_the_deployed_rule_and_every_alpha() -> None:
+    assert fusion_grid(None) == [Fusion("cls")]
+    deployed = Fusion("geo", 0.5)
+    grid = fusion_grid(deployed)
+    assert grid[0] == deployed and len(grid) == len(set(grid))
+    assert {f.alpha for f in grid if f.mode == "pow"} == set(ALPHA_GRID)
+    assert Fusion.of({"mode": "pow", "alpha": 0.4, "legacy_level_bug": False}) == Fusion("pow", 0.4)
+    assert Fusion.of(None) == Fusion("cls")
+
+
+@pytest.mark.parametrize("nms_pre", [-1, 0, 3, 100])
+def test_numpy_selection_is_the_torch_selection(nms_pre: int) -> None:
+    """analysis.rescore.select_rows (all images at once, numpy) keeps per level the pairs
+    Fusion.select keeps (one level, torch), including mmdet's slice semantics of nms_pre."""
+    import numpy as np
+
+    from analysis.rescore import select_rows
+
+    g = torch.Generator().manual_seed(3)
+    cls = torch.rand(20, 3, generator=g)
+    anchors, labels = topk_pairs(cls, 0.2, nms_pre)
+    flat = cls.reshape(-1).numpy()
+    rows = select_rows(np.zeros(60, int), np.zeros(60, int), flat, 0.2, nms_pre)
+    assert sorted(rows.tolist()) == sorted((anchors * 3 + labels).tolist())

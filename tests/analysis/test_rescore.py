@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.coco import coco_ap
 from analysis.rescore import rescore, inference_kwargs
 from tests.conftest import OTHER_ALPHAS, same_detections
 
