@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from retconf.ablations import TABLE3, TABLE_ROWS
-from retconf.fusion import ALPHA_GRID
+from retconf.fusion import ALPHA_GRID, TABLE4_RULES
 
 from .coco import coco_ap, dump_coco_ap
 from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
@@ -130,9 +130,7 @@ def loss_ablation_rows(model: str, dump) -> list[dict]:
 # Table 4 rows: paper label -> (mode, alpha). The filtered product is exact on dumps whose
 # candidate grid holds it (retconf.fusion.fusion_grid), otherwise exact only where a level keeps
 # fewer than nms_pre pairs.
-TABLE4_FUSIONS = {"cls": ("cls", 0.0), "cls(obj>0.5)": ("cls_thr", 0.0), "cls*obj": ("mul", 0.0),
-                  "cls*obj(obj>0.5)": ("mul_thr", 0.0), "product(alpha=0.4;obj>0.5)": ("pow_thr", 0.4),
-                  "product(alpha=0.4)": ("pow", 0.4)}
+TABLE4_FUSIONS = {label: (f.mode, f.alpha) for label, f in TABLE4_RULES.items()}
 
 
 def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], thr: float = 0.5,

@@ -11,6 +11,8 @@ Rows marked *inference* change only the fusion: evaluate an existing checkpoint 
 """
 from __future__ import annotations
 
+from .fusion import PAPER_TABLE4, TABLE4_RULES, Fusion
+
 LOSS = "model.bbox_head.loss_quality.loss"
 NEG_W = "model.bbox_head.loss_quality.neg_weight"
 MODE = "model.bbox_head.fusion.mode"
@@ -31,14 +33,16 @@ TABLE3 = {
     "ce_w_1e-4": {LOSS: "bce_neg", NEG_W: 1e-4, MODE: "pow", ALPHA: 0.4},
     "ce": {LOSS: "bce", MODE: "pow", ALPHA: 0.4},
 }
-# Table 4 (inference): fusion modes on one RetinaNet-Conf checkpoint.
-TABLE4 = {
-    "cls": {MODE: "cls"},
-    "cls(obj>0.5)": {MODE: "cls_thr", "model.bbox_head.fusion.thr": 0.5},
-    "cls*obj": {MODE: "mul"},
-    "cls*obj(obj>0.5)": {MODE: "mul_thr", "model.bbox_head.fusion.thr": 0.5},
-    "product(alpha=0.4)": {MODE: "pow", ALPHA: 0.4},
-}
+
+
+def fusion_options(rule: Fusion) -> dict:
+    """A rule as the ``--cfg-options`` of a quality head (the threshold and α where they matter)."""
+    return {MODE: rule.mode, **({"model.bbox_head.fusion.thr": rule.thr} if rule.mode.endswith("_thr") else {}),
+            **({ALPHA: rule.alpha} if rule.mode.startswith("pow") else {})}
+
+
+# Table 4 (inference): fusion modes on one RetinaNet-Conf checkpoint (retconf.fusion.TABLE4_RULES).
+TABLE4 = {label: fusion_options(TABLE4_RULES[label]) for label in PAPER_TABLE4}
 # Beyond the paper: the original code's pitfalls, each behind a switch.
 PITFALLS = {
     "target_grad": {"model.bbox_head.target_grad": True},

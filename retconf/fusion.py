@@ -27,7 +27,7 @@ quality head (:class:`retconf.models.dense_heads.QualityRetinaHead`), the dump's
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import torch
@@ -171,15 +171,25 @@ def topk_pairs(scores: Tensor, score_thr: float, nms_pre: int) -> tuple[Tensor, 
     return anchors, labels
 
 
+# The paper's Table 4 rows (fusion modes on one RetinaNet-Conf checkpoint) and the filtered
+# product beyond it, label -> rule: the dump keeps each one's selection (fusion_grid), the
+# re-scored Table 4 (analysis.tables) and `retconf ablations` (retconf.ablations) read them here.
+TABLE4_RULES: dict[str, Fusion] = {
+    "cls": Fusion("cls"), "cls(obj>0.5)": Fusion("cls_thr", 0.0, 0.5), "cls*obj": Fusion("mul"),
+    "cls*obj(obj>0.5)": Fusion("mul_thr", 0.0, 0.5), "product(alpha=0.4;obj>0.5)": Fusion("pow_thr", 0.4, 0.5),
+    "product(alpha=0.4)": Fusion("pow", 0.4),
+}
+PAPER_TABLE4: tuple[str, ...] = ("cls", "cls(obj>0.5)", "cls*obj", "cls*obj(obj>0.5)", "product(alpha=0.4)")
+
+
 def fusion_grid(deployed: Optional[Fusion]) -> list[Fusion]:
-    """The fusions whose live selections a dump keeps: the deployed one, Table 4's modes
-    (``cls``, ``mul``, ``cls_thr``, ``mul_thr``), ``pow`` at every α of :data:`ALPHA_GRID` and
-    ``pow_thr`` at α 0.4 and the deployed α. None (no separate quality score): ``cls`` only.
+    """The fusions whose live selections a dump keeps: the deployed one, the rules of
+    :data:`TABLE4_RULES` (at the deployed threshold), ``pow`` at every α of :data:`ALPHA_GRID`
+    and ``pow_thr`` at the deployed α. None (no separate quality score): ``cls`` only.
     Re-scoring a dump with any of them sees exactly the candidates live inference would."""
     if deployed is None:
         return [Fusion("cls")]
     thr = deployed.thr
-    grid = [deployed] + [Fusion(m, 0.0, thr) for m in ("cls", "mul", "cls_thr", "mul_thr")]
-    grid += [Fusion("pow", a, thr) for a in ALPHA_GRID]
-    grid += [Fusion("pow_thr", a, thr) for a in sorted({0.4, deployed.alpha})]
+    grid = [deployed] + [replace(f, thr=thr) for f in TABLE4_RULES.values()]
+    grid += [Fusion("pow", a, thr) for a in ALPHA_GRID] + [Fusion("pow_thr", deployed.alpha, thr)]
     return list(dict.fromkeys(grid))
