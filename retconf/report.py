@@ -229,7 +229,13 @@ def _provenance(summary: dict) -> str:
 
 def command_of(summary: dict) -> str:
     """The ``retconf reproduce`` command line that makes a run like ``summary``'s."""
+    from .presets import PRESETS
+
     cmd = f"retconf reproduce --preset {summary.get('preset')} --seeds {len(summary.get('seeds') or [])}"
+    preset = PRESETS.get(str(summary.get("preset")))
+    detectors = summary.get("detectors")
+    if preset and detectors and list(detectors) != list(preset.detectors):
+        cmd += " --detectors " + " ".join(detectors)
     return cmd + (" --full" if summary.get("ablations") else "")
 
 
@@ -278,6 +284,11 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
 
     out = out or Path(".")
     preset = PRESETS.get(str(summary.get("preset")))
+    if preset and summary.get("detectors"):
+        try:
+            preset = preset.choose(list(summary["detectors"]))
+        except ValueError:  # a summary naming detectors this version does not know
+            pass
     manifest = project / str(summary.get("data_root", "")) / "manifest.json"
     data = ""
     if manifest.is_file():

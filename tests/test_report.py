@@ -359,6 +359,10 @@ def test_verdict_line_and_command_of(tmp_path: Path) -> None:
     assert page_findings(tmp_path / "missing.html") == []
     assert command_of({"preset": "tiny", "seeds": [0, 1, 2], "ablations": []}) == "retconf reproduce --preset tiny --seeds 3"
     assert command_of({"preset": "tiny", "seeds": [0], "ablations": ["conf_l1"]}).endswith("--seeds 1 --full")
+    paper = ["retinanet", "iou_aware", "retinanet_conf"]
+    assert command_of({"preset": "tiny", "seeds": [0, 1], "detectors": paper}).endswith("--seeds 2")
+    assert command_of({"preset": "tiny", "seeds": [0, 1], "detectors": [*paper, "fcos", "tood"]}).endswith(
+        "--seeds 2 --detectors retinanet iou_aware retinanet_conf fcos tood")
 
 
 def test_index_links_the_other_report_sets_and_the_benchmarks(tmp_path: Path) -> None:
