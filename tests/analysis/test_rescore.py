@@ -67,6 +67,9 @@ def test_select_rows_orders_by_image_level_and_rank_with_ties_in_input_order() -
     level = np.array([0, 1, 0, 0, 0, 0, 1])
     rank = np.array([0.9, 0.7, 0.5, 0.5, 0.04, 0.3, 0.8], dtype=np.float32)
     # image 1 level 0: rows 2, 3 (tie: input order), row 4 under score_thr; level 1: 6 (0.8), 1 (0.7)
-    assert select_rows(image, level, rank, 0.05, nms_pre=0).tolist() == [2, 3, 6, 1, 0, 5]
+    assert select_rows(image, level, rank, 0.05, nms_pre=1000).tolist() == [2, 3, 6, 1, 0, 5]
+    # mmdet's filter_scores_and_topk: nms_pre ends a slice (-1 drops each level's last pair, 0 keeps none)
+    assert select_rows(image, level, rank, 0.05, nms_pre=-1).tolist() == [2, 6, 0]
+    assert select_rows(image, level, rank, 0.05, nms_pre=0).tolist() == []
     assert select_rows(image, level, rank, 0.05, nms_pre=1).tolist() == [2, 6, 0]
     assert select_rows(image, level, rank, 0.95, nms_pre=1).tolist() == []
