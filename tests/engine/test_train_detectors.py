@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 
 from retconf.apis import train
+from retconf.presets import FAMILY_DETECTORS, TINY_DETECTORS
 from tests.conftest import ROOT, fast_train_options
 
-TINY = sorted((ROOT / "experiments").glob("*_r18-tiny_fpn_digits.py"))
+# The paper's three; the other families train in tests/engine/test_train_families.py.
+TINY = sorted(ROOT / c for c in TINY_DETECTORS.values())
 
 
-def test_three_tiny_detectors_exist() -> None:
+def test_every_tiny_config_is_a_preset_detector() -> None:
     assert {p.name.split("_")[0] for p in TINY} == {"retinanet", "retinanet-conf", "iou-aware-retinanet"}
+    on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / "experiments").glob("*_r18-tiny_fpn_digits.py")}
+    assert on_disk == set(TINY_DETECTORS.values()) | set(FAMILY_DETECTORS.values())
 
 
 @pytest.mark.parametrize("config", TINY, ids=lambda p: p.name.split("_")[0])
