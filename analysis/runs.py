@@ -180,14 +180,17 @@ def has_families(summary: dict) -> bool:
 
 def training_seconds(summary: dict) -> pd.DataFrame:
     """Seconds of each training and its dump from ``seconds`` (keys ``seed_<s>/<model>/train``
-    and ``.../dump``): one row per (seed, model) with ``train s`` and ``dump s`` (NaN: not
-    recorded)."""
+    and ``.../dump``): one row per (seed, model) with ``train s`` and ``dump s``. NaN: not
+    recorded, or reused by this run (``cached_this_run``) without the time of the run that made
+    it (the pipeline then records the seconds of the check, under one)."""
     rows: dict[tuple[int, str], dict] = {}
+    reused = set(summary.get("cached_this_run", []))
     for key, value in summary.get("seconds", {}).items():
         parts = key.split("/")
         if len(parts) == 3 and parts[0].startswith("seed_") and parts[2] in ("train", "dump"):
             row = rows.setdefault((int(parts[0].removeprefix("seed_")), parts[1]), {})
-            row[f"{parts[2]} s"] = float(value)
+            untimed = key in reused and float(value) < 1.0
+            row[f"{parts[2]} s"] = float("nan") if untimed else float(value)
     order = {m: i for i, m in enumerate(summary_detectors(summary))}
     frame = pd.DataFrame([{"seed": s, "model": m, **v} for (s, m), v in rows.items()],
                          columns=["seed", "model", "train s", "dump s"])
