@@ -227,30 +227,43 @@ def _box_columns(boxes: Any) -> tuple:
     return tuple((c, boxes[:, i].numpy()) for i, c in enumerate(("x1", "y1", "x2", "y2")))
 
 
-def detection_scores(det: Any, candidates: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``cls`` and ``obj`` (float32[D]) of live detections: the head's own ``cls_scores`` /
-    ``obj_scores`` where it returns them (retconf's quality heads), else those of the candidate
-    with the same label and box (heads that fold the quality in, e.g. FCOS's cls · centerness,
-    return only the product); NaN where no candidate matches."""
+def detection_scores(det: Any, candidates: dict[str, Any], has_quality: bool,
+                     tol: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """``cls`` and ``obj`` (float32[D]) of live detections.
+
+    The head's own ``cls_scores`` / ``obj_scores`` where it returns them (retconf's quality
+    heads); for a head without a separate quality score the detection's score is its class
+    score; heads that fold the quality into the score after the top-k (FCOS's cls · centerness)
+    return only the product, so their ``cls`` and ``obj`` are those of the candidate with the same
+    label and box (within ``tol`` pixels: mmdet rescales by the reciprocal of the scale factor,
+    the dump divides by it), NaN where none is that close.
+    """
+    import torch
+
     n = len(det)
+    nan = np.full(n, np.nan, np.float32)
     if "cls_scores" in det:
-        obj = det.obj_scores.numpy() if "obj_scores" in det else np.full(n, np.nan, np.float32)
-        return det.cls_scores.numpy(), obj
-    key = np.stack([candidates[c] for c in ("x1", "y1", "x2", "y2")], 1).astype(np.float32)
-    index = {(int(lab), row.tobytes()): i for i, (lab, row) in enumerate(zip(candidates["label"], key))}
-    boxes = det.bboxes.numpy().astype(np.float32)
-    rows = [index.get((int(lab), row.tobytes()), -1) for lab, row in zip(det.labels.numpy(), boxes)]
-    found = np.asarray(rows, dtype=np.int64)
-    cls = np.where(found >= 0, candidates["cls"][found], np.nan).astype(np.float32)
-    obj = np.where(found >= 0, candidates["obj"][found], np.nan).astype(np.float32)
+        return det.cls_scores.numpy(), (det.obj_scores.numpy() if "obj_scores" in det else nan)
+    if not has_quality:
+        return det.scores.numpy().astype(np.float32), nan
+    if n == 0 or len(candidates["label"]) == 0:
+        return nan, nan.copy()
+    boxes = torch.as_tensor(np.stack([candidates[c] for c in ("x1", "y1", "x2", "y2")], 1), dtype=torch.float32)
+    dist = (det.bboxes.float()[:, None, :] - boxes[None]).abs().amax(-1)
+    dist[det.labels[:, None] != torch.as_tensor(candidates["label"]).long()[None]] = float("inf")
+    best, row = dist.min(1)
+    found = (best <= tol).numpy()
+    row = row.numpy()
+    cls = np.where(found, candidates["cls"][row], np.nan).astype(np.float32)
+    obj = np.where(found, candidates["obj"][row], np.nan).astype(np.float32)
     return cls, obj
 
 
 def detection_rows(det: Any, meta: dict, gt_boxes: Any, gt_labels: Any,
-                   candidates: dict[str, Any]) -> dict[str, Any]:
+                   candidates: dict[str, Any], has_quality: bool) -> dict[str, Any]:
     """The :data:`DETECTION_COLUMNS` of one image's live detections."""
     n = len(det)
-    cls, obj = detection_scores(det, candidates)
+    cls, obj = detection_scores(det, candidates, has_quality)
     match = match_gt(det.bboxes, det.labels, gt_boxes, gt_labels)
     return dict((("image_id", np.full(n, int(meta["img_id"]))), ("label", det.labels.numpy()),
                  ("score", det.scores.numpy()), ("cls", cls), ("obj", obj), *_box_columns(det.bboxes),
@@ -275,7 +288,7 @@ def image_rows(model: Any, batch: dict, info: dict, score_thr: float, nms_pre: i
     image = {"image_id": np.asarray([int(meta["img_id"])]), "num_gt": np.asarray([len(gt_labels)]),
              "positive_anchors": np.asarray([positive_priors(priors, scale_xy(gt_boxes, meta["scale_factor"]))]),
              "width": np.asarray([w]), "height": np.asarray([h])}
-    dets = detection_rows(cap.detections, meta, gt_boxes, gt_labels, cands)
+    dets = detection_rows(cap.detections, meta, gt_boxes, gt_labels, cands, cap.rule is not None)
     return {"candidates": cands, "detections": dets, "images": image}, cap
 
 

@@ -116,3 +116,22 @@ def test_positive_priors_for_anchors_and_points() -> None:
     points = torch.tensor([[20.0, 20.0], [5.0, 5.0], [29.0, 11.0]])
     assert positive_priors(points, gt) == 2
     assert positive_priors(points, gt[:0]) == 0
+
+
+def test_detection_scores_find_the_candidate_within_rounding() -> None:
+    """A head that folds its quality into the score after top-k returns only the product: the
+    dump takes cls and obj from the candidate with the same label and box, within rounding (mmdet
+    rescales by the reciprocal of the scale factor, the dump divides); none close: NaN."""
+    from mmengine.structures import InstanceData
+
+    from retconf.dump import detection_scores
+
+    cands = {"x1": np.array([10.0, 10.0], np.float32), "y1": np.array([5.0, 5.0], np.float32),
+             "x2": np.array([30.0, 30.0], np.float32), "y2": np.array([25.0, 25.0], np.float32),
+             "label": np.array([1, 2]), "cls": np.array([0.8, 0.6], np.float32), "obj": np.array([0.5, 0.4], np.float32)}
+    det = InstanceData(bboxes=torch.tensor([[10.00001, 5.0, 29.99999, 25.0], [50.0, 5.0, 70.0, 25.0]]),
+                       labels=torch.tensor([2, 1]), scores=torch.tensor([0.24, 0.3]))
+    cls, obj = detection_scores(det, cands, has_quality=True)
+    assert cls[0] == pytest.approx(0.6) and obj[0] == pytest.approx(0.4) and np.isnan(cls[1]) and np.isnan(obj[1])
+    cls, obj = detection_scores(det, cands, has_quality=False)  # RetinaNet, GFL: the score is cls
+    assert cls.tolist() == pytest.approx([0.24, 0.3]) and np.isnan(obj).all()
