@@ -256,12 +256,14 @@ def sibling_sets(out: Path) -> list[str]:
 
 
 def model_and_schedule(preset, project: Path = CHECKOUT) -> str:
-    """One line on the detectors' shared recipe, read from the RetinaNet-Conf config of
-    ``preset`` (a :class:`retconf.presets.Preset`) with the preset's own overrides: backbone,
+    """One line on the detectors' shared recipe, read from the RetinaNet-Conf config (else the
+    first detector's) of ``preset`` (a :class:`retconf.presets.Preset`) with the preset's own overrides: backbone,
     neck, input size, epochs, optimizer, batch size, and the backbone's pretraining."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(project / preset.detectors["retinanet_conf"]), import_custom_modules=False)
+    # the RetinaNet-Conf config when the run has it, else the run's first detector (same recipe)
+    config = preset.detectors.get("retinanet_conf") or next(iter(preset.detectors.values()))
+    cfg = Config.fromfile(str(project / config), import_custom_modules=False)
     cfg.merge_from_dict(dict(preset.cfg_options))
     backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
     scale = next((t["scale"] for t in cfg.train_pipeline if t["type"] == "Resize"), None)
