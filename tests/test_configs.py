@@ -19,6 +19,8 @@ def test_config_loads_and_model_builds(path: Path) -> None:
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
+    import retconf.plugin  # noqa: F401  (registers retconf's heads whatever imported retconf first)
+
     register_all_modules()
     cfg = Config.fromfile(str(path))
     assert "retconf" in cfg.custom_imports["imports"]
