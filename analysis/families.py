@@ -23,7 +23,7 @@ from retconf.fusion import ALPHA_GRID
 
 from .metrics import before_nms, fusion_formula, oracle_candidates, per_anchor, rank_correlation, with_deployed_score
 from .rescore import deployed_fusion
-from .tables import cls_only_ap, deployed_ap, dump_alignment, dump_ap
+from .tables import cls_only_ap, deployed_ap, dump_ap, dump_wrong_survivors
 
 # The columns of :func:`family_row` a table shows, in order.
 FAMILY_METRICS: tuple[str, ...] = ("AP", "AP cls only", "AP IoU oracle", "cls~IoU", "quality~IoU",
@@ -70,7 +70,7 @@ def family_row(model: str, dump) -> dict:
         "cls~IoU": rank_correlation(pre),
         "quality~IoU": rank_correlation(per_anchor(pre), "obj", "iou_any") if quality else math.nan,
         "ranking~IoU": rank_correlation(ranked, "score"),
-        "wrong-survivor rate": dump_alignment(model, dump)["wrong-survivor rate"],
+        "wrong-survivor rate": dump_wrong_survivors(dump)["rate"],
     }
 
 

@@ -80,14 +80,20 @@ def dump_alignment_table(model: str, dump) -> pd.DataFrame:
     return alignment_table(dump.candidates, dump.detections)
 
 
+def dump_wrong_survivors(dump) -> dict:
+    """:func:`analysis.metrics.wrong_survivor_rate` of NMS under the ranking rule the dump's
+    model deploys, with the dump's own inference settings."""
+    kw = inference_kwargs(dump.meta)
+    pre = select_candidates(dump.candidates, deployed_rule(dump.meta), kw["score_thr"], kw["nms_pre"],
+                            kw["min_bbox_size"])
+    return wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
+
+
 def dump_alignment(model: str, dump) -> dict:
     """Headline Spearman correlations (the full table: :func:`dump_alignment_table`) and the
     wrong-survivor rate of NMS under the fusion the model deploys. ``obj`` is NaN for a head
     without a quality branch."""
-    kw = inference_kwargs(dump.meta)
-    pre = select_candidates(dump.candidates, deployed_rule(dump.meta), kw["score_thr"], kw["nms_pre"],
-                            kw["min_bbox_size"])
-    ws = wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
+    ws = dump_wrong_survivors(dump)
     pre_nms = before_nms(dump.candidates)
     return {"cls~IoU_same per pair, before NMS": rank_correlation(pre_nms),
             "obj~IoU_any per anchor, before NMS": rank_correlation(per_anchor(pre_nms), "obj", "iou_any"),
