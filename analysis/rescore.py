@@ -11,11 +11,13 @@ family :mod:`retconf.capture` dumps.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import pandas as pd
 import torch
 
-from retconf.fusion import Fusion, fuse_scores
+from retconf.fusion import SELECTIONS, Fusion, fuse_scores
 
 
 def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr: float) -> np.ndarray:
@@ -24,17 +26,20 @@ def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr:
 
 
 def preselect(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_thr: float,
-              nms_pre: int, min_bbox_size: float = 0.0, order: str = "before_topk") -> pd.DataFrame:
+              nms_pre: int, min_bbox_size: float = 0.0, order: str = "before_topk",
+              selection: str = "pairs") -> pd.DataFrame:
     """:func:`select_candidates` with the rule given by its fields."""
-    return select_candidates(cands, Fusion(mode, alpha, thr, order), score_thr, nms_pre, min_bbox_size)
+    return select_candidates(cands, Fusion(mode, alpha, thr, order), score_thr, nms_pre, min_bbox_size, selection)
 
 
 def select_candidates(cands: pd.DataFrame, rule: Fusion, score_thr: float, nms_pre: int,
-                      min_bbox_size: float = 0.0) -> pd.DataFrame:
-    """The candidates NMS sees, for all images at once: ``rule.rank`` > ``score_thr``, top
-    ``nms_pre`` per (image, level), boxes larger than ``min_bbox_size`` (as mmdet's
-    ``_bbox_post_process``), with ``score`` = the fused score. Rows come out ordered by image,
-    level and descending rank. ``obj`` NaN (no quality score) counts as 1.
+                      min_bbox_size: float = 0.0, selection: str = "pairs") -> pd.DataFrame:
+    """The candidates NMS sees, for all images at once, under the head's ``selection`` (see
+    :meth:`retconf.fusion.Fusion.select`): by default ``rule.rank`` > ``score_thr``, top
+    ``nms_pre`` pairs per (image, level); then boxes larger than ``min_bbox_size`` (as mmdet's
+    ``_bbox_post_process``; negative: no filter), with ``score`` = the fused score. Rows come
+    out ordered by image and level, then as the head passes them to NMS. ``obj`` NaN (no
+    quality score) counts as 1.
 
     ``order='after_topk'`` (mmdet's order; FCOS and ATSS with centerness): threshold and top-k
     on ``cls``, then fuse the survivors. Exact on a dump, whose candidate grid holds the ``cls``
@@ -43,7 +48,16 @@ def select_candidates(cands: pd.DataFrame, rule: Fusion, score_thr: float, nms_p
     obj = torch.tensor(np.nan_to_num(cands["obj"].to_numpy(np.float32), nan=1.0))
     score = rule.scores(cls, obj).numpy().astype(np.float32, copy=False)
     rank = rule.rank(cls, obj).numpy().astype(np.float32, copy=False)
-    rows = select_rows(cands["image_id"].to_numpy(), cands["level"].to_numpy(), rank, score_thr, nms_pre)
+    image, level = cands["image_id"].to_numpy(), cands["level"].to_numpy()
+    if selection == "pairs":
+        rows = select_rows(image, level, rank, score_thr, nms_pre)
+    elif selection == "anchors":
+        rows = select_anchor_rows(image, level, cands["anchor"].to_numpy(), cands["label"].to_numpy(), rank,
+                                  score_thr, nms_pre)
+    elif selection == "argmax":
+        rows = select_argmax_rows(image, level, cands["anchor"].to_numpy(), cls.numpy(), rank, score_thr)
+    else:
+        raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
     if min_bbox_size >= 0:
         w = cands["x2"].to_numpy()[rows] - cands["x1"].to_numpy()[rows]
         h = cands["y2"].to_numpy()[rows] - cands["y1"].to_numpy()[rows]
@@ -79,22 +93,116 @@ def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_th
     return idx
 
 
-def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int) -> pd.DataFrame:
+def select_anchor_rows(image: np.ndarray, level: np.ndarray, anchor: np.ndarray, label: np.ndarray,
+                       rank: np.ndarray, score_thr: float, nms_pre: int) -> np.ndarray:
+    """Row numbers of the candidates NMS sees under PAA's selection
+    (:func:`retconf.fusion.topk_anchors`): per (image, level) the top ``nms_pre`` anchors by
+    their best ``rank`` (all when ``nms_pre`` ≤ 0), then their rows with ``rank`` >
+    ``score_thr``; ordered by image, level, descending anchor best (anchor ascending when
+    ``nms_pre`` ≤ 0), anchor, label.
+
+    Exact on a dump: an anchor whose best pair passes ``score_thr`` outranks every anchor whose
+    pairs all fail it, so taking the top-k among the anchors the dump holds (those with a pair
+    above the threshold) keeps the same anchors as PAA's top-k over all of them. The order
+    differs from PAA's on a level with at most ``nms_pre`` anchors, which PAA keeps in anchor
+    order (the dump does not record a level's anchor count): the same pairs, but score voting
+    then sums in another order (float32 rounding of the voted boxes).
+
+    Args:
+        image, level, anchor, label, rank: per candidate, shape [N].
+    Returns:
+        int64[M] indices into the N candidates.
+    """
+    idx = np.flatnonzero(rank > score_thr)
+    frame = pd.DataFrame({"image": image[idx], "level": level[idx], "anchor": anchor[idx], "label": label[idx],
+                          "rank": rank[idx], "row": idx})
+    frame["best"] = frame.groupby(["image", "level", "anchor"], sort=False)["rank"].transform("max")
+    if nms_pre <= 0:
+        return frame.sort_values(["image", "level", "anchor", "label"], kind="stable")["row"].to_numpy(np.int64)
+    frame = frame.sort_values(["image", "level", "best", "anchor", "label"],
+                              ascending=[True, True, False, True, True], kind="stable")
+    first = ~frame.duplicated(["image", "level", "anchor"])
+    position = first.astype(np.int64).groupby([frame["image"], frame["level"]], sort=False).cumsum()
+    return frame[position <= nms_pre]["row"].to_numpy(np.int64)
+
+
+def select_argmax_rows(image: np.ndarray, level: np.ndarray, anchor: np.ndarray, cls: np.ndarray,
+                       rank: np.ndarray, score_thr: float) -> np.ndarray:
+    """Row numbers of the candidates NMS sees under YOLOX's selection
+    (:func:`retconf.fusion.argmax_pairs`): per (image, level, anchor) the row of the highest
+    ``cls`` (the first on ties), kept where its ``rank`` ≥ ``score_thr``; ordered by image,
+    level, anchor.
+
+    Args:
+        image, level, anchor, cls, rank: per candidate, shape [N].
+    Returns:
+        int64[M] indices into the N candidates.
+    """
+    order = np.lexsort((-cls, anchor, level, image))  # stable: input order on ties
+    key = np.stack([image[order], level[order], anchor[order]], 1)
+    first = np.r_[True, (key[1:] != key[:-1]).any(1)] if len(order) else np.zeros(0, bool)
+    best = order[first]
+    return best[rank[best] >= score_thr]
+
+
+def vote_boxes(boxes: torch.Tensor, labels: torch.Tensor, cand_boxes: torch.Tensor, cand_scores: torch.Tensor,
+               cand_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """PAA's score voting (``PAAHead.score_voting``) with torch alone: each detection's box
+    becomes the average of the same-class candidates overlapping it (IoU > 0.01), weighted by
+    exp(-(1 − IoU)² / 0.025) · score; the detections come out grouped by class, ascending, as
+    PAA returns them.
+
+    Args:
+        boxes (Tensor[D, 4]), labels (Tensor[D]): detections after NMS.
+        cand_boxes (Tensor[C, 4]), cand_scores (Tensor[C]), cand_labels (Tensor[C]): the
+            candidates NMS saw, in the order the head passed them.
+    Returns:
+        voted boxes (Tensor[D, 4]) and the permutation of the D detections (Tensor[D]).
+    """
+    from retconf.dump import box_iou
+
+    voted, order = [], []
+    for c in torch.unique(cand_labels).tolist():
+        dets = torch.nonzero(labels == c)[:, 0]
+        cmask = cand_labels == c
+        ious = box_iou(boxes[dets], cand_boxes[cmask])
+        for i, d in enumerate(dets.tolist()):
+            pos = ious[i] > 0.01
+            pis = (torch.exp(-(1 - ious[i][pos]) ** 2 / 0.025) * cand_scores[cmask][pos])[:, None]
+            voted.append(torch.sum(pis * cand_boxes[cmask][pos], dim=0) / torch.sum(pis, dim=0))
+            order.append(d)
+    if not voted:
+        return boxes[:0], torch.zeros(0, dtype=torch.long)
+    return torch.stack(voted), torch.tensor(order, dtype=torch.long)
+
+
+def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: Optional[int],
+                  score_voting: bool = False) -> pd.DataFrame:
     """mmcv ``batched_nms`` (class-aware) on each image of a :func:`preselect` output, then the
-    top ``max_per_img``; ``score`` is replaced by the score NMS returns."""
+    top ``max_per_img`` (None: all); ``score`` is replaced by the score NMS returns. ``score_voting``
+    (PAA): the kept boxes are then moved by :func:`vote_boxes` over the image's candidates."""
     from mmcv.ops import batched_nms  # late: importing ``analysis`` must not load mmcv
 
     if frame.empty:
         return frame
     boxes, scores, labels, starts, ends = nms_inputs(frame)
-    rows, new_scores = [], []
+    rows, new_scores, new_boxes = [], [], []
     cfg = dict(type="nms", iou_threshold=nms_iou)
     for a, b in zip(starts, ends):
         dets, keep = batched_nms(boxes[a:b], scores[a:b], labels[a:b], cfg)
-        rows.append(keep[:max_per_img].numpy() + a)
-        new_scores.append(dets[:max_per_img, -1].numpy())
+        keep, dets = keep[:max_per_img], dets[:max_per_img]
+        if score_voting and len(keep):
+            voted, perm = vote_boxes(dets[:, :4], labels[a:b][keep], boxes[a:b], scores[a:b], labels[a:b])
+            keep, dets = keep[perm], dets[perm]
+            new_boxes.append(voted.numpy())
+        else:
+            new_boxes.append(dets[:, :4].numpy())
+        rows.append(keep.numpy() + a)
+        new_scores.append(dets[:, -1].numpy())
     out = frame.iloc[np.concatenate(rows)].copy()
     out["score"] = np.concatenate(new_scores)
+    if score_voting:
+        out[["x1", "y1", "x2", "y2"]] = np.concatenate(new_boxes)
     return out.reset_index(drop=True)
 
 
@@ -111,18 +219,29 @@ def nms_inputs(frame: pd.DataFrame) -> tuple:
 
 def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr: float = 0.5,
             score_thr: float = 0.05, nms_pre: int = 1000, nms_iou: float = 0.5,
-            max_per_img: int = 100, min_bbox_size: float = 0.0, order: str = "before_topk") -> pd.DataFrame:
+            max_per_img: Optional[int] = 100, min_bbox_size: float = 0.0, order: str = "before_topk",
+            selection: str = "pairs", score_voting: bool = False) -> pd.DataFrame:
     """Detections of every image after re-scoring (one row per detection)."""
-    return nms_per_image(preselect(candidates, mode, alpha, thr, score_thr, nms_pre, min_bbox_size, order),
-                         nms_iou, max_per_img)
+    pre = preselect(candidates, mode, alpha, thr, score_thr, nms_pre, min_bbox_size, order, selection)
+    return nms_per_image(pre, nms_iou, max_per_img, score_voting)
+
+
+# A head's post-processing beyond its test_cfg (metadata "post_process"); dumps written before
+# it existed hold BaseDenseHead's: pairs, no voting, min_bbox_size and max_per_img applied.
+DEFAULT_POST_PROCESS = {"selection": "pairs", "score_voting": False, "min_bbox_size": True, "max_per_img": True}
 
 
 def inference_kwargs(meta: dict) -> dict:
-    """``rescore`` keyword arguments equal to a dump's inference settings."""
+    """``rescore`` keyword arguments equal to a dump's inference settings: its ``test_cfg`` and
+    its head's ``post_process`` (selection, score voting, whether ``min_bbox_size`` and
+    ``max_per_img`` apply; ``max_per_img`` None: no limit)."""
     t = meta["test_cfg"]
+    post = {**DEFAULT_POST_PROCESS, **(meta.get("post_process") or {})}
     return dict(score_thr=t.get("score_thr", 0.0), nms_pre=t.get("nms_pre", -1),
-                nms_iou=t["nms"]["iou_threshold"], max_per_img=t.get("max_per_img", 100),
-                min_bbox_size=t.get("min_bbox_size", -1))
+                nms_iou=t["nms"]["iou_threshold"],
+                max_per_img=t.get("max_per_img", 100) if post["max_per_img"] else None,
+                min_bbox_size=t.get("min_bbox_size", -1) if post["min_bbox_size"] else -1,
+                selection=post["selection"], score_voting=post["score_voting"])
 
 
 DEFAULT_FUSION = {"mode": "cls", "alpha": 0.0, "thr": 0.5, "order": "before_topk"}  # no quality score

@@ -82,10 +82,11 @@ def dump_alignment_table(model: str, dump) -> pd.DataFrame:
 
 def dump_wrong_survivors(dump) -> dict:
     """:func:`analysis.metrics.wrong_survivor_rate` of NMS under the ranking rule the dump's
-    model deploys, with the dump's own inference settings."""
+    model deploys, with the dump's own inference settings (NMS's survivors: before any score
+    voting moves their boxes)."""
     kw = inference_kwargs(dump.meta)
     pre = select_candidates(dump.candidates, deployed_rule(dump.meta), kw["score_thr"], kw["nms_pre"],
-                            kw["min_bbox_size"])
+                            kw["min_bbox_size"], kw["selection"])
     return wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
 
 

@@ -80,16 +80,28 @@ class Level:
     decode: Callable[[Tensor], Tensor]
 
 
+def base_post_process(head: Any) -> dict:
+    """``BaseDenseHead._bbox_post_process``: the top-k over (anchor, class) pairs, boxes not
+    larger than ``min_bbox_size`` dropped, no score voting, the top ``max_per_img`` kept."""
+    return {"selection": "pairs", "score_voting": False, "min_bbox_size": True, "max_per_img": True}
+
+
 @dataclass(frozen=True)
 class Adapter:
-    """How to read one family's record: the modules whose outputs it needs (``hooks``), the
-    levels (``levels(head, record)``) and the ranking rule (``rule(head, record)``, None for
-    plain ``cls`` ranking with no separate quality)."""
+    """How to read one family's record: the method it wraps (``method``), the modules whose
+    outputs it needs (``hooks``), the levels (``levels(head, record)``), the ranking rule
+    (``rule(head, record)``, None for plain ``cls`` ranking with no separate quality) and the
+    rest of the post-processing (``post_process(head)``: ``selection`` of
+    :meth:`retconf.fusion.Fusion.select`, ``score_voting``, whether ``min_bbox_size`` and
+    ``max_per_img`` apply),
+    which the dump's metadata records for the re-scoring."""
 
     name: str
     levels: Callable[[Any, Record], list[Level]]
     rule: Callable[[Any, Record], Optional[Fusion]]
     hooks: tuple[str, ...] = ()
+    method: str = "_predict_by_feat_single"
+    post_process: Callable[[Any], dict] = base_post_process
 
 
 def _flat(t: Tensor, width: int) -> Tensor:
@@ -169,8 +181,48 @@ def tood_levels(head: Any, record: Record) -> list[Level]:
     return levels
 
 
-def _tood_rule(head: Any, record: Record) -> Fusion:
+def _geo_rule(head: Any, record: Record) -> Fusion:
     return Fusion("geo", 0.5)
+
+
+def _paa_post_process(head: Any) -> dict:
+    """``PAAHead._bbox_post_process``: the top ``nms_pre`` anchors by their best
+    sqrt(cls · IoU), ``multiclass_nms`` on the pairs above ``score_thr``, then score voting
+    (``with_score_voting``); no ``min_bbox_size`` filter."""
+    return {"selection": "anchors", "score_voting": bool(head.with_score_voting), "min_bbox_size": False,
+            "max_per_img": True}
+
+
+def yolox_levels(head: Any, record: Record) -> list[Level]:
+    """``YOLOXHead.predict_by_feat`` (it has no ``_predict_by_feat_single``): sigmoid class
+    scores and objectness per level, boxes by the head's ``_bbox_decode`` from the priors with
+    their strides. ``priors`` of a level are its points (the stride columns dropped)."""
+    a = record.args
+    sizes = [c.shape[2:] for c in a["cls_scores"]]
+    mlvl_priors = head.prior_generator.grid_priors(sizes, dtype=a["cls_scores"][0].dtype,
+                                                   device=a["cls_scores"][0].device, with_stride=True)
+    # the sigmoids over all levels at once, as YOLOX takes them (a vectorised sigmoid can round
+    # an element differently at another offset)
+    sizes = [len(p) for p in mlvl_priors]
+    probs = torch.cat([_flat(c[0], head.cls_out_channels) for c in a["cls_scores"]]).sigmoid().split(sizes)
+    quality = torch.cat([o[0].permute(1, 2, 0).reshape(-1) for o in a["objectnesses"]]).sigmoid().split(sizes)
+    levels = []
+    for p, q, deltas, priors in zip(probs, quality, a["bbox_preds"], mlvl_priors):
+        flat = _flat(deltas[0], 4)
+        levels.append(Level(p, q, priors[:, :2], lambda i, pr=priors, d=flat: head._bbox_decode(
+            pr[i], d[i][None])[0]))
+    return levels
+
+
+def _yolox_rule(head: Any, record: Record) -> Fusion:
+    return Fusion("mul")
+
+
+def _yolox_post_process(head: Any) -> dict:
+    """``YOLOXHead``: each anchor's most probable class, kept where objectness · cls ≥
+    ``score_thr`` over all levels at once (no top-k); no ``min_bbox_size`` filter and no
+    ``max_per_img`` limit (mmdet 3.3's YOLOX keeps every box NMS keeps)."""
+    return {"selection": "argmax", "score_voting": False, "min_bbox_size": False, "max_per_img": False}
 
 
 def _no_quality(head: Any, record: Record) -> None:
@@ -178,14 +230,28 @@ def _no_quality(head: Any, record: Record) -> None:
 
 
 def _methods() -> dict:
-    """Post-processing method → adapter (built lazily: the mmdet heads import on demand)."""
-    from mmdet.models.dense_heads import GFLHead, TOODHead
+    """``_predict_by_feat_single`` → adapter (built lazily: the mmdet heads import on demand)."""
+    from mmdet.models.dense_heads import GFLHead, PAAHead, TOODHead
 
     return {
         BaseDenseHead._predict_by_feat_single: Adapter("base", base_levels, base_rule),
         GFLHead._predict_by_feat_single: Adapter("gfl", gfl_levels, _no_quality),
-        TOODHead._predict_by_feat_single: Adapter("tood", tood_levels, _tood_rule,
+        TOODHead._predict_by_feat_single: Adapter("tood", tood_levels, _geo_rule,
                                                   hooks=("tood_cls", "cls_prob_module")),
+        PAAHead._predict_by_feat_single: Adapter("paa", base_levels, _geo_rule, post_process=_paa_post_process),
+    }
+
+
+def _batch_methods() -> dict:
+    """``predict_by_feat`` → adapter, for heads whose own ``predict_by_feat`` does all the
+    post-processing (None: one that only delegates to BaseDenseHead's, as PAA's does)."""
+    from mmdet.models.dense_heads import PAAHead, YOLOXHead
+
+    return {
+        BaseDenseHead.predict_by_feat: None,
+        PAAHead.predict_by_feat: None,
+        YOLOXHead.predict_by_feat: Adapter("yolox", yolox_levels, _yolox_rule, method="predict_by_feat",
+                                           post_process=_yolox_post_process),
     }
 
 
@@ -193,10 +259,13 @@ def adapter_for(head: Any) -> Adapter:
     """The adapter of a head, chosen by the post-processing it actually runs (so subclasses that
     keep a parent's method are covered). Raises :class:`UnsupportedHead` naming the method."""
     cls = type(head)
-    if cls.predict_by_feat is not BaseDenseHead.predict_by_feat:
+    batch = _batch_methods()
+    if cls.predict_by_feat not in batch:
         raise UnsupportedHead(f"{cls.__name__} overrides predict_by_feat "
                               f"({inspect.getsourcefile(cls.predict_by_feat)}): retconf cannot capture its "
-                              "candidates yet")
+                              "candidates yet; supported: BaseDenseHead's, PAAHead's and YOLOXHead's")
+    if batch[cls.predict_by_feat] is not None:
+        return batch[cls.predict_by_feat]
     method = cls._predict_by_feat_single
     for candidate, adapter in _methods().items():
         if method is candidate:
@@ -206,16 +275,16 @@ def adapter_for(head: Any) -> Adapter:
         return Adapter("base", base_levels, base_rule)
     raise UnsupportedHead(f"{cls.__name__}._predict_by_feat_single is its own "
                           f"({inspect.getsourcefile(method)}); supported: BaseDenseHead's, GFLHead's, "
-                          "TOODHead's and retconf's quality heads")
+                          "TOODHead's, PAAHead's and retconf's quality heads")
 
 
 @contextmanager
-def recording(head: Any, hooks: tuple[str, ...] = ()) -> Iterator[Record]:
-    """Record the next ``_predict_by_feat_single`` call of ``head`` (and the outputs of the
-    ``hooks`` submodules during its forward) into the yielded :class:`Record`; the head is
-    restored on exit, also after an error."""
+def recording(head: Any, hooks: tuple[str, ...] = (), method: str = "_predict_by_feat_single") -> Iterator[Record]:
+    """Record the next call of ``head``'s ``method`` (and the outputs of the ``hooks``
+    submodules during its forward) into the yielded :class:`Record`; the head is restored on
+    exit, also after an error."""
     record = Record(outputs={name: [] for name in hooks})
-    original = head._predict_by_feat_single
+    original = getattr(head, method)
     signature = inspect.signature(original)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -224,11 +293,11 @@ def recording(head: Any, hooks: tuple[str, ...] = ()) -> Iterator[Record]:
 
     handles = [getattr(head, name).register_forward_hook(
         lambda _m, _i, out, name=name: record.outputs[name].append(out.detach())) for name in hooks]
-    head._predict_by_feat_single = wrapper
+    setattr(head, method, wrapper)
     try:
         yield record
     finally:
-        del head._predict_by_feat_single
+        delattr(head, method)
         for h in handles:
             h.remove()
 
@@ -236,22 +305,25 @@ def recording(head: Any, hooks: tuple[str, ...] = ()) -> Iterator[Record]:
 @dataclass
 class Capture:
     """One image: its :class:`Level` s, the live detections (``InstanceData`` in original
-    pixels, as ``predict_by_feat(rescale=True)`` returns them) and the ranking rule."""
+    pixels, as ``predict_by_feat(rescale=True)`` returns them), the ranking rule and the rest
+    of the post-processing (:attr:`Adapter.post_process`)."""
 
     levels: list[Level]
     detections: Any
     rule: Optional[Fusion]
     adapter: str
+    post_process: dict = field(default_factory=lambda: base_post_process(None))
 
 
 def capture(head: Any, feats: tuple, meta: dict) -> Capture:
     """Run ``head`` on one image's features (``feats``: Tensor[1, C, H, W] per level) and
     capture its candidates and live detections."""
     adapter = adapter_for(head)
-    with recording(head, adapter.hooks) as record:
+    with recording(head, adapter.hooks, adapter.method) as record:
         outs = head(feats)
         detections = head.predict_by_feat(*outs, batch_img_metas=[meta], rescale=True)[0]
-    return Capture(adapter.levels(head, record), detections, adapter.rule(head, record), adapter.name)
+    return Capture(adapter.levels(head, record), detections, adapter.rule(head, record), adapter.name,
+                   adapter.post_process(head))
 
 
 def positive_priors(priors: Tensor, gt_input: Tensor, thr: float = 0.5) -> int:

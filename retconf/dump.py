@@ -210,7 +210,7 @@ def candidate_rows(cap: Any, meta: dict, gt_boxes: Any, gt_labels: Any, score_th
     for level, lv in enumerate(cap.levels):
         keep = torch.zeros_like(lv.cls, dtype=torch.bool)
         for fusion in grid:
-            _, labels, anchors = fusion.select(lv.cls, lv.quality, score_thr, nms_pre)
+            _, labels, anchors = fusion.select(lv.cls, lv.quality, score_thr, nms_pre, cap.post_process["selection"])
             keep[anchors, labels] = True
         anchors, labels = keep.nonzero(as_tuple=True)
         boxes = scale_xy(lv.decode(anchors), meta["scale_factor"], inverse=True)
@@ -228,15 +228,17 @@ def _box_columns(boxes: Any) -> tuple:
 
 
 def detection_scores(det: Any, candidates: dict[str, Any], has_quality: bool,
-                     tol: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+                     tol: float = 1e-2, rule: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """``cls`` and ``obj`` (float32[D]) of live detections.
 
     The head's own ``cls_scores`` / ``obj_scores`` where it returns them (retconf's quality
     heads); for a head without a separate quality score the detection's score is its class
-    score; heads that fold the quality into the score after the top-k (FCOS's cls · centerness)
-    return only the product, so their ``cls`` and ``obj`` are those of the candidate with the same
-    label and box (within ``tol`` pixels: mmdet rescales by the reciprocal of the scale factor,
-    the dump divides by it), NaN where none is that close.
+    score; heads that fold the quality into the score (FCOS's cls · centerness) return only the
+    product, so their ``cls`` and ``obj`` are those of the candidate with the same label and box
+    (within ``tol`` pixels: mmdet rescales by the reciprocal of the scale factor, the dump
+    divides by it). A detection whose box moved after NMS (PAA's score voting) is found by label
+    and score instead: the candidate whose ranking score under ``rule`` (a
+    :class:`retconf.fusion.Fusion`) equals the detection's. NaN where neither finds one.
     """
     import torch
 
@@ -254,16 +256,25 @@ def detection_scores(det: Any, candidates: dict[str, Any], has_quality: bool,
     best, row = dist.min(1)
     found = (best <= tol).numpy()
     row = row.numpy()
+    if rule is not None and not found.all():
+        fused = rule.scores(torch.as_tensor(candidates["cls"]), torch.as_tensor(candidates["obj"])).float()
+        gap = (det.scores.float()[:, None] - fused[None]).abs()
+        gap[det.labels[:, None] != torch.as_tensor(candidates["label"]).long()[None]] = float("inf")
+        close, by_score = gap.min(1)
+        by_score_found = (close <= 1e-6 * det.scores.float().abs().clamp(min=1e-12)).numpy()
+        row = np.where(found, row, by_score.numpy())
+        found = found | by_score_found
     cls = np.where(found, candidates["cls"][row], np.nan).astype(np.float32)
     obj = np.where(found, candidates["obj"][row], np.nan).astype(np.float32)
     return cls, obj
 
 
 def detection_rows(det: Any, meta: dict, gt_boxes: Any, gt_labels: Any,
-                   candidates: dict[str, Any], has_quality: bool) -> dict[str, Any]:
-    """The :data:`DETECTION_COLUMNS` of one image's live detections."""
+                   candidates: dict[str, Any], has_quality: bool, rule: Any = None) -> dict[str, Any]:
+    """The :data:`DETECTION_COLUMNS` of one image's live detections (``rule``: the head's
+    ranking rule, see :func:`detection_scores`)."""
     n = len(det)
-    cls, obj = detection_scores(det, candidates, has_quality)
+    cls, obj = detection_scores(det, candidates, has_quality, rule=rule)
     match = match_gt(det.bboxes, det.labels, gt_boxes, gt_labels)
     return dict((("image_id", np.full(n, int(meta["img_id"]))), ("label", det.labels.numpy()),
                  ("score", det.scores.numpy()), ("cls", cls), ("obj", obj), *_box_columns(det.bboxes),
@@ -288,7 +299,7 @@ def image_rows(model: Any, batch: dict, info: dict, score_thr: float, nms_pre: i
     image = {"image_id": np.asarray([int(meta["img_id"])]), "num_gt": np.asarray([len(gt_labels)]),
              "positive_anchors": np.asarray([positive_priors(priors, scale_xy(gt_boxes, meta["scale_factor"]))]),
              "width": np.asarray([w]), "height": np.asarray([h])}
-    dets = detection_rows(cap.detections, meta, gt_boxes, gt_labels, cands, cap.rule is not None)
+    dets = detection_rows(cap.detections, meta, gt_boxes, gt_labels, cands, cap.rule is not None, cap.rule)
     return {"candidates": cands, "detections": dets, "images": image}, cap
 
 
@@ -324,7 +335,8 @@ def quality_name(head: Any, rule: Any) -> Optional[str]:
     quality score)."""
     names = {"RetinaConfHead": "object confidence (predicted IoU, classification tower)",
              "IoUAwareRetinaHead": "predicted IoU (regression tower)", "FCOSHead": "centerness",
-             "ATSSHead": "centerness", "DDODHead": "predicted IoU", "TOODHead": "alignment probability"}
+             "ATSSHead": "centerness", "DDODHead": "predicted IoU", "TOODHead": "alignment probability",
+             "PAAHead": "predicted IoU", "YOLOXHead": "objectness"}
     if rule is None:
         return None
     return names.get(type(head).__name__, "score factor (sigmoid)")
@@ -354,7 +366,8 @@ def dump_metadata(cfg: Any, config: str, checkpoint: str, checkpoint_sha256: str
         "classes": list(dataset.metainfo["classes"]), "cat_ids": [int(c) for c in getattr(dataset, "cat_ids", [])],
         "head": type(head).__name__, "adapter": cap.adapter if cap is not None else None,
         "quality": quality_name(head, rule),
-        "fusion": fusion, "test_cfg": mmengine.config.ConfigDict(head.test_cfg).to_dict(),
+        "fusion": fusion, "post_process": cap.post_process if cap is not None else None,
+        "test_cfg": mmengine.config.ConfigDict(head.test_cfg).to_dict(),
         "candidate_rule": {"fusions": [f.as_dict() for f in fusion_grid(rule)], "score_thr": score_thr,
                            "nms_pre": nms_pre},
         "seed": (cfg.get("randomness") or {}).get("seed"),

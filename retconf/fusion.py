@@ -134,21 +134,72 @@ class Fusion:
         classification score after it (shape of ``cls``)."""
         return self.scores(cls, obj) if self.order == "before_topk" else cls
 
-    def select(self, cls: Tensor, obj: Tensor, score_thr: float,
-               nms_pre: int) -> tuple[Tensor, Tensor, Tensor]:
-        """One level's candidates: ``rank`` > ``score_thr``, the top ``nms_pre`` (all when ≤ 0).
+    def select(self, cls: Tensor, obj: Tensor, score_thr: float, nms_pre: int,
+               selection: str = "pairs") -> tuple[Tensor, Tensor, Tensor]:
+        """One level's candidates under the head's ``selection`` (:data:`SELECTIONS`):
+
+        - ``pairs`` (mmdet's ``filter_scores_and_topk``, every ``BaseDenseHead``): pairs with
+          ``rank`` > ``score_thr``, the top ``nms_pre`` pairs (a slice end, see :func:`topk_pairs`);
+        - ``anchors`` (PAA): the top ``nms_pre`` anchors by their best ``rank`` (all when
+          ``nms_pre`` ≤ 0 or ≥ A), then their pairs with ``rank`` > ``score_thr``;
+        - ``argmax`` (YOLOX): each anchor's most probable class, kept when its ``rank`` ≥
+          ``score_thr``; no top-k.
 
         Args:
             cls (Tensor[A, K]) probabilities; obj (Tensor[A]) quality (any value for ``cls``).
         Returns:
-            scores (Tensor[N], fused), labels (Tensor[N]), anchors (Tensor[N]), in descending
-            rank order, exactly as mmdet's ``filter_scores_and_topk`` keeps them.
+            scores (Tensor[N], fused), labels (Tensor[N]), anchors (Tensor[N]), in the order the
+            head passes them on to NMS.
         """
         rank = self.rank(cls, obj)
-        anchors, labels = topk_pairs(rank, score_thr, nms_pre)
+        if selection == "pairs":
+            anchors, labels = topk_pairs(rank, score_thr, nms_pre)
+        elif selection == "anchors":
+            anchors, labels = topk_anchors(rank, score_thr, nms_pre)
+        elif selection == "argmax":
+            anchors, labels = argmax_pairs(cls, rank, score_thr)
+        else:
+            raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
         if self.order == "before_topk":
             return rank[anchors, labels], labels, anchors
         return self.scores(cls[anchors, labels], obj[anchors]), labels, anchors
+
+
+# How a head turns one level's scores into the candidates NMS sees (Fusion.select).
+SELECTIONS: tuple[str, ...] = ("pairs", "anchors", "argmax")
+
+
+def topk_anchors(scores: Tensor, score_thr: float, nms_pre: int) -> tuple[Tensor, Tensor]:
+    """PAA's selection (``PAAHead._predict_by_feat_single`` and its ``multiclass_nms``): the
+    top ``nms_pre`` anchors by their best score when ``0 < nms_pre < A``, else every anchor;
+    then their (anchor, class) pairs with score > ``score_thr``, anchor by anchor in top-k
+    order, classes ascending.
+
+    Args:
+        scores (Tensor[A, K]).
+    Returns:
+        anchors (Tensor[N]), labels (Tensor[N]).
+    """
+    if 0 < nms_pre < scores.size(0):
+        _, top = scores.max(dim=1)[0].topk(nms_pre)
+    else:
+        top = torch.arange(scores.size(0))
+    rows, labels = torch.nonzero(scores[top] > score_thr).unbind(dim=1)
+    return top[rows], labels
+
+
+def argmax_pairs(cls: Tensor, scores: Tensor, score_thr: float) -> tuple[Tensor, Tensor]:
+    """YOLOX's selection (``YOLOXHead.predict_by_feat``): each anchor's most probable class
+    (``torch.max`` of ``cls``), kept where its score ≥ ``score_thr``, anchors ascending.
+
+    Args:
+        cls (Tensor[A, K]) probabilities; scores (Tensor[A, K]) what the threshold compares.
+    Returns:
+        anchors (Tensor[N]), labels (Tensor[N]).
+    """
+    _, labels = torch.max(cls, 1)
+    anchors = torch.nonzero(scores.gather(1, labels[:, None])[:, 0] >= score_thr)[:, 0]
+    return anchors, labels[anchors]
 
 
 def topk_pairs(scores: Tensor, score_thr: float, nms_pre: int) -> tuple[Tensor, Tensor]:

@@ -86,26 +86,78 @@ def test_dump_of_an_mmdet_config(small_digits: Path, tmp_path: Path) -> None:
     on the digits data: runs and validates."""
     config = "mmdet::atss/atss_r50_fpn_1x_coco.py"
     ckpt = _random_checkpoint(config, tmp_path / "random.pth")
-    options = {**_options(), "test_dataloader.dataset.pipeline.1.scale": (192, 192),
-               "test_dataloader.dataset.metainfo": dict(classes=tuple("0123456789")),
-               "test_dataloader.dataset.ann_file": "annotations/instances_val.json",
-               "test_dataloader.dataset.data_prefix.img": "val/",
-               "test_evaluator.ann_file": str(small_digits / "annotations" / "instances_val.json")}
-    meta = dump_predictions(config, ckpt, tmp_path / "dump", str(small_digits), options, shard_size=8,
-                            progress=False)
+    meta = dump_predictions(config, ckpt, tmp_path / "dump", str(small_digits), _mmdet_options(small_digits),
+                            shard_size=8, progress=False)
     dump = load_dump(tmp_path / "dump")
     assert meta["head"] == "ATSSHead" and meta["quality"] == "centerness"
     assert len(dump.images) == meta["num_images"] > 0
     assert dump.candidates["obj"].between(0, 1).all()
 
 
+def _mmdet_options(small_digits: Path, scale_step: int = 1) -> dict:
+    """Run one of mmdet's COCO configs on the digits: its test pipeline at 192 px, our classes."""
+    return {**_options(), f"test_dataloader.dataset.pipeline.{scale_step}.scale": (192, 192),
+            "test_dataloader.dataset.metainfo": dict(classes=tuple("0123456789")),
+            "test_dataloader.dataset.ann_file": "annotations/instances_val.json",
+            "test_dataloader.dataset.data_prefix.img": "val/",
+            "test_evaluator.ann_file": str(small_digits / "annotations" / "instances_val.json")}
+
+
+# mmdet configs whose heads post-process in their own way: adapter, head, deployed rule, selection.
+OWN_POST_PROCESSING = {
+    "mmdet::paa/paa_r50_fpn_1x_coco.py": ("paa", "PAAHead", "geo", "anchors"),
+    "mmdet::yolox/yolox_tiny_8xb8-300e_coco.py": ("yolox", "YOLOXHead", "mul", "argmax"),
+}
+
+
+@pytest.mark.parametrize("config", list(OWN_POST_PROCESSING))
+def test_heads_with_their_own_post_processing(config: str, small_digits: Path, tmp_path: Path) -> None:
+    """PAA (top-k anchors by sqrt(cls·IoU), score voting after NMS) and YOLOX (one class per
+    anchor, cls·objectness, its own predict_by_feat): mmdet's configs with random weights dump,
+    and the re-scoring of the dump with the deployed rule and the head's post-processing gives
+    live inference's detections (boxes moved by PAA's score voting: to float32 rounding, since
+    on levels with fewer anchors than nms_pre the vote sums in another order)."""
+    adapter, head, mode, selection = OWN_POST_PROCESSING[config]
+    ckpt = _random_checkpoint(config, tmp_path / "random.pth")
+    meta = dump_predictions(config, ckpt, tmp_path / "dump", str(small_digits), _mmdet_options(small_digits),
+                            shard_size=8, progress=False)
+    dump = load_dump(tmp_path / "dump")
+    assert (meta["adapter"], meta["head"], meta["fusion"]["mode"]) == (adapter, head, mode)
+    assert meta["post_process"]["selection"] == selection
+    live = dump.detections
+    assert len(live) > 0 and dump.candidates["obj"].between(0, 1).all()
+    f = meta["fusion"]
+    again = rescore(dump.candidates, f["mode"], f["alpha"], f["thr"], order=f["order"], **inference_kwargs(meta))
+    keys = ["image_id", "label", "score"]
+    a = live.sort_values(keys).reset_index(drop=True)
+    b = again.sort_values(keys).reset_index(drop=True)
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a[["image_id", "label"]].to_numpy(), b[["image_id", "label"]].to_numpy())
+    np.testing.assert_array_equal(a["score"].to_numpy(), b["score"].to_numpy())
+    box = ["x1", "y1", "x2", "y2"]
+    if meta["post_process"]["score_voting"]:
+        np.testing.assert_allclose(a[box].to_numpy(), b[box].to_numpy(), rtol=1e-5, atol=1e-3)
+        moved = (np.abs(a[box].to_numpy() - dump.candidates[box].to_numpy()[:1]) > 0).any()
+        assert moved
+    else:
+        np.testing.assert_array_equal(a[box].to_numpy(), b[box].to_numpy())
+    # each live detection's cls and quality found among the candidates (by box, or by score
+    # where voting moved the box)
+    assert live["cls"].notna().all() and live["obj"].notna().all()
+    np.testing.assert_allclose(live["score"], np.sqrt(live["cls"] * live["obj"]) if mode == "geo"
+                               else live["cls"] * live["obj"], rtol=1e-5)
+
+
 def test_heads_without_an_adapter_are_refused() -> None:
-    from mmdet.models.dense_heads import PAAHead
+    from mmdet.models.dense_heads import CenterNetHead, FoveaHead
     from mmdet.utils import register_all_modules
 
     register_all_modules()
-    head = PAAHead(num_classes=2, in_channels=32, feat_channels=32, stacked_convs=1)
-    with pytest.raises(UnsupportedHead, match="PAAHead"):
+    head = CenterNetHead(in_channels=32, feat_channels=32, num_classes=2)
+    with pytest.raises(UnsupportedHead, match="CenterNetHead overrides predict_by_feat"):
+        adapter_for(head)
+    head = FoveaHead(num_classes=2, in_channels=32, feat_channels=32, stacked_convs=1)
+    with pytest.raises(UnsupportedHead, match="FoveaHead._predict_by_feat_single is its own"):
         adapter_for(head)
 
 

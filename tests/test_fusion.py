@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retconf.fusion import ALPHA_GRID, FUSION_MODES, Fusion, fuse_scores, fusion_grid, legacy_level_scores, topk_pairs
+from retconf.fusion import (ALPHA_GRID, FUSION_MODES, Fusion, argmax_pairs, fuse_scores, fusion_grid, legacy_level_scores,
+                            topk_anchors, topk_pairs)
 
 CLS = torch.tensor([[0.25, 0.04], [0.81, 0.5]])
 OBJ = torch.tensor([0.64, 0.3])
@@ -107,3 +108,86 @@ def test_numpy_selection_is_the_torch_selection(nms_pre: int) -> None:
     flat = cls.reshape(-1).numpy()
     rows = select_rows(np.zeros(60, int), np.zeros(60, int), flat, 0.2, nms_pre)
     assert sorted(rows.tolist()) == sorted((anchors * 3 + labels).tolist())
+
+
+def _paa_reference(scores: torch.Tensor, score_thr: float, nms_pre: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """PAA's selection written out as PAAHead._predict_by_feat_single and multiclass_nms do it
+    (top-k anchors by their best score, then the pairs above the threshold)."""
+    anchors = torch.arange(scores.size(0))
+    if 0 < nms_pre < scores.shape[0]:
+        _, topk_inds = scores.max(dim=1)[0].topk(nms_pre)
+        anchors, scores = anchors[topk_inds], scores[topk_inds]
+    padded = torch.cat([scores, scores.new_zeros(scores.size(0), 1)], 1)[:, :-1]
+    valid = padded > score_thr
+    rows = valid.nonzero()[:, 0]
+    labels = torch.arange(scores.size(1))[None].expand_as(scores)[valid]
+    return anchors[rows], labels
+
+
+@pytest.mark.parametrize("nms_pre", [-1, 0, 7, 60, 1000])
+def test_topk_anchors_is_paas_selection(nms_pre: int) -> None:
+    g = torch.Generator().manual_seed(nms_pre + 5)
+    scores = torch.rand(60, 4, generator=g)
+    anchors, labels = topk_anchors(scores, 0.6, nms_pre)
+    ref_anchors, ref_labels = _paa_reference(scores, 0.6, nms_pre)
+    assert torch.equal(anchors, ref_anchors) and torch.equal(labels, ref_labels)
+    if 0 < nms_pre < 60:
+        assert len(anchors.unique()) <= nms_pre
+
+
+def test_argmax_pairs_is_yoloxs_selection() -> None:
+    """One label per anchor (the most probable class), kept where obj · max cls ≥ score_thr, as
+    YOLOXHead.predict_by_feat; a pair at exactly the threshold is kept."""
+    g = torch.Generator().manual_seed(11)
+    cls, obj = torch.rand(50, 3, generator=g), torch.rand(50, generator=g)
+    max_scores, ref_labels = torch.max(cls, 1)
+    valid = obj * max_scores >= 0.2
+    scores, labels, anchors = Fusion("mul").select(cls, obj, 0.2, 10, selection="argmax")
+    assert torch.equal(anchors, valid.nonzero()[:, 0]) and torch.equal(labels, ref_labels[valid])
+    assert torch.equal(scores, (max_scores * obj)[valid])
+    at = torch.tensor([[0.5, 0.25]])
+    assert argmax_pairs(at, at, 0.5)[0].tolist() == [0]
+
+
+def test_unknown_selection_is_refused() -> None:
+    with pytest.raises(ValueError, match="selection 'best'"):
+        Fusion("cls").select(CLS, OBJ, 0.0, 1, selection="best")
+
+
+@pytest.mark.parametrize("nms_pre", [-1, 0, 3, 100])
+def test_numpy_anchor_selection_is_the_torch_selection(nms_pre: int) -> None:
+    """analysis.rescore.select_anchor_rows (all images at once) keeps, per level, the pairs and
+    the order of topk_anchors, also when the rows hold only the pairs above the threshold (a
+    dump's candidates) and come in another order."""
+    import numpy as np
+
+    from analysis.rescore import select_anchor_rows
+
+    g = torch.Generator().manual_seed(4)
+    scores = torch.rand(2, 30, 3, generator=g)
+    expected, image, level, anchor, label, rank = [], [], [], [], [], []
+    for lvl in range(2):
+        anchors, labels = topk_anchors(scores[lvl], 0.5, nms_pre)
+        expected += [(lvl, a, c) for a, c in zip(anchors.tolist(), labels.tolist())]
+        a, c = torch.nonzero(scores[lvl] > 0.5).unbind(1)  # what a dump keeps
+        image += [0] * len(a); level += [lvl] * len(a); anchor += a.tolist(); label += c.tolist()
+        rank += scores[lvl][a, c].tolist()
+    perm = np.random.default_rng(0).permutation(len(rank))
+    cols = [np.asarray(v)[perm] for v in (image, level, anchor, label)]
+    rows = select_anchor_rows(*cols, np.asarray(rank, np.float32)[perm], 0.5, nms_pre)
+    got = [(int(cols[1][r]), int(cols[2][r]), int(cols[3][r])) for r in rows]
+    if nms_pre >= 30:  # a level with at most nms_pre anchors: PAA keeps anchor order, the rows best-first
+        got, expected = sorted(got), sorted(expected)
+    assert got == expected
+
+
+def test_numpy_argmax_selection_keeps_each_anchors_best_class() -> None:
+    import numpy as np
+
+    from analysis.rescore import select_argmax_rows
+
+    cls = np.array([0.2, 0.7, 0.4, 0.9, 0.1], np.float32)
+    anchor = np.array([0, 0, 1, 2, 2])
+    rank = cls * np.array([1.0, 0.5, 1.0, 0.1, 1.0], np.float32)
+    rows = select_argmax_rows(np.zeros(5, int), np.zeros(5, int), anchor, cls, rank, 0.35)
+    assert rows.tolist() == [1, 2]  # anchor 2's best class (0.9) ranks 0.09: dropped, not replaced
