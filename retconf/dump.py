@@ -236,9 +236,10 @@ def detection_scores(det: Any, candidates: dict[str, Any], has_quality: bool,
     score; heads that fold the quality into the score (FCOS's cls · centerness) return only the
     product, so their ``cls`` and ``obj`` are those of the candidate with the same label and box
     (within ``tol`` pixels: mmdet rescales by the reciprocal of the scale factor, the dump
-    divides by it). A detection whose box moved after NMS (PAA's score voting) is found by label
-    and score instead: the candidate whose ranking score under ``rule`` (a
-    :class:`retconf.fusion.Fusion`) equals the detection's. NaN where neither finds one.
+    divides by it) whose ranking score under ``rule`` (a :class:`retconf.fusion.Fusion`) is
+    closest to the detection's (near-identical boxes are common). A detection whose box moved
+    after NMS (PAA's score voting) is found by label and score alone: the candidate whose ranking
+    score equals the detection's. NaN where neither finds one.
     """
     import torch
 
@@ -251,16 +252,19 @@ def detection_scores(det: Any, candidates: dict[str, Any], has_quality: bool,
     if n == 0 or len(candidates["label"]) == 0:
         return nan, nan.copy()
     boxes = torch.as_tensor(np.stack([candidates[c] for c in ("x1", "y1", "x2", "y2")], 1), dtype=torch.float32)
+    other_label = det.labels[:, None] != torch.as_tensor(candidates["label"]).long()[None]
     dist = (det.bboxes.float()[:, None, :] - boxes[None]).abs().amax(-1)
-    dist[det.labels[:, None] != torch.as_tensor(candidates["label"]).long()[None]] = float("inf")
-    best, row = dist.min(1)
-    found = (best <= tol).numpy()
-    row = row.numpy()
-    if rule is not None and not found.all():
+    dist[other_label] = float("inf")
+    near = dist <= tol
+    found = near.any(1).numpy()
+    if rule is None:
+        row = dist.argmin(1).numpy()
+    else:
         fused = rule.scores(torch.as_tensor(candidates["cls"]), torch.as_tensor(candidates["obj"])).float()
         gap = (det.scores.float()[:, None] - fused[None]).abs()
-        gap[det.labels[:, None] != torch.as_tensor(candidates["label"]).long()[None]] = float("inf")
+        gap[other_label] = float("inf")
         close, by_score = gap.min(1)
+        row = torch.where(near, gap, torch.full_like(gap, float("inf"))).argmin(1).numpy()
         by_score_found = (close <= 1e-6 * det.scores.float().abs().clamp(min=1e-12)).numpy()
         row = np.where(found, row, by_score.numpy())
         found = found | by_score_found

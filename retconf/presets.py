@@ -61,6 +61,8 @@ FAMILY_DETECTORS = {
     "gfl": "experiments/gfl_r18-tiny_fpn_digits.py",
     "vfnet": "experiments/vfnet_r18-tiny_fpn_digits.py",
     "tood": "experiments/tood_r18-tiny_fpn_digits.py",
+    "paa": "experiments/paa_r18-tiny_fpn_digits.py",
+    "ddod": "experiments/ddod_r18-tiny_fpn_digits.py",
 }
 
 
