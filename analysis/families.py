@@ -36,10 +36,15 @@ def has_quality(dump) -> bool:
 
 
 def ranking_formula(meta: dict) -> str:
-    """What NMS ranks by, as text: e.g. ``cls·obj (after top-k)`` for FCOS."""
+    """What NMS ranks by, as text, with the head's own post-processing where it has one: e.g.
+    ``cls·q (after top-k)`` for FCOS, ``sqrt(cls·q) (top-k anchors; score voting)`` for PAA."""
     f = deployed_fusion(meta)
+    post = meta.get("post_process") or {}
+    notes = ["after top-k"] if f["order"] == "after_topk" and f["mode"] != "cls" else []
+    notes += {"anchors": ["top-k anchors"], "argmax": ["one class per anchor"]}.get(post.get("selection"), [])
+    notes += ["score voting"] if post.get("score_voting") else []
     text = fusion_formula(f).replace("obj", "q")
-    return text + (" (after top-k)" if f["order"] == "after_topk" and f["mode"] != "cls" else "")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def family_row(model: str, dump) -> dict:

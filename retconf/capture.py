@@ -25,13 +25,23 @@ VFNetHead                   none (in     cls                            exact (c
                             cls)
 TOODHead                    alignment    sqrt(cls · prob) (``geo``)     exact for the grid
                             probability
+PAAHead                     predicted    sqrt(cls · IoU) (``geo``) over exact for the grid;
+                            IoU          the top-k *anchors*, then      voted boxes to
+                                         score voting                   float32 rounding
+YOLOXHead                   objectness   cls · obj (``mul``), one       exact for the grid
+                                         class per anchor, no top-k
 ==========================  ===========  =============================  =====================
 
 "Exact for the grid": re-scoring with any fusion of :func:`retconf.fusion.fusion_grid` and the
 dump's ``score_thr``/``nms_pre`` sees exactly the candidates live inference would (tested per
-family); other α values or a lower ``score_thr`` are approximations. Heads that override the
-post-processing in another way (PAA's score voting, YOLOX, RTMDet's own ``predict``) have no
-adapter yet and are refused with a message naming the method.
+family); other α values or a lower ``score_thr`` are approximations. Besides the ranking rule,
+each adapter states the rest of its head's post-processing (:attr:`Adapter.post_process`:
+selection, score voting, whether ``min_bbox_size`` and ``max_per_img`` apply), which the dump
+records and :func:`analysis.rescore.inference_kwargs` follows. PAA's voted boxes match to float32
+rounding only: on a level with fewer anchors than ``nms_pre`` PAA keeps its candidates in anchor
+order, which a dump does not record, so the vote sums in another order. Heads that
+post-process in yet another way (CenterNet, YOLOv3, FoveaBox, RepPoints, ...) have no adapter
+and are refused with a message naming the method.
 """
 from __future__ import annotations
 

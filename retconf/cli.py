@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the target-gradient pitfall (7 more trainings per seed)")
     rp.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
                     help="detectors to train (default: the paper's three, retinanet iou_aware "
-                    "retinanet_conf); the tiny presets also have fcos atss gfl vfnet tood, under the "
+                    "retinanet_conf); the tiny presets also have fcos atss gfl vfnet tood paa ddod, under the "
                     "same recipe; 'paper', 'families' and 'all' name groups")
     rp.add_argument("--cfg-options", nargs="+", action=_dict_action(), metavar="KEY=VALUE",
                     help="override settings of every detector config, e.g. "
@@ -143,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "metadata.json (see retconf/dump.py for the schema and candidate rule). "
                         "Works for retconf's detectors and any mmdet 3 dense head whose post-processing "
                         "retconf/capture.py reads (RetinaNet, FCOS, ATSS, GFL, VFNet, TOOD, DDOD and "
-                        "other BaseDenseHead heads); CONFIG may be one of mmdet's, e.g. "
-                        "mmdet::atss/atss_r50_fpn_1x_coco.py. "
+                        "other BaseDenseHead heads, PAA, YOLOX); CONFIG may be one of mmdet's, e.g. "
+                        "mmdet::atss/atss_r50_fpn_1x_coco.py. Re-scoring the dump with the head's own "
+                        "rule reproduces live inference (PAA: boxes moved by score voting to float32 "
+                        "rounding), and with any rule of the dump's grid (Table 4's modes, the alpha "
+                        "grid) sees exactly the candidates live inference would; other alpha or a lower "
+                        "score_thr are approximations (table per head in retconf/capture.py). "
                         "Rerunning resumes after the last complete shard.")
     _add_common(du)
     du.add_argument("checkpoint", help="checkpoint file")

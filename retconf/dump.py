@@ -16,17 +16,20 @@ Files in the output directory:
   being written; a rerun with anything else starts afresh instead of resuming.
 
 Any mmdet 3 dense head :mod:`retconf.capture` has an adapter for can be dumped (RetinaNet,
-retconf's quality heads, FCOS, ATSS, GFL, VarifocalNet, TOOD, DDOD, ...): ``cls`` is the raw
+retconf's quality heads, FCOS, ATSS, GFL, VarifocalNet, TOOD, DDOD, PAA, YOLOX, ...): ``cls`` is the raw
 classification probability, ``obj`` the head's separate quality score (NaN where it has none),
 and ``metadata.json`` names the head, its quality score (``quality``) and the rule NMS ranks by
 (``fusion``: mode, α, threshold and whether it applies before or after the per-level top-k;
-None: ``cls``). The ranking score of a candidate is that rule applied to its ``cls`` and ``obj``
-(:func:`analysis.rescore.select_candidates`).
+None: ``cls``) and the rest of its post-processing (``post_process``: how it selects candidates
+per level — top-k over pairs, over anchors (PAA) or one class per anchor (YOLOX) — score voting,
+whether ``min_bbox_size`` and ``max_per_img`` apply). The ranking score of a candidate is that
+rule applied to its ``cls`` and ``obj`` (:func:`analysis.rescore.select_candidates`).
 
 Candidate rule (:func:`retconf.fusion.fusion_grid`): for each level, the union over a grid of
 rules (the deployed one, ``cls``, ``mul``, ``cls_thr``, ``mul_thr``, ``pow`` with α = 0.0, 0.1,
 …, 0.9 and ``pow_thr`` with α = 0.4 and the deployed α) of the pairs that live inference would
-keep (ranking score > ``score_thr``, then the top ``nms_pre`` pairs). Re-scoring with any rule
+keep (ranking score > ``score_thr``, then the top ``nms_pre`` pairs, or the head's own
+selection). Re-scoring with any rule
 of that grid and the same ``score_thr``/``nms_pre`` therefore sees exactly the candidates live
 inference would; other α values or a lower ``score_thr`` are approximations (pairs outside every
 grid selection are missing). Heads without a separate quality score keep the ``cls`` selection.
