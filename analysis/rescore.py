@@ -180,7 +180,9 @@ def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: Optional[int
                   score_voting: bool = False) -> pd.DataFrame:
     """mmcv ``batched_nms`` (class-aware) on each image of a :func:`preselect` output, then the
     top ``max_per_img`` (None: all); ``score`` is replaced by the score NMS returns. ``score_voting``
-    (PAA): the kept boxes are then moved by :func:`vote_boxes` over the image's candidates."""
+    (PAA): the kept boxes are then moved by :func:`vote_boxes` over the image's candidates
+    (their IoU and ground-truth columns stay those of the box before voting; COCO AP, from
+    :mod:`analysis.coco`, matches the voted boxes itself)."""
     from mmcv.ops import batched_nms  # late: importing ``analysis`` must not load mmcv
 
     if frame.empty:
