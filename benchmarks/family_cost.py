@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import write_results  # noqa: E402
+
 
 def iteration_times(work_dir: Path) -> list[float]:
     """Seconds of each logged training iteration (mmengine's ``time``) in ``work_dir``."""
@@ -102,11 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         result["detectors"][name] = measure(name, detectors[name], args.data_root, args.iters, args.skip,
                                             args.batch)
         print(f"{name}: {result['detectors'][name]['median_s']:.3f} s/iter", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, result, markdown(result))
     return 0
 
 

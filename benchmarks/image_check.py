@@ -19,6 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import write_results  # noqa: E402
 from retconf.data.coco_check import validate_coco  # noqa: E402
 
 COCO_TRAIN_IMAGES = 118_287
@@ -82,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             result["kinds"].setdefault(kind, {})[mode] = {"ms_per_image": round(1000 * per, 3),
                                                           "coco_train_minutes": round(coco_min, 2)}
             lines.append(f"| {kind} | {mode} | {1000 * per:.2f} | {coco_min:.1f} min |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, result, "\n".join(lines) + "\n")
     return 0
 
 

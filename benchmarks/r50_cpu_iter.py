@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.results import write_results  # noqa: E402
+
 CONFIGS = {
     "retinanet": "experiments/retinanet_r50_fpn_1x_coco.py",
     "iou_aware": "experiments/iou-aware-retinanet_r50_fpn_1x_coco.py",
@@ -140,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                               "threads": torch.get_num_threads(), "python": platform.python_version()},
               "data": f"coco_shaped(num_train={data_cfg.num_train}, num_val={data_cfg.num_val})",
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 2), "models": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, result, markdown(result))
     return 0
 
 
