@@ -53,7 +53,7 @@ TINY_DETECTORS = {
 }
 
 
-# Five more dense-detector families (mmdet's heads) under the same tiny recipe: backbone and its
+# Seven more dense-detector families (mmdet's heads) under the same tiny recipe: backbone and its
 # pretrained weights, neck, data, schedule and seeds as the three above; only the head differs.
 FAMILY_DETECTORS = {
     "fcos": "experiments/fcos_r18-tiny_fpn_digits.py",
