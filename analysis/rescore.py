@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from retconf.fusion import SELECTIONS, Fusion, fuse_scores
+from retconf.fusion import BASE_POST_PROCESS, SELECTIONS, Fusion, fuse_scores
 
 
 def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr: float) -> np.ndarray:
@@ -165,11 +165,12 @@ def vote_boxes(boxes: torch.Tensor, labels: torch.Tensor, cand_boxes: torch.Tens
     for c in torch.unique(cand_labels).tolist():
         dets = torch.nonzero(labels == c)[:, 0]
         cmask = cand_labels == c
-        ious = box_iou(boxes[dets], cand_boxes[cmask])
+        c_boxes, c_scores = cand_boxes[cmask], cand_scores[cmask]
+        ious = box_iou(boxes[dets], c_boxes)
         for i, d in enumerate(dets.tolist()):
             pos = ious[i] > 0.01
-            pis = (torch.exp(-(1 - ious[i][pos]) ** 2 / 0.025) * cand_scores[cmask][pos])[:, None]
-            voted.append(torch.sum(pis * cand_boxes[cmask][pos], dim=0) / torch.sum(pis, dim=0))
+            pis = (torch.exp(-(1 - ious[i][pos]) ** 2 / 0.025) * c_scores[pos])[:, None]
+            voted.append(torch.sum(pis * c_boxes[pos], dim=0) / torch.sum(pis, dim=0))
             order.append(d)
     if not voted:
         return boxes[:0], torch.zeros(0, dtype=torch.long)
@@ -228,17 +229,12 @@ def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr
     return nms_per_image(pre, nms_iou, max_per_img, score_voting)
 
 
-# A head's post-processing beyond its test_cfg (metadata "post_process"); dumps written before
-# it existed hold BaseDenseHead's: pairs, no voting, min_bbox_size and max_per_img applied.
-DEFAULT_POST_PROCESS = {"selection": "pairs", "score_voting": False, "min_bbox_size": True, "max_per_img": True}
-
-
 def inference_kwargs(meta: dict) -> dict:
     """``rescore`` keyword arguments equal to a dump's inference settings: its ``test_cfg`` and
     its head's ``post_process`` (selection, score voting, whether ``min_bbox_size`` and
     ``max_per_img`` apply; ``max_per_img`` None: no limit)."""
     t = meta["test_cfg"]
-    post = {**DEFAULT_POST_PROCESS, **(meta.get("post_process") or {})}
+    post = {**BASE_POST_PROCESS, **(meta.get("post_process") or {})}  # older dumps: BaseDenseHead's
     return dict(score_thr=t.get("score_thr", 0.0), nms_pre=t.get("nms_pre", -1),
                 nms_iou=t["nms"]["iou_threshold"],
                 max_per_img=t.get("max_per_img", 100) if post["max_per_img"] else None,

@@ -55,7 +55,7 @@ from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from torch import Tensor
 
 from .errors import ConfigError
-from .fusion import Fusion
+from .fusion import BASE_POST_PROCESS, Fusion
 
 
 class UnsupportedHead(ConfigError):
@@ -91,9 +91,8 @@ class Level:
 
 
 def base_post_process(head: Any) -> dict:
-    """``BaseDenseHead._bbox_post_process``: the top-k over (anchor, class) pairs, boxes not
-    larger than ``min_bbox_size`` dropped, no score voting, the top ``max_per_img`` kept."""
-    return {"selection": "pairs", "score_voting": False, "min_bbox_size": True, "max_per_img": True}
+    """``BaseDenseHead._bbox_post_process`` (:data:`retconf.fusion.BASE_POST_PROCESS`)."""
+    return dict(BASE_POST_PROCESS)
 
 
 @dataclass(frozen=True)
@@ -199,8 +198,8 @@ def _paa_post_process(head: Any) -> dict:
     """``PAAHead._bbox_post_process``: the top ``nms_pre`` anchors by their best
     sqrt(cls · IoU), ``multiclass_nms`` on the pairs above ``score_thr``, then score voting
     (``with_score_voting``); no ``min_bbox_size`` filter."""
-    return {"selection": "anchors", "score_voting": bool(head.with_score_voting), "min_bbox_size": False,
-            "max_per_img": True}
+    return {**BASE_POST_PROCESS, "selection": "anchors", "score_voting": bool(head.with_score_voting),
+            "min_bbox_size": False}
 
 
 def yolox_levels(head: Any, record: Record) -> list[Level]:
@@ -208,8 +207,8 @@ def yolox_levels(head: Any, record: Record) -> list[Level]:
     scores and objectness per level, boxes by the head's ``_bbox_decode`` from the priors with
     their strides. ``priors`` of a level are its points (the stride columns dropped)."""
     a = record.args
-    sizes = [c.shape[2:] for c in a["cls_scores"]]
-    mlvl_priors = head.prior_generator.grid_priors(sizes, dtype=a["cls_scores"][0].dtype,
+    featmap_sizes = [c.shape[2:] for c in a["cls_scores"]]
+    mlvl_priors = head.prior_generator.grid_priors(featmap_sizes, dtype=a["cls_scores"][0].dtype,
                                                    device=a["cls_scores"][0].device, with_stride=True)
     # the sigmoids over all levels at once, as YOLOX takes them (a vectorised sigmoid can round
     # an element differently at another offset)
@@ -232,7 +231,7 @@ def _yolox_post_process(head: Any) -> dict:
     """``YOLOXHead``: each anchor's most probable class, kept where objectness · cls ≥
     ``score_thr`` over all levels at once (no top-k); no ``min_bbox_size`` filter and no
     ``max_per_img`` limit (mmdet 3.3's YOLOX keeps every box NMS keeps)."""
-    return {"selection": "argmax", "score_voting": False, "min_bbox_size": False, "max_per_img": False}
+    return {**BASE_POST_PROCESS, "selection": "argmax", "min_bbox_size": False, "max_per_img": False}
 
 
 def _no_quality(head: Any, record: Record) -> None:
@@ -277,9 +276,9 @@ def adapter_for(head: Any) -> Adapter:
     if batch[cls.predict_by_feat] is not None:
         return batch[cls.predict_by_feat]
     method = cls._predict_by_feat_single
-    for candidate, adapter in _methods().items():
-        if method is candidate:
-            return adapter
+    adapter = _methods().get(method)
+    if adapter is not None:
+        return adapter
     # Our quality heads override the method but keep the base inputs (score factors = quality logits).
     if hasattr(head, "fusion"):
         return Adapter("base", base_levels, base_rule)
@@ -322,7 +321,7 @@ class Capture:
     detections: Any
     rule: Optional[Fusion]
     adapter: str
-    post_process: dict = field(default_factory=lambda: base_post_process(None))
+    post_process: dict = field(default_factory=lambda: dict(BASE_POST_PROCESS))
 
 
 def capture(head: Any, feats: tuple, meta: dict) -> Capture:
@@ -346,6 +345,6 @@ def positive_priors(priors: Tensor, gt_input: Tensor, thr: float = 0.5) -> int:
         x, y = priors[:, :1], priors[:, 1:2]
         inside = (x > gt_input[:, 0]) & (x < gt_input[:, 2]) & (y > gt_input[:, 1]) & (y < gt_input[:, 3])
         return int(inside.any(1).sum())
-    from mmdet.structures.bbox import bbox_overlaps
+    from .dump import box_iou  # mmdet's bbox_overlaps to the bit
 
-    return int((bbox_overlaps(priors, gt_input).max(1).values > thr).sum())
+    return int((box_iou(priors, gt_input).max(1).values > thr).sum())

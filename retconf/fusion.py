@@ -168,6 +168,12 @@ class Fusion:
 # How a head turns one level's scores into the candidates NMS sees (Fusion.select).
 SELECTIONS: tuple[str, ...] = ("pairs", "anchors", "argmax")
 
+# The rest of BaseDenseHead's post-processing, beside its ranking rule: the top-k over (anchor,
+# class) pairs, boxes not larger than ``min_bbox_size`` dropped, no score voting, the top
+# ``max_per_img`` kept. A dump records its head's version (retconf.capture); dumps without one
+# are re-scored with this (analysis.rescore.inference_kwargs).
+BASE_POST_PROCESS: dict = {"selection": "pairs", "score_voting": False, "min_bbox_size": True, "max_per_img": True}
+
 
 def topk_anchors(scores: Tensor, score_thr: float, nms_pre: int) -> tuple[Tensor, Tensor]:
     """PAA's selection (``PAAHead._predict_by_feat_single`` and its ``multiclass_nms``): the

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from analysis.io import load_dump
-from analysis.rescore import inference_kwargs, rescore
+from analysis.rescore import deployed_fusion, inference_kwargs, rescore
 from retconf.capture import UnsupportedHead, adapter_for, positive_priors
 from retconf.dump import dump_predictions
 from retconf.presets import FAMILY_DETECTORS, TINY_DETECTORS
@@ -58,6 +59,12 @@ def _options() -> dict:
             "test_dataloader.num_workers": 0, "test_dataloader.persistent_workers": False}
 
 
+def _rescored(dump) -> pd.DataFrame:
+    """The dump's candidates re-scored with its deployed rule and its head's post-processing."""
+    f = deployed_fusion(dump.meta)
+    return rescore(dump.candidates, f["mode"], f["alpha"], f["thr"], order=f["order"], **inference_kwargs(dump.meta))
+
+
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_rescoring_the_dump_reproduces_live_detections(name: str, small_digits: Path, tmp_path: Path) -> None:
     config = str(ROOT / CONFIGS[name])
@@ -69,9 +76,7 @@ def test_rescoring_the_dump_reproduces_live_detections(name: str, small_digits: 
     assert (dump.meta["fusion"] or {}).get("mode") == mode
     live = dump.detections
     assert len(live) > 0
-    fusion = dump.meta["fusion"] or {}
-    again = rescore(dump.candidates, fusion.get("mode", "cls"), fusion.get("alpha", 0.0), fusion.get("thr", 0.5),
-                    order=fusion.get("order", "before_topk"), **inference_kwargs(dump.meta))
+    again = _rescored(dump)
     if dump.meta["post_process"]["score_voting"]:
         # PAA: the same detections and scores; boxes moved by score voting to float32 rounding
         # (on levels with fewer anchors than nms_pre the vote sums in another order)
@@ -130,8 +135,7 @@ def test_dump_of_an_mmdet_config(config: str, small_digits: Path, tmp_path: Path
     live = dump.detections
     assert len(live) > 0
     assert dump.candidates["obj"].between(0, 1).all() if mode else dump.candidates["obj"].isna().all()
-    f = meta["fusion"] or {"mode": "cls", "alpha": 0.0, "thr": 0.5, "order": "before_topk"}
-    again = rescore(dump.candidates, f["mode"], f["alpha"], f["thr"], order=f["order"], **inference_kwargs(meta))
+    again = _rescored(dump)
     keys = ["image_id", "label", "score"]
     a = live.sort_values(keys).reset_index(drop=True)
     b = again.sort_values(keys).reset_index(drop=True)
