@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -78,12 +78,40 @@ def evidence(values: Sequence[float], what: str, digits: int = 3, reference: flo
             f"{above}/{n} seeds {'above' if reference else 'positive'}{f' {reference:g}' if reference else ''})")
 
 
+def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
+             missing: Optional[Mapping[int, str]] = None) -> str:
+    """'; per seed: 0 +0.012, 1 undefined; seed 1 left out: why' for per-seed ``values`` — the
+    per-seed numbers behind a finding and every seed whose value is undefined (NaN) with the
+    reason from ``missing`` (seed -> why), so no seed is dropped silently. Empty for fewer than
+    two values without a gap.
+
+    Args:
+        values: one number per seed (value − reference), in the order of ``seeds``.
+        seeds: the seed of each value (default 0, 1, …).
+        missing: why a seed's value is undefined (seeds without an entry: "undefined on that seed").
+    """
+    seeds = list(range(len(values))) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != len(values):
+        raise ValueError(f"{len(values)} values for {len(seeds)} seeds")
+    gaps = [s for s, v in zip(seeds, values) if not np.isfinite(v)]
+    if len(values) < 2 and not gaps:
+        return ""
+    shown = ", ".join(f"{s} {'undefined' if not np.isfinite(v) else format(v, '+.4g')}" for s, v in zip(seeds, values))
+    out = f"; per seed: {shown}"
+    for s in gaps:
+        out += f"; seed {s} left out: {(missing or {}).get(s, 'undefined on that seed')}"
+    return out
+
+
 def claim(text: str, values: Sequence[float], what: str, expected: int = 1, reference: float = 0.0,
-          margin: Optional[float] = None, digits: int = 3) -> Finding:
+          margin: Optional[float] = None, digits: int = 3, seeds: Optional[Sequence[int]] = None,
+          missing: Optional[Mapping[int, str]] = None) -> Finding:
     """A :class:`Finding` for per-seed ``values`` of a quantity claimed to be above
-    (``expected`` = +1) or below (−1) ``reference`` (or within ± ``margin`` of it)."""
+    (``expected`` = +1) or below (−1) ``reference`` (or within ± ``margin`` of it). The evidence
+    lists the per-seed values (of ``seeds``) and names each seed whose value is undefined, with
+    the reason in ``missing`` (:func:`left_out`)."""
     d = [float(v) - reference for v in values]
-    ev = evidence(d, what, digits, reference)
+    ev = evidence(d, what, digits, reference) + left_out(d, seeds, missing)
     if margin is not None:
         ev += f"; equal means within ± {margin:g}"
     return Finding(text, verdict(d, expected, margin), ev)

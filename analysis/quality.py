@@ -26,7 +26,7 @@ against COCO matching (class-aware).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,6 +99,27 @@ def calibration_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, split_s
             rows.append({"score": name + (f" ({rc})" if rc else ""), "LaECE": la["LaECE"],
                          "LaECE dets": la["detections"], "D-ECE": de["D-ECE"], "D-ECE dets": de["detections"]})
     return rows
+
+
+def calibration_gaps(cal: pd.DataFrame, model: str, metric: str, scores: Sequence[str]) -> dict[int, str]:
+    """Why ``metric`` ("LaECE" or "D-ECE") of ``model`` is undefined on a seed, for the seeds
+    where any of ``scores`` has no value: ``{seed: reason}`` (e.g. no detection of a class with
+    ground truth passes the operating threshold on the evaluation half).
+
+    Args:
+        cal: :func:`calibration_rows` of every (seed, model), with ``seed`` and ``model`` columns.
+    """
+    if metric not in ("LaECE", "D-ECE"):
+        raise ValueError(f"metric must be 'LaECE' or 'D-ECE', got {metric!r}")
+    rows = cal[(cal["model"] == model) & cal["score"].isin(list(scores))]
+    gaps: dict[int, str] = {}
+    for seed, g in rows.groupby("seed", sort=True):
+        bad = g[g[metric].isna()]
+        if len(bad):
+            gaps[int(seed)] = "; ".join(
+                f"{metric} of {r['score']} undefined ({int(r[f'{metric} dets'])} detections of a class with ground "
+                f"truth pass its operating threshold on the evaluation images)" for _, r in bad.iterrows())
+    return gaps
 
 
 def reliability_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, n_bins: int = cal.DECE_BINS) -> pd.DataFrame:

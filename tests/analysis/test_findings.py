@@ -38,10 +38,23 @@ def test_claim_against_a_reference_states_the_number_and_spread() -> None:
     f = claim("most boxes score low", [0.8, 0.82, 0.81], "share", reference=0.5)
     assert f.verdict == REPRODUCED
     assert f.evidence.startswith("share = 0.810 ± 0.010 over 3 seeds") and "3/3 seeds above 0.5" in f.evidence
+    assert f.evidence.endswith("; per seed: 0 +0.3, 1 +0.32, 2 +0.31")  # the values behind the verdict
     flipped = claim("most boxes score low", [0.2, 0.22, 0.21], "share", reference=0.5)
     assert flipped.verdict == NOT_REPRODUCED
     one = claim("x beats y", [0.01], "AP(x) − AP(y)")
     assert one.verdict == "inconclusive at 1 seed" and one.evidence == "AP(x) − AP(y) = +0.010 (one seed: no spread)"
+
+
+def test_a_seed_without_a_value_is_named_with_its_reason_not_dropped() -> None:
+    f = claim("fused is better calibrated", [-0.02, float("nan")], "D-ECE(fused) − D-ECE(cls)", expected=-1,
+              seeds=[3, 7], missing={7: "D-ECE of fused undefined (0 detections pass the threshold)"})
+    assert f.verdict == "inconclusive at 1 seed"  # one value left: still judged, and says why
+    assert "per seed: 3 -0.02, 7 undefined" in f.evidence
+    assert f.evidence.endswith("; seed 7 left out: D-ECE of fused undefined (0 detections pass the threshold)")
+    unexplained = claim("x", [float("nan"), 0.1, 0.2], "d")
+    assert "seed 0 left out: undefined on that seed" in unexplained.evidence
+    with pytest.raises(ValueError, match="2 values for 3 seeds"):
+        claim("x", [0.1, 0.2], "d", seeds=[0, 1, 2])
 
 
 def test_render_is_one_findings_div_with_every_claim_escaped() -> None:

@@ -87,3 +87,16 @@ def test_detection_levels() -> None:
     assert (levels == d.candidates["level"].to_numpy()[: len(d.detections)])[unique].all()
     shifted = d.detections.assign(x1=d.detections["x1"] + 0.5)
     assert (quality.detection_levels(shifted, d.candidates) == -1).all()
+
+
+def test_calibration_gaps_name_the_seed_and_the_score_without_a_value() -> None:
+    nan = float("nan")
+    cal = pd.DataFrame({"seed": [0, 0, 1, 1], "model": ["conf"] * 4, "score": ["fused", "cls (isotonic)"] * 2,
+                        "D-ECE": [0.1, 0.2, 0.1, nan], "D-ECE dets": [40, 35, 12, 0],
+                        "LaECE": [0.1] * 4, "LaECE dets": [40] * 4})
+    gaps = quality.calibration_gaps(cal, "conf", "D-ECE", ["fused", "cls (isotonic)"])
+    assert gaps == {1: "D-ECE of cls (isotonic) undefined (0 detections of a class with ground truth pass its "
+                       "operating threshold on the evaluation images)"}
+    assert quality.calibration_gaps(cal, "conf", "LaECE", ["fused", "cls (isotonic)"]) == {}
+    with pytest.raises(ValueError, match="'AP'"):
+        quality.calibration_gaps(cal, "conf", "AP", ["fused"])
