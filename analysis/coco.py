@@ -18,29 +18,11 @@ from faster_coco_eval import COCO, COCOeval_faster
 from retconf.data.coco_check import load_coco_json
 from retconf.dump import match_gt
 
+from .matching import category_ids  # noqa: F401  (mmdet's label rule; re-exported)
 from .schema import MATCH_COLUMNS
 
 # The metrics :func:`coco_ap` returns, in COCOeval's ``stats`` order.
 COCO_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR", "ARs", "ARm", "ARl")
-
-def category_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = None) -> list[int]:
-    """Category id of each label, by mmdet's rule (``CocoDataset.cat_ids``, ``CocoMetric``):
-    the annotation file's categories whose name is in ``classes``, in the file's order; label
-    ``i`` is the ``i``-th of them. ``classes`` None: every category, in the file's order.
-
-    This is the rule the model was trained with, so it is used everywhere a label becomes a
-    category id (dumps, re-scoring, results json). It differs from "the id of ``classes[i]``"
-    when the file lists the categories in another order than ``classes``.
-
-    Args:
-        categories: the ``categories`` list of a COCO annotation file.
-        classes: the dataset's ``metainfo.classes``.
-    """
-    if classes is None:
-        return [int(c["id"]) for c in categories]
-    wanted = set(classes)
-    return [int(c["id"]) for c in categories if c["name"] in wanted]
-
 
 def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[Sequence[str]] = None,
             cat_ids: Optional[Sequence[int]] = None) -> dict:

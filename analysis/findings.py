@@ -7,8 +7,9 @@ share against a threshold). With n ≥ 2 seeds the two-sided 95 % paired t inter
 decides: entirely on the claimed side → **reproduced**; entirely on the other side → **not
 reproduced**; containing the reference → **inconclusive at n seeds**. One seed has no spread,
 so every claim is inconclusive at 1 seed (its value is still shown). An equivalence claim
-("A ≈ B") is reproduced when the whole interval lies within ± ``margin``, not reproduced when
-it excludes 0, inconclusive otherwise.
+("A ≈ B within ± m") uses the same two-sided 95 % interval (not TOST's 90 %): reproduced when
+the whole interval lies within ± ``margin``, not reproduced when it lies entirely outside
+± ``margin``, inconclusive otherwise (an interval that merely excludes 0 decides nothing).
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def verdict(values: Sequence[float], expected: int = 1, margin: Optional[float] 
     if margin is not None:
         if -margin <= lo and hi <= margin:
             return REPRODUCED
-        if lo > 0 or hi < 0:
+        if lo > margin or hi < -margin:
             return NOT_REPRODUCED
         return f"inconclusive at {n} seeds"
     if (lo > 0 and expected > 0) or (hi < 0 and expected < 0):
@@ -130,7 +131,9 @@ def render(findings: Sequence[Finding], note: str = "") -> str:
     foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
     return (f'<div class="findings"><h2>Findings</h2><p>Computed from this page\'s numbers: a claim is '
             f"<i>reproduced</i> when the 95 % paired t interval over seeds lies on the claimed side, "
-            f"<i>not reproduced</i> when it lies on the other side, <i>inconclusive</i> otherwise.</p>"
+            f"<i>not reproduced</i> when it lies on the other side, <i>inconclusive</i> otherwise; an "
+            f"equivalence claim (A ≈ B within ± m) is reproduced when the interval lies inside ± m and not "
+            f"reproduced when it lies entirely outside.</p>"
             f"<ul>{items}</ul>{foot}</div>")
 
 

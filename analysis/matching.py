@@ -33,13 +33,55 @@ BOX = ["x1", "y1", "x2", "y2"]
 GT_COLUMNS = ["image_id", "label", *BOX, "area", "iscrowd"]
 
 
-def ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def category_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = None) -> list[int]:
+    """Category id of each label, by mmdet's rule (``CocoDataset.cat_ids``, ``CocoMetric``):
+    the annotation file's categories whose name is in ``classes``, in the file's order; label
+    ``i`` is the ``i``-th of them. ``classes`` None: every category, in the file's order.
+
+    This is the rule the model was trained with, so it is used everywhere a label becomes a
+    category id (dumps, re-scoring, results json). It differs from "the id of ``classes[i]``"
+    when the file lists the categories in another order than ``classes``.
+
+    Args:
+        categories: the ``categories`` list of a COCO annotation file.
+        classes: the dataset's ``metainfo.classes``.
+    """
+    if classes is None:
+        return [int(c["id"]) for c in categories]
+    wanted = set(classes)
+    return [int(c["id"]) for c in categories if c["name"] in wanted]
+
+
+def label_cat_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = None,
+                  cat_ids: Optional[Sequence[int]] = None) -> list[int]:
+    """Category id of each label: ``cat_ids`` as given (a dump's ``meta['cat_ids']``, what the
+    model was trained with) or else :func:`category_ids` of the file's ``categories``. Raises
+    ``ValueError`` naming a class or id the file lacks."""
+    known = {int(c["id"]) for c in categories}
+    if cat_ids:
+        ids = [int(c) for c in cat_ids]
+        unknown = [c for c in ids if c not in known]
+        if unknown:
+            raise ValueError(f"no category with id {unknown[0]} in the annotation file")
+        return ids
+    if classes is not None:
+        names = {c["name"] for c in categories}
+        missing = [n for n in classes if n not in names]
+        if missing:
+            raise ValueError(f"no category named {missing[0]!r}")
+    return category_ids(categories, classes)
+
+
+def ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None,
+                 cat_ids: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """The ground truths of a COCO annotation file, one row per box.
 
-    ``label`` indexes ``classes`` (category names, the order of a dump's ``meta['classes']``)
-    or, without ``classes``, the categories sorted by id (as
-    :func:`analysis.coco.detections_from_coco_results` numbers them). Categories not in
-    ``classes`` are dropped.
+    ``label`` follows the one label rule of the project (:func:`label_cat_ids`): label ``i`` is
+    the category ``cat_ids[i]`` (a dump's ``meta['cat_ids']``) or, without them, the ``i``-th
+    of the file's categories named in ``classes`` in the file's order (mmdet's
+    ``CocoDataset.cat_ids``; every category without ``classes``), as the dump, re-scoring and
+    :func:`analysis.coco.detections_from_coco_results` number them. Categories without a label
+    are dropped.
 
     Returns:
         columns ``image_id, label, x1, y1, x2, y2, area, iscrowd``; ``.attrs['image_ids']``
@@ -49,15 +91,10 @@ def ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None) 
     for field in ("images", "annotations", "categories"):
         if field not in data:
             raise ValueError(f"{ann_file}: missing field {field!r}")
-    cats = sorted(data["categories"], key=lambda c: c["id"])
-    if classes is None:
-        index = {c["id"]: i for i, c in enumerate(cats)}
-    else:
-        by_name = {c["name"]: c["id"] for c in cats}
-        missing = [n for n in classes if n not in by_name]
-        if missing:
-            raise ValueError(f"{ann_file}: no category named {missing[0]!r}")
-        index = {by_name[n]: i for i, n in enumerate(classes)}
+    try:
+        index = {c: i for i, c in enumerate(label_cat_ids(data["categories"], classes, cat_ids))}
+    except ValueError as e:
+        raise ValueError(f"{ann_file}: {e}") from None
     rows = []
     for a in data["annotations"]:
         if a["category_id"] not in index:

@@ -75,8 +75,8 @@ def ann_path(meta: dict) -> str:
 
 
 def dump_ground_truth(dump) -> pd.DataFrame:
-    """The ground truth of a dump's test set, labels in the dump's class order."""
-    return ground_truth(ann_path(dump.meta), dump.meta.get("classes"))
+    """The ground truth of a dump's test set, labels as the dump's (its ``cat_ids``)."""
+    return ground_truth(ann_path(dump.meta), dump.meta.get("classes"), dump.meta.get("cat_ids"))
 
 
 def scored(dets: pd.DataFrame, scores: dict) -> pd.DataFrame:
@@ -154,10 +154,13 @@ def lrp_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, sizes=tuple(SIZ
     return [{"score": s, "size": size, **olrp(frame, gt, s, size=size)} for s in scores for size in sizes]
 
 
-def ap_iou_rows(dets: pd.DataFrame, ann_file: str, classes, scores: dict) -> pd.DataFrame:
-    """AP at each IoU threshold (0.50 ... 0.95), overall and per size, of each score."""
+def ap_iou_rows(dets: pd.DataFrame, ann_file: str, classes, scores: dict,
+                cat_ids: Optional[Sequence[int]] = None) -> pd.DataFrame:
+    """AP at each IoU threshold (0.50 ... 0.95), overall and per size, of each score (labels to
+    category ids as :func:`analysis.tide.ap_by_iou`)."""
     frame = scored(dets, scores)
-    return pd.concat([ap_by_iou(frame, ann_file, classes, s).assign(score=s) for s in scores], ignore_index=True)
+    return pd.concat([ap_by_iou(frame, ann_file, classes, s, cat_ids).assign(score=s) for s in scores],
+                     ignore_index=True)
 
 
 def detection_levels(dets: pd.DataFrame, cands: pd.DataFrame) -> np.ndarray:
@@ -250,7 +253,7 @@ def dump_tide(model: str, dump) -> pd.DataFrame:
 def dump_ap_iou(model: str, dump) -> pd.DataFrame:
     """:func:`ap_iou_rows` of one dump."""
     return ap_iou_rows(dump.detections, ann_path(dump.meta), dump.meta.get("classes"),
-                       ranking_scores(dump.detections, dump.meta))
+                       ranking_scores(dump.detections, dump.meta), dump.meta.get("cat_ids"))
 
 
 def dump_levels(model: str, dump) -> list[dict]:

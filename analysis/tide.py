@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .matching import BOX, check_detections
+from .matching import BOX, check_detections, label_cat_ids
 
 MAIN_ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 SPECIAL_ERRORS = ("FalsePos", "FalseNeg")
@@ -90,10 +90,12 @@ def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
 
 
 def ap_by_iou(dets: pd.DataFrame, ann_file: str, classes: Optional[Sequence[str]] = None,
-              score_col: str = "score") -> pd.DataFrame:
+              score_col: str = "score", cat_ids: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """COCO AP at each IoU threshold 0.50 ... 0.95, overall and per COCO size (faster-coco-eval).
 
-    ``label`` indexes ``classes`` (names) or, without them, the categories sorted by id.
+    Labels become category ids by the project's one rule (:func:`analysis.matching.label_cat_ids`:
+    ``cat_ids``, a dump's ``meta['cat_ids']``, or mmdet's file-order rule for ``classes``), and
+    only those categories are evaluated, as mmdet's ``CocoMetric`` does.
     Returns rows ``iou_thr``, ``AP``, ``APs``, ``APm``, ``APl`` (NaN where a size has no ground
     truth; 0 without detections).
     """
@@ -101,9 +103,10 @@ def ap_by_iou(dets: pd.DataFrame, ann_file: str, classes: Optional[Sequence[str]
 
     check_detections(dets, score_col)
     gt = COCO(ann_file)
-    cats = sorted(gt.loadCats(gt.getCatIds()), key=lambda c: c["id"])
-    by_name = {c["name"]: c["id"] for c in cats}
-    cat_ids = np.array([by_name[n] for n in classes] if classes else [c["id"] for c in cats])
+    try:
+        cat_ids = np.array(label_cat_ids(gt.dataset["categories"], classes, cat_ids))
+    except ValueError as e:
+        raise ValueError(f"{ann_file}: {e}") from None
     if dets.empty:
         return pd.DataFrame({"iou_thr": IOU_THRS, "AP": 0.0, "APs": 0.0, "APm": 0.0, "APl": 0.0})
     b = dets[BOX].to_numpy(np.float64)
@@ -112,6 +115,7 @@ def ap_by_iou(dets: pd.DataFrame, ann_file: str, classes: Optional[Sequence[str]
     dt = gt.loadRes(arr)
     ev = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None)
     ev.params.imgIds = gt.getImgIds()
+    ev.params.catIds = [int(c) for c in cat_ids]
     ev.evaluate()
     ev.accumulate()
     prec = np.asarray(ev.eval["precision"])[:, :, :, :, -1]  # [T, R, K, A] at maxDets 100

@@ -32,6 +32,10 @@ def test_equivalence_claims_use_the_margin() -> None:
     assert verdict([0.001, -0.002, 0.0005], margin=0.01) == REPRODUCED
     assert verdict([0.03, 0.031, 0.029], margin=0.01) == NOT_REPRODUCED
     assert verdict([0.004, 0.012, -0.006], margin=0.01) == "inconclusive at 3 seeds"
+    # an interval that excludes 0 but reaches inside ± m decides nothing (95 % two-sided convention)
+    assert verdict([0.008, 0.012, 0.010], margin=0.01) == "inconclusive at 3 seeds"
+    assert verdict([-0.008, -0.012, -0.010], margin=0.01) == "inconclusive at 3 seeds"
+    assert verdict([-0.03, -0.031, -0.029], margin=0.01) == NOT_REPRODUCED
 
 
 def test_claim_against_a_reference_states_the_number_and_spread() -> None:

@@ -100,3 +100,34 @@ def test_calibration_gaps_name_the_seed_and_the_score_without_a_value() -> None:
     assert quality.calibration_gaps(cal, "conf", "LaECE", ["fused", "cls (isotonic)"]) == {}
     with pytest.raises(ValueError, match="'AP'"):
         quality.calibration_gaps(cal, "conf", "AP", ["fused"])
+
+
+@pytest.mark.parametrize("with_cat_ids", [False, True])
+def test_post_nms_metrics_do_not_move_when_the_config_lists_classes_in_another_order(
+        tmp_path: Path, with_cat_ids: bool) -> None:
+    """One label rule everywhere (mmdet's: label i = the i-th of the file's categories named in
+    ``classes``, in the file's order). A config whose class order differs from the annotation
+    file must give the same calibration, LRP, TIDE and AP-vs-IoU as the file's own order."""
+    d = _dump(CONF)
+    data = json.loads(Path(FIXTURE_GT).read_text())
+    data["categories"] = [data["categories"][i] for i in (2, 0, 3, 1)]  # file order c2, c0, c3, c1
+    ann = tmp_path / "shuffled.json"
+    ann.write_text(json.dumps(data))
+    to_id = np.array([1, 2, 3, 4])  # fixture labels are category id - 1
+    file_order = [c["id"] for c in data["categories"]]
+    relabel = {cid: i for i, cid in enumerate(file_order)}  # what mmdet trains with on this file
+    dets = d.detections.assign(label=[relabel[c] for c in to_id[d.detections["label"]]])
+    cands = d.candidates.assign(label=[relabel[c] for c in to_id[d.candidates["label"]]])
+    meta = {**d.meta, "ann_file": str(ann), "classes": ["c3", "c1", "c0", "c2"]}  # the config's own order
+    if with_cat_ids:
+        meta["cat_ids"] = file_order
+    shuffled = Dump(Path("fake"), meta, cands, dets, d.images)
+    for fn in (quality.dump_calibration, quality.dump_lrp):
+        a, b = pd.DataFrame(fn("m", d)), pd.DataFrame(fn("m", shuffled))
+        pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(quality.dump_tide("m", d), quality.dump_tide("m", shuffled))
+    pd.testing.assert_frame_equal(quality.dump_ap_iou("m", d), quality.dump_ap_iou("m", shuffled))
+    from analysis.matching import ground_truth
+
+    with pytest.raises(ValueError, match="shuffled.json: no category with id 7"):
+        ground_truth(ann, cat_ids=[1, 7])
