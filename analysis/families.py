@@ -57,8 +57,9 @@ def family_row(model: str, dump) -> dict:
       (approximate: the dump holds the pairs its own rules keep).
     - ``cls~IoU``, ``quality~IoU``, ``ranking~IoU``: Spearman correlations before NMS of the
       class score, the quality score (NaN: none) and the ranking score with the IoU.
-    - ``wrong-survivor rate``: share of NMS's well-localised survivors (IoU ≥ 0.5) beaten in IoU
-      by a box it suppressed (:func:`analysis.metrics.wrong_survivor_rate`).
+    - ``wrong-survivor rate``: share of NMS's well-localised survivors (IoU ≥ 0.5) that suppressed
+      a box fitting their ground truth better by ≥ 0.05 IoU (cap drops excluded;
+      :func:`analysis.metrics.wrong_survivor_rate`).
     """
     meta = dump.meta
     pre = before_nms(dump.candidates)

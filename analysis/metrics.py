@@ -71,31 +71,111 @@ def rank_correlation(df: pd.DataFrame, score_col: str = "cls", iou_col: str = "i
     return float(df[score_col].rank().corr(df[iou_col].rank()))
 
 
-def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 0.5) -> dict:
-    """How often NMS keeps a box while a suppressed box on the same ground truth fits it better.
+# A suppressed rival must fit the ground truth better by at least this IoU to make a survivor
+# "wrong": a rival better by any margin (0.501 against 0.500) says nothing about the ranking.
+WRONG_SURVIVOR_MARGIN = 0.05
+
+
+def _pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (float64[N, M]) of corner boxes ``a`` (N, 4) and ``b`` (M, 4), as mmcv's NMS (no +1)."""
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+
+
+def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) -> np.ndarray:
+    """Which kept box suppressed each candidate, as greedy class-aware NMS decides it: the
+    first box of ``nms_kept`` (in its order: by score, as NMS returns it) of the same image and
+    label whose IoU with the candidate exceeds ``nms_iou``.
+
+    Args:
+        pre_nms: the candidates NMS saw (``image_id``, ``level``, ``anchor``, ``label``, box corners).
+        nms_kept: NMS's output before any per-image cap, a subset of ``pre_nms`` rows, in NMS order.
+    Returns:
+        int64[len(pre_nms)]: the row position in ``nms_kept`` of each candidate's suppressor; −1
+        for kept candidates and for those no kept box overlaps (e.g. dropped by a cap before NMS).
+    """
+    key = ["image_id", "level", "anchor", "label"]
+    out = np.full(len(pre_nms), -1, dtype=np.int64)
+    flagged = pre_nms[key].reset_index(drop=True).merge(
+        nms_kept[key].assign(_pos=np.arange(len(nms_kept))), on=key, how="left")
+    cand = np.flatnonzero(flagged["_pos"].isna().to_numpy())
+    if not len(cand) or nms_kept.empty:
+        return out
+    kb, cb = nms_kept[BOX_COLUMNS].to_numpy(np.float64), pre_nms[BOX_COLUMNS].to_numpy(np.float64)
+    kept_groups = nms_kept.groupby(["image_id", "label"], sort=False).indices
+    for (img, lab), rows in pre_nms.iloc[cand].groupby(["image_id", "label"], sort=False).indices.items():
+        k = kept_groups.get((img, lab))
+        if k is None:
+            continue
+        k = np.sort(k)  # NMS order within the group
+        over = _pairwise_iou(cb[cand[rows]], kb[k]) > nms_iou
+        first = over.argmax(axis=1)
+        out[cand[rows]] = np.where(over.any(axis=1), k[first], -1)
+    return out
+
+
+# A suppressed rival must fit the ground truth better by at least this IoU to make a survivor
+# "wrong": a rival better by any margin (0.501 against 0.500) says nothing about the ranking.
+WRONG_SURVIVOR_MARGIN = 0.05
+BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
+
+
+def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 0.5,
+                        margin: float = WRONG_SURVIVOR_MARGIN, nms_kept: Optional[pd.DataFrame] = None,
+                        nms_iou: Optional[float] = None) -> dict:
+    """How often NMS keeps a box while a box it suppressed on the same ground truth fits better.
 
     For every kept box matched to a same-class ground truth with IoU >= ``min_iou``, look at
-    the boxes NMS saw but did not keep (same image, label and ground truth); the kept box is a
-    *wrong survivor* when one of them has a higher IoU.
+    the boxes NMS suppressed (same image, label and ground truth); the kept box is a *wrong
+    survivor* when the best of them beats its IoU by at least ``margin``. Boxes that NMS kept
+    but the per-image cap (``max_per_img``) then dropped were not suppressed and are no rivals:
+    pass NMS's uncapped output as ``nms_kept``. With ``nms_iou`` (and box corners in the frames)
+    a rival must have been suppressed by that very survivor (:func:`suppressor`), so a second,
+    duplicate survivor on an object is not blamed for what the first one suppressed: ranking by
+    the true IoU then scores near 0.
 
     Args:
         pre_nms: the candidates NMS saw (``image_id``, ``level``, ``anchor``, ``label``,
-            ``gt_same``, ``iou_same``).
-        kept: the survivors, a subset of ``pre_nms`` rows (same key columns).
+            ``gt_same``, ``iou_same``; box corners for ``nms_iou``).
+        kept: the survivors, a subset of ``pre_nms`` rows (same key columns), in NMS order.
+        min_iou: the IoU from which a survivor counts as well-localised.
+        margin: the IoU by which a suppressed rival must beat the survivor (0: any margin, the
+            counting of earlier versions).
+        nms_kept: every box NMS kept before the per-image cap, in NMS order (default ``kept``).
+        nms_iou: NMS's IoU threshold, to attribute each suppressed box to its suppressor.
     Returns:
-        ``{"kept": n, "wrong": k, "rate": k / n}`` (rate NaN when n = 0).
+        ``{"kept": n, "wrong": k, "rate": k / n, "gap": mean IoU by which the wrong survivors'
+        best rivals beat them}`` (rate NaN without survivors, gap NaN without wrong survivors).
     """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     key = ["image_id", "level", "anchor", "label"]
-    flagged = pre_nms.merge(kept[key].assign(_kept=True), on=key, how="left")
-    suppressed = flagged[flagged["_kept"].isna() & (flagged["gt_same"] >= 0)]
-    best_suppressed = suppressed.groupby(["image_id", "label", "gt_same"])["iou_same"].max()
-    survivors = kept[(kept["gt_same"] >= 0) & (kept["iou_same"] >= min_iou)]
+    nms_kept = kept if nms_kept is None else nms_kept
+    group = ["image_id", "label", "gt_same"]
+    if nms_iou is not None:
+        by = suppressor(pre_nms, nms_kept, nms_iou)
+        sup = pre_nms.assign(_by=by)[(by >= 0) & (pre_nms["gt_same"].to_numpy() >= 0)]
+        best_suppressed = sup.groupby([*group, "_by"])["iou_same"].max()
+        kept_pos = kept[key].merge(nms_kept[key].assign(_by=np.arange(len(nms_kept))), on=key, how="left")["_by"]
+        survivors = kept.assign(_by=kept_pos.to_numpy())
+        group = [*group, "_by"]
+    else:
+        flagged = pre_nms.merge(nms_kept[key].drop_duplicates().assign(_kept=True), on=key, how="left")
+        suppressed = flagged[flagged["_kept"].isna() & (flagged["gt_same"] >= 0)]
+        best_suppressed = suppressed.groupby(group)["iou_same"].max()
+        survivors = kept
+    survivors = survivors[(survivors["gt_same"] >= 0) & (survivors["iou_same"] >= min_iou)]
     if survivors.empty:
-        return {"kept": 0, "wrong": 0, "rate": float("nan")}
-    idx = pd.MultiIndex.from_frame(survivors[["image_id", "label", "gt_same"]])
-    rival = best_suppressed.reindex(idx).to_numpy()
-    wrong = int(np.nansum(rival > survivors["iou_same"].to_numpy()))
-    return {"kept": len(survivors), "wrong": wrong, "rate": wrong / len(survivors)}
+        return {"kept": 0, "wrong": 0, "rate": float("nan"), "gap": float("nan")}
+    idx = pd.MultiIndex.from_frame(survivors[group])
+    gap = best_suppressed.reindex(idx).to_numpy() - survivors["iou_same"].to_numpy()
+    is_wrong = np.nan_to_num(gap, nan=-1.0) >= max(margin, 1e-12)
+    wrong = int(is_wrong.sum())
+    return {"kept": len(survivors), "wrong": wrong, "rate": wrong / len(survivors),
+            "gap": float(gap[is_wrong].mean()) if wrong else float("nan")}
 
 
 ORACLES: dict[str, str] = {"IoU oracle": "iou_any", "IoU + label oracle": "iou_same"}

@@ -35,7 +35,8 @@ from retconf.fusion import ALPHA_GRID, TABLE4_RULES
 
 from .coco import coco_ap, dump_coco_ap
 from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
-                      oracle_candidates, per_anchor, proportions, rank_correlation, wrong_survivor_rate)
+                      oracle_candidates, per_anchor, proportions, rank_correlation, wrong_survivor_rate,
+                      WRONG_SURVIVOR_MARGIN)
 from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, rescore, select_candidates
 
 # The metric columns each table shows (names of analysis.coco.COCO_METRICS).
@@ -80,14 +81,18 @@ def dump_alignment_table(model: str, dump) -> pd.DataFrame:
     return alignment_table(dump.candidates, dump.detections)
 
 
-def dump_wrong_survivors(dump) -> dict:
+def dump_wrong_survivors(dump, margin: float = WRONG_SURVIVOR_MARGIN) -> dict:
     """:func:`analysis.metrics.wrong_survivor_rate` of NMS under the ranking rule the dump's
     model deploys, with the dump's own inference settings (NMS's survivors: before any score
-    voting moves their boxes)."""
+    voting moves their boxes). Only NMS's suppressions count: boxes the per-image cap drops
+    are no rivals."""
     kw = inference_kwargs(dump.meta)
     pre = select_candidates(dump.candidates, deployed_rule(dump.meta), kw["score_thr"], kw["nms_pre"],
                             kw["min_bbox_size"], kw["selection"])
-    return wrong_survivor_rate(pre, nms_per_image(pre, kw["nms_iou"], kw["max_per_img"]))
+    uncapped = nms_per_image(pre, kw["nms_iou"], None)
+    kept = uncapped if kw["max_per_img"] is None else \
+        uncapped.groupby("image_id", sort=False).head(kw["max_per_img"])  # NMS's order: by score
+    return wrong_survivor_rate(pre, kept, margin=margin, nms_kept=uncapped, nms_iou=kw["nms_iou"])
 
 
 def dump_alignment(model: str, dump) -> dict:
@@ -100,7 +105,8 @@ def dump_alignment(model: str, dump) -> dict:
             "obj~IoU_any per anchor, before NMS": rank_correlation(per_anchor(pre_nms), "obj", "iou_any"),
             "cls~IoU_same after NMS": rank_correlation(dump.detections),
             "score~IoU_same after NMS": rank_correlation(dump.detections, "score"),
-            "kept (IoU>=0.5)": ws["kept"], "wrong survivors": ws["wrong"], "wrong-survivor rate": ws["rate"]}
+            "kept (IoU>=0.5)": ws["kept"], "wrong survivors": ws["wrong"], "wrong-survivor rate": ws["rate"],
+            "wrong survivors' IoU gap": ws["gap"]}
 
 
 # ---------------------------------------------------------------- Table 1: NMS on cls alone

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -65,8 +67,44 @@ def test_wrong_survivor_rate_by_hand() -> None:
         (2, 0, 0, 0, 0.6, 0.95, 0),  # kept; the suppressed box of image 1 is on another image
     ])
     kept = pre.iloc[[0, 2, 4, 5]]
-    assert wrong_survivor_rate(pre, kept) == {"kept": 3, "wrong": 1, "rate": pytest.approx(1 / 3)}
+    out = wrong_survivor_rate(pre, kept)
+    assert (out["kept"], out["wrong"], out["rate"], out["gap"]) == (3, 1, pytest.approx(1 / 3), pytest.approx(0.2))
     assert math.isnan(wrong_survivor_rate(pre, kept.iloc[[2]])["rate"])
+    # a rival must beat the survivor by the margin (0.80 vs 0.60 passes 0.05, not 0.25)
+    assert wrong_survivor_rate(pre, kept, margin=0.25)["wrong"] == 0
+    # the box on gt 0 was kept by NMS and dropped by the per-image cap: not a suppression
+    assert wrong_survivor_rate(pre, kept, nms_kept=pd.concat([kept, pre.iloc[[1]]]))["wrong"] == 0
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        wrong_survivor_rate(pre, kept, margin=-0.1)
+
+
+def test_wrong_survivor_rate_separates_ranking_rules() -> None:
+    """Candidate clusters around ground truths, NMS'd by a score unrelated to the IoU and by the
+    true IoU itself: the IoU ranking leaves (almost) no wrong survivor, the random one many."""
+    from analysis.rescore import nms_per_image
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for img in range(40):
+        for g in range(3):
+            gx, gy = 100.0 * g, 0.0
+            for a in range(30):
+                d = rng.normal(0, 6, 4)
+                rows.append((img, 0, g * 30 + a, 0, gx + d[0], gy + d[1], gx + 50 + d[2], gy + 50 + d[3], g))
+    c = pd.DataFrame(rows, columns=["image_id", "level", "anchor", "label", "x1", "y1", "x2", "y2", "gt_same"])
+    g = c["gt_same"].to_numpy() * 100.0
+    iw = np.clip(np.minimum(c["x2"], g + 50) - np.maximum(c["x1"], g), 0, None)
+    ih = np.clip(np.minimum(c["y2"], 50) - np.maximum(c["y1"], 0), 0, None)
+    inter = iw * ih
+    c["iou_same"] = inter / ((c["x2"] - c["x1"]) * (c["y2"] - c["y1"]) + 2500 - inter)
+    rates = {}
+    for name, score in (("random", rng.random(len(c))), ("IoU", c["iou_same"].to_numpy())):
+        pre = c.assign(score=score.astype(np.float32))
+        kept = nms_per_image(pre, 0.5, None)
+        rates[name] = wrong_survivor_rate(pre, kept, nms_iou=0.5)["rate"]
+        rates[name + ", any margin"] = wrong_survivor_rate(pre, kept, margin=0.0, nms_iou=0.5)["rate"]
+    assert rates["IoU"] == rates["IoU, any margin"] == 0.0, rates  # NMS by the IoU keeps each suppressed box's better
+    assert rates["random"] > 0.3, rates
 
 
 def test_oracles_are_named_for_what_they_know() -> None:
