@@ -99,8 +99,8 @@ def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) ->
     """
     key = ["image_id", "level", "anchor", "label"]
     out = np.full(len(pre_nms), -1, dtype=np.int64)
-    flagged = pre_nms[key].reset_index(drop=True).merge(
-        nms_kept[key].assign(_pos=np.arange(len(nms_kept))), on=key, how="left")
+    positions = nms_kept[key].assign(_pos=np.arange(len(nms_kept))).drop_duplicates(key)  # a key: one box
+    flagged = pre_nms[key].reset_index(drop=True).merge(positions, on=key, how="left")
     cand = np.flatnonzero(flagged["_pos"].isna().to_numpy())
     if not len(cand) or nms_kept.empty:
         return out
@@ -159,7 +159,8 @@ def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: floa
         by = suppressor(pre_nms, nms_kept, nms_iou)
         sup = pre_nms.assign(_by=by)[(by >= 0) & (pre_nms["gt_same"].to_numpy() >= 0)]
         best_suppressed = sup.groupby([*group, "_by"])["iou_same"].max()
-        kept_pos = kept[key].merge(nms_kept[key].assign(_by=np.arange(len(nms_kept))), on=key, how="left")["_by"]
+        positions = nms_kept[key].assign(_by=np.arange(len(nms_kept))).drop_duplicates(key)
+        kept_pos = kept[key].merge(positions, on=key, how="left")["_by"]
         survivors = kept.assign(_by=kept_pos.to_numpy())
         group = [*group, "_by"]
     else:

@@ -132,3 +132,40 @@ def same_detections(a, b) -> None:
     assert len(a) == len(b) > 0
     assert (a[["image_id", "label"]].to_numpy() == b[["image_id", "label"]].to_numpy()).all()
     assert abs(a[cols[2:]].to_numpy() - b[cols[2:]].to_numpy()).max() < 1e-4
+
+
+def unmatched_beyond_ties(mine: list[tuple], theirs: list[tuple], tie: float = 1e-6, score_tol: float = 1e-6,
+                          box_tol: float = 0.05) -> tuple[int, list[tuple]]:
+    """Compare two lists of detections ``(image_id, category_id, score, x, y, w, h)`` as sets,
+    up to the ties a CPU decides.
+
+    Each detection of ``mine`` is paired with an unpaired one of ``theirs`` of the same image and
+    category whose score is within ``score_tol`` and whose box is within ``box_tol`` pixels.
+    Which of several near-equal candidates the per-image cap (``max_per_img``) or NMS keeps is
+    decided by the last bits of the arithmetic (kernels differ between CPU families), so a
+    detection left unpaired is forgiven when its score lies within ``tie`` of its image's
+    lowest kept score on either side.
+
+    Returns:
+        (number paired, the unpaired detections of either list that no tie explains).
+    """
+    from collections import defaultdict
+
+    groups: dict = defaultdict(list)
+    for d in theirs:
+        groups[(d[0], d[1])].append(d)
+    paired, left_mine = 0, []
+    for d in mine:
+        cands = groups.get((d[0], d[1]), [])
+        hit = next((i for i, t in enumerate(cands)
+                    if abs(t[2] - d[2]) <= score_tol and max(abs(a - b) for a, b in zip(t[3:], d[3:])) <= box_tol), None)
+        if hit is None:
+            left_mine.append(d)
+        else:
+            cands.pop(hit)
+            paired += 1
+    cut: dict = {}
+    for d in [*mine, *theirs]:
+        cut[d[0]] = min(cut.get(d[0], float("inf")), d[2])
+    left = [*left_mine, *(t for ts in groups.values() for t in ts)]
+    return paired, [d for d in left if d[2] - cut[d[0]] > tie]

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from retconf.data.digits import COCO_IDS, DIGIT_TO_COCO, coco_shaped, generate
-from tests.conftest import ROOT
+from tests.conftest import ROOT, unmatched_beyond_ties
 
 MODELS = ("retinanet", "iou_aware", "retinanet_conf")
 CONF_CONFIG = "experiments/retinanet-conf_r50_fpn_1x_coco.py"
@@ -131,6 +131,18 @@ def _category_ids(classes: list[str], ann_file: Path) -> np.ndarray:
     return np.array([by_name[n] for n in classes])
 
 
+def test_the_tie_aware_comparison_forgives_only_ties_at_an_images_cut() -> None:
+    """The comparison above: a swap among boxes tied at the image's lowest kept score is forgiven;
+    a different box, score or category above the cut is not."""
+    a = [(1, 5, 0.9, 10.0, 10.0, 20.0, 20.0), (1, 5, 0.5, 0.0, 0.0, 4.0, 4.0), (1, 5, 0.5, 8.0, 0.0, 4.0, 4.0)]
+    swapped = [a[0], a[1], (1, 5, 0.5, 30.0, 0.0, 4.0, 4.0)]  # another tied box survived the cap
+    assert unmatched_beyond_ties(a, swapped) == (2, [])
+    moved = [(1, 5, 0.9, 11.0, 10.0, 20.0, 20.0), *a[1:]]
+    assert unmatched_beyond_ties(a, moved) == (2, [a[0], moved[0]])
+    relabelled = [(1, 6, 0.9, 10.0, 10.0, 20.0, 20.0), *a[1:]]
+    assert unmatched_beyond_ties(a, relabelled)[1] == [a[0], relabelled[0]]
+
+
 def test_results_json_by_pycocotools_agrees_with_retconf(coco_run: dict) -> None:
     """mmdet's own results json (its label -> category id mapping) evaluated by plain pycocotools
     gives retconf's AP, and the dump holds the same detections with the same category ids."""
@@ -156,14 +168,19 @@ def test_results_json_by_pycocotools_agrees_with_retconf(coco_run: dict) -> None
     dets = dump.detections
     ids = _category_ids(dump.meta["classes"], ann_file)
     assert ids[DIGIT_TO_COCO[9]] == 90  # label 79 ("toothbrush") is id 90, not 80
-    assert abs(coco_ap(dets, str(ann_file), dump.meta["classes"])["AP"] - ev.stats[0]) < 1e-6
-    mine = sorted((int(r.image_id), int(ids[int(r.label)]), round(float(r.score), 4),
-                   *(round(float(v), 1) for v in (r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1))) for r in dets.itertuples())
-    theirs = sorted((r["image_id"], r["category_id"], round(r["score"], 4), *(round(v, 1) for v in r["bbox"]))
-                    for r in results)
-    assert len(mine) == len(theirs)
-    same = sum(a == b for a, b in zip(mine, theirs))
-    assert same >= 0.98 * len(mine), f"{same} of {len(mine)} detections agree"  # float ties at the edges
+    # the same AP up to which of the tied boxes below survive (AP 0 here: see below for a real AP)
+    assert abs(coco_ap(dets, str(ann_file), dump.meta["classes"])["AP"] - ev.stats[0]) <= 1e-3
+    # The same detections, compared as sets up to score ties: with one training iteration from
+    # random weights every score is about 0.0479 (cls ≈ 0.01 under obj ≈ 0.5), so which of the
+    # near-equal boxes the 100-per-image cap keeps is decided by the last bits of the arithmetic,
+    # which differ between CPU families (oneDNN's kernels). Everything else must agree exactly.
+    mine = [(int(r.image_id), int(ids[int(r.label)]), float(r.score), float(r.x1), float(r.y1),
+             float(r.x2 - r.x1), float(r.y2 - r.y1)) for r in dets.itertuples()]
+    theirs = [(r["image_id"], r["category_id"], r["score"], *r["bbox"]) for r in results]
+    assert len(mine) == len(theirs) > 0
+    paired, unexplained = unmatched_beyond_ties(mine, theirs)
+    assert not unexplained, f"{len(unexplained)} detections differ above their image's cut, e.g. {unexplained[:3]}"
+    assert paired >= 0.9 * len(mine), f"only {paired} of {len(mine)} detections agree"
 
     # A model trained for one iteration has AP 0, so the agreement above is on detections, not
     # AP. Here the AP is real: jittered ground truths labelled with mmdet's own category -> label
