@@ -1,0 +1,144 @@
+"""Where the variance of a detector-vs-detector AP difference comes from, and what the levers do.
+
+The three paper detectors of the tiny preset are trained under several recipes ("levers"), each
+on the same seeds, and under a second oneDNN numeric path (``ONEDNN_MAX_CPU_ISA``) for seed 0.
+For each lever the paired differences Conf − RetinaNet and IoU-aware − RetinaNet (AP of the
+dumps, re-scored by the deployed rule) are split into:
+
+- **evaluation sampling**: a paired image bootstrap of the difference on fixed checkpoints
+  (resampling the validation images; :func:`analysis.bootstrap.paired_bootstrap`);
+- **numeric noise at a fixed seed**: the same seed trained on two floating-point paths (the
+  difference of the paired difference between the paths);
+- **seed-to-seed noise**: the sd of the paired difference over seeds (which already removes what
+  the detectors of one seed share: data order, augmentation, backbone);
+- and each single detector's AP spread (what pairing removes is the gap between the two).
+
+    python benchmarks/variance_sources.py train --lever default --seeds 2
+    python benchmarks/variance_sources.py train --lever default --seeds 1 --isa AVX512_CORE
+    python benchmarks/variance_sources.py report --out reports/benchmarks/variance_sources
+
+``train`` runs the dataset, the shared pretraining (copied from the first run of the same
+backbone recipe) and the trainings and dumps of one lever into ``runs/variance/<lever>[-<isa>]``;
+it resumes like ``retconf reproduce``. ``report`` reads every run there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RUNS = ROOT / "runs" / "variance"
+PAIRS = (("retinanet_conf", "retinanet"), ("iou_aware", "retinanet"))
+
+# The levers: --cfg-options of every detector (the preset's own otherwise). EMA follows mmdet's
+# RTMDet recipe (EMAHook + ExpMomentumEMA) with the momentum scaled to ~1000 iterations: the
+# average spans the last ~250 (2 epochs); gamma 100 lets it follow the early weights closely.
+EMA_HOOKS = [dict(type="ChannelsLastHook"),
+             dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.004, gamma=100, update_buffers=True,
+                  priority=49)]
+LEVERS: dict[str, dict] = {
+    "default": {},
+    "ema": {"custom_hooks": EMA_HOOKS},
+    "frozen": {"model.backbone.frozen_stages": 1, "model.backbone.norm_eval": True},
+}
+
+
+def run_dir(lever: str, isa: Optional[str]) -> Path:
+    """``runs/variance/<lever>`` or ``runs/variance/<lever>-<isa>``."""
+    return RUNS / (lever if not isa else f"{lever}-{isa}")
+
+
+def share_backbone(target: Path) -> None:
+    """Copy an already pretrained shared backbone of another variance run into ``target`` (the
+    pretraining stage then finds it cached when its fingerprint matches, else retrains)."""
+    if (target / "pretrain" / "backbone.pth").is_file():
+        return
+    for other in sorted(RUNS.glob("*/pretrain/backbone.pth")):
+        (target / "pretrain").mkdir(parents=True, exist_ok=True)
+        for f in other.parent.iterdir():
+            shutil.copy2(f, target / "pretrain" / f.name)
+        print(f"shared backbone copied from {other.parent}")
+        return
+
+
+def train(lever: str, seeds: int, isa: Optional[str]) -> int:
+    """Train and dump the three detectors of ``lever`` for ``seeds`` seeds (in a subprocess
+    with ``ONEDNN_MAX_CPU_ISA`` set when ``isa`` is given: oneDNN reads it once, at start)."""
+    if isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != isa:
+        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
+        return subprocess.run([sys.executable, __file__, "train", "--lever", lever, "--seeds", str(seeds),
+                               "--isa", isa], env=env, cwd=ROOT).returncode
+    from retconf.pipeline import (RunLog, job_context, make_dataset, plan_run, pretrain_shared_backbone,
+                                  train_and_dump, write_summary)
+
+    out = run_dir(lever, isa)
+    share_backbone(out)
+    run = plan_run("tiny", str(out), None, str(out / "no-reports"), seeds, False, LEVERS[lever])
+    log = RunLog(time.time(), {})
+    make_dataset(run, log)
+    pretrain_shared_backbone(run, log)
+    train_and_dump(run, job_context(run), None, log)
+    summary = write_summary(run, log)
+    extra = {"lever": lever, "cfg_options": LEVERS[lever], "isa": isa or "default",
+             "onednn_isa": onednn_isa(isa), "cpu": cpu_name()}
+    (out / "variance.json").write_text(json.dumps(extra, indent=1, default=str))
+    print(json.dumps(summary["metrics"], indent=1))
+    return 0
+
+
+def onednn_isa(cap: Optional[str]) -> str:
+    """The instruction set oneDNN reports for a bfloat16 convolution under ``cap``."""
+    code = ("import torch\nwith torch.autocast('cpu', dtype=torch.bfloat16):\n"
+            "    torch.nn.Conv2d(8, 8, 3)(torch.ones(1, 8, 8, 8))")
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    if cap:
+        env["ONEDNN_MAX_CPU_ISA"] = cap
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    for line in res.stdout.splitlines():
+        if ",isa:" in line:
+            return line.split(",isa:", 1)[1]
+    return "unknown"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train and dump one lever's three detectors")
+    t.add_argument("--lever", choices=list(LEVERS), default="default")
+    t.add_argument("--seeds", type=int, default=2)
+    t.add_argument("--isa", help="ONEDNN_MAX_CPU_ISA for a second numeric path (e.g. AVX512_CORE)")
+    r = sub.add_parser("report", help="decompose the variance of every run in runs/variance")
+    r.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "variance_sources"))
+    r.add_argument("--resamples", type=int, default=1000)
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        return train(args.lever, args.seeds, args.isa)
+    from benchmarks.variance_report import report
+
+    return report(RUNS, args.out, args.resamples)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
