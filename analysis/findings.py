@@ -97,6 +97,9 @@ def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
     gaps = [s for s, v in zip(seeds, values) if not np.isfinite(v)]
     if len(values) < 2 and not gaps:
         return ""
+    if len(gaps) == len(values):  # nothing measured: say why once per distinct reason
+        reasons = dict.fromkeys((missing or {}).get(s, "undefined") for s in gaps)
+        return f" (undefined on every seed: {'; '.join(reasons)})"
     shown = ", ".join(f"{s} {'undefined' if not np.isfinite(v) else format(v, '+.4g')}" for s, v in zip(seeds, values))
     out = f"; per seed: {shown}"
     for s in gaps:
@@ -116,6 +119,26 @@ def claim(text: str, values: Sequence[float], what: str, expected: int = 1, refe
     if margin is not None:
         ev += f"; equal means within ± {margin:g}"
     return Finding(text, verdict(d, expected, margin), ev)
+
+
+def paired_claims(df: Any, column: str, base: str, text: str, what: str, expected: int = 1,
+                  key: str = "model", digits: int = 3) -> list[Finding]:
+    """One :func:`claim` per other value of ``key`` against ``base`` on the per-seed paired
+    difference ``column(other) − column(base)`` (seeds where one side is missing are named, not
+    dropped). ``text`` and ``what`` may use ``{model}`` and ``{base}``.
+
+    Args:
+        df: rows with ``seed``, ``key`` and ``column`` (one per (seed, key value)).
+    """
+    wide = df.pivot_table(index="seed", columns=key, values=column, aggfunc="first", dropna=False, sort=False)
+    if base not in wide:
+        return []
+    out = []
+    for other in [m for m in dict.fromkeys(df[key]) if m != base and m in wide]:
+        names = {"model": other, "base": base}
+        out.append(claim(text.format(**names), list(wide[other] - wide[base]), what.format(**names), expected,
+                         digits=digits, seeds=[int(s) for s in wide.index]))
+    return out
 
 
 def not_measured(text: str, why: str) -> Finding:

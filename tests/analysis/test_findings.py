@@ -55,6 +55,8 @@ def test_a_seed_without_a_value_is_named_with_its_reason_not_dropped() -> None:
     assert f.verdict == "inconclusive at 1 seed"  # one value left: still judged, and says why
     assert "per seed: 3 -0.02, 7 undefined" in f.evidence
     assert f.evidence.endswith("; seed 7 left out: D-ECE of fused undefined (0 detections pass the threshold)")
+    none = claim("x", [float("nan"), float("nan")], "d", missing={0: "no box", 1: "no box"})
+    assert none.verdict == "not measured" and none.evidence == "d: no value in this run (undefined on every seed: no box)"
     unexplained = claim("x", [float("nan"), 0.1, 0.2], "d")
     assert "seed 0 left out: undefined on that seed" in unexplained.evidence
     with pytest.raises(ValueError, match="2 values for 3 seeds"):
@@ -65,3 +67,16 @@ def test_render_is_one_findings_div_with_every_claim_escaped() -> None:
     html = render([claim("a < b", [0.01, 0.02], "d"), not_measured("CE beats L1", "needs --full")], "note")
     assert html.startswith('<div class="findings">') and html.count("<li>") == 2
     assert "a &lt; b" in html and "<b>not measured</b>" in html
+
+
+def test_paired_claims_compare_each_model_with_the_base_seed_by_seed() -> None:
+    from analysis.findings import paired_claims
+
+    df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1, 2, 2], "model": ["r", "c", "i"] * 2 + ["r", "c"],
+                       "rate": [0.5, 0.3, 0.45, 0.6, 0.35, 0.5, 0.55, 0.3]})
+    conf, iou = paired_claims(df, "rate", "r", "{model} lowers the rate of {base}", "rate({model}) − rate({base})",
+                              expected=-1)
+    assert conf.claim == "c lowers the rate of r" and conf.verdict == REPRODUCED
+    assert "per seed: 0 -0.2, 1 -0.25, 2 -0.25" in conf.evidence
+    assert iou.verdict == "inconclusive at 2 seeds" and "seed 2 left out" in iou.evidence  # i missing on seed 2
+    assert paired_claims(df, "rate", "absent", "x", "y") == []
