@@ -22,6 +22,10 @@ import numpy as np
 from .seeds import interval
 
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+# The same verdicts in the words of the project's own questions (pages 05, 06): the paper made
+# no such claim, so nothing is "reproduced".
+HOLDS, DOES_NOT_HOLD = "holds", "does not hold"
+OWN_WORDS = {REPRODUCED: HOLDS, NOT_REPRODUCED: DOES_NOT_HOLD}
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Finding:
     claim: str
     verdict: str
     evidence: str
+    own: bool = False  # a question of this project's, not a claim of the paper's
 
     def markdown(self) -> str:
         return f"- **{self.verdict}** — {self.claim}: {self.evidence}"
@@ -109,16 +114,18 @@ def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
 
 def claim(text: str, values: Sequence[float], what: str, expected: int = 1, reference: float = 0.0,
           margin: Optional[float] = None, digits: int = 3, seeds: Optional[Sequence[int]] = None,
-          missing: Optional[Mapping[int, str]] = None) -> Finding:
+          missing: Optional[Mapping[int, str]] = None, own: bool = False) -> Finding:
     """A :class:`Finding` for per-seed ``values`` of a quantity claimed to be above
     (``expected`` = +1) or below (−1) ``reference`` (or within ± ``margin`` of it). The evidence
     lists the per-seed values (of ``seeds``) and names each seed whose value is undefined, with
-    the reason in ``missing`` (:func:`left_out`)."""
+    the reason in ``missing`` (:func:`left_out`). ``own``: a question of this project's, judged by
+    the same rule but worded "holds / does not hold" (:data:`OWN_WORDS`)."""
     d = [float(v) - reference for v in values]
     ev = evidence(d, what, digits, reference) + left_out(d, seeds, missing)
     if margin is not None:
         ev += f"; equal means within ± {margin:g}"
-    return Finding(text, verdict(d, expected, margin), ev)
+    v = verdict(d, expected, margin)
+    return Finding(text, OWN_WORDS.get(v, v) if own else v, ev, own)
 
 
 def paired_claims(df: Any, column: str, base: str, text: str, what: str, expected: int = 1,
@@ -148,15 +155,17 @@ def not_measured(text: str, why: str) -> Finding:
 
 def render(findings: Sequence[Finding], note: str = "") -> str:
     """The findings block as HTML (a ``<div class="findings">`` the report tests look for)."""
-    items = "".join(
-        f"<li><b>{html.escape(f.verdict)}</b> — {html.escape(f.claim)}: {html.escape(f.evidence)}</li>"
-        for f in findings)
+    mark = {True: ' class="own"', False: ""}
+    items = "".join(f"<li{mark[f.own]}><b>{html.escape(f.verdict)}</b> — {html.escape(f.claim)}: "
+                    f"{html.escape(f.evidence)}</li>" for f in findings)
+    own = (" The project's own questions (the paper makes no such claim) read <i>holds</i> / <i>does not "
+           "hold</i> by the same rule and are tallied apart." if any(f.own for f in findings) else "")
     foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
     return (f'<div class="findings"><h2>Findings</h2><p>Computed from this page\'s numbers: a claim is '
             f"<i>reproduced</i> when the 95 % paired t interval over seeds lies on the claimed side, "
             f"<i>not reproduced</i> when it lies on the other side, <i>inconclusive</i> otherwise; an "
             f"equivalence claim (A ≈ B within ± m) is reproduced when the interval lies inside ± m and not "
-            f"reproduced when it lies entirely outside.</p>"
+            f"reproduced when it lies entirely outside.{own}</p>"
             f"<ul>{items}</ul>{foot}</div>")
 
 

@@ -78,6 +78,9 @@ def train(lever: str, seeds: int, isa: Optional[str]) -> int:
         env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
         return subprocess.run([sys.executable, __file__, "train", "--lever", lever, "--seeds", str(seeds),
                                "--isa", isa], env=env, cwd=ROOT).returncode
+    import retconf
+
+    print(f"retconf from {Path(retconf.__file__).parent}, ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}")
     from retconf.pipeline import (RunLog, job_context, make_dataset, plan_run, pretrain_shared_backbone,
                                   train_and_dump, write_summary)
 

@@ -189,25 +189,34 @@ def with_title_and_index_link(page: str, title: str) -> str:
 
 
 _FINDINGS = re.compile(r'<div class="findings">(.*?)</div>', re.S)
-_VERDICT = re.compile(r"<li><b>(.*?)</b>")
+_VERDICT = re.compile(r'<li( class="own")?><b>(.*?)</b>')
 
 
-def page_findings(page: Path) -> list[str]:
-    """The verdicts of a report page's findings block (empty when it has none)."""
+def page_findings(page: Path, own: Optional[bool] = None) -> list[str]:
+    """The verdicts of a report page's findings block (empty when it has none): all of them, or
+    only the paper's claims (``own`` False) or only the project's own questions (``own`` True)."""
     try:
         m = _FINDINGS.search(page.read_text())
     except OSError:
         return []
-    return _VERDICT.findall(m.group(1)) if m else []
+    found = _VERDICT.findall(m.group(1)) if m else []
+    return [v for mark, v in found if own is None or bool(mark) == own]
 
 
-def verdict_line(verdicts: list[str]) -> str:
-    """'2 reproduced, 1 not reproduced, 3 inconclusive at 3 seeds' (in that order)."""
+def _tally(verdicts: list[str]) -> str:
     counts: dict[str, int] = {}
     for v in verdicts:
         counts[html.unescape(v)] = counts.get(html.unescape(v), 0) + 1
-    order = sorted(counts, key=lambda v: (v != "reproduced", v != "not reproduced", v))
-    return ", ".join(f"{counts[v]} {v}" for v in order) or "no paper claim on this page"
+    first = ("reproduced", "holds", "not reproduced", "does not hold")
+    order = sorted(counts, key=lambda v: (first.index(v) if v in first else len(first), v))
+    return ", ".join(f"{counts[v]} {v}" for v in order)
+
+
+def verdict_line(verdicts: list[str], own: Optional[list[str]] = None) -> str:
+    """'2 reproduced, 1 not reproduced, 3 inconclusive at 3 seeds' (in that order) for the
+    paper's claims, then '; own questions: 1 holds, …' for the project's own."""
+    line = _tally(verdicts) or "no paper claim on this page"
+    return line + (f"; own questions: {_tally(own)}" if own else "")
 
 
 def _provenance(summary: dict) -> str:
@@ -303,7 +312,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
     items = []
     for title, href in entries:
         items.append(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a> — '
-                     f"{html.escape(verdict_line(page_findings(out / href)))}</li>")
+                     f"{html.escape(verdict_line(page_findings(out / href, own=False), page_findings(out / href, own=True)))}</li>")
     siblings = sibling_sets(out)
     links = "".join(f'<li><a href="../{html.escape(n)}/index.html">{html.escape(n)}</a></li>' for n in siblings)
     bench = out.parent / "benchmarks"

@@ -374,6 +374,14 @@ def test_verdict_line_and_command_of(tmp_path: Path) -> None:
     assert verdicts == ["reproduced", "inconclusive at 3 seeds", "not measured"]
     assert verdict_line(verdicts) == "1 reproduced, 1 inconclusive at 3 seeds, 1 not measured"
     assert verdict_line([]) == "no paper claim on this page"
+    own = tmp_path / "own.html"  # the project's own questions: their own words and their own tally
+    own.write_text("<html><body>" + render([claim("a", [0.1, 0.11, 0.12], "d"), claim("q", [0.1, 0.11, 0.12], "d", own=True),
+                                            claim("r", [-0.1, -0.11, -0.12], "d", own=True)]) + "</body></html>")
+    assert page_findings(own) == ["reproduced", "holds", "does not hold"]
+    assert page_findings(own, own=False) == ["reproduced"] and page_findings(own, own=True) == ["holds", "does not hold"]
+    assert verdict_line(page_findings(own, own=False), page_findings(own, own=True)) == \
+        "1 reproduced; own questions: 1 holds, 1 does not hold"
+    assert verdict_line([], ["holds"]) == "no paper claim on this page; own questions: 1 holds"
     assert page_findings(tmp_path / "missing.html") == []
     assert command_of({"preset": "tiny", "seeds": [0, 1, 2], "ablations": []}) == "retconf reproduce --preset tiny --seeds 3"
     assert command_of({"preset": "tiny", "seeds": [0], "ablations": ["conf_l1"]}).endswith("--seeds 1 --full")
