@@ -204,6 +204,14 @@ def alpha_rows(model: str, dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFra
 
 # ---------------------------------------------------------------- Table 6 and the target-gradient switch
 
+def live_ap(model: str, dump) -> dict:
+    """COCO metrics of the dump's own detections: what live inference returned for each image
+    (batch 1, float32). The one source of a detector's AP in the reports; mmdet's validation at
+    the end of training (``summary.json``) batches and pads images and can differ in the third
+    decimal."""
+    return dump_coco_ap(dump, dump.detections)
+
+
 def deployed_ap(model: str, dump) -> dict:
     """COCO metrics of a dump re-scored with the ranking rule its model deploys (fusion, and
     whether it is applied before or after the per-level top-k)."""

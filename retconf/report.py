@@ -135,10 +135,24 @@ def report_fingerprint(page: Path) -> Optional[str]:
     return m.group(1) if m else None
 
 
+def families_note(summary: dict, notebook: Path, out: Path) -> str:
+    """For pages 01–05 of a run with other families than the paper's three: the note that they
+    re-analyse the paper's trainings with this run's seeds, and where the reference set is."""
+    if not runs.has_families(summary) or notebook.stem == FAMILIES_NOTEBOOK:
+        return ""
+    n = len(summary.get("seeds") or [])
+    ref = out.parent / "tiny" / f"{notebook.stem}.html"
+    link = (f' The reference for the paper\'s claims is <a href="../tiny/{notebook.stem}.html">the default run\'s '
+            f"page</a> (three seeds)." if ref.is_file() else "")
+    return (f"This page re-analyses the paper's three trainings of a families run with its {n} seed"
+            f"{'s' * (n != 1)}: its verdicts can differ from the default run's.{link}")
+
+
 def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = False,
-                 fingerprint: str = "") -> Path:
+                 fingerprint: str = "", note: str = "") -> Path:
     """Execute one notebook with papermill (working directory: the project, the notebook
-    directory's parent) and write its HTML; return the HTML path."""
+    directory's parent) and write its HTML, with ``note`` (HTML) under the index link; return
+    the HTML path."""
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
@@ -154,7 +168,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     target = out_dir / f"{path.stem}.html"
-    body = with_title_and_index_link(strip_remote_scripts(body), page_title(path))
+    body = with_title_and_index_link(strip_remote_scripts(body), page_title(path), note)
     if fingerprint:
         body = body.replace("<head>", f'<head>\n<meta name="retconf-inputs" content="{fingerprint}">', 1)
     atomic_write_text(target, body)
@@ -180,11 +194,13 @@ def page_title_of(page: Path) -> str:
     return html.unescape(m.group(1)).strip() if m else page.stem
 
 
-def with_title_and_index_link(page: str, title: str) -> str:
+def with_title_and_index_link(page: str, title: str, note: str = "") -> str:
     """nbconvert's page with ``title`` in ``<title>`` (nbconvert writes "Notebook") and a link
-    back to ``index.html`` at the top of the body."""
+    back to ``index.html`` at the top of the body, followed by ``note`` (HTML) when given."""
     page = re.sub(r"<title>.*?</title>", f"<title>{html.escape(title)} · retconf</title>", page, count=1, flags=re.S)
     nav = '<nav style="padding:0.5em 1em"><a href="index.html">← all reports of this run</a></nav>'
+    if note:
+        nav += f'<p class="run-note" style="padding:0.5em 1em;background:#fff3cd">{note}</p>'
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, page, count=1)
 
 
@@ -388,7 +404,8 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     bar = progress(total=len(todo), desc="reports", unit="notebook")
     if jobs == 1:
         for path, fp in todo:
-            written[path] = Report(run_notebook(path, out, parameters, show_code, fp), False)
+            written[path] = Report(run_notebook(path, out, parameters, show_code, fp,
+                                                families_note(summary, path, out)), False)
             bar.update()
     else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
         import multiprocessing
@@ -396,7 +413,8 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp): path for path, fp in todo}
+            futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp,
+                                   families_note(summary, path, out)): path for path, fp in todo}
             for fut in as_completed(futures):
                 written[futures[fut]] = Report(fut.result(), False)
                 bar.update()

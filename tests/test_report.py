@@ -60,11 +60,12 @@ def test_six_numbered_notebooks_with_a_parameters_cell() -> None:
 
 
 def _any_paired_seed(run: Path) -> bool:
-    """Whether some seed of the run has the AP of RetinaNet and of another detector (page 04
-    then shows the paired differences)."""
-    from analysis.seeds import paired_deltas, summary_metrics
+    """Whether some seed of the run has the AP (of its dump) of RetinaNet and of another
+    detector (page 04 then shows the paired differences)."""
+    from analysis.seeds import over_seeds, paired_deltas
+    from analysis.tables import live_ap
 
-    per_seed = summary_metrics(run)
+    per_seed = over_seeds(run, ["retinanet", "iou_aware", "retinanet_conf"], live_ap)
     pairs = [(m, "retinanet") for m in ("iou_aware", "retinanet_conf")]
     return not paired_deltas(per_seed, "model", "AP", pairs).empty
 
@@ -361,6 +362,26 @@ def test_families_page_of_a_run_with_other_families(tmp_path: Path) -> None:
     for model in ("retinanet:", "gfl:"):
         assert f"{model} ranking by its fused score" not in html_text
     assert "sqrt(cls·q)" in html_text and "cls·q (after top-k)" in html_text
+    assert 'class="run-note"' not in html_text  # the families page is this run's own
+    make_reports(run, tmp_path / "out", names=["05"])  # a paper page of a families run says what it is
+    page05 = (tmp_path / "out" / "05_calibration.html").read_text()
+    assert "re-analyses the paper's three trainings of a families run with its 2 seeds" in page05
+
+
+def test_families_note_only_on_paper_pages_of_a_families_run(tmp_path: Path) -> None:
+    from retconf.report import families_note
+
+    families = {"seeds": [0, 1], "detectors": ["retinanet", "fcos"], "metrics": {}}
+    paper = {"seeds": [0, 1], "detectors": ["retinanet", "iou_aware", "retinanet_conf"], "metrics": {}}
+    out = tmp_path / "families"
+    assert "its 2 seeds" in families_note(families, Path("01_misalignment.ipynb"), out)
+    assert "default run" in families_note(families, Path("01_misalignment.ipynb"), out)
+    assert "../tiny/" not in families_note(families, Path("01_misalignment.ipynb"), out)  # no such set here
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "01_misalignment.html").write_text("x")
+    assert 'href="../tiny/01_misalignment.html"' in families_note(families, Path("01_misalignment.ipynb"), out)
+    assert families_note(families, Path("06_families.ipynb"), out) == ""
+    assert families_note(paper, Path("01_misalignment.ipynb"), out) == ""
 
 
 def test_verdict_line_and_command_of(tmp_path: Path) -> None:
