@@ -69,8 +69,11 @@ def verdict(values: Sequence[float], expected: int = 1, margin: Optional[float] 
     return f"inconclusive at {n} seeds"
 
 
-def evidence(values: Sequence[float], what: str, digits: int = 3, reference: float = 0.0) -> str:
-    """'what = mean ± sd over n seeds (95 % interval lo … hi; k/n seeds above reference)'."""
+def evidence(values: Sequence[float], what: str, digits: int = 3, reference: float = 0.0,
+             bounds: Optional[tuple[float, float]] = None) -> str:
+    """'what = mean ± sd over n seeds (95 % interval lo … hi; k/n seeds above reference)';
+    ``bounds``: the range the quantity can take (e.g. (0, 1) for a share), which the shown
+    interval is clipped to."""
     mean, sd, half, n = interval(values)
     if n == 0:
         return f"{what}: no value in this run"
@@ -79,13 +82,16 @@ def evidence(values: Sequence[float], what: str, digits: int = 3, reference: flo
     if n == 1:
         return f"{what} = {f.format(shown)} (one seed: no spread)"
     above = int((np.asarray(values, dtype=float) > 0).sum())
+    lo, hi = shown - half, shown + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return (f"{what} = {f.format(shown)} ± {sd:.{digits}f} over {n} seeds "
-            f"(95 % interval {f.format(shown - half)} … {f.format(shown + half)}; "
+            f"(95 % interval {f.format(lo)} … {f.format(hi)}; "
             f"{above}/{n} seeds {'above' if reference else 'positive'}{f' {reference:g}' if reference else ''})")
 
 
 def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
-             missing: Optional[Mapping[int, str]] = None) -> str:
+             missing: Optional[Mapping[int, str]] = None, signed: bool = True) -> str:
     """'; per seed: 0 +0.012, 1 undefined; seed 1 left out: why' for per-seed ``values`` — the
     per-seed numbers behind a finding and every seed whose value is undefined (NaN) with the
     reason from ``missing`` (seed -> why), so no seed is dropped silently. Empty for fewer than
@@ -95,6 +101,7 @@ def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
         values: one number per seed (value − reference), in the order of ``seeds``.
         seeds: the seed of each value (default 0, 1, …).
         missing: why a seed's value is undefined (seeds without an entry: "undefined on that seed").
+        signed: show the values with their sign (differences) or plain (levels, e.g. shares).
     """
     seeds = list(range(len(values))) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != len(values):
@@ -105,7 +112,8 @@ def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
     if len(gaps) == len(values):  # nothing measured: say why once per distinct reason
         reasons = dict.fromkeys((missing or {}).get(s, "undefined") for s in gaps)
         return f" (undefined on every seed: {'; '.join(reasons)})"
-    shown = ", ".join(f"{s} {'undefined' if not np.isfinite(v) else format(v, '+.4g')}" for s, v in zip(seeds, values))
+    spec = "+.4g" if signed else ".4g"
+    shown = ", ".join(f"{s} {'undefined' if not np.isfinite(v) else format(v, spec)}" for s, v in zip(seeds, values))
     out = f"; per seed: {shown}"
     for s in gaps:
         out += f"; seed {s} left out: {(missing or {}).get(s, 'undefined on that seed')}"
@@ -114,14 +122,17 @@ def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
 
 def claim(text: str, values: Sequence[float], what: str, expected: int = 1, reference: float = 0.0,
           margin: Optional[float] = None, digits: int = 3, seeds: Optional[Sequence[int]] = None,
-          missing: Optional[Mapping[int, str]] = None, own: bool = False) -> Finding:
+          missing: Optional[Mapping[int, str]] = None, own: bool = False,
+          bounds: Optional[tuple[float, float]] = None) -> Finding:
     """A :class:`Finding` for per-seed ``values`` of a quantity claimed to be above
     (``expected`` = +1) or below (−1) ``reference`` (or within ± ``margin`` of it). The evidence
     lists the per-seed values (of ``seeds``) and names each seed whose value is undefined, with
     the reason in ``missing`` (:func:`left_out`). ``own``: a question of this project's, judged by
-    the same rule but worded "holds / does not hold" (:data:`OWN_WORDS`)."""
+    the same rule but worded "holds / does not hold" (:data:`OWN_WORDS`). ``bounds``: the range
+    of the quantity itself (a share: (0, 1)), which the shown interval stays inside."""
     d = [float(v) - reference for v in values]
-    ev = evidence(d, what, digits, reference) + left_out(d, seeds, missing)
+    ev = evidence(d, what, digits, reference, bounds) + (
+        left_out(d, seeds, missing) if reference == 0.0 else left_out([float(v) for v in values], seeds, missing, False))
     if margin is not None:
         ev += f"; equal means within ± {margin:g}"
     v = verdict(d, expected, margin)

@@ -42,11 +42,18 @@ def test_claim_against_a_reference_states_the_number_and_spread() -> None:
     f = claim("most boxes score low", [0.8, 0.82, 0.81], "share", reference=0.5)
     assert f.verdict == REPRODUCED
     assert f.evidence.startswith("share = 0.810 ± 0.010 over 3 seeds") and "3/3 seeds above 0.5" in f.evidence
-    assert f.evidence.endswith("; per seed: 0 +0.3, 1 +0.32, 2 +0.31")  # the values behind the verdict
+    assert f.evidence.endswith("; per seed: 0 0.8, 1 0.82, 2 0.81")  # the values behind the verdict
     flipped = claim("most boxes score low", [0.2, 0.22, 0.21], "share", reference=0.5)
     assert flipped.verdict == NOT_REPRODUCED
     one = claim("x beats y", [0.01], "AP(x) − AP(y)")
     assert one.verdict == "inconclusive at 1 seed" and one.evidence == "AP(x) − AP(y) = +0.010 (one seed: no spread)"
+
+
+def test_the_interval_of_a_share_stays_inside_0_and_1() -> None:
+    f = claim("most boxes score low", [0.99, 0.90, 0.999], "share", reference=0.5, bounds=(0.0, 1.0))
+    assert "… 1.000;" in f.evidence and "… 1.1" not in f.evidence
+    assert "… 1.099" in claim("x", [0.99, 0.90, 0.999], "share", reference=0.5).evidence  # unclipped: past 1
+    assert f.evidence.endswith("per seed: 0 0.99, 1 0.9, 2 0.999")  # the shares themselves, not minus 0.5
 
 
 def test_a_seed_without_a_value_is_named_with_its_reason_not_dropped() -> None:
