@@ -352,6 +352,21 @@ def low_cls_share(candidates: pd.DataFrame, iou_thr: float = 0.5, cls_thr: float
     return {"well-localized": n, f"cls<{cls_thr:g}": low, "share": low / n if n else float("nan")}
 
 
+def count_shift(counts: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05) -> dict:
+    """:func:`nms_shift` from a box-count table in the intro Table 1 layout (rows ``stage``,
+    ``condition``; one column per image), e.g. the paper's own: per image the change through NMS
+    of the share (of the boxes with cls > ``base_cls``) with IoU > ``thr`` and with cls > ``thr``,
+    averaged over the images. Returns ``{"d_iou_share", "d_cls_share", "shift", "images"}``."""
+    t = counts.set_index(["stage", "condition"])
+    images = [c for c in t.columns if str(c).startswith("image")]
+    t = t[images].astype(float)
+    base = {s: t.loc[(s, f"cls>{base_cls:g}")] for s in ("before_nms", "after_nms")}
+    d = {k: t.loc[("after_nms", f"{k}>{thr:g}")] / base["after_nms"] - t.loc[("before_nms", f"{k}>{thr:g}")] / base["before_nms"]
+         for k in ("iou", "cls")}
+    return {"d_iou_share": float(d["iou"].mean()), "d_cls_share": float(d["cls"].mean()),
+            "shift": float((d["iou"] - d["cls"]).mean()), "images": len(images)}
+
+
 def nms_shift(props: pd.DataFrame, thr: float = 0.5) -> pd.DataFrame:
     """Figure 2's point in one number per (seed, model): how the share of boxes with IoU > t
     changes through NMS minus how the share with cls > t changes (negative: NMS removes a

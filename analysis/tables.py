@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from retconf.ablations import TABLE3, TABLE_ROWS
-from retconf.fusion import ALPHA_GRID, TABLE4_RULES
+from retconf.fusion import ALPHA_GRID, TABLE4_RULES, Fusion
 
 from .coco import coco_ap, dump_coco_ap
 from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
@@ -60,9 +60,48 @@ def dump_ap(dump, mode: str, alpha: float, thr: float = 0.5, order: str = "befor
 
 # ---------------------------------------------------------------- intro Table 1, Figure 2, correlations
 
-def dump_counts(model: str, dump, image_ids: Sequence[int]) -> pd.DataFrame:
-    """:func:`count_table` of one dump for ``image_ids``."""
-    return count_table(before_nms(dump.candidates), dump.detections, dump.images, image_ids=image_ids)
+# Two ways to count boxes before and after NMS (say which on every table):
+# - "deployed": what mmdet's pipeline does — before NMS the dump's candidates with cls > 0.05
+#   (at most ``nms_pre`` per level and rule), after NMS the detections the model returns (ranked by
+#   its deployed score, at most ``max_per_img`` per image);
+# - "paper": the paper's counting (intro Table 1, Figure 2) — one selection rule for every detector
+#   (cls > 0.05, no per-level top-k) and NMS ranked by cls without the per-image cap (up to 13,480
+#   boxes before and 836 after NMS in one of its images).
+PROTOCOLS: tuple[str, ...] = ("deployed", "paper")
+PAPER_BASE_CLS = 0.05
+
+
+def paper_after_nms(dump) -> pd.DataFrame:
+    """The paper's "after NMS": every candidate with cls > 0.05 (no per-level top-k), NMS ranked
+    by cls at the dump's IoU threshold, no per-image cap. Exact on the levels where the dump holds
+    fewer than ``nms_pre`` such pairs (:func:`paper_protocol_truncated` counts the others)."""
+    kw = inference_kwargs(dump.meta)
+    pre = select_candidates(before_nms(dump.candidates, PAPER_BASE_CLS), Fusion("cls"), PAPER_BASE_CLS,
+                            len(dump.candidates) + 1, -1, "pairs")
+    return nms_per_image(pre, kw["nms_iou"], None)
+
+
+def paper_protocol_truncated(dump) -> int:
+    """(image, level) groups where the dump holds ``nms_pre`` or more pairs with cls > 0.05:
+    there the per-level top-k may have cut pairs the paper's protocol would count (0: exact)."""
+    nms_pre = inference_kwargs(dump.meta)["nms_pre"]
+    if nms_pre is None or nms_pre < 0:
+        return 0
+    sizes = before_nms(dump.candidates, PAPER_BASE_CLS).groupby(["image_id", "level"]).size()
+    return int((sizes >= nms_pre).sum())
+
+
+def after_nms(dump, protocol: str = "deployed") -> pd.DataFrame:
+    """The post-NMS boxes under ``protocol`` (:data:`PROTOCOLS`)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return dump.detections if protocol == "deployed" else paper_after_nms(dump)
+
+
+def dump_counts(model: str, dump, image_ids: Sequence[int], protocol: str = "deployed") -> pd.DataFrame:
+    """:func:`count_table` of one dump for ``image_ids`` under ``protocol`` (column ``protocol``)."""
+    return count_table(before_nms(dump.candidates), after_nms(dump, protocol), dump.images,
+                       image_ids=image_ids).assign(protocol=protocol)
 
 
 def dump_low_cls_share(model: str, dump) -> dict:
@@ -70,10 +109,11 @@ def dump_low_cls_share(model: str, dump) -> dict:
     return low_cls_share(dump.candidates)
 
 
-def dump_proportions(model: str, dump) -> pd.DataFrame:
-    """:func:`proportions` before and after NMS, rows ``(stage, thr)``."""
+def dump_proportions(model: str, dump, protocol: str = "deployed") -> pd.DataFrame:
+    """:func:`proportions` before and after NMS under ``protocol``, rows ``(stage, thr)``."""
     return pd.concat([proportions(before_nms(dump.candidates)).assign(stage="before NMS"),
-                      proportions(dump.detections).assign(stage="after NMS")], ignore_index=True)
+                      proportions(after_nms(dump, protocol)).assign(stage="after NMS")],
+                     ignore_index=True).assign(protocol=protocol)
 
 
 def dump_alignment_table(model: str, dump) -> pd.DataFrame:

@@ -18,3 +18,36 @@ def test_alpha_table_layout(conf_run: dict) -> None:
     assert list(table.columns[:3]) == ["alpha", "model", "AP"]
     assert table[["alpha", "model"]].values.tolist() == [[0.0, "again"], [0.0, "retinanet_conf"],
                                                          [0.4, "again"], [0.4, "retinanet_conf"]]
+
+
+def test_paper_protocol_counts_without_caps_and_by_cls() -> None:
+    """The paper's protocol: every pair with cls > 0.05, NMS ranked by cls, no per-image cap;
+    the deployed one: the dump's own detections (here capped at one per image)."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from analysis.io import Dump
+    from analysis.tables import after_nms, dump_counts, paper_after_nms, paper_protocol_truncated
+
+    boxes = [(0, 0, 10, 10), (1, 0, 11, 10), (50, 50, 60, 60), (100, 0, 110, 10), (0, 100, 10, 110)]
+    cands = pd.DataFrame({"image_id": 1, "level": [0, 0, 0, 1, 1], "anchor": range(5), "label": 0,
+                          "cls": np.float32([0.9, 0.6, 0.3, 0.04, 0.2]), "obj": np.float32([0.1, 0.9, 0.5, 0.9, 0.5]),
+                          "x1": [b[0] for b in boxes], "y1": [b[1] for b in boxes], "x2": [b[2] for b in boxes],
+                          "y2": [b[3] for b in boxes], "iou_same": [0.6, 0.8, 0.0, 0.0, 0.7], "gt_same": [0, 0, -1, -1, 1]})
+    meta = {"test_cfg": {"score_thr": 0.05, "nms_pre": 3, "nms": {"iou_threshold": 0.5}, "max_per_img": 1},
+            "fusion": {"mode": "pow", "alpha": 0.4, "thr": 0.5}}
+    dets = cands.iloc[[1]].assign(score=np.float32(0.75))  # what the capped, fused pipeline kept
+    dump = Dump(Path("fake"), meta, cands, dets, pd.DataFrame({"image_id": [1], "positive_anchors": [2]}))
+    paper = paper_after_nms(dump)
+    # anchor 1 is suppressed by anchor 0 (higher cls); anchor 3 has cls 0.04; no cap: three survive
+    assert sorted(paper["anchor"]) == [0, 2, 4]
+    assert list(paper["cls"]) == sorted(paper["cls"], reverse=True)
+    assert after_nms(dump) is dets
+    assert paper_protocol_truncated(dump) == 1  # level 0 holds 3 = nms_pre pairs with cls > 0.05
+    counts = dump_counts("m", dump, [1], "paper").set_index(["stage", "condition"])
+    assert counts.loc[("after_nms", "cls>0.05"), "image1"] == 3 and set(counts["protocol"]) == {"paper"}
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        after_nms(dump, "uncapped")
