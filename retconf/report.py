@@ -160,7 +160,10 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
     executed = out_dir / f"{path.stem}.ipynb"
     try:
         pm.execute_notebook(str(path), str(executed), parameters=parameters, cwd=str(path.parent.parent),
-                            progress_bar=False, kernel_name="python3")
+                            progress_bar=False, kernel_name="python3",
+                            # the kernel's own start-up warnings ("[IPKernelApp] WARNING | Kernel is
+                            # running over TCP ...") are no news to a batch log
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except pm.PapermillExecutionError as e:
         raise ReportError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                           f"(executed notebook kept at {executed})") from e
