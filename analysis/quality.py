@@ -188,7 +188,8 @@ def detection_levels(dets: pd.DataFrame, cands: pd.DataFrame) -> np.ndarray:
 def level_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, levels: np.ndarray) -> list[dict]:
     """Post-NMS calibration per pyramid level: the detections are matched all together (IoU 0.5
     for precision, 0.0 for precision × IoU) and then split by the level they came from; no
-    operating threshold. Rows ``score``, ``level``, ``D-ECE-style ECE`` and ``LaECE-style ECE``
+    operating threshold; detections of classes without ground truth are left out (as in D-ECE
+    and LaECE). Rows ``score``, ``level``, ``D-ECE-style ECE`` and ``LaECE-style ECE``
     (class-agnostic, 10 bins) and ``n``."""
     frame = scored(dets, scores).assign(_level=levels)
     rows = []
@@ -197,7 +198,7 @@ def level_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, levels: np.nd
         for lv in sorted(set(levels.tolist())):
             parts = {}
             for name, m, col in (("precision ECE", m5, "tp"), ("precision x IoU ECE", m0, "iou")):
-                live = m[~m["ignore"].to_numpy()]
+                live = cal.rows_with_gt(m)  # as every calibration metric: classes with ground truth
                 live = live[frame["_level"].to_numpy()[live["row"].to_numpy()] == lv]
                 t = cal.reliability(live["score"].to_numpy(), live[col].to_numpy(np.float64), cal.DECE_BINS)
                 parts[name] = cal.expected_error(t)

@@ -131,3 +131,17 @@ def test_post_nms_metrics_do_not_move_when_the_config_lists_classes_in_another_o
 
     with pytest.raises(ValueError, match="shuffled.json: no category with id 7"):
         ground_truth(ann, cat_ids=[1, 7])
+
+
+def test_level_rows_leave_out_classes_without_ground_truth() -> None:
+    """A detection of a class no image has cannot be right or wrong about an object: it is left
+    out of the per-level calibration, as D-ECE, LaECE and the per-size rows leave it out."""
+    gt, dets = load_fixture()
+    dets = dets[dets["label"].isin(gt["label"].unique())].reset_index(drop=True)
+    extra = dets.iloc[:5].assign(label=int(gt["label"].max()) + 1)  # a class with no ground truth
+    both = pd.concat([dets, extra], ignore_index=True)
+    scores = {"fused": both["score"].to_numpy(np.float64)}
+    levels = np.zeros(len(both), dtype=np.int64)
+    with_extra = quality.level_rows(both, gt, scores, levels)
+    without = quality.level_rows(dets, gt, {"fused": dets["score"].to_numpy(np.float64)}, levels[:len(dets)])
+    assert with_extra == without
