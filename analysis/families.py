@@ -21,13 +21,15 @@ import pandas as pd
 
 from retconf.fusion import ALPHA_GRID
 
-from .metrics import before_nms, fusion_formula, oracle_candidates, per_anchor, rank_correlation, with_deployed_score
+from .metrics import (before_nms, fusion_formula, oracle_candidates, per_anchor, population_alignment, rank_correlation,
+                      with_deployed_score)
 from .rescore import deployed_fusion
 from .tables import cls_only_ap, deployed_ap, dump_ap, dump_wrong_survivors
 
 # The columns of :func:`family_row` a table shows, in order.
 FAMILY_METRICS: tuple[str, ...] = ("AP", "AP cls only", "AP IoU oracle", "cls~IoU", "quality~IoU",
-                                   "ranking~IoU", "wrong-survivor rate")
+                                   "ranking~IoU", "cls~IoU (IoU-chosen)", "quality~IoU (IoU-chosen)",
+                                   "ranking~IoU (IoU-chosen)", "wrong-survivor rate")
 
 
 def has_quality(dump) -> bool:
@@ -56,7 +58,10 @@ def family_row(model: str, dump) -> dict:
       quality score — what a perfect quality branch under the paper's fusion would give
       (approximate: the dump holds the pairs its own rules keep).
     - ``cls~IoU``, ``quality~IoU``, ``ranking~IoU``: Spearman correlations before NMS of the
-      class score, the quality score (NaN: none) and the ranking score with the IoU.
+      class score, the quality score (NaN: none) and the ranking score with the IoU, on the
+      candidates with cls > 0.05 (selected on cls: tilted towards the quality score); the same
+      three ``(IoU-chosen)`` on the anchors chosen by their IoU alone
+      (:func:`analysis.metrics.population_alignment`; NaN for dumps without that population).
     - ``wrong-survivor rate``: share of NMS's well-localised survivors (IoU ≥ 0.5) that suppressed
       a box fitting their ground truth better by ≥ 0.05 IoU (cap drops excluded;
       :func:`analysis.metrics.wrong_survivor_rate`).
@@ -76,6 +81,8 @@ def family_row(model: str, dump) -> dict:
         "cls~IoU": rank_correlation(pre),
         "quality~IoU": rank_correlation(per_anchor(pre), "obj", "iou_any") if quality else math.nan,
         "ranking~IoU": rank_correlation(ranked, "score"),
+        **{f"{k.replace('obj', 'quality')} (IoU-chosen)": v
+           for k, v in population_alignment(dump.iou_population, deployed_fusion(meta)).items() if k != "n"},
         "wrong-survivor rate": dump_wrong_survivors(dump)["rate"],
     }
 

@@ -6,11 +6,12 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from .schema import KINDS, SCHEMA_VERSION
+from .schema import BY_IOU, KINDS, SCHEMA_VERSION, SELECTED
 
 
 class DumpError(ValueError):
@@ -19,13 +20,28 @@ class DumpError(ValueError):
 
 @dataclass
 class Dump:
-    """One detector's dump: ``candidates`` (pre-NMS), ``detections`` (post-NMS), ``images``."""
+    """One detector's dump: ``candidates`` (pre-NMS: the pairs a ranking rule keeps),
+    ``detections`` (post-NMS), ``images``, and ``iou_population``: one row per anchor whose box
+    overlaps a ground truth with IoU ≥ ``meta['iou_population']``, labelled with that ground
+    truth's class, whatever its scores (None for dumps written before it was recorded)."""
 
     path: Path
     meta: dict
     candidates: pd.DataFrame
     detections: pd.DataFrame
     images: pd.DataFrame
+    iou_population: Optional[pd.DataFrame] = None
+
+
+def split_population(cands: pd.DataFrame) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
+    """(the rule-selected candidates, the IoU-chosen population) of a dump's candidate rows by
+    their ``population`` bits (:mod:`analysis.schema`); a frame without the column is all
+    selected, with no population."""
+    if "population" not in cands:
+        return cands, None
+    bits = cands["population"].to_numpy().astype(np.int64)
+    keep = lambda mask: cands[mask].drop(columns="population").reset_index(drop=True)  # noqa: E731
+    return keep((bits & SELECTED) > 0), keep((bits & BY_IOU) > 0)
 
 
 def read_json(path: Path, fields: tuple[str, ...], if_missing: str) -> dict:
@@ -130,4 +146,5 @@ def load_dump(path: str | Path) -> Dump:
                                 "modified after dumping")
             parts.append(df)
         frames[kind] = pd.concat(parts, ignore_index=True)
-    return Dump(path, meta, frames["candidates"], frames["detections"], frames["images"])
+    candidates, population = split_population(frames["candidates"])
+    return Dump(path, meta, candidates, frames["detections"], frames["images"], population)

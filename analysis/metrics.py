@@ -274,6 +274,28 @@ def alignment_table(candidates: pd.DataFrame, detections: pd.DataFrame,
     return pd.DataFrame(rows)
 
 
+def population_alignment(pop: Optional[pd.DataFrame], fusion: Optional[dict] = None) -> dict:
+    """Spearman correlation of each score with the IoU it can know on a population chosen by
+    the IoU alone (a dump's :attr:`analysis.io.Dump.iou_population`: one row per anchor whose box
+    overlaps a ground truth enough, labelled with that ground truth's class, whatever its
+    scores), so that neither score is favoured by how the rows were picked: ``cls`` against
+    ``iou_same``, ``obj`` against ``iou_any`` (NaN without a quality score) and the ranking score
+    of ``fusion`` (:func:`with_deployed_score`; None: ``cls``) against ``iou_same``, all on the same
+    rows. All NaN when the dump recorded no such population.
+
+    Returns:
+        ``{"n", "cls~IoU", "obj~IoU", "ranking~IoU"}``.
+    """
+    nan = float("nan")
+    if pop is None or pop.empty:
+        return {"n": 0, "cls~IoU": nan, "obj~IoU": nan, "ranking~IoU": nan}
+    ranked = with_deployed_score(pop.assign(obj=pop["obj"].fillna(1.0)), fusion or {"mode": "cls", "alpha": 0.0, "thr": 0.5})
+    has_obj = pop["obj"].notna().any()
+    return {"n": len(pop), "cls~IoU": rank_correlation(pop, "cls", "iou_same"),
+            "obj~IoU": rank_correlation(pop, "obj", "iou_any") if has_obj else nan,
+            "ranking~IoU": rank_correlation(ranked, "score", "iou_same")}
+
+
 def obj_above(candidates: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05) -> dict:
     """Share of anchors (per-anchor view, cls > ``base_cls``) whose object confidence exceeds
     ``thr``: how many boxes the ``*_thr`` fusions of Table 4 can filter at all."""

@@ -35,8 +35,8 @@ from retconf.fusion import ALPHA_GRID, TABLE4_RULES, Fusion
 
 from .coco import coco_ap, dump_coco_ap
 from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
-                      oracle_candidates, per_anchor, proportions, rank_correlation, wrong_survivor_rate,
-                      WRONG_SURVIVOR_MARGIN)
+                      oracle_candidates, per_anchor, population_alignment, proportions, rank_correlation,
+                      wrong_survivor_rate, WRONG_SURVIVOR_MARGIN)
 from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, rescore, select_candidates
 
 # The metric columns each table shows (names of analysis.coco.COCO_METRICS).
@@ -133,6 +133,12 @@ def dump_wrong_survivors(dump, margin: float = WRONG_SURVIVOR_MARGIN) -> dict:
     kept = uncapped if kw["max_per_img"] is None else \
         uncapped.groupby("image_id", sort=False).head(kw["max_per_img"])  # NMS's order: by score
     return wrong_survivor_rate(pre, kept, margin=margin, nms_kept=uncapped, nms_iou=kw["nms_iou"])
+
+
+def dump_population_alignment(model: str, dump) -> dict:
+    """:func:`analysis.metrics.population_alignment` of one dump (its IoU-chosen population,
+    ranking by the fusion it deploys)."""
+    return population_alignment(dump.iou_population, deployed_fusion(dump.meta))
 
 
 def dump_alignment(model: str, dump) -> dict:

@@ -44,7 +44,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, SCHEMA_VERSION
+from analysis.schema import (BY_IOU, CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, IOU_POPULATION,
+                             SCHEMA_VERSION, SELECTED)
 
 from .io import atomic_write_bytes, atomic_write_text
 from .io import sha256_file as _sha256  # the one file hash (checkpoints, shards)
@@ -200,9 +201,13 @@ def load_model(config: str, checkpoint: str, out: Path, cfg_options: Optional[di
 
 
 def candidate_rows(cap: Any, meta: dict, gt_boxes: Any, gt_labels: Any, score_thr: float,
-                   nms_pre: int) -> dict[str, Any]:
+                   nms_pre: int, iou_population: float = IOU_POPULATION) -> dict[str, Any]:
     """The :data:`CANDIDATE_COLUMNS` of one image: per level, the union of the pairs each fusion
-    of :func:`retconf.fusion.fusion_grid` keeps, with boxes in original pixels and matched."""
+    of :func:`retconf.fusion.fusion_grid` keeps (``population`` bit ``SELECTED``) and, for every
+    anchor whose decoded box overlaps a ground truth with IoU ≥ ``iou_population``, the pair of
+    that ground truth's class whatever its scores (bit ``BY_IOU``; every prior of the level is
+    decoded for it: A·H·W boxes against G ground truths per level), with boxes in original
+    pixels and matched."""
     import torch
 
     from .fusion import fusion_grid
@@ -215,13 +220,22 @@ def candidate_rows(cap: Any, meta: dict, gt_boxes: Any, gt_labels: Any, score_th
         for fusion in grid:
             _, labels, anchors = fusion.select(lv.cls, lv.quality, score_thr, nms_pre, cap.post_process["selection"])
             keep[anchors, labels] = True
-        anchors, labels = keep.nonzero(as_tuple=True)
+        by_iou = torch.zeros_like(keep)
+        if len(gt_boxes) and lv.cls.shape[0]:
+            every = torch.arange(lv.cls.shape[0])
+            iou = box_iou(scale_xy(lv.decode(every), meta["scale_factor"], inverse=True), gt_boxes)
+            best, gt = iou.max(1)
+            near = best >= iou_population
+            by_iou[every[near], gt_labels[gt[near]].long()] = True
+        anchors, labels = (keep | by_iou).nonzero(as_tuple=True)
+        population = keep[anchors, labels].to(torch.int8) * SELECTED + by_iou[anchors, labels].to(torch.int8) * BY_IOU
         boxes = scale_xy(lv.decode(anchors), meta["scale_factor"], inverse=True)
         match = match_gt(boxes, labels, gt_boxes, gt_labels)
         for c, v in (("image_id", np.full(len(anchors), img_id)), ("level", np.full(len(anchors), level)),
                      ("anchor", anchors.numpy()), ("label", labels.numpy()),
                      ("cls", lv.cls[anchors, labels].numpy()), ("obj", lv.quality[anchors].numpy()),
-                     *_box_columns(boxes), *((k, v.numpy()) for k, v in match.items())):
+                     *_box_columns(boxes), *((k, v.numpy()) for k, v in match.items()),
+                     ("population", population.numpy())):
             cols[c].append(v)
     return {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
 
@@ -306,7 +320,9 @@ def image_rows(model: Any, batch: dict, info: dict, score_thr: float, nms_pre: i
     image = {"image_id": np.asarray([int(meta["img_id"])]), "num_gt": np.asarray([len(gt_labels)]),
              "positive_anchors": np.asarray([positive_priors(priors, scale_xy(gt_boxes, meta["scale_factor"]))]),
              "width": np.asarray([w]), "height": np.asarray([h])}
-    dets = detection_rows(cap.detections, meta, gt_boxes, gt_labels, cands, cap.rule is not None, cap.rule)
+    selected = (cands["population"].astype(np.int64) & SELECTED) > 0  # what NMS may have seen
+    dets = detection_rows(cap.detections, meta, gt_boxes, gt_labels, {c: v[selected] for c, v in cands.items()},
+                          cap.rule is not None, cap.rule)
     return {"candidates": cands, "detections": dets, "images": image}, cap
 
 
@@ -377,6 +393,7 @@ def dump_metadata(cfg: Any, config: str, checkpoint: str, checkpoint_sha256: str
         "test_cfg": mmengine.config.ConfigDict(head.test_cfg).to_dict(),
         "candidate_rule": {"fusions": [f.as_dict() for f in fusion_grid(rule)], "score_thr": score_thr,
                            "nms_pre": nms_pre},
+        "iou_population": IOU_POPULATION,
         "seed": (cfg.get("randomness") or {}).get("seed"),
         "versions": {"retconf": retconf.__version__, "mmdet": mmdet.__version__, "torch": torch.__version__,
                      "mmengine": mmengine.__version__, "python": platform.python_version()},

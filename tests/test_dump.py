@@ -127,17 +127,35 @@ def test_iou_columns_are_in_original_image_pixels(dumps: dict, resized: dict, na
     d = dumps[name]
     ann_file = resized["data"] / "annotations" / "instances_val.json"
     assert (d.images["width"] == WIDTH).all() and (d.images["height"] == HEIGHT).all()
-    for kind, df in (("candidates", d.candidates), ("detections", d.detections)):
-        assert len(df) > 0 and (df["iou_any"] > (0.5 if kind == "candidates" else 0.0)).any(), kind
+    for kind, df in (("candidates", d.candidates), ("detections", d.detections), ("iou_population", d.iou_population)):
+        assert len(df) > 0 and (df["iou_any"] > (0.5 if kind != "detections" else 0.0)).any(), kind
         same, any_ = _expected_ious(df.reset_index(drop=True), ann_file)
         np.testing.assert_allclose(df["iou_any"].to_numpy(), any_, atol=2e-4, err_msg=f"{name} {kind}")
         np.testing.assert_allclose(df["iou_same"].to_numpy(), same, atol=2e-4, err_msg=f"{name} {kind}")
         assert (df["x2"] <= WIDTH + 1e-3).all() and (df["y2"] <= HEIGHT + 1e-3).all()  # clipped in the original frame
 
 
+def test_the_iou_population_chooses_anchors_by_their_iou_alone(dumps: dict) -> None:
+    """Every anchor whose box overlaps a ground truth with IoU ≥ IOU_POPULATION is recorded once,
+    labelled with that ground truth's class, whatever its scores — also anchors no ranking rule
+    keeps (so it selects on neither score); the rule-selected candidates stay as they were."""
+    from analysis.schema import IOU_POPULATION
+
+    d = dumps["xy 400x200 ann after"]
+    pop, cands = d.iou_population, d.candidates
+    assert d.meta["iou_population"] == IOU_POPULATION and len(pop) > 0
+    assert (pop["iou_any"] >= IOU_POPULATION - 1e-6).all()
+    assert not pop.duplicated(["image_id", "level", "anchor"]).any()  # one row per anchor
+    assert (np.abs(pop["iou_same"] - pop["iou_any"]) < 1e-6).mean() > 0.99  # labelled with the overlapped class
+    key = ["image_id", "level", "anchor", "label"]
+    unselected = pop.merge(cands[key], on=key, how="left", indicator=True)["_merge"] == "left_only"
+    assert unselected.any()  # anchors no rule hands to NMS are in it too
+    assert "population" not in cands and "population" not in pop
+
+
 def test_annotation_order_in_the_pipeline_does_not_change_the_dump(dumps: dict) -> None:
     a, b = dumps["xy 400x200 ann after"], dumps["xy 400x200 ann before"]
-    for kind in ("candidates", "detections", "images"):
+    for kind in ("candidates", "detections", "images", "iou_population"):
         pd_a, pd_b = getattr(a, kind), getattr(b, kind)
         assert pd_a.equals(pd_b), kind
 

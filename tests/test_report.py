@@ -73,7 +73,7 @@ def _any_paired_seed(run: Path) -> bool:
 @pytest.mark.parametrize("name, tables, images, headers", [
     # the quick run's one-epoch models keep no candidate with cls > 0.05: the per-level/size table is empty
     # the quick run's models keep no wrong survivor (NaN on both seeds): its all-NaN spread is left out
-    ("01_misalignment", 8, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "subset",
+    ("01_misalignment", 9, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "subset", "protocol", "obj − cls",
                                "well-localized", "cls<0.5", "shift"]),
     ("02_alpha_sweep", 3, 2, ["AP_paper", "AP_sd", "resolution"]),  # α curve, paired α effects
     ("03_ablations", 8, 1, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
@@ -308,7 +308,7 @@ def test_index_keeps_pages_a_partial_report_did_not_redo(tmp_path: Path, monkeyp
     out.mkdir()
     (out / "01_misalignment.html").write_text("<html></html>")
 
-    def fake_run(path, out_dir, parameters, show_code=False, fingerprint=""):
+    def fake_run(path, out_dir, parameters, show_code=False, fingerprint="", note=""):
         target = out_dir / f"{path.stem}.html"
         target.write_text("<html></html>")
         return target

@@ -76,7 +76,8 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = (), fami
             else:
                 meta_extra = {}
             cands = pd.concat([dets, dets.assign(cls=dets["cls"] * 0.5, x1=dets["x1"] + 1)], ignore_index=True)
-            cands = cands.assign(level=rng.integers(0, 3, len(cands)), anchor=np.arange(len(cands)) // 2)
+            cands = cands.assign(level=rng.integers(0, 3, len(cands)), anchor=np.arange(len(cands)) // 2,
+                                 population=np.where(np.arange(len(cands)) % 2 == 0, 3, 1))  # selected; half by IoU too
             images = pd.DataFrame({"image_id": sorted(dets["image_id"].unique())}).assign(
                 num_gt=1, positive_anchors=3, width=640, height=480)
             path = out / f"seed_{seed}" / "dumps" / model
