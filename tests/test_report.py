@@ -443,17 +443,19 @@ def test_findings_test_the_papers_claims_as_it_states_them(reports: Path) -> Non
     """The diagnosis on RetinaNet only and the easing as paired claims (01); the paper's product
     obj^α·cls^(1−α), the plain product named as such (03); the Table 1 text's claims (04); the
     project's own questions in their own words (05)."""
+    import html
     import re
 
     def items(name: str) -> list[str]:
-        return re.findall(r"<li(?: class=\"own\")?><b>[^<]*</b> — ([^<]*)</li>", (reports / f"{name}.html").read_text())
+        found = re.findall(r"<li(?: class=\"own\")?><b>[^<]*</b> — ([^<]*)</li>", (reports / f"{name}.html").read_text())
+        return [html.unescape(c) for c in found]
 
     p01 = items("01_misalignment")
     assert [c for c in p01 if "most well-localized boxes" in c and "eases" not in c][0].startswith("retinanet:")
     assert not any(c.startswith(("iou_aware: most", "retinanet_conf: most")) for c in p01)
     assert sum("retinanet_conf eases the misalignment" in c for c in p01) == 3  # low-cls share, NMS shift, survivors
     p03 = items("03_ablations")
-    assert any(c.startswith("the paper&#x27;s product obj^0.4 · cls^0.6 beats cls alone") for c in p03)
+    assert any(c.startswith("the paper's product obj^0.4 · cls^0.6 beats cls alone") for c in p03)
     assert any(c.startswith("the plain product cls·obj") for c in p03)
     p04 = items("04_main_results")
     assert any(c.startswith("retinanet_conf beats iou_aware") for c in p04)
