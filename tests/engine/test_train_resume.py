@@ -123,5 +123,8 @@ def test_evaluating_a_checkpoint_needs_no_backbone_init_file(trained: Path, smal
     log = next(tmp_path.glob("*/*.log")).read_text()
     assert f"Load checkpoint from {trained / 'epoch_2.pth'}" in log
     trained_metrics = json.loads((trained / "metrics.json").read_text())["metrics"]
-    assert {k: metrics[k] for k in COCO_KEYS} == {k: trained_metrics[k] for k in COCO_KEYS}
+    # training validates in batches of 4, this evaluation in batches of 8: padding changes the last
+    # bits of the scores, and on another CPU family an AP above 0 may move in its third decimal
+    for k in COCO_KEYS:
+        assert metrics[k] == pytest.approx(trained_metrics[k], abs=2e-3), k
     assert json.loads((tmp_path / "test_metrics.json").read_text())["metrics"] == metrics
