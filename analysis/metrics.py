@@ -71,9 +71,7 @@ def rank_correlation(df: pd.DataFrame, score_col: str = "cls", iou_col: str = "i
     return float(df[score_col].rank().corr(df[iou_col].rank()))
 
 
-# A suppressed rival must fit the ground truth better by at least this IoU to make a survivor
-# "wrong": a rival better by any margin (0.501 against 0.500) says nothing about the ranking.
-WRONG_SURVIVOR_MARGIN = 0.05
+BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 
 
 def _pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -120,7 +118,6 @@ def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) ->
 # A suppressed rival must fit the ground truth better by at least this IoU to make a survivor
 # "wrong": a rival better by any margin (0.501 against 0.500) says nothing about the ranking.
 WRONG_SURVIVOR_MARGIN = 0.05
-BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 
 
 def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 0.5,
