@@ -109,9 +109,9 @@ def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
     gaps = [s for s, v in zip(seeds, values) if not np.isfinite(v)]
     if len(values) < 2 and not gaps:
         return ""
-    if len(gaps) == len(values):  # nothing measured: say why once per distinct reason
-        reasons = dict.fromkeys((missing or {}).get(s, "undefined") for s in gaps)
-        return f" (undefined on every seed: {'; '.join(reasons)})"
+    if len(gaps) == len(values):  # nothing measured: say why once per distinct reason given
+        reasons = dict.fromkeys((missing or {})[s] for s in gaps if s in (missing or {}))
+        return f" (undefined on every seed{': ' + '; '.join(reasons) if reasons else ''})"
     spec = "+.4g" if signed else ".4g"
     shown = ", ".join(f"{s} {'undefined' if not np.isfinite(v) else format(v, spec)}" for s, v in zip(seeds, values))
     out = f"; per seed: {shown}"

@@ -64,6 +64,7 @@ def test_a_seed_without_a_value_is_named_with_its_reason_not_dropped() -> None:
     assert f.evidence.endswith("; seed 7 left out: D-ECE of fused undefined (0 detections pass the threshold)")
     none = claim("x", [float("nan"), float("nan")], "d", missing={0: "no box", 1: "no box"})
     assert none.verdict == "not measured" and none.evidence == "d: no value in this run (undefined on every seed: no box)"
+    assert claim("x", [float("nan")] * 2, "d").evidence == "d: no value in this run (undefined on every seed)"
     unexplained = claim("x", [float("nan"), 0.1, 0.2], "d")
     assert "seed 0 left out: undefined on that seed" in unexplained.evidence
     with pytest.raises(ValueError, match="2 values for 3 seeds"):
