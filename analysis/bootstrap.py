@@ -30,7 +30,9 @@ class Matched:
 
     ``image`` (int[D]): position of each detection's image in ``image_ids``; ``label``
     (int[D]); ``score`` (float[D]); ``tp``, ``ignore`` (bool[T, D]); ``npig`` (int[I, K]):
-    non-crowd ground truths per image and class; ``labels`` (int[K])."""
+    non-crowd ground truths per image and class; ``labels`` (int[K]). Detections come in
+    :func:`analysis.matching.coco_match`'s order — by label, then descending score, ties in
+    image order — which is COCO's accumulation order within a class."""
 
     image_ids: np.ndarray
     labels: np.ndarray
@@ -54,7 +56,7 @@ def match_all(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score") ->
     tp = np.zeros((len(IOU_THRS), len(base)), bool)
     ignore = np.zeros_like(tp)
     for t, thr in enumerate(IOU_THRS):
-        m = coco_match(dets, gt, score_col, float(thr)).set_index("row").loc[order]
+        m = base if t == 0 else coco_match(dets, gt, score_col, float(thr)).set_index("row").loc[order]
         tp[t], ignore[t] = m["tp"].to_numpy(bool), m["ignore"].to_numpy(bool)
     regular = gt[(gt["iscrowd"].to_numpy() == 0) & np.isin(gt["image_id"].to_numpy(), image_ids)]
     npig = np.zeros((len(image_ids), len(labels)), np.int64)
@@ -73,8 +75,7 @@ def weighted_ap(m: Matched, weights: np.ndarray) -> float:
     for k in range(len(m.labels)):
         if gts[k] <= 0:
             continue
-        sel = np.flatnonzero(m.label == k)
-        sel = sel[np.argsort(-m.score[sel], kind="mergesort")]
+        sel = np.flatnonzero(m.label == k)  # already by descending score (see Matched)
         w = w_det[sel]
         for t in range(len(IOU_THRS)):
             live = ~m.ignore[t, sel]

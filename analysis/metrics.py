@@ -83,6 +83,14 @@ def _pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
 
 
+def _kept_position(rows: pd.DataFrame, nms_kept: pd.DataFrame) -> np.ndarray:
+    """float64[len(rows)]: each row's position in ``nms_kept`` by its candidate key (image,
+    level, anchor, label; a key is one box), NaN for a row NMS did not keep."""
+    key = ["image_id", "level", "anchor", "label"]
+    positions = nms_kept[key].assign(_pos=np.arange(len(nms_kept))).drop_duplicates(key)
+    return rows[key].reset_index(drop=True).merge(positions, on=key, how="left")["_pos"].to_numpy(np.float64)
+
+
 def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) -> np.ndarray:
     """Which kept box suppressed each candidate, as greedy class-aware NMS decides it: the
     first box of ``nms_kept`` (in its order: by score, as NMS returns it) of the same image and
@@ -95,11 +103,8 @@ def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) ->
         int64[len(pre_nms)]: the row position in ``nms_kept`` of each candidate's suppressor; −1
         for kept candidates and for those no kept box overlaps (e.g. dropped by a cap before NMS).
     """
-    key = ["image_id", "level", "anchor", "label"]
     out = np.full(len(pre_nms), -1, dtype=np.int64)
-    positions = nms_kept[key].assign(_pos=np.arange(len(nms_kept))).drop_duplicates(key)  # a key: one box
-    flagged = pre_nms[key].reset_index(drop=True).merge(positions, on=key, how="left")
-    cand = np.flatnonzero(flagged["_pos"].isna().to_numpy())
+    cand = np.flatnonzero(np.isnan(_kept_position(pre_nms, nms_kept)))
     if not len(cand) or nms_kept.empty:
         return out
     kb, cb = nms_kept[BOX_COLUMNS].to_numpy(np.float64), pre_nms[BOX_COLUMNS].to_numpy(np.float64)
@@ -149,21 +154,17 @@ def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: floa
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    key = ["image_id", "level", "anchor", "label"]
     nms_kept = kept if nms_kept is None else nms_kept
     group = ["image_id", "label", "gt_same"]
+    has_gt = pre_nms["gt_same"].to_numpy() >= 0
     if nms_iou is not None:
         by = suppressor(pre_nms, nms_kept, nms_iou)
-        sup = pre_nms.assign(_by=by)[(by >= 0) & (pre_nms["gt_same"].to_numpy() >= 0)]
-        best_suppressed = sup.groupby([*group, "_by"])["iou_same"].max()
-        positions = nms_kept[key].assign(_by=np.arange(len(nms_kept))).drop_duplicates(key)
-        kept_pos = kept[key].merge(positions, on=key, how="left")["_by"]
-        survivors = kept.assign(_by=kept_pos.to_numpy())
+        best_suppressed = pre_nms.assign(_by=by)[(by >= 0) & has_gt].groupby([*group, "_by"])["iou_same"].max()
+        survivors = kept.assign(_by=_kept_position(kept, nms_kept).astype(np.int64))  # kept ⊆ nms_kept
         group = [*group, "_by"]
     else:
-        flagged = pre_nms.merge(nms_kept[key].drop_duplicates().assign(_kept=True), on=key, how="left")
-        suppressed = flagged[flagged["_kept"].isna() & (flagged["gt_same"] >= 0)]
-        best_suppressed = suppressed.groupby(group)["iou_same"].max()
+        suppressed = np.isnan(_kept_position(pre_nms, nms_kept)) & has_gt
+        best_suppressed = pre_nms[suppressed].groupby(group)["iou_same"].max()
         survivors = kept
     survivors = survivors[(survivors["gt_same"] >= 0) & (survivors["iou_same"] >= min_iou)]
     if survivors.empty:
