@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .seeds import interval
+from .seeds import interval, seeds_to_resolve
 
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 # The same verdicts in the words of the project's own questions (pages 05, 06): the paper made
@@ -120,6 +120,22 @@ def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
     return out
 
 
+def power_line(values: Sequence[float], digits: int = 3, limit: int = 10_000) -> str:
+    """'; half-width ±h; resolving +0.028 needs about N seeds at this spread' for per-seed
+    differences ``values`` (NaN left out): the 95 % paired half-width and, while it does not
+    resolve the mean, how many seeds would (:func:`analysis.seeds.seeds_to_resolve`, assuming
+    the measured spread). Empty below two values."""
+    mean, sd, half, n = interval(values)
+    if n < 2:
+        return ""
+    out = f"; half-width ±{half:.{digits}f}"
+    if abs(mean) > half:
+        return out
+    need = seeds_to_resolve(mean, sd, limit=limit)
+    many = f"more than {limit:,}" if need >= limit else f"about {need}"
+    return out + f"; resolving {mean:+.{digits}f} needs {many} seeds at this spread"
+
+
 def claim(text: str, values: Sequence[float], what: str, expected: int = 1, reference: float = 0.0,
           margin: Optional[float] = None, digits: int = 3, seeds: Optional[Sequence[int]] = None,
           missing: Optional[Mapping[int, str]] = None, own: bool = False,
@@ -131,7 +147,7 @@ def claim(text: str, values: Sequence[float], what: str, expected: int = 1, refe
     the same rule but worded "holds / does not hold" (:data:`OWN_WORDS`). ``bounds``: the range
     of the quantity itself (a share: (0, 1)), which the shown interval stays inside."""
     d = [float(v) - reference for v in values]
-    ev = evidence(d, what, digits, reference, bounds) + (
+    ev = evidence(d, what, digits, reference, bounds) + ("" if margin is not None else power_line(d, digits)) + (
         left_out(d, seeds, missing) if reference == 0.0 else left_out([float(v) for v in values], seeds, missing, False))
     if margin is not None:
         ev += f"; equal means within ± {margin:g}"

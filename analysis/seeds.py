@@ -136,6 +136,41 @@ def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, 
     return mean, sd, float(student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / np.sqrt(n)), n
 
 
+def seeds_to_resolve(effect: float, sd: float, confidence: float = 0.95, limit: int = 100_000) -> int:
+    """The smallest number of seeds n ≥ 2 whose two-sided paired t half-width
+    ``t(1 − (1 − confidence)/2, n − 1) · sd / √n`` is below ``|effect|``: how many seeds would
+    resolve a mean difference of ``effect`` at a seed-to-seed spread of ``sd`` (the power line
+    of a finding; it assumes the spread stays what was measured). 2 when ``sd`` is 0; ``limit``
+    (capped) when the effect is 0 or the seeds needed exceed it.
+    """
+    from scipy.stats import t as student_t
+
+    effect, sd = abs(float(effect)), float(sd)
+    if not (np.isfinite(effect) and np.isfinite(sd)) or sd < 0:
+        raise ValueError(f"seeds_to_resolve needs a finite effect and sd >= 0, got {effect!r}, {sd!r}")
+    if sd == 0:
+        return 2
+    if effect == 0:
+        return limit
+    q = 1 - (1 - confidence) / 2
+
+    def resolves(n: int) -> bool:
+        return float(student_t.ppf(q, n - 1)) * sd / np.sqrt(n) < effect
+
+    lo, hi = 2, 2  # doubling, then bisection (the half-width falls monotonically with n)
+    while not resolves(hi):
+        if hi >= limit:
+            return limit
+        lo, hi = hi, min(2 * hi, limit)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if resolves(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
 def paired_summary(deltas: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Mean ± sd of paired differences, sign agreement and the smallest resolvable difference.
 

@@ -49,7 +49,9 @@ EMA_HOOKS = [dict(type="ChannelsLastHook"),
 LEVERS: dict[str, dict] = {
     "default": {},
     "ema": {"custom_hooks": EMA_HOOKS},
-    "frozen": {"model.backbone.frozen_stages": 1, "model.backbone.norm_eval": True},
+    # The whole pretrained backbone frozen (stem and four stages, batch norm in eval mode): every
+    # detector of a seed then shares identical features, and no gradient flows through them.
+    "frozen": {"model.backbone.frozen_stages": 4, "model.backbone.norm_eval": True},
 }
 
 

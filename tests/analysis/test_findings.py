@@ -88,3 +88,16 @@ def test_paired_claims_compare_each_model_with_the_base_seed_by_seed() -> None:
     assert "per seed: 0 -0.2, 1 -0.25, 2 -0.25" in conf.evidence
     assert iou.verdict == "inconclusive at 2 seeds" and "seed 2 left out" in iou.evidence  # i missing on seed 2
     assert paired_claims(df, "rate", "absent", "x", "y") == []
+
+
+def test_a_difference_claim_prints_its_half_width_and_the_seeds_that_would_resolve_it() -> None:
+    from analysis.findings import claim
+
+    open_ = claim("x", [0.01, 0.05, 0.02], "AP(a) − AP(b)")
+    assert open_.verdict == "inconclusive at 3 seeds"
+    assert "; half-width ±0.052; resolving +0.027 needs about 5 seeds at this spread; per seed:" in open_.evidence
+    shut = claim("x", [0.01, 0.012, 0.011], "AP(a) − AP(b)")
+    assert shut.verdict == "reproduced" and "half-width ±0.002; per seed" in shut.evidence
+    assert "needs" not in shut.evidence  # already resolved: no power line
+    assert "half-width" not in claim("x", [0.01], "d").evidence  # one seed has no spread
+    assert "needs" not in claim("x", [0.001, -0.001, 0.0], "d", margin=0.01).evidence  # equivalence: no power line

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -84,3 +85,19 @@ def test_paired_deltas_and_their_resolution_by_hand() -> None:
     assert not row.resolved  # 0.02 < 0.0248
     one = paired_summary(deltas.iloc[:1]).iloc[0]
     assert one.seeds == 1 and math.isnan(one.resolution) and not one.resolved
+
+
+def test_seeds_to_resolve_is_the_smallest_n_whose_half_width_is_below_the_effect() -> None:
+    from scipy.stats import t as student_t
+
+    from analysis.seeds import seeds_to_resolve
+
+    for effect, sd in [(0.028, 0.038), (0.007, 0.047), (0.01, 0.05), (0.3, 0.1)]:
+        n = seeds_to_resolve(effect, sd)
+        half = lambda k: student_t.ppf(0.975, k - 1) * sd / np.sqrt(k)  # noqa: E731
+        assert half(n) < effect and (n == 2 or half(n - 1) >= effect), (effect, sd, n)
+    assert seeds_to_resolve(-0.028, 0.038) == seeds_to_resolve(0.028, 0.038)  # the sign does not matter
+    assert seeds_to_resolve(0.028, 0.038) == 10  # t(0.975, 9) · 0.038 / √10 = 0.0272 < 0.028
+    assert seeds_to_resolve(0.1, 0.0) == 2 and seeds_to_resolve(0.0, 0.1, limit=500) == 500
+    with pytest.raises(ValueError, match="finite effect"):
+        seeds_to_resolve(float("nan"), 0.1)
