@@ -14,6 +14,7 @@ Glossary: D detections, I images, T IoU thresholds (0.50 … 0.95), K classes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,3 +116,42 @@ def paired_bootstrap(a: Matched, b: Matched, resamples: int = 1000, seed: int = 
     return {"delta": weighted_ap(a, ones) - weighted_ap(b, ones), "sd": float(d.std(ddof=1)),
             "lo": float(np.quantile(d, 0.025)), "hi": float(np.quantile(d, 0.975)),
             "sd_a": float(ap_a.std(ddof=1)), "sd_b": float(ap_b.std(ddof=1)), "images": n}
+
+
+def spread_sources(deltas: Sequence[float], boot_sds: Sequence[float], target: float = 0.01,
+                   confidence: float = 0.95) -> dict:
+    """Where the seed-to-seed spread of a paired difference comes from.
+
+    The variance of a per-seed difference over seeds is the sum of evaluation sampling (which
+    validation images happen to be drawn: the paired image bootstrap's variance on each fixed
+    checkpoint, averaged over seeds) and training noise (everything else: seed, data order,
+    floating-point order); the training part is what is left, floored at 0.
+
+    Args:
+        deltas: the paired difference on each seed (NaN: seed left out), shape (S,).
+        boot_sds: its image-bootstrap sd on each seed's checkpoints, shape (S,).
+        target: the half-width whose seed count is reported (``seeds_for_target``).
+    Returns:
+        ``seeds``, ``mean``, ``seed_sd``, ``half_width`` (95 % paired t), ``eval_sd`` (root mean
+        bootstrap variance), ``eval_share`` (eval variance / seed variance, capped at 1),
+        ``train_sd``, ``seeds_for_target`` and ``seeds_to_resolve`` (the observed mean) — NaN
+        where fewer than two seeds give no spread.
+    """
+    from .seeds import interval, seeds_to_resolve
+
+    d = np.asarray(deltas, dtype=float)
+    b = np.asarray(boot_sds, dtype=float)
+    if d.shape != b.shape:
+        raise ValueError(f"{d.size} differences for {b.size} bootstrap sds")
+    ok = np.isfinite(d) & np.isfinite(b)
+    mean, sd, half, n = interval(d[ok], confidence)
+    eval_var = float(np.mean(b[ok] ** 2)) if ok.any() else float("nan")
+    out = {"seeds": n, "mean": mean, "seed_sd": sd, "half_width": half, "eval_sd": float(np.sqrt(eval_var)),
+           "eval_share": float("nan"), "train_sd": float("nan"), "seeds_for_target": float("nan"),
+           "seeds_to_resolve": float("nan")}
+    if n >= 2:
+        out.update(eval_share=min(1.0, eval_var / sd ** 2) if sd > 0 else float("nan"),
+                   train_sd=float(np.sqrt(max(sd ** 2 - eval_var, 0.0))),
+                   seeds_for_target=seeds_to_resolve(target, sd, confidence),
+                   seeds_to_resolve=seeds_to_resolve(mean, sd, confidence) if mean != 0 else float("nan"))
+    return out

@@ -131,6 +131,8 @@ def power_line(values: Sequence[float], digits: int = 3, limit: int = 10_000) ->
     out = f"; half-width ±{half:.{digits}f}"
     if abs(mean) > half:
         return out
+    if mean == 0:
+        return out + "; a mean of exactly 0 is resolved by no number of seeds"
     need = seeds_to_resolve(mean, sd, limit=limit)
     many = f"more than {limit:,}" if need >= limit else f"about {need}"
     return out + f"; resolving {mean:+.{digits}f} needs {many} seeds at this spread"

@@ -140,18 +140,18 @@ def seeds_to_resolve(effect: float, sd: float, confidence: float = 0.95, limit: 
     """The smallest number of seeds n ≥ 2 whose two-sided paired t half-width
     ``t(1 − (1 − confidence)/2, n − 1) · sd / √n`` is below ``|effect|``: how many seeds would
     resolve a mean difference of ``effect`` at a seed-to-seed spread of ``sd`` (the power line
-    of a finding; it assumes the spread stays what was measured). 2 when ``sd`` is 0; ``limit``
-    (capped) when the effect is 0 or the seeds needed exceed it.
+    of a finding; it assumes the spread stays what was measured). ``limit`` when the effect is 0
+    or the seeds needed exceed it; else 2 when ``sd`` is 0.
     """
     from scipy.stats import t as student_t
 
     effect, sd = abs(float(effect)), float(sd)
     if not (np.isfinite(effect) and np.isfinite(sd)) or sd < 0:
         raise ValueError(f"seeds_to_resolve needs a finite effect and sd >= 0, got {effect!r}, {sd!r}")
-    if sd == 0:
-        return 2
     if effect == 0:
         return limit
+    if sd == 0:
+        return 2
     q = 1 - (1 - confidence) / 2
 
     def resolves(n: int) -> bool:

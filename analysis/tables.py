@@ -288,3 +288,36 @@ def order_rows(model: str, dump, alpha: float = 0.4) -> list[dict]:
     (mmdet's order, as the original code effectively did), from one dump."""
     return [{"order": order, **dump_ap(dump, "pow", alpha, order=order)}
             for order in ("before_topk", "after_topk")]
+
+
+# ---------------------------------------------------------------- where a difference's spread comes from
+
+def difference_sources(run_dir: str, pairs: Sequence[tuple[str, str]], resamples: int = 200) -> pd.DataFrame:
+    """Per pair ``(a, b)``: AP(a) − AP(b) of the dumps' detections on every seed of the run, its
+    paired image-bootstrap sd on each seed (``resamples`` draws of the validation images), and
+    :func:`analysis.bootstrap.spread_sources` over the seeds (evaluation sampling vs training
+    noise; the seeds that would give a ±0.01 half-width or resolve the observed mean).
+
+    Returns:
+        one row per pair: ``pair``, ``per_seed`` (the differences, seed order) and the keys of
+        :func:`~analysis.bootstrap.spread_sources`.
+    """
+    from .bootstrap import match_all, paired_bootstrap, spread_sources
+    from .quality import dump_ground_truth
+    from .seeds import load_seed_dump, run_seeds
+
+    models = list(dict.fromkeys(m for p in pairs for m in p))
+    per: dict[tuple[str, str], list[tuple[float, float]]] = {p: [] for p in pairs}
+    for seed in run_seeds(run_dir):
+        matched = {}
+        for m in models:
+            dump = load_seed_dump(run_dir, seed, m)
+            matched[m] = match_all(dump.detections, dump_ground_truth(dump))
+        for a, b in pairs:
+            bs = paired_bootstrap(matched[a], matched[b], resamples=resamples, seed=int(seed))
+            per[(a, b)].append((bs["delta"], bs["sd"]))
+    rows = []
+    for (a, b), vals in per.items():
+        d, s = [v[0] for v in vals], [v[1] for v in vals]
+        rows.append({"pair": f"{a} − {b}", "per_seed": ", ".join(f"{v:+.4f}" for v in d), **spread_sources(d, s)})
+    return pd.DataFrame(rows)

@@ -8,7 +8,6 @@ computed by :func:`analysis.bootstrap.weighted_ap` with unit weights (equal to f
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,17 +25,12 @@ MODELS = ("retinanet", "iou_aware", "retinanet_conf")
 TARGET = 0.01  # the issue's goal for the 95 % paired half-width
 
 
-def seeds_needed(sd: float, half_width: float = TARGET, confidence: float = 0.95) -> Optional[int]:
-    """The fewest seeds n whose two-sided t half-width ``t(n−1) · sd / √n`` is ≤ ``half_width``
-    (None when ``sd`` is not finite; 2 when already one pair of seeds suffices)."""
-    from scipy.stats import t as student_t
+def seeds_needed(sd: float, half_width: float = TARGET) -> Optional[int]:
+    """The fewest seeds whose 95 % paired half-width is below ``half_width`` at a seed-to-seed
+    spread ``sd`` (:func:`analysis.seeds.seeds_to_resolve`; None when ``sd`` is not finite)."""
+    from analysis.seeds import seeds_to_resolve
 
-    if not np.isfinite(sd):
-        return None
-    for n in range(2, 100000):
-        if student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n) <= half_width:
-            return n
-    return None
+    return seeds_to_resolve(half_width, sd) if np.isfinite(sd) else None
 
 
 def run_rows(run: Path, resamples: int) -> tuple[dict, list[dict]]:

@@ -36,3 +36,22 @@ def test_paired_bootstrap_of_a_detector_and_a_worse_copy() -> None:
         sub = gt.copy()
         sub.attrs["image_ids"] = gt.attrs["image_ids"][:5]
         paired_bootstrap(a, match_all(dets[dets["image_id"].isin(sub.attrs["image_ids"])], sub), resamples=2)
+
+
+def test_spread_sources_splits_the_seed_variance_into_evaluation_and_training() -> None:
+    from analysis.bootstrap import spread_sources
+
+    out = spread_sources([-0.008, 0.059, 0.02], [0.006, 0.007, 0.005])
+    sd = float(np.std([-0.008, 0.059, 0.02], ddof=1))
+    eval_var = (0.006 ** 2 + 0.007 ** 2 + 0.005 ** 2) / 3
+    assert out["seeds"] == 3 and out["seed_sd"] == pytest.approx(sd)
+    assert out["eval_sd"] == pytest.approx(np.sqrt(eval_var)) and out["eval_share"] == pytest.approx(eval_var / sd ** 2)
+    assert out["train_sd"] ** 2 + eval_var == pytest.approx(sd ** 2)  # the two parts add up in variance
+    assert out["seeds_for_target"] > 3 and out["seeds_to_resolve"] > 3
+    # the evaluation noise alone exceeds the spread: all of it is evaluation, training floored at 0
+    calm = spread_sources([0.010, 0.011, float("nan")], [0.02, 0.02, 0.02])
+    assert calm["seeds"] == 2 and calm["eval_share"] == 1.0 and calm["train_sd"] == 0.0
+    one = spread_sources([0.01], [0.005])
+    assert one["seeds"] == 1 and np.isnan(one["seed_sd"]) and np.isnan(one["seeds_for_target"])
+    with pytest.raises(ValueError, match="2 differences for 1 bootstrap"):
+        spread_sources([0.01, 0.02], [0.005])

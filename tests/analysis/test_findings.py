@@ -101,3 +101,5 @@ def test_a_difference_claim_prints_its_half_width_and_the_seeds_that_would_resol
     assert "needs" not in shut.evidence  # already resolved: no power line
     assert "half-width" not in claim("x", [0.01], "d").evidence  # one seed has no spread
     assert "needs" not in claim("x", [0.001, -0.001, 0.0], "d", margin=0.01).evidence  # equivalence: no power line
+    zero = claim("x", [0.0, 0.0, 0.0], "d")  # a degenerate run (nothing detected): no seed count resolves it
+    assert "half-width ±0.000; a mean of exactly 0 is resolved by no number of seeds" in zero.evidence

@@ -99,5 +99,6 @@ def test_seeds_to_resolve_is_the_smallest_n_whose_half_width_is_below_the_effect
     assert seeds_to_resolve(-0.028, 0.038) == seeds_to_resolve(0.028, 0.038)  # the sign does not matter
     assert seeds_to_resolve(0.028, 0.038) == 10  # t(0.975, 9) · 0.038 / √10 = 0.0272 < 0.028
     assert seeds_to_resolve(0.1, 0.0) == 2 and seeds_to_resolve(0.0, 0.1, limit=500) == 500
+    assert seeds_to_resolve(0.0, 0.0, limit=500) == 500  # nothing to resolve, even without spread
     with pytest.raises(ValueError, match="finite effect"):
         seeds_to_resolve(float("nan"), 0.1)

@@ -1,6 +1,11 @@
 """Rows of the paper's tables from one dump (the layouts the notebooks set beside the paper)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pytest
+
 from analysis.rescore import inference_kwargs
 from analysis.tables import alpha_table, fusion_table
 
@@ -51,3 +56,18 @@ def test_paper_protocol_counts_without_caps_and_by_cls() -> None:
     assert counts.loc[("after_nms", "cls>0.05"), "image1"] == 3 and set(counts["protocol"]) == {"paper"}
     with pytest.raises(ValueError, match="protocol must be one of"):
         after_nms(dump, "uncapped")
+
+
+def test_difference_sources_splits_each_pairs_spread_over_the_runs_seeds(tmp_path: Path) -> None:
+    from analysis.seeds import over_seeds
+    from analysis.tables import difference_sources, live_ap
+    from tests.analysis.quality_cases import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", seeds=(0, 1, 2))
+    out = difference_sources(str(run), [("retinanet_conf", "retinanet")], resamples=20).set_index("pair")
+    row = out.loc["retinanet_conf − retinanet"]
+    ap = over_seeds(run, ["retinanet", "retinanet_conf"], live_ap).pivot(index="seed", columns="model", values="AP")
+    expected = list(ap["retinanet_conf"] - ap["retinanet"])  # the page's AP (pycocotools) per seed
+    assert [float(v) for v in row["per_seed"].split(", ")] == pytest.approx(expected, abs=1e-4)
+    assert row["seeds"] == 3 and row["seed_sd"] == pytest.approx(float(np.std(expected, ddof=1)), abs=1e-4)
+    assert 0 < row["eval_sd"] and 0 <= row["eval_share"] <= 1
