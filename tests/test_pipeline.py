@@ -56,6 +56,16 @@ def test_quick_preset_end_to_end_and_rerun_is_cached(quick_run: dict) -> None:
     assert rerun["seconds"] == summary["seconds"]  # cached stages keep their measured times
     assert "pretrain" in rerun["cached_this_run"] and "reports" in rerun["cached_this_run"]
 
+    # --seeds N on the finished run adds seeds and keeps the finished ones (the plan says which)
+    more = subprocess.run([*quick_run["args"][:quick_run["args"].index("--seeds") + 1], "3",
+                           *quick_run["args"][quick_run["args"].index("--seeds") + 2:], "--dry-run"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert more.returncode == 0, more.stderr[-3000:]
+    lines = [ln for ln in more.stdout.splitlines() if "[finished]" in ln or "[to train]" in ln]
+    assert len(lines) == 3 * len(MODELS)
+    assert all(("[to train]" in ln) == ln.strip().startswith("seed_2") for ln in lines), more.stdout
+    assert not (run / "seed_2").exists()  # a dry run trains nothing
+
 
 def test_plan_seeds_and_full_variants() -> None:
     jobs = plan(PRESETS["tiny"], Path("r"), seeds=2, full=True, options={"a": 1})
