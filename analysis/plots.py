@@ -47,14 +47,17 @@ def _band(ax: Any, x: Any, mean: Any, sd: Any, line: Any) -> None:
 def proportion_curves(props: pd.DataFrame, ax: Any, label: str = "") -> Any:
     """Figure 2: share of boxes with cls > t and IoU > t (from :func:`analysis.metrics.proportions`,
     or its :func:`analysis.seeds.mean_sd` with ``*_sd`` columns, drawn as a band)."""
+    drawn_before = bool(ax.lines)  # a second call on the same axis (e.g. before and after NMS)
+    prior_top = float(ax.get_ylim()[1]) if drawn_before else 0.0
     for col, marker, name in (("cls_share", "o", "cls>t"), ("iou_share", "s", "IoU>t")):
         (line,) = ax.plot(props["thr"], props[col], marker=marker, label=f"{name} {label}".strip())
         _band(ax, props["thr"], props[col], props.get(f"{col}_sd"), line)
     top = float(np.nanmax([(props[c] + props.get(f"{c}_sd", 0).fillna(0) if f"{c}_sd" in props else props[c]).max()
                            for c in ("cls_share", "iou_share")] + [0.0]))
-    # Fitted to the data (the shares are often far below 1), never cut off.
+    # Fitted to the data (the shares are often far below 1), never cut off: a later call on the
+    # same axis only ever raises the limit an earlier call set.
     ax.set(xlabel="threshold t", ylabel="share of the stage's boxes (cls > 0.05)",
-           ylim=(0, max(0.01, top * 1.15)))
+           ylim=(0, max(0.01, top * 1.15, prior_top)))
     ax.legend()
     return ax.figure
 

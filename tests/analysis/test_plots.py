@@ -115,3 +115,17 @@ def test_with_spread_joins_mean_and_sd() -> None:
     df = pd.DataFrame({"model": ["a", "b"], "seeds": [3, 1], "AP": [0.3371, 0.5], "AP_sd": [0.0271, float("nan")]})
     out = with_spread(df, ["AP", "AR"])
     assert list(out.columns) == ["model", "seeds", "AP"] and list(out["AP"]) == ["0.337 ± 0.027", "0.500"]
+
+
+def test_proportion_curves_drawn_twice_keep_every_curve_inside_the_axis() -> None:
+    # Figure 2 draws before NMS then after NMS on one axis: the second, lower curves must not
+    # shrink the y-limit under the first (the before-NMS IoU > t curve left a 0-0.05 axis once).
+    thr = np.linspace(0.1, 0.9, 9)
+    high = pd.DataFrame({"thr": thr, "cls_share": 0.02 * (1 - thr), "iou_share": 0.12 * (1 - thr)})
+    low = pd.DataFrame({"thr": thr, "cls_share": 0.01 * (1 - thr), "iou_share": 0.03 * (1 - thr)})
+    fig, ax = plt.subplots()
+    plots.proportion_curves(high, ax, "before NMS")
+    plots.proportion_curves(low, ax, "after NMS")
+    top = max(float(np.nanmax(line.get_ydata())) for line in ax.lines)
+    assert ax.get_ylim()[1] >= top  # no curve leaves the axis
+    plt.close(fig)
