@@ -321,3 +321,37 @@ def difference_sources(run_dir: str, pairs: Sequence[tuple[str, str]], resamples
         d, s = [v[0] for v in vals], [v[1] for v in vals]
         rows.append({"pair": f"{a} − {b}", "per_seed": ", ".join(f"{v:+.4f}" for v in d), **spread_sources(d, s)})
     return pd.DataFrame(rows)
+
+
+def headline(run_dir: str, base: str = "retinanet") -> list[dict]:
+    """The numbers a reader of a run would quote, each with what the run can resolve: every
+    paper detector's AP (its dump's detections, deployed ranking) as mean ± sd over seeds, and
+    each detector's paired AP difference to ``base`` with its 95 % paired half-width and the
+    seeds that would resolve it at the measured spread.
+
+    Returns:
+        rows ``{"what", "mean", "sd", "seeds", "half_width", "seeds_to_resolve", "per_seed"}``
+        (``half_width`` / ``seeds_to_resolve`` NaN for an AP level or below two seeds).
+    """
+    import numpy as np
+
+    from .runs import load_summary, paper_detectors
+    from .seeds import interval, over_seeds, seeds_to_resolve
+
+    models = paper_detectors(load_summary(run_dir))
+    if not models:
+        return []
+    ap = over_seeds(run_dir, models, live_ap).pivot(index="seed", columns="model", values="AP")
+    rows = []
+    for m in models:
+        mean, sd, _, n = interval(list(ap[m]))
+        rows.append({"what": f"AP {m}", "mean": mean, "sd": sd, "seeds": n, "half_width": float("nan"),
+                     "seeds_to_resolve": float("nan"), "per_seed": list(ap[m])})
+    if base in ap:
+        for m in [m for m in models if m != base]:
+            d = list(ap[m] - ap[base])
+            mean, sd, half, n = interval(d)
+            need = seeds_to_resolve(mean, sd) if n >= 2 and np.isfinite(sd) and abs(mean) <= half else float("nan")
+            rows.append({"what": f"AP {m} − {base}", "mean": mean, "sd": sd, "seeds": n, "half_width": half,
+                         "seeds_to_resolve": need, "per_seed": d})
+    return rows

@@ -305,8 +305,39 @@ def model_and_schedule(preset, project: Path = CHECKOUT) -> str:
             f"backbone {init}")
 
 
+def headline_html(rows: list[dict]) -> str:
+    """The index's headline box from :func:`analysis.tables.headline` rows: each detector's AP and
+    each detector difference with the half-width the run resolves and, while unresolved, the
+    seeds that would resolve it."""
+    import math
+
+    if not rows:
+        return ""
+    items = []
+    for r in rows:
+        n = r["seeds"]
+        if "−" not in r["what"]:
+            spread = f" ± {r['sd']:.3f} (sd over {n} seeds)" if n > 1 else " (one seed)"
+            items.append(f"<li>{html.escape(r['what'])} = {r['mean']:.3f}{spread}</li>")
+            continue
+        text = f"{html.escape(r['what'])} = {r['mean']:+.3f}"
+        if n > 1:
+            resolved = abs(r["mean"]) > r["half_width"]
+            text += (f", resolvable to ± {r['half_width']:.3f} at {n} seeds (95 % paired t): "
+                     + ("resolved" if resolved else "not resolved"))
+            if not resolved and not math.isnan(r["seeds_to_resolve"]):
+                text += (f"; about {int(r['seeds_to_resolve'])} seeds would resolve it at this spread"
+                         if r["seeds_to_resolve"] < 10_000 else "; a mean this small needs more than 10,000 seeds")
+        else:
+            text += " on one seed (no spread: nothing is resolved)"
+        items.append(f"<li>{text}</li>")
+    return ('<div class="headline" style="border:2px solid #446;padding:0.2em 1em;background:#f4f6ff">'
+            "<h2>Headline</h2><p>Each detector's COCO AP (0.50:0.95) of its dump's detections under its deployed "
+            f"ranking, and the paired differences with what this run can resolve:</p><ul>{''.join(items)}</ul></div>")
+
+
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None,
-               project: Path = CHECKOUT) -> str:
+               project: Path = CHECKOUT, headline: Optional[list[dict]] = None) -> str:
     """The landing page: what was run (paper, data, models, seeds, command), one line of
     computed findings per report with its link, links to sibling report sets and benchmarks,
     and the run's provenance. Relative paths of the summary are read from ``project``."""
@@ -343,7 +374,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>retconf reports: {html.escape(str(run_dir))}</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto;line-height:1.4}"
         "td,th{padding:2px 8px;text-align:left}</style></head><body>"
-        + INDEX_HEADING +
+        + INDEX_HEADING + headline_html(headline or []) +
         "<p>Reproduction and analysis of <i>Improvement of Classification in One-Stage Detector</i> "
         "(RetinaNet-Conf): RetinaNet, IoU-aware RetinaNet and RetinaNet-Conf trained under one recipe, "
         "their classification/localization misalignment before and after NMS, and the paper's tables.</p>"
@@ -426,6 +457,9 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
         pages = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)]
+        from analysis.tables import headline
+
         atomic_write_text(out / "index.html", index_html([(page_title_of(p), p.name) for p in pages if p.is_file()],
-                                                         run_dir, summary, out, project))
+                                                         run_dir, summary, out, project,
+                                                         headline(str(project / run_dir))))
     return written

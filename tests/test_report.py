@@ -142,6 +142,8 @@ def test_index_links_every_report_with_its_findings(reports: Path) -> None:
                                                            "04_main_results", "05_calibration")]
     assert all(re.search(r"\d+ (reproduced|not reproduced|inconclusive|not measured)", line) for _, line in pages)
     assert "retconf reproduce --preset quick --seeds 2 --full" in text
+    assert text.index('class="headline"') < text.index("<h2>What was run</h2>")  # the headline opens the page
+    assert text.count("resolvable to ± ") == 2  # both differences to RetinaNet, with their resolution
     for href in re.findall(r'href="([^"#]+)"', text):  # every link resolves
         assert (reports / href).resolve().exists(), href
 
@@ -462,3 +464,22 @@ def test_findings_test_the_papers_claims_as_it_states_them(reports: Path) -> Non
     assert any(c.startswith("retinanet_conf: AP50 falls") for c in p04) and any("AP75 rises" in c for c in p04)
     page05 = (reports / "05_calibration.html").read_text()
     assert '<li class="own"><b>' in page05 and "<b>reproduced</b>" not in page05
+
+
+def test_headline_html_says_what_each_difference_resolves() -> None:
+    from retconf.report import headline_html
+
+    nan = float("nan")
+    rows = [{"what": "AP retinanet", "mean": 0.3621, "sd": 0.0351, "seeds": 3, "half_width": nan, "seeds_to_resolve": nan},
+            {"what": "AP retinanet_conf − retinanet", "mean": 0.028, "sd": 0.038, "seeds": 3, "half_width": 0.094,
+             "seeds_to_resolve": 10},
+            {"what": "AP iou_aware − retinanet", "mean": -0.02, "sd": 0.002, "seeds": 3, "half_width": 0.005,
+             "seeds_to_resolve": nan},
+            {"what": "AP x − retinanet", "mean": 0.01, "sd": nan, "seeds": 1, "half_width": nan, "seeds_to_resolve": nan}]
+    text = headline_html(rows)
+    assert "AP retinanet = 0.362 ± 0.035 (sd over 3 seeds)" in text
+    assert ("AP retinanet_conf − retinanet = +0.028, resolvable to ± 0.094 at 3 seeds (95 % paired t): not resolved; "
+            "about 10 seeds would resolve it at this spread") in text
+    assert "AP iou_aware − retinanet = -0.020, resolvable to ± 0.005 at 3 seeds (95 % paired t): resolved<" in text
+    assert "AP x − retinanet = +0.010 on one seed (no spread: nothing is resolved)" in text
+    assert headline_html([]) == ""

@@ -71,3 +71,21 @@ def test_difference_sources_splits_each_pairs_spread_over_the_runs_seeds(tmp_pat
     assert [float(v) for v in row["per_seed"].split(", ")] == pytest.approx(expected, abs=1e-4)
     assert row["seeds"] == 3 and row["seed_sd"] == pytest.approx(float(np.std(expected, ddof=1)), abs=1e-4)
     assert 0 < row["eval_sd"] and 0 <= row["eval_share"] <= 1
+
+
+def test_headline_quotes_each_ap_and_each_difference_with_its_resolution(tmp_path: Path) -> None:
+    from analysis.seeds import interval, over_seeds
+    from analysis.tables import headline, live_ap
+    from tests.analysis.quality_cases import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", seeds=(0, 1, 2))
+    rows = {r["what"]: r for r in headline(str(run))}
+    assert list(rows) == ["AP retinanet", "AP iou_aware", "AP retinanet_conf",
+                          "AP iou_aware − retinanet", "AP retinanet_conf − retinanet"]
+    ap = over_seeds(run, ["retinanet", "retinanet_conf"], live_ap).pivot(index="seed", columns="model", values="AP")
+    d = rows["AP retinanet_conf − retinanet"]
+    assert d["per_seed"] == pytest.approx(list(ap["retinanet_conf"] - ap["retinanet"]))
+    mean, sd, half, n = interval(d["per_seed"])
+    assert (d["mean"], d["half_width"], d["seeds"]) == pytest.approx((mean, half, 3))
+    assert np.isnan(d["seeds_to_resolve"]) == (abs(mean) > half)  # a power number only while unresolved
+    assert rows["AP retinanet"]["mean"] == pytest.approx(float(ap["retinanet"].mean()))
