@@ -36,6 +36,8 @@ SUMMARY_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "threads_per_job": ((int,), "threads of each training"),
     "train_and_dump_wall_seconds": ((int, float), "wall time of the training and dump stage"),
     "wall_seconds": ((int, float), "wall time of the whole run"),
+    "machine": ((dict,), "the CPU, oneDNN's bfloat16 instruction set, accelerator and versions "
+                         "(retconf.machine.machine_record): a training's numbers depend on them"),
 }
 REQUIRED_SUMMARY_FIELDS: tuple[str, ...] = ("seeds", "metrics")
 # the dumps whose metadata.json fingerprints a run's reports (retconf.report.run_digest)

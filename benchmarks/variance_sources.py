@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -94,37 +93,13 @@ def train(lever: str, seeds: int, isa: Optional[str]) -> int:
     pretrain_shared_backbone(run, log)
     train_and_dump(run, job_context(run), None, log)
     summary = write_summary(run, log)
+    from retconf.machine import cpu_name, onednn_isa
+
     extra = {"lever": lever, "cfg_options": LEVERS[lever], "isa": isa or "default",
              "onednn_isa": onednn_isa(isa), "cpu": cpu_name()}
     (out / "variance.json").write_text(json.dumps(extra, indent=1, default=str))
     print(json.dumps(summary["metrics"], indent=1))
     return 0
-
-
-def onednn_isa(cap: Optional[str]) -> str:
-    """The instruction set oneDNN reports for a bfloat16 convolution under ``cap``."""
-    code = ("import torch\nwith torch.autocast('cpu', dtype=torch.bfloat16):\n"
-            "    torch.nn.Conv2d(8, 8, 3)(torch.ones(1, 8, 8, 8))")
-    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
-    env.pop("ONEDNN_MAX_CPU_ISA", None)
-    if cap:
-        env["ONEDNN_MAX_CPU_ISA"] = cap
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    for line in res.stdout.splitlines():
-        if ",isa:" in line:
-            return line.split(",isa:", 1)[1]
-    return "unknown"
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the platform's."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -403,7 +403,9 @@ def _record(done: JobResult, log: RunLog) -> None:
 
 def write_summary(run: RunPlan, log: RunLog) -> dict:
     """Write ``RUN/summary.json`` (:mod:`analysis.runs`); reused stages keep the seconds they
-    took when they last ran."""
+    took when they last ran; ``machine`` names the machine of this invocation."""
+    from .machine import machine_record
+
     seconds = {k: round(log.previous[k] if k in log.cached and k in log.previous else v, 1)
                for k, v in log.timings.items()}
     summary = runs.make_summary(
@@ -412,7 +414,7 @@ def write_summary(run: RunPlan, log: RunLog) -> dict:
         ablations=[j.name for j in run.jobs if j.seed == 0 and j.name not in run.preset.detectors],
         seconds=seconds, cached_this_run=log.cached, metrics=log.results, jobs=log.n_jobs,
         threads_per_job=log.threads, train_and_dump_wall_seconds=round(log.wall_jobs, 1),
-        wall_seconds=round(time.time() - log.t_start, 1))
+        wall_seconds=round(time.time() - log.t_start, 1), machine=machine_record())
     atomic_write_text(runs.summary_path(run.run_dir), json.dumps(summary, indent=1, sort_keys=True))
     return summary
 

@@ -251,6 +251,13 @@ def _provenance(summary: dict) -> str:
     if jobs:
         extra.append(f"{jobs} training{'s' * (jobs > 1)} at a time, {summary.get('threads_per_job')} thread(s) each "
                      "(stage seconds of parallel jobs overlap)")
+    m = summary.get("machine")
+    if m:
+        cap = f" (capped by ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']})" if m.get("onednn_max_cpu_isa") else ""
+        extra.append(f"machine of the last invocation: {m.get('cpu')}; oneDNN bfloat16 kernels: {m.get('onednn_isa')}"
+                     f"{cap}; accelerator: {m.get('accelerator') or 'none (CPU)'}; torch {m.get('torch')}, "
+                     f"Python {m.get('python')} — trainings reused from earlier invocations keep the numbers of the "
+                     "machine that ran them, and bfloat16 kernels sum in a different order on another CPU family")
     return (f"<p>{html.escape('; '.join(extra))}</p>" if extra else "") + \
         f"<table><tr><th>stage</th><th>seconds</th><th>this run</th></tr>{rows}</table>"
 

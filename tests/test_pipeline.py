@@ -30,6 +30,7 @@ def test_quick_preset_end_to_end_and_rerun_is_cached(quick_run: dict) -> None:
     run, res = quick_run["run"], quick_run["first"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["seeds"] == [0, 1]
+    assert summary["machine"]["cpu"] and summary["machine"]["onednn_isa"]  # where the numbers came from
     assert summary["detectors"] == ["retinanet", "iou_aware", "retinanet_conf"]
     assert summary["ablations"] == list(TRAINED_VARIANTS)
     for seed in (0, 1):
