@@ -17,6 +17,28 @@ def show_whole_tables(max_rows: int = 500, digits: int = 3) -> None:
     pd.set_option("display.width", None)
     pd.set_option("display.max_colwidth", None)
     pd.set_option("display.precision", digits)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing renders HTML
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, frame_html)
+
+
+def leftover_index(df: pd.DataFrame) -> bool:
+    """Whether ``df``'s row index says nothing: an unnamed 0, 1, 2, … (what :func:`tidy` and
+    ``reset_index`` leave), which a report does not show."""
+    return (df.index.name is None and isinstance(df.index, pd.RangeIndex) and df.index.start == 0
+            and df.index.step == 1)
+
+
+def frame_html(df: pd.DataFrame) -> str:
+    """A DataFrame as a report shows it: pandas' notebook HTML under the display options, without
+    a leftover 0, 1, 2, … index column (:func:`leftover_index`); a meaningful index (named, or
+    labels such as the pairs of a comparison) stays."""
+    return df.to_html(notebook=True, index=not leftover_index(df), max_rows=pd.get_option("display.max_rows"),
+                      max_cols=pd.get_option("display.max_columns"))
 
 
 # A mean over seeds of a count (boxes, anchors, detections) keeps one decimal; a count of one

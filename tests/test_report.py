@@ -222,7 +222,8 @@ def test_main_results_show_mean_and_spread_over_two_seeds(reports: Path, quick_r
     head = [h.strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", first, re.S)]
     rows = [[c.strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)]
             for r in re.findall(r"<tr>(.*?)</tr>", re.search(r"<tbody>(.*?)</tbody>", first, re.S).group(1), re.S)]
-    table = {r[1]: dict(zip(head, r)) for r in rows}  # cell 0 is the index
+    assert head[0] == "model"  # no leftover 0, 1, 2 index column before the first real column
+    table = {r[0]: dict(zip(head, r)) for r in rows}
     assert list(table) == ["retinanet", "iou_aware", "retinanet_conf"]  # the run's detector order
     conf = table["retinanet_conf"]
     assert conf["seeds"] == "2"

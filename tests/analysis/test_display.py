@@ -63,3 +63,19 @@ def test_numeric_pivot_columns_keep_their_axis_name_as_a_prefix() -> None:
     long = pd.DataFrame({"model": ["a", "a"], "iou_thr": [0.5, 0.75], "AP": [0.5, 0.3]})
     wide = long.pivot_table(index="model", columns="iou_thr", values="AP").rename_axis(columns="AP at IoU")
     assert list(tidy(wide).columns) == ["model", "AP at IoU 0.5", "AP at IoU 0.75"]
+
+
+def test_frame_html_drops_only_a_leftover_index() -> None:
+    import re
+
+    from analysis.display import frame_html, leftover_index
+
+    plain = pd.DataFrame({"model": ["a", "b"], "AP": [0.3, 0.4]})
+    assert leftover_index(plain)
+    head = re.findall(r"<th[^>]*>(.*?)</th>", frame_html(plain))
+    assert head == ["model", "AP"]  # no empty index header, no 0 / 1 row labels
+    keyed = plain.set_index("model")
+    assert not leftover_index(keyed) and "<th>a</th>" in frame_html(keyed)  # a real index stays
+    labelled = pd.DataFrame({"AP": [0.3]}, index=["conf − retinanet"])
+    assert not leftover_index(labelled) and "conf − retinanet" in frame_html(labelled)
+    assert not leftover_index(plain.iloc[[1]])  # a filtered frame keeps its (meaningful) labels
