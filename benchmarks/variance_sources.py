@@ -107,6 +107,59 @@ def train(lever: str, seeds: int, isa: Optional[str]) -> int:
     return 0
 
 
+def time_levers(levers: list[str], config: str, data_root: str, backbone: str, iters: int, rounds: int,
+                out: Optional[str]) -> dict:
+    """Median seconds of one training step (one thread, bfloat16 autocast, channels-last: the
+    recipe's step) of each lever's model on the same batches, the levers interleaved round by
+    round so that they share the machine's load; each lever's ratio to the first."""
+    import statistics
+
+    import torch
+
+    from benchmarks.train_profile import time_data, time_step
+    from retconf.machine import cpu_name
+    from retconf.runtime import build_runner, finish_cfg, load_config
+
+    torch.manual_seed(0)
+    models = {}
+    batches = None
+    for lever in levers:
+        options = {k: v for k, v in LEVERS[lever].items() if k.startswith("model.")}  # what changes a step
+        cfg = load_config(config, {**options, "model.backbone.init_cfg.checkpoint": backbone,
+                                   "train_dataloader.num_workers": 0,
+                                   "train_dataloader.persistent_workers": False}, data_root)
+        finish_cfg(cfg, config, f"/tmp/retconf_time_{lever}")
+        runner = build_runner(cfg)
+        model = runner.model
+        model.init_weights()
+        model.train()
+        if batches is None:
+            batches, _ = time_data(runner.train_dataloader, iters)
+        models[lever] = (model, torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4))
+    steps: dict[str, list[float]] = {lever: [] for lever in levers}
+    for r in range(rounds):
+        for lever in levers:
+            model, optim = models[lever]
+            steps[lever].append(time_step(model, optim, batches, 1, True, True)["step"])
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in steps.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in steps.items()}
+    result = {"config": config, "iters": iters, "rounds": rounds, "cpu": cpu_name(),
+              "step_s": med, "ratio_to_first": {k: v / med[levers[0]] for k, v in med.items()},
+              "per_round": steps}
+    if out:
+        from benchmarks.results import write_results
+
+        lines = ["# Seconds per training step of each variance lever (side by side)", "",
+                 f"{config}; batch 16 at 192 px; one thread, bfloat16 autocast, channels-last (the recipe's step); "
+                 f"{iters} batches per round (2 warm-up), {rounds} rounds with the levers interleaved so they share the "
+                 f"machine's load; CPU: {result['cpu']}. A lever that changes only the schedule (epochs) has the step of "
+                 "the model it trains.", "",
+                 "| lever | median step s | ratio to " + levers[0] + " |", "|---|---|---|"]
+        lines += [f"| {k} | {med[k]:.4f} | {result['ratio_to_first'][k]:.2f} |" for k in levers]
+        write_results(out, result, "\n".join(lines) + "\n")
+    return result
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -117,7 +170,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     r = sub.add_parser("report", help="decompose the variance of every run in runs/variance")
     r.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "variance_sources"))
     r.add_argument("--resamples", type=int, default=1000)
+    tm = sub.add_parser("time", help="seconds per training step of each lever's model, side by side")
+    tm.add_argument("--levers", nargs="+", default=["default", "frozen"], choices=list(LEVERS))
+    tm.add_argument("--config", default="experiments/retinanet-conf_r18-tiny_fpn_digits.py")
+    tm.add_argument("--data-root", default=str(ROOT / "data" / "digits-tiny"))
+    tm.add_argument("--backbone", default=str(RUNS / "default" / "pretrain" / "backbone.pth"))
+    tm.add_argument("--iters", type=int, default=12)
+    tm.add_argument("--rounds", type=int, default=5)
+    tm.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "variance_levers_time"))
     args = p.parse_args(argv)
+    if args.cmd == "time":
+        import torch
+
+        torch.set_num_threads(1)
+        time_levers(args.levers, args.config, args.data_root, args.backbone, args.iters, args.rounds, args.out)
+        return 0
     if args.cmd == "train":
         return train(args.lever, args.seeds, args.isa)
     from benchmarks.variance_report import report
