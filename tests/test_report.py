@@ -80,7 +80,8 @@ def _any_paired_seed(run: Path) -> bool:
                             "share", "agree", "order"]),
     # when the quick run's one-epoch RetinaNet detects nothing (no AP) there is no pair with it and
     # the page says so; when it does (the CPU's arithmetic decides), two paired tables follow
-    ("04_main_results", 7, 1, ["ARs", "ARl", "source", "comparison", "seeds"]),
+    # ... and the split of each pair's spread into evaluation and training noise (two seeds)
+    ("04_main_results", 8, 1, ["ARs", "ARl", "source", "comparison", "seeds", "eval sd (bootstrap)", "seeds for ±0.01"]),
     ("05_calibration", 10, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, quick_run: dict, name: str, tables: int, images: int,
