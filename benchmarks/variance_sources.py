@@ -16,6 +16,11 @@ dumps, re-scored by the deployed rule) are split into:
     python benchmarks/variance_sources.py train --lever default --seeds 2
     python benchmarks/variance_sources.py train --lever default --seeds 1 --isa AVX512_CORE
     python benchmarks/variance_sources.py report --out reports/benchmarks/variance_sources
+    python benchmarks/variance_sources.py time --levers default frozen   # seconds per step, side by side
+
+The lever ``default`` is the recipe with every backbone stage fine-tuned (the default before the
+frozen backbone became it): its options set ``frozen_stages=-1`` explicitly (batch norm stays in eval mode, as in mmdet), so
+the lever keeps its meaning whatever the configs' default is.
 
 ``train`` runs the dataset, the shared pretraining (copied from the first run of the same
 backbone recipe) and the trainings and dumps of one lever into ``runs/variance/<lever>[-<isa>]``;
@@ -46,8 +51,8 @@ EMA_HOOKS = [dict(type="ChannelsLastHook"),
              dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.004, gamma=100, update_buffers=True,
                   priority=49)]
 LEVERS: dict[str, dict] = {
-    "default": {},
-    "ema": {"custom_hooks": EMA_HOOKS},
+    "default": {"model.backbone.frozen_stages": -1},
+    "ema": {"model.backbone.frozen_stages": -1, "custom_hooks": EMA_HOOKS},
     # The whole pretrained backbone frozen (stem and four stages, batch norm in eval mode): every
     # detector of a seed then shares identical features, and no gradient flows through them.
     "frozen": {"model.backbone.frozen_stages": 4, "model.backbone.norm_eval": True},

@@ -19,12 +19,12 @@ model = dict(
     backbone=dict(
         depth=18,
         base_channels=32,
-        # The pretrained backbone stays frozen (stem and all four stages, batch norm in eval mode):
-        # every detector of a seed then shares identical features and only neck and head train.
-        # Measured by benchmarks/variance_sources.py against fine-tuning every stage
-        # (frozen_stages=-1, norm_eval=False): the seed-to-seed sd of the paired AP differences
-        # fell about fivefold, a training step takes 0.6x the time, and AP is lower (README,
-        # "Where the variance comes from"). frozen_stages=-1, norm_eval=False restores the old recipe.
+        # The pretrained backbone stays frozen (stem and all four stages; batch norm in eval mode,
+        # as mmdet's base config has it): every detector of a seed then shares identical features
+        # and only neck and head train. Measured by benchmarks/variance_sources.py against
+        # fine-tuning every stage (the recipe before, frozen_stages=-1): the paired AP differences
+        # vary far less from seed to seed, a training step takes about 0.6x the time, and AP is
+        # lower (README, "Where the variance comes from"). frozen_stages=-1 restores the old recipe.
         frozen_stages=4,
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained_backbone)),
