@@ -222,3 +222,127 @@ def grid_rules(thresholds: Sequence[float] = NMS_THRESHOLDS) -> list[PostProcess
     """The benchmark grid: every threshold × hard NMS, linear and Gaussian Soft-NMS (Gaussian
     ignores the threshold; it is run anyway so each cell costs what a grid cell costs)."""
     return [replace(BASELINE, kind=k, iou_threshold=t) for k in NMS_KINDS for t in thresholds]
+
+
+# ---------------------------------------------------------------- tables (one dump → rows; rows over seeds → effects)
+
+RANKINGS: tuple[str, ...] = ("cls", "deployed")  # NMS ranked by the class score, or by what the model deploys
+RULE_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "oLRP", "after_nms", "best_F1", "best_LRP")
+
+
+def rankings(meta: dict) -> dict[str, Fusion]:
+    """The rankings a dump is replayed with: ``cls`` and, for a head with a quality score, the
+    ``deployed`` fusion (a RetinaNet dump has ``cls`` only)."""
+    out = {"cls": Fusion("cls")}
+    if meta.get("fusion"):
+        out["deployed"] = deployed_rule(meta)
+    return out
+
+
+def detection_metrics(dets: pd.DataFrame, ann_file: str, classes: Sequence[str], cat_ids: Optional[Sequence[int]],
+                      gt: pd.DataFrame, num_images: int) -> dict:
+    """AP, AP50, AP75 (COCO), oLRP (:mod:`analysis.lrp`, per-class optimal thresholds), the
+    after-NMS count per image and the best single score threshold by F1 and by mean LRP
+    (:func:`analysis.lrp.best_thresholds`) of one set of post-NMS detections."""
+    from .coco import coco_ap
+    from .lrp import best_thresholds, olrp_per_class, olrp_summary, threshold_curves
+    from .matching import coco_match
+
+    ap = coco_ap(dets, ann_file, classes, cat_ids)
+    matched = coco_match(dets, gt, "score", 0.5)
+    lrp = olrp_summary(olrp_per_class(matched, 0.5))
+    return {"AP": ap["AP"], "AP50": ap["AP50"], "AP75": ap["AP75"], "oLRP": lrp["oLRP"],
+            "after_nms": len(dets) / max(num_images, 1), **best_thresholds(threshold_curves(matched, 0.5))}
+
+
+def dump_postprocess_rows(model: str, dump, rules: Optional[Sequence[PostProcess]] = None) -> pd.DataFrame:
+    """:func:`detection_metrics` of one dump for every ranking of :func:`rankings` × every rule
+    (default :func:`page_rules`), each row recording its rule (``rule`` = its label, and its
+    fields), ranking (``ranking``, ``fusion``) and whether the replay is exact (``exact``,
+    ``why``). For :func:`analysis.seeds.over_seeds`."""
+    from .metrics import fusion_formula
+    from .quality import ann_path, dump_ground_truth
+
+    rules = page_rules() if rules is None else list(rules)
+    gt, ann = dump_ground_truth(dump), ann_path(dump.meta)
+    base = inference_kwargs(dump.meta)
+    n_images = len(dump.images)
+    rows = []
+    for ranking, fusion in rankings(dump.meta).items():
+        for rule in rules:
+            dets = apply_rule(dump.candidates, rule, fusion, base)
+            exact, why = exactness(rule, dump.meta, fusion)
+            rows.append({"ranking": ranking, "fusion": fusion_formula(fusion.as_dict()), "rule": rule.label, **asdict(rule),
+                         "exact": exact, "why": why,
+                         **detection_metrics(dets, ann, dump.meta["classes"], dump.meta.get("cat_ids"), gt, n_images)})
+    return pd.DataFrame(rows)
+
+
+def rule_effects(per_seed: pd.DataFrame, metric: str = "AP", baseline: str = BASELINE.label) -> pd.DataFrame:
+    """Per-seed paired differences ``metric(rule) − metric(baseline rule)`` within each
+    (model, ranking), with their mean and 95 % paired t interval.
+
+    Args:
+        per_seed: rows of :func:`dump_postprocess_rows` over seeds (``seed``, ``model``).
+    Returns:
+        rows ``model, ranking, rule, seeds, mean, lo, hi, per_seed`` (the differences, seed order).
+    """
+    from .effects import delta_intervals, deltas_to_baseline
+
+    d = deltas_to_baseline(per_seed, "rule", metric, baseline, by=["model", "ranking"])
+    out = delta_intervals(d, "rule", by=["model", "ranking"])
+    listed = d.sort_values("seed").groupby(["model", "ranking", "rule"], sort=False)["delta"].agg(
+        lambda v: ", ".join(f"{x:+.3f}" for x in v)).rename("per_seed").reset_index()
+    return out.merge(listed, on=["model", "ranking", "rule"], how="left")
+
+
+def ranking_gain(per_seed: pd.DataFrame, metric: str = "AP") -> pd.DataFrame:
+    """The paper's lever under each post-processing: per seed, ``metric(deployed ranking) −
+    metric(cls ranking)`` of every model with a quality score, for every rule.
+
+    Returns:
+        rows ``model, rule, seed, gain``.
+    """
+    wide = per_seed.pivot_table(index=["model", "rule", "seed"], columns="ranking", values=metric, aggfunc="first",
+                                sort=False)
+    if "deployed" not in wide:
+        return pd.DataFrame(columns=["model", "rule", "seed", "gain"])
+    gain = (wide["deployed"] - wide["cls"]).dropna().rename("gain").reset_index()
+    return gain[["model", "rule", "seed", "gain"]]
+
+
+def threshold_interaction(per_seed: pd.DataFrame, metric: str = "AP",
+                          thresholds: Sequence[float] = NMS_THRESHOLDS, reference: float = 0.5) -> pd.DataFrame:
+    """Quality-ranked NMS × NMS IoU threshold: per seed and model, the ranking gain
+    (:func:`ranking_gain`) under hard class-aware NMS at each threshold, and its difference from
+    the gain at ``reference`` (``interaction`` > 0: the fusion helps more at that threshold).
+
+    Returns:
+        rows ``model, iou_threshold, seed, gain, interaction``.
+    """
+    labels = {replace(BASELINE, iou_threshold=t).label: t for t in thresholds}
+    g = ranking_gain(per_seed[per_seed["rule"].isin(labels)], metric)
+    g["iou_threshold"] = g["rule"].map(labels)
+    ref = g[g["iou_threshold"] == reference].set_index(["model", "seed"])["gain"]
+    g["interaction"] = g["gain"].to_numpy() - ref.reindex(pd.MultiIndex.from_frame(g[["model", "seed"]])).to_numpy()
+    return g[["model", "iou_threshold", "seed", "gain", "interaction"]].sort_values(
+        ["model", "iou_threshold", "seed"], kind="stable").reset_index(drop=True)
+
+
+def threshold_table(per_seed: pd.DataFrame, rule: str = BASELINE.label) -> pd.DataFrame:
+    """The best single score threshold by F1 and by mean LRP under ``rule``, per model and
+    ranking (before fusion: ``cls``; after: ``deployed``), one row per seed."""
+    cols = ["seed", "model", "ranking", "best_F1", "F1_thr", "best_LRP", "LRP_thr", "oLRP"]
+    return per_seed[per_seed["rule"] == rule][cols].reset_index(drop=True)
+
+
+def difference(per_seed: pd.DataFrame, metric: str, a: dict, b: dict) -> pd.Series:
+    """Per seed, ``metric`` of the row selected by ``a`` minus that of the row selected by ``b``
+    (each a dict of column values, e.g. ``{"model": "retinanet", "ranking": "cls", "rule":
+    "nms 0.5"}``); indexed by every seed of ``per_seed``, NaN where a side is missing."""
+    def pick(sel: dict) -> pd.Series:
+        mask = np.logical_and.reduce([per_seed[k].to_numpy() == v for k, v in sel.items()])
+        return per_seed[mask].groupby("seed")[metric].first()
+
+    seeds = sorted(per_seed["seed"].unique())
+    return (pick(a).reindex(seeds) - pick(b).reindex(seeds)).rename(metric)

@@ -250,3 +250,84 @@ def test_apply_rule_by_hand_soft_nms_decays_and_agnostic_suppresses_across_class
     assert soft["score"].tolist() == pytest.approx([0.9, 0.6 * 0.2], rel=1e-5)
     assert apply_rule(same, BASELINE, Fusion("cls"), base)["score"].tolist() == pytest.approx([0.9])
     assert soft.attrs["postprocess"]["kind"] == "soft_nms_linear"
+
+
+# ---------------------------------------------------------------- tables
+
+
+def test_dump_rows_record_each_rule_and_the_deployed_rows_equal_live_metrics(conf_run: dict) -> None:
+    from analysis.coco import coco_ap
+    from analysis.postprocess import dump_postprocess_rows
+
+    d = conf_run["dump"]
+    rules = [BASELINE, PostProcess(kind="soft_nms_linear", iou_threshold=0.3), PostProcess(score_thr=0.001)]
+    rows = dump_postprocess_rows("retinanet_conf", d, rules)
+    assert list(rows["ranking"].unique()) == ["cls", "deployed"] and len(rows) == 6
+    assert rows["rule"].tolist()[:3] == [r.label for r in rules]
+    assert rows["exact"].tolist() == [True, True, False, True, True, False]
+    assert (rows[rows["rule"] == "soft-linear 0.3"]["kind"] == "soft_nms_linear").all()
+    live = rows[(rows["ranking"] == "deployed") & (rows["rule"] == BASELINE.label)].iloc[0]
+    assert live["AP"] == pytest.approx(coco_ap(d.detections, conf_run["ann"], d.meta["classes"])["AP"], abs=1e-9)
+    assert live["after_nms"] == pytest.approx(len(d.detections) / len(d.images))
+    assert live["oLRP"] <= live["best_LRP"] <= 1.0 and 0.0 <= live["best_F1"] <= 1.0
+
+
+def _matched(scores, tp, iou, labels, npig: dict) -> pd.DataFrame:
+    m = pd.DataFrame({"score": np.asarray(scores, float), "tp": np.asarray(tp, bool), "iou": np.asarray(iou, float),
+                      "label": np.asarray(labels, int), "ignore": np.zeros(len(scores), bool)})
+    m.attrs["npig"] = pd.Series(npig)
+    return m
+
+
+def test_threshold_curves_by_hand() -> None:
+    """Class 0 (2 GT): TP 0.9 (IoU 0.75), FP 0.8, TP 0.6 (IoU 1.0); class 1 (1 GT): FP 0.7.
+    At t = 0.9: TP 1, FP 0, F1 = 2/(1 + 0 + 3); LRP_0 = (0.25/0.5 + 0 + 1)/2 = 0.75, LRP_1 = 1.
+    At t = 0.6: TP 2, FP 2, F1 = 4/7; LRP_0 = (0.5 + 1 + 0)/3 = 0.5, LRP_1 = (0 + 1 + 1)/2 = 1."""
+    from analysis.lrp import best_thresholds, class_olrp, threshold_curves
+
+    m = _matched([0.9, 0.8, 0.6, 0.7], [True, False, True, False], [0.75, 0.0, 1.0, 0.0], [0, 0, 0, 1], {0: 2, 1: 1})
+    c = threshold_curves(m)
+    assert c["threshold"].tolist() == [0.9, 0.8, 0.7, 0.6]
+    assert c["F1"].tolist() == pytest.approx([2 / 4, 2 / 5, 2 / 6, 4 / 7])
+    assert c["LRP"].iloc[0] == pytest.approx((0.75 + 1) / 2) and c["LRP"].iloc[-1] == pytest.approx((0.5 + 1) / 2)
+    best = best_thresholds(c)
+    assert best == pytest.approx({"best_F1": 4 / 7, "F1_thr": 0.6, "best_LRP": 0.75, "LRP_thr": 0.6})
+    # one class: the best shared threshold is that class's oLRP
+    one = threshold_curves(_matched([0.9, 0.8, 0.6], [True, False, True], [0.75, 0.0, 1.0], [0, 0, 0], {0: 2}))
+    olrp = class_olrp(np.array([0.9, 0.8, 0.6]), np.array([True, False, True]), np.array([0.75, 0.0, 1.0]), 2)
+    assert best_thresholds(one)["best_LRP"] == pytest.approx(olrp["oLRP"])
+    assert np.isnan(best_thresholds(threshold_curves(_matched([], [], [], [], {0: 2})))["best_F1"])
+
+
+def _per_seed() -> pd.DataFrame:
+    """Two seeds, one quality model; AP by (ranking, rule): cls 0.30 everywhere, deployed 0.32 at
+    nms 0.5 and 0.35 at nms 0.3 (seed 1: all +0.01)."""
+    rows = []
+    for seed in (0, 1):
+        for ranking in ("cls", "deployed"):
+            for rule in ("nms 0.3", "nms 0.5", "soft-gaussian σ0.5"):
+                ap = 0.30 if ranking == "cls" else {"nms 0.3": 0.35, "nms 0.5": 0.32, "soft-gaussian σ0.5": 0.33}[rule]
+                rows.append({"seed": seed, "model": "conf", "ranking": ranking, "rule": rule, "AP": ap + 0.01 * seed,
+                             "best_F1": 0.5, "F1_thr": 0.3, "best_LRP": 0.7, "LRP_thr": 0.3, "oLRP": 0.6})
+    return pd.DataFrame(rows)
+
+
+def test_effects_gain_and_interaction_by_hand() -> None:
+    from analysis.postprocess import difference, ranking_gain, rule_effects, threshold_interaction, threshold_table
+
+    ps = _per_seed()
+    eff = rule_effects(ps, "AP").set_index(["ranking", "rule"])
+    assert eff.loc[("deployed", "nms 0.3"), "mean"] == pytest.approx(0.03)
+    assert eff.loc[("deployed", "nms 0.3"), "per_seed"] == "+0.030, +0.030"
+    assert eff.loc[("cls", "soft-gaussian σ0.5"), "mean"] == pytest.approx(0.0)
+    gain = ranking_gain(ps).set_index(["rule", "seed"])["gain"]
+    assert gain[("nms 0.5", 1)] == pytest.approx(0.02)
+    inter = threshold_interaction(ps, thresholds=(0.3, 0.5))
+    assert inter["iou_threshold"].tolist() == [0.3, 0.3, 0.5, 0.5]
+    assert inter["interaction"].tolist() == pytest.approx([0.03, 0.03, 0.0, 0.0])
+    d = difference(ps, "AP", {"ranking": "deployed", "rule": "nms 0.3"}, {"ranking": "cls", "rule": "nms 0.3"})
+    assert d.tolist() == pytest.approx([0.05, 0.05]) and d.index.tolist() == [0, 1]
+    missing = difference(ps[~((ps["seed"] == 1) & (ps["ranking"] == "cls"))], "AP",
+                         {"ranking": "deployed", "rule": "nms 0.5"}, {"ranking": "cls", "rule": "nms 0.5"})
+    assert missing.iloc[0] == pytest.approx(0.02) and np.isnan(missing.iloc[1])  # named, not dropped
+    assert len(threshold_table(ps)) == 4
