@@ -346,3 +346,23 @@ def difference(per_seed: pd.DataFrame, metric: str, a: dict, b: dict) -> pd.Seri
 
     seeds = sorted(per_seed["seed"].unique())
     return (pick(a).reindex(seeds) - pick(b).reindex(seeds)).rename(metric)
+
+
+def sweep(candidates: pd.DataFrame, fusions: Sequence[Fusion], rules: Sequence[PostProcess], base: dict):
+    """Every (fusion, rule) of a grid, as :func:`apply_rule` would give it, selecting the
+    candidates once per (fusion, ``score_thr``, ``nms_pre``) and running only the NMS per rule.
+
+    Yields:
+        (fusion, rule, detections).
+    """
+    for fusion in fusions:
+        selected: dict = {}
+        for rule in rules:
+            kw = rule.settings(base)
+            key = (kw["score_thr"], kw["nms_pre"])
+            if key not in selected:
+                selected[key] = select_candidates(candidates, fusion, kw["score_thr"], kw["nms_pre"],
+                                                  kw["min_bbox_size"], kw["selection"])
+            out = nms_per_image(selected[key], kw["nms_iou"], kw["max_per_img"], kw["score_voting"], kw["nms_cfg"])
+            out.attrs.update(postprocess=rule.as_dict(), fusion=fusion.as_dict())
+            yield fusion, rule, out

@@ -331,3 +331,18 @@ def test_effects_gain_and_interaction_by_hand() -> None:
                          {"ranking": "deployed", "rule": "nms 0.5"}, {"ranking": "cls", "rule": "nms 0.5"})
     assert missing.iloc[0] == pytest.approx(0.02) and np.isnan(missing.iloc[1])  # named, not dropped
     assert len(threshold_table(ps)) == 4
+
+
+def test_sweep_equals_apply_rule_cell_by_cell(conf_run: dict) -> None:
+    from analysis.postprocess import sweep
+    from analysis.rescore import inference_kwargs
+    from retconf.fusion import Fusion
+
+    d = conf_run["dump"]
+    base = inference_kwargs(d.meta)
+    fusions = [Fusion("cls"), Fusion("pow", 0.4)]
+    rules = [BASELINE, PostProcess(kind="soft_nms_linear", iou_threshold=0.3), PostProcess(score_thr=0.3)]
+    cells = list(sweep(d.candidates, fusions, rules, base))
+    assert [(f, r) for f, r, _ in cells] == [(f, r) for f in fusions for r in rules]
+    for f, r, dets in cells:
+        pd.testing.assert_frame_equal(dets, apply_rule(d.candidates, r, f, base))
