@@ -292,7 +292,7 @@ def rule_effects(per_seed: pd.DataFrame, metric: str = "AP", baseline: str = BAS
     d = deltas_to_baseline(per_seed, "rule", metric, baseline, by=["model", "ranking"])
     out = delta_intervals(d, "rule", by=["model", "ranking"])
     listed = d.sort_values("seed").groupby(["model", "ranking", "rule"], sort=False)["delta"].agg(
-        lambda v: ", ".join(f"{x:+.3f}" for x in v)).rename("per_seed").reset_index()
+        lambda v: ", ".join(f"{x:+.4f}" for x in v)).rename("per_seed").reset_index()
     return out.merge(listed, on=["model", "ranking", "rule"], how="left")
 
 

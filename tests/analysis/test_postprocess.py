@@ -318,7 +318,7 @@ def test_effects_gain_and_interaction_by_hand() -> None:
     ps = _per_seed()
     eff = rule_effects(ps, "AP").set_index(["ranking", "rule"])
     assert eff.loc[("deployed", "nms 0.3"), "mean"] == pytest.approx(0.03)
-    assert eff.loc[("deployed", "nms 0.3"), "per_seed"] == "+0.030, +0.030"
+    assert eff.loc[("deployed", "nms 0.3"), "per_seed"] == "+0.0300, +0.0300"
     assert eff.loc[("cls", "soft-gaussian σ0.5"), "mean"] == pytest.approx(0.0)
     gain = ranking_gain(ps).set_index(["rule", "seed"])["gain"]
     assert gain[("nms 0.5", 1)] == pytest.approx(0.02)
