@@ -10,7 +10,7 @@ import pytest
 from retconf.report import ReportError, make_reports, notebooks
 from tests.report_tables import table_problems, tables
 
-PAGES = ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results", "05_calibration"]
+PAGES = ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results", "05_calibration", "07_postprocessing"]
 
 
 class _Counter(HTMLParser):
@@ -123,8 +123,8 @@ def test_every_page_opens_with_findings_and_every_figure_has_alt_text(reports: P
     # two seeds: every measured claim is judged on its interval; one judged on fewer seeds names
     # the seed it left out and why (a quick-run value can be undefined on a seed, e.g. a D-ECE
     # with no detection above its threshold, depending on the CPU's arithmetic)
-    assert all(v in ("reproduced", "not reproduced", "inconclusive at 2 seeds", "inconclusive at 1 seed",
-                     "not measured") for v in verdicts), verdicts
+    assert all(v in ("reproduced", "not reproduced", "holds", "does not hold", "inconclusive at 2 seeds",
+                     "inconclusive at 1 seed", "not measured") for v in verdicts), verdicts
     for item in re.findall(r"<li><b>inconclusive at 1 seed</b>(.*?)</li>", text):
         assert re.search(r"seed \d+ left out: \S", item), item
     assert text.index('class="findings"') < text.index("<table")  # the block opens the page
