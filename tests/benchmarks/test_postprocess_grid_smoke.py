@@ -21,5 +21,5 @@ def test_postprocess_grid_smoke(conf_run: dict, tmp_path: Path) -> None:
     assert set(result["floor_by_kind_s"]) == {"nms", "soft_nms_linear", "soft_nms_gaussian"}
     assert result["sweep_s"] > 0 and result["floor_nms_only_s"] > 0 and result["eval_s"] > 0
     md = out.with_suffix(".md").read_text()
-    assert f"| floor: the same `batched_nms` calls alone, per image | {result['floor_nms_only_s']} |" in md
+    assert f"| floor: the same `batched_nms` calls alone, per image (timed right after each cell) | {result['floor_nms_only_s']} |" in md
     assert "2 NMS IoU thresholds (0.4, 0.6)" in md
