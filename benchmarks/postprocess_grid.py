@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--no-eval", action="store_true", help="time the replay only")
     p.add_argument("--thresholds", type=float, nargs="+", default=None, help="NMS IoU thresholds (default: 5)")
+    p.add_argument("--rankings", type=int, default=None,
+                   help="only the first N rankings of the dump's fusion grid (the deployed one first; default: all)")
     p.add_argument("--note", default="", help="a sentence on the machine's load, put in the markdown")
     args = p.parse_args(argv)
     import torch
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
 
     dump = load_dump(args.dump)
     base = inference_kwargs(dump.meta)
-    fusions = [Fusion.of(f) for f in dump.meta["candidate_rule"]["fusions"]]
+    fusions = [Fusion.of(f) for f in dump.meta["candidate_rule"]["fusions"]][:args.rankings]
     thresholds = NMS_THRESHOLDS if args.thresholds is None else tuple(args.thresholds)
     rules = grid_rules(thresholds)
     gt, ann = dump_ground_truth(dump), ann_path(dump.meta)
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
           + (f"{args.note}\n\n" if args.note else "")
           + f"Grid: {len(thresholds)} NMS IoU thresholds ({', '.join(f'{t:g}' for t in thresholds)}) × "
           f"{len(result['nms_kinds'])} NMS kinds ({', '.join(result['nms_kinds'])}) × {len(fusions)} rankings "
-          f"(the dump's fusion grid) = {n_cells} cells (Gaussian Soft-NMS ignores the IoU threshold; its cells "
+          f"({'the first ' + str(len(fusions)) + ' of ' if args.rankings else ''}the dump's fusion grid) = {n_cells} cells (Gaussian Soft-NMS ignores the IoU threshold; its cells "
           "are run anyway).\n\n"
           "| part | seconds |\n|---|---|\n"
           f"| replay: selection once per ranking + NMS per cell (`analysis.postprocess.sweep`) | {result['sweep_s']} |\n"
