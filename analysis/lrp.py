@@ -121,3 +121,57 @@ def lrp_thresholds(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score
     on a validation split."""
     pc = olrp_per_class(coco_match(dets, gt, score_col, tau), tau)
     return pc.set_index("label")["threshold"]
+
+
+def threshold_curves(matched: pd.DataFrame, tau: float = 0.5) -> pd.DataFrame:
+    """F1 and mean LRP of one score threshold shared by every class (what a deployment picks),
+    at each distinct score of a :func:`coco_match` output (matched at ``tau``).
+
+    At threshold t the detections with score ≥ t count: F1 = 2·TP / (TP + FP + #GT), pooled over
+    classes; LRP(t) is :func:`lrp_curve`'s LRP of each class with ground truth at that cut, 1 for
+    a class with no detection above t, averaged over those classes (oLRP instead lets each class
+    pick its own threshold, so mean LRP(t) ≥ oLRP). Ignored detections count neither way.
+
+    Returns:
+        rows ``threshold`` (descending), ``TP``, ``FP``, ``F1``, ``LRP``; empty without detections.
+    """
+    npig = matched.attrs["npig"]
+    live = matched[~matched["ignore"].to_numpy()]
+    classes = [int(c) for c in npig.index if npig[c] > 0]
+    n_gt = int(sum(int(npig[c]) for c in classes))
+    if live.empty or n_gt == 0:
+        return pd.DataFrame(columns=["threshold", "TP", "FP", "F1", "LRP"])
+    score = live["score"].to_numpy(np.float64)
+    thresholds = np.unique(score)[::-1]
+    neg = -score
+    order = np.argsort(neg, kind="stable")
+    tp_sorted = live["tp"].to_numpy()[order]
+    k = np.searchsorted(neg[order], -thresholds, side="right")  # detections with score >= t
+    tp = np.r_[0, np.cumsum(tp_sorted)][k]
+    fp = k - tp
+    lrp = np.zeros(len(thresholds))
+    for c in classes:
+        g = live[live["label"].to_numpy() == c]
+        s = -g["score"].to_numpy(np.float64)
+        o = np.argsort(s, kind="stable")
+        is_tp = g["tp"].to_numpy()[o]
+        iou = g["iou"].to_numpy(np.float64)[o]
+        kc = np.searchsorted(s[o], -thresholds, side="right")
+        tpc = np.r_[0, np.cumsum(is_tp)][kc]
+        fpc = kc - tpc
+        loc = tpc - np.r_[0.0, np.cumsum(np.where(is_tp, iou, 0.0))][kc]
+        n = int(npig[c])
+        lrp += (loc / (1 - tau) + fpc + (n - tpc)) / (tpc + fpc + (n - tpc))
+    return pd.DataFrame({"threshold": thresholds, "TP": tp, "FP": fp, "F1": 2 * tp / (tp + fp + n_gt),
+                         "LRP": lrp / len(classes)})
+
+
+def best_thresholds(curves: pd.DataFrame) -> dict:
+    """The one score threshold that maximises F1 and the one that minimises mean LRP, from
+    :func:`threshold_curves` (on ties the highest threshold); NaN without detections."""
+    if curves.empty:
+        return {"best_F1": np.nan, "F1_thr": np.nan, "best_LRP": np.nan, "LRP_thr": np.nan}
+    f, lrp = curves["F1"].to_numpy(), curves["LRP"].to_numpy()
+    i, j = int(np.argmax(f)), int(np.argmin(lrp))  # first = highest threshold on ties
+    thr = curves["threshold"].to_numpy()
+    return {"best_F1": float(f[i]), "F1_thr": float(thr[i]), "best_LRP": float(lrp[j]), "LRP_thr": float(thr[j])}

@@ -178,19 +178,22 @@ def vote_boxes(boxes: torch.Tensor, labels: torch.Tensor, cand_boxes: torch.Tens
 
 
 def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: Optional[int],
-                  score_voting: bool = False) -> pd.DataFrame:
-    """mmcv ``batched_nms`` (class-aware) on each image of a :func:`preselect` output, then the
-    top ``max_per_img`` (None: all); ``score`` is replaced by the score NMS returns. ``score_voting``
-    (PAA): the kept boxes are then moved by :func:`vote_boxes` over the image's candidates
-    (their IoU and ground-truth columns stay those of the box before voting; COCO AP, from
-    :mod:`analysis.coco`, matches the voted boxes itself)."""
+                  score_voting: bool = False, nms_cfg: Optional[dict] = None) -> pd.DataFrame:
+    """mmcv ``batched_nms`` on each image of a :func:`preselect` output, then the top
+    ``max_per_img`` (None: all); ``score`` is replaced by the score NMS returns. ``nms_cfg``: the
+    ``test_cfg.nms`` dict passed to ``batched_nms`` as mmdet passes it (Soft-NMS,
+    ``class_agnostic``; :meth:`analysis.postprocess.PostProcess.nms_cfg`); None: class-aware
+    hard NMS at ``nms_iou``. ``score_voting`` (PAA): the kept boxes are then moved by
+    :func:`vote_boxes` over the image's candidates (their IoU and ground-truth columns stay
+    those of the box before voting; COCO AP, from :mod:`analysis.coco`, matches the voted boxes
+    itself)."""
     from mmcv.ops import batched_nms  # late: importing ``analysis`` must not load mmcv
 
     if frame.empty:
         return frame
     boxes, scores, labels, starts, ends = nms_inputs(frame)
     rows, new_scores, new_boxes = [], [], []
-    cfg = dict(type="nms", iou_threshold=nms_iou)
+    cfg = dict(type="nms", iou_threshold=nms_iou) if nms_cfg is None else dict(nms_cfg)
     for a, b in zip(starts, ends):
         dets, keep = batched_nms(boxes[a:b], scores[a:b], labels[a:b], cfg)
         keep, dets = keep[:max_per_img], dets[:max_per_img]
@@ -223,10 +226,11 @@ def nms_inputs(frame: pd.DataFrame) -> tuple:
 def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr: float = 0.5,
             score_thr: float = 0.05, nms_pre: int = 1000, nms_iou: float = 0.5,
             max_per_img: Optional[int] = 100, min_bbox_size: float = 0.0, order: str = "before_topk",
-            selection: str = "pairs", score_voting: bool = False) -> pd.DataFrame:
-    """Detections of every image after re-scoring (one row per detection)."""
+            selection: str = "pairs", score_voting: bool = False, nms_cfg: Optional[dict] = None) -> pd.DataFrame:
+    """Detections of every image after re-scoring (one row per detection); ``nms_cfg`` as in
+    :func:`nms_per_image` (other post-processing: :mod:`analysis.postprocess`)."""
     pre = preselect(candidates, mode, alpha, thr, score_thr, nms_pre, min_bbox_size, order, selection)
-    return nms_per_image(pre, nms_iou, max_per_img, score_voting)
+    return nms_per_image(pre, nms_iou, max_per_img, score_voting, nms_cfg)
 
 
 def inference_kwargs(meta: dict) -> dict:

@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """`retconf reproduce --preset quick --seeds 2 --full` run once per session (a few minutes):
-    20 one-epoch trainings on 64 images, their dumps and the five reports."""
+    20 one-epoch trainings on 64 images, their dumps and the six reports."""
     import subprocess
     import sys
 

@@ -29,7 +29,7 @@ except report.ReportError as e:
 else:
     raise AssertionError("an installed retconf found notebooks/ without being told where")
 names = [p.name for p in report.notebooks(directory=sys.argv[2])]
-assert names[0] == "01_misalignment.ipynb" and names[-1] == "06_families.ipynb" and len(names) == 6, names
+assert names[0] == "01_misalignment.ipynb" and names[-1] == "07_postprocessing.ipynb" and len(names) == 7, names
 print("ok")
 """
 

@@ -10,7 +10,7 @@ import pytest
 from retconf.report import ReportError, make_reports, notebooks
 from tests.report_tables import table_problems, tables
 
-PAGES = ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results", "05_calibration"]
+PAGES = ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results", "05_calibration", "07_postprocessing"]
 
 
 class _Counter(HTMLParser):
@@ -47,11 +47,11 @@ def reports(quick_run: dict) -> Path:
     return quick_run["reports"]
 
 
-def test_six_numbered_notebooks_with_a_parameters_cell() -> None:
+def test_seven_numbered_notebooks_with_a_parameters_cell() -> None:
     import nbformat
 
     paths = notebooks()
-    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_", "05_", "06_"]
+    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_"]
     for p in paths:
         nb = nbformat.read(str(p), as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -101,7 +101,7 @@ def test_report_html_has_tables_and_figures(reports: Path, quick_run: dict, name
 
 
 @pytest.mark.parametrize("name", ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results",
-                                  "05_calibration"])
+                                  "05_calibration", "07_postprocessing"])
 def test_every_page_has_a_title_and_a_link_to_the_index(reports: Path, name: str) -> None:
     import re
 
@@ -112,7 +112,7 @@ def test_every_page_has_a_title_and_a_link_to_the_index(reports: Path, name: str
 
 
 @pytest.mark.parametrize("name", ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results",
-                                  "05_calibration"])
+                                  "05_calibration", "07_postprocessing"])
 def test_every_page_opens_with_findings_and_every_figure_has_alt_text(reports: Path, name: str) -> None:
     import re
 
@@ -124,8 +124,8 @@ def test_every_page_opens_with_findings_and_every_figure_has_alt_text(reports: P
     # two seeds: every measured claim is judged on its interval; one judged on fewer seeds names
     # the seed it left out and why (a quick-run value can be undefined on a seed, e.g. a D-ECE
     # with no detection above its threshold, depending on the CPU's arithmetic)
-    assert all(v in ("reproduced", "not reproduced", "inconclusive at 2 seeds", "inconclusive at 1 seed",
-                     "not measured") for v in verdicts), verdicts
+    assert all(v in ("reproduced", "not reproduced", "holds", "does not hold", "inconclusive at 2 seeds",
+                     "inconclusive at 1 seed", "not measured") for v in verdicts), verdicts
     for item in re.findall(r"<li><b>inconclusive at 1 seed</b>(.*?)</li>", text):
         assert re.search(r"seed \d+ left out: \S", item), item
     assert text.index('class="findings"') < text.index("<table")  # the block opens the page
@@ -140,7 +140,7 @@ def test_index_links_every_report_with_its_findings(reports: Path) -> None:
     text = (reports / "index.html").read_text()
     pages = re.findall(r'<li><a href="(0\d_[a-z_]+\.html)">[^<]+</a> — ([^<]+)</li>', text)
     assert [p for p, _ in pages] == [f"{n}.html" for n in ("01_misalignment", "02_alpha_sweep", "03_ablations",
-                                                           "04_main_results", "05_calibration")]
+                                                           "04_main_results", "05_calibration", "07_postprocessing")]
     assert all(re.search(r"\d+ (reproduced|not reproduced|inconclusive|not measured)", line) for _, line in pages)
     assert "retconf reproduce --preset quick --seeds 2 --full" in text
     assert text.index('class="headline"') < text.index("<h2>What was run</h2>")  # the headline opens the page
@@ -292,11 +292,11 @@ def test_kill_during_reporting_then_rerun_keeps_finished_reports(quick_run: dict
     again = subprocess.run([sys.executable, "-m", "retconf.cli", *args], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "4 reports written, 1 up to date and kept" in again.stdout
+    assert "5 reports written, 1 up to date and kept" in again.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "04_main_results.html",
-        "05_calibration.html", "index.html"]  # no executed notebook or temporary file left behind
-    assert (out / "index.html").read_text().count('<li><a href="0') == 5
+        "05_calibration.html", "07_postprocessing.html", "index.html"]  # no executed notebook or temporary file left
+    assert (out / "index.html").read_text().count('<li><a href="0') == 6
 
 
 def test_index_keeps_pages_a_partial_report_did_not_redo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
