@@ -113,16 +113,19 @@ def markdown(table: list[dict], rows: list[dict], infos: dict, resamples: int) -
              "noise (bootstrap sd of the difference on fixed checkpoints, mean over seeds); the numeric "
              "noise (|change of the difference| when the same seed trains on the second path; and the "
              "largest change of a single detector's AP); the detectors' own AP sd over seeds; seconds per "
-             "training (mean of the three, as the run scheduled them).", "",
+             "training (mean of the three, as the run scheduled them: the levers ran under different loads of the "
+             "shared machine, so compare their cost by `variance_sources.py time`, which interleaves them, not by "
+             "this column).", "",
              "| lever | pair | seeds | per seed | mean | seed sd | half-width | seeds for ±0.01 | eval sd (bootstrap) "
-             "| numeric change (same seed) | single AP change | AP sd (a / b) | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| numeric change (same seed) | single AP change | AP sd (a / b) | mean AP (a / b) | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
         a, b = t["pair"].split(" − ")
         lines.append(f"| {t['lever']} | {t['pair']} | {t['seeds']} | {', '.join(f'{v:+.3f}' for v in t['per_seed'])} "
                      f"| {t['mean']:+.3f} | {fmt(t['seed_sd'])} | {fmt(t['half_width'])} | {t['seeds_for_0.01'] or '–'} "
                      f"| {fmt(t['boot_sd'])} | {fmt(t['numeric_change'])} | {fmt(t['numeric_single_change'])} "
-                     f"| {fmt(t[f'AP_sd {a}'])} / {fmt(t[f'AP_sd {b}'])} | {fmt(t['train_s'], 0)} |")
+                     f"| {fmt(t[f'AP_sd {a}'])} / {fmt(t[f'AP_sd {b}'])} | {fmt(t[f'AP {a}'])} / {fmt(t[f'AP {b}'])} "
+                     f"| {fmt(t['train_s'], 0)} |")
     lines += ["", "Per run, seed and pair (AP of each detector, the difference, its bootstrap sd):", "",
               "| run | seed | pair | AP a | AP b | difference | bootstrap sd |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['run']} | {r['seed']} | {r['pair']} | {r['AP_a']:.4f} | {r['AP_b']:.4f} | {r['delta']:+.4f} "
