@@ -305,6 +305,13 @@ def model_and_schedule(preset, project: Path = CHECKOUT) -> str:
     epochs = int(cfg.train_cfg.max_epochs)
     init = "pretrained as a digit/background classifier (shared pretraining stage)" if preset.pretrain else \
         "initialised as the config says"
+    frozen = int(backbone.get("frozen_stages", -1))
+    if frozen >= int(backbone.get("num_stages", 4)):
+        init += ", then frozen (only neck and heads train)"
+    elif frozen == 0:
+        init += ", its stem frozen"
+    elif frozen > 0:
+        init += f", its stem and first {frozen} stage{'s' * (frozen != 1)} frozen"
     return (f"{backbone.type}-{backbone.get('depth', '')} + {cfg.model.neck.type}, one head per detector "
             f"(configs {', '.join(Path(c).name for c in preset.detectors.values())}); images resized to fit "
             f"{' × '.join(map(str, scale)) if scale else 'the config'} px (aspect ratio kept); {epochs} epoch"

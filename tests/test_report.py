@@ -485,3 +485,10 @@ def test_headline_html_says_what_each_difference_resolves() -> None:
     assert "AP iou_aware − retinanet = -0.020, resolvable to ± 0.005 at 3 seeds (95 % paired t): resolved<" in text
     assert "AP x − retinanet = +0.010 on one seed (no spread: nothing is resolved)" in text
     assert headline_html([]) == ""
+
+
+def test_model_line_says_the_backbone_is_frozen() -> None:
+    from retconf.presets import PRESETS
+    from retconf.report import model_and_schedule
+
+    assert model_and_schedule(PRESETS["tiny"]).endswith("then frozen (only neck and heads train)")
