@@ -18,11 +18,12 @@ ISA="${1:-AVX512_CORE}"
 shift || true
 bash "$ROOT/scripts/install.sh"
 cd "$ROOT"
-isa_of() {  # the instruction set oneDNN reports for a bfloat16 convolution under cap $1 ("" = none)
-  ONEDNN_MAX_CPU_ISA="$1" ONEDNN_VERBOSE=1 "$VENV/bin/python" -c "
-import torch
-with torch.autocast('cpu', dtype=torch.bfloat16):
-    torch.nn.Conv2d(8, 8, 3)(torch.ones(1, 8, 8, 8))" 2>&1 | sed -n 's/.*,isa:\(.*\)/\1/p' | head -1
+isa_of() {  # the instruction set oneDNN reports for a bfloat16 convolution under cap $1 ("" = none; empty if unknown)
+  env -u ONEDNN_MAX_CPU_ISA "$VENV/bin/python" -c "
+import sys
+from retconf.machine import onednn_isa
+isa = onednn_isa(sys.argv[1] or None)
+print('' if isa == 'unknown' else isa)" "$1"
 }
 default_isa="$(isa_of "")"
 capped_isa="$(isa_of "$ISA")"
