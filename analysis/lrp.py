@@ -156,12 +156,9 @@ def threshold_curves(matched: pd.DataFrame, tau: float = 0.5) -> pd.DataFrame:
         o = np.argsort(s, kind="stable")
         is_tp = g["tp"].to_numpy()[o]
         iou = g["iou"].to_numpy(np.float64)[o]
-        kc = np.searchsorted(s[o], -thresholds, side="right")
-        tpc = np.r_[0, np.cumsum(is_tp)][kc]
-        fpc = kc - tpc
-        loc = tpc - np.r_[0.0, np.cumsum(np.where(is_tp, iou, 0.0))][kc]
-        n = int(npig[c])
-        lrp += (loc / (1 - tau) + fpc + (n - tpc)) / (tpc + fpc + (n - tpc))
+        kc = np.searchsorted(s[o], -thresholds, side="right")  # this class's detections with score >= t
+        # LRP after the kc-th detection; with none above t it is 1 (every ground truth missed)
+        lrp += np.r_[1.0, lrp_curve(is_tp, iou, int(npig[c]), tau)][kc]
     return pd.DataFrame({"threshold": thresholds, "TP": tp, "FP": fp, "F1": 2 * tp / (tp + fp + n_gt),
                          "LRP": lrp / len(classes)})
 
