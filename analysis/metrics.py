@@ -125,6 +125,35 @@ def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) ->
 WRONG_SURVIVOR_MARGIN = 0.05
 
 
+def wrong_survivors(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 0.5,
+                    margin: float = WRONG_SURVIVOR_MARGIN, nms_kept: Optional[pd.DataFrame] = None,
+                    nms_iou: Optional[float] = None) -> pd.DataFrame:
+    """The survivors :func:`wrong_survivor_rate` judges, one row each: the rows of ``kept``
+    matched to a same-class ground truth with IoU >= ``min_iou``, with ``gap`` (the IoU by which
+    their best suppressed rival beats them; NaN without a rival) and ``wrong`` (gap >=
+    ``margin``). Arguments as :func:`wrong_survivor_rate`."""
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    nms_kept = kept if nms_kept is None else nms_kept
+    group = ["image_id", "label", "gt_same"]
+    has_gt = pre_nms["gt_same"].to_numpy() >= 0
+    if nms_iou is not None:
+        by = suppressor(pre_nms, nms_kept, nms_iou)
+        best_suppressed = pre_nms.assign(_by=by)[(by >= 0) & has_gt].groupby([*group, "_by"])["iou_same"].max()
+        survivors = kept.assign(_by=_kept_position(kept, nms_kept).astype(np.int64))  # kept ⊆ nms_kept
+        group = [*group, "_by"]
+    else:
+        suppressed = np.isnan(_kept_position(pre_nms, nms_kept)) & has_gt
+        best_suppressed = pre_nms[suppressed].groupby(group)["iou_same"].max()
+        survivors = kept
+    survivors = survivors[(survivors["gt_same"] >= 0) & (survivors["iou_same"] >= min_iou)]
+    if survivors.empty:
+        return survivors.assign(gap=np.zeros(0), wrong=np.zeros(0, bool))
+    idx = pd.MultiIndex.from_frame(survivors[group])
+    gap = best_suppressed.reindex(idx).to_numpy() - survivors["iou_same"].to_numpy()
+    return survivors.assign(gap=gap, wrong=np.nan_to_num(gap, nan=-1.0) >= max(margin, 1e-12))
+
+
 def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 0.5,
                         margin: float = WRONG_SURVIVOR_MARGIN, nms_kept: Optional[pd.DataFrame] = None,
                         nms_iou: Optional[float] = None) -> dict:
@@ -152,29 +181,12 @@ def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: floa
         ``{"kept": n, "wrong": k, "rate": k / n, "gap": mean IoU by which the wrong survivors'
         best rivals beat them}`` (rate NaN without survivors, gap NaN without wrong survivors).
     """
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    nms_kept = kept if nms_kept is None else nms_kept
-    group = ["image_id", "label", "gt_same"]
-    has_gt = pre_nms["gt_same"].to_numpy() >= 0
-    if nms_iou is not None:
-        by = suppressor(pre_nms, nms_kept, nms_iou)
-        best_suppressed = pre_nms.assign(_by=by)[(by >= 0) & has_gt].groupby([*group, "_by"])["iou_same"].max()
-        survivors = kept.assign(_by=_kept_position(kept, nms_kept).astype(np.int64))  # kept ⊆ nms_kept
-        group = [*group, "_by"]
-    else:
-        suppressed = np.isnan(_kept_position(pre_nms, nms_kept)) & has_gt
-        best_suppressed = pre_nms[suppressed].groupby(group)["iou_same"].max()
-        survivors = kept
-    survivors = survivors[(survivors["gt_same"] >= 0) & (survivors["iou_same"] >= min_iou)]
-    if survivors.empty:
+    rows = wrong_survivors(pre_nms, kept, min_iou, margin, nms_kept, nms_iou)
+    if rows.empty:
         return {"kept": 0, "wrong": 0, "rate": float("nan"), "gap": float("nan")}
-    idx = pd.MultiIndex.from_frame(survivors[group])
-    gap = best_suppressed.reindex(idx).to_numpy() - survivors["iou_same"].to_numpy()
-    is_wrong = np.nan_to_num(gap, nan=-1.0) >= max(margin, 1e-12)
-    wrong = int(is_wrong.sum())
-    return {"kept": len(survivors), "wrong": wrong, "rate": wrong / len(survivors),
-            "gap": float(gap[is_wrong].mean()) if wrong else float("nan")}
+    wrong = int(rows["wrong"].sum())
+    return {"kept": len(rows), "wrong": wrong, "rate": wrong / len(rows),
+            "gap": float(rows["gap"][rows["wrong"]].mean()) if wrong else float("nan")}
 
 
 ORACLES: dict[str, str] = {"IoU oracle": "iou_any", "IoU + label oracle": "iou_same"}

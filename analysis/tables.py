@@ -121,18 +121,25 @@ def dump_alignment_table(model: str, dump) -> pd.DataFrame:
     return alignment_table(dump.candidates, dump.detections)
 
 
-def dump_wrong_survivors(dump, margin: float = WRONG_SURVIVOR_MARGIN) -> dict:
-    """:func:`analysis.metrics.wrong_survivor_rate` of NMS under the ranking rule the dump's
-    model deploys, with the dump's own inference settings (NMS's survivors: before any score
-    voting moves their boxes). Only NMS's suppressions count: boxes the per-image cap drops
-    are no rivals."""
+def deployed_nms(dump) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
+    """NMS under the ranking rule the dump's model deploys, with the dump's own inference
+    settings: (the candidates NMS saw, its survivors after the per-image cap, its survivors
+    before it, the NMS IoU threshold). Survivors are NMS's: before any score voting moves them."""
     kw = inference_kwargs(dump.meta)
     pre = select_candidates(dump.candidates, deployed_rule(dump.meta), kw["score_thr"], kw["nms_pre"],
                             kw["min_bbox_size"], kw["selection"])
     uncapped = nms_per_image(pre, kw["nms_iou"], None)
     kept = uncapped if kw["max_per_img"] is None else \
         uncapped.groupby("image_id", sort=False).head(kw["max_per_img"])  # NMS's order: by score
-    return wrong_survivor_rate(pre, kept, margin=margin, nms_kept=uncapped, nms_iou=kw["nms_iou"])
+    return pre, kept, uncapped, kw["nms_iou"]
+
+
+def dump_wrong_survivors(dump, margin: float = WRONG_SURVIVOR_MARGIN) -> dict:
+    """:func:`analysis.metrics.wrong_survivor_rate` of NMS under the ranking rule the dump's
+    model deploys (:func:`deployed_nms`). Only NMS's suppressions count: boxes the per-image cap
+    drops are no rivals."""
+    pre, kept, uncapped, nms_iou = deployed_nms(dump)
+    return wrong_survivor_rate(pre, kept, margin=margin, nms_kept=uncapped, nms_iou=nms_iou)
 
 
 def dump_population_alignment(model: str, dump) -> dict:
