@@ -34,7 +34,9 @@ from .metrics import fusion_formula, oracle_candidates, wrong_survivors
 from .quality import oracle_fusion
 from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, select_candidates, select_rows
 
-ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))  # 0.0 … 1.0
+# α 0.0 … 0.9: the dump's candidate grid (exact); at α = 1 the product ranks by obj alone and every
+# label of an anchor ties
+ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
 NMS_IOUS: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7)
 GRID_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "AR")
 RECALL = np.linspace(0.0, 1.0, 101)  # COCO's recall points
@@ -99,49 +101,57 @@ def select(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
     return rows, score[rows]
 
 
-def _image_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, nms_iou: float,
-               cap: Optional[int]) -> torch.Tensor:
-    """mmcv ``batched_nms`` (class-aware hard NMS) of one image's M boxes, then its first ``cap``
-    survivors (None: all): indices into the M boxes, in NMS order. Runs NMS on the top 4·cap
-    boxes by score (4× more until ``cap`` survive or all are in), with the offsets computed over
-    all M boxes as ``batched_nms`` does."""
-    from mmcv.ops import batched_nms, nms
+def _first_survivors(shifted: np.ndarray, score: np.ndarray, order: np.ndarray, nms_iou: float,
+                     cap: int) -> np.ndarray:
+    """The first ``cap`` survivors of greedy NMS over one image's boxes ``shifted`` (float32[M, 4],
+    offset per class as ``batched_nms`` does) with scores float32[M], ``order`` their positions
+    by descending score (stable): positions into the M boxes, in NMS order. NMS runs on the top
+    4·cap boxes (4× more until ``cap`` survive or all are in): a box's fate depends only on the
+    boxes above it."""
+    from mmcv.ops import nms
 
-    n = len(scores)
-    if cap is None or n >= 10_000:  # batched_nms' other path (per-class loop): call it as it is
-        _, keep = batched_nms(boxes, scores, labels, dict(type="nms", iou_threshold=nms_iou))
-        return keep[:cap]
-    offsets = labels.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
-    shifted = boxes + offsets[:, None]
-    order = torch.sort(scores, descending=True, stable=True).indices
-    m = min(n, 4 * cap)
+    n, m = len(order), min(len(order), 4 * cap)
     while True:
         top = order[:m]
-        _, keep = nms(shifted[top], scores[top], nms_iou)
+        _, keep = nms(torch.from_numpy(shifted[top]), torch.from_numpy(score[top]), nms_iou)
         if len(keep) >= cap or m == n:
-            return top[keep[:cap]]
+            return top[keep.numpy()[:cap]]
         m = min(n, 4 * m)
 
 
 def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float,
              max_per_img: Optional[int] = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image NMS of :func:`select`'s output: the surviving rows int64[D] (by image, then in
-    NMS order) and their scores float32[D]. ``max_per_img`` -1: the dump's setting; None: no cap.
-    Score voting and other NMS types go through :func:`analysis.rescore.nms_per_image`."""
+    """Per-image NMS of :func:`select`'s output, as :func:`analysis.rescore.nms_per_image` (mmcv
+    ``batched_nms``, then the top ``max_per_img``): the surviving rows int64[D] (by image, then in
+    NMS order) and their scores float32[D]. ``max_per_img`` -1: the dump's setting; None: no cap
+    (then, and for an image of 10,000 boxes or more, ``batched_nms`` itself runs). Score voting
+    goes through :func:`analysis.rescore.nms_per_image`."""
     s = prep.settings
     cap = s["max_per_img"] if max_per_img == -1 else max_per_img
     if not len(rows):
         return rows, score
-    if s["score_voting"]:
+    if s["score_voting"] or cap is None:
         frame = prep.candidates.iloc[rows].assign(score=score, _row=rows)
-        out = nms_per_image(frame, nms_iou, cap, True)
+        out = nms_per_image(frame, nms_iou, cap, s["score_voting"])
         return out["_row"].to_numpy(np.int64), out["score"].to_numpy(np.float32)
-    image = prep.image[rows]
+    from mmcv.ops import batched_nms
+
+    image, boxes, labels = prep.image[rows], prep.boxes[rows], prep.label[rows]
     starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
     ends = np.r_[starts[1:], len(rows)]
-    boxes, scores = torch.from_numpy(prep.boxes[rows]), torch.from_numpy(score)
-    labels = torch.from_numpy(prep.label[rows])
-    kept = [a + _image_nms(boxes[a:b], scores[a:b], labels[a:b], nms_iou, cap).numpy() for a, b in zip(starts, ends)]
+    # batched_nms' class offsets, over each whole image: label · (max coordinate + 1), in float32
+    top = np.maximum.reduceat(boxes.max(1), starts)
+    offsets = labels.astype(np.float32) * (np.repeat(top, ends - starts) + np.float32(1))
+    shifted = boxes + offsets[:, None]
+    order = np.lexsort((-score, image))  # per image by descending score, stable
+    kept = []
+    for a, b in zip(starts, ends):
+        if b - a >= 10_000:  # batched_nms' per-class loop
+            _, keep = batched_nms(torch.from_numpy(boxes[a:b]), torch.from_numpy(score[a:b]),
+                                  torch.from_numpy(labels[a:b]), dict(type="nms", iou_threshold=nms_iou))
+            kept.append(a + keep.numpy()[:cap])
+        else:
+            kept.append(a + _first_survivors(shifted[a:b], score[a:b], order[a:b] - a, nms_iou, cap))
     kept = np.concatenate(kept)
     return rows[kept], score[kept]
 
@@ -437,6 +447,24 @@ def browser_data(dumps: Mapping[str, Any], root: str | Path = ".", top_n: int = 
 
 # ------------------------------------------------------------------ live in JupyterLab
 
+class one_torch_thread:
+    """Context manager: torch on one thread inside (small tensors gain nothing from more, and on
+    a busy machine its thread pool is many times slower), the previous count restored after."""
+
+    def __enter__(self) -> "one_torch_thread":
+        import torch
+
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+
 class LiveRescorer:
     """Re-scores dumps (name → :class:`analysis.io.Dump`) for any α and NMS IoU:
     :meth:`update` returns each detector's :func:`grid_cell` and how long it took."""
@@ -452,17 +480,23 @@ class LiveRescorer:
         without a quality score is re-scored once per NMS IoU (α does not apply)."""
         start = time.perf_counter()
         out = {}
+        with one_torch_thread():
+            out = self._update(alpha, nms_iou)
+        return out, time.perf_counter() - start
+
+    def _update(self, alpha: float, nms_iou: float) -> dict[str, dict]:
+        out, now = {}, round(nms_iou, 6)
+        self._cache = {k: v for k, v in self._cache.items() if k[1].mode == "cls" or (k[1].alpha, k[2]) == (alpha, now)}
         for name, dump in self.dumps.items():
             rule = alpha_rule(dump.meta, alpha)
-            key = (name, rule, round(nms_iou, 6))
+            key = (name, rule, now)
             if key not in self._cache:
                 prep = self.preps[name]
                 rows, score = select(prep, rule)
                 kept, kscore = nms_rows(prep, rows, score, nms_iou)
-                self._cache = {k: v for k, v in self._cache.items() if k[1].mode == "cls"}  # keep the α-free ones
                 self._cache[key] = grid_cell(self.gts[name], prep.candidates.iloc[kept].assign(score=kscore))
             out[name] = self._cache[key]
-        return out, time.perf_counter() - start
+        return out
 
 
 def live_widgets(dumps: Mapping[str, Any], root: str | Path = ".", alpha: float = 0.4, nms_iou: float = 0.5) -> Any:
