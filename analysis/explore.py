@@ -187,9 +187,17 @@ def coco_ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = N
     return GroundTruth(coco, np.asarray(label_cat_ids(coco.dataset["categories"], classes, cat_ids), np.int64))
 
 
-def dump_ground_truth(dump, root: str | Path = ".") -> GroundTruth:
-    """:func:`coco_ground_truth` of a dump's annotation file (relative paths from ``root``)."""
-    return coco_ground_truth(Path(root) / dump.meta["ann_file"], dump.meta["classes"], dump.meta.get("cat_ids"))
+def ann_path(meta: dict, root: Optional[str | Path] = None) -> Path:
+    """A dump's annotation file: relative to ``root`` when given, else as
+    :func:`analysis.runs.run_path` finds it (as given, or in the source checkout)."""
+    from .runs import run_path
+
+    return Path(root) / meta["ann_file"] if root is not None else run_path(meta["ann_file"])
+
+
+def dump_ground_truth(dump, root: Optional[str | Path] = None) -> GroundTruth:
+    """:func:`coco_ground_truth` of a dump's annotation file (:func:`ann_path`)."""
+    return coco_ground_truth(ann_path(dump.meta, root), dump.meta["classes"], dump.meta.get("cat_ids"))
 
 
 def evaluate(gt: GroundTruth, dets: pd.DataFrame) -> tuple[dict, np.ndarray]:
@@ -260,7 +268,7 @@ def detector_grid(prep: Prepared, meta: dict, gt: GroundTruth, alphas: Sequence[
     return out
 
 
-def slider_data(dumps: Mapping[str, Any], root: str | Path = ".", alphas: Sequence[float] = ALPHAS,
+def slider_data(dumps: Mapping[str, Any], root: Optional[str | Path] = None, alphas: Sequence[float] = ALPHAS,
                 nms_ious: Sequence[float] = NMS_IOUS) -> dict:
     """The α × NMS-IoU grid of every dump (name → :class:`analysis.io.Dump`), JSON-able:
     ``{"alphas": [A], "nms_ious": [N], "recall": [R], "detectors": [{"name", "rule", "deployed":
@@ -394,7 +402,7 @@ def browser_images(counts: Mapping[str, pd.DataFrame], image_ids: Sequence[int],
     return sorted(chosen[:max_images])
 
 
-def browser_data(dumps: Mapping[str, Any], root: str | Path = ".", top_n: int = TOP_N,
+def browser_data(dumps: Mapping[str, Any], root: Optional[str | Path] = None, top_n: int = TOP_N,
                  survivors_n: int = SURVIVORS_N, worst_n: int = WORST_N, max_images: int = MAX_IMAGES) -> dict:
     """The candidate browser's data for dumps (name → :class:`analysis.io.Dump`) of one test set:
     ``{"detectors": [{"name", "rules": {rule: formula}}], "rules": RULES, "caps": {...},
@@ -404,7 +412,7 @@ def browser_data(dumps: Mapping[str, Any], root: str | Path = ".", top_n: int = 
     image file (None when it is not on disk); candidates are capped per image and detector
     (:func:`embedded_rows`)."""
     first = next(iter(dumps.values()))
-    ann = Path(root) / first.meta["ann_file"]
+    ann = ann_path(first.meta, root)
     gt = ground_truth(ann, first.meta["classes"], first.meta.get("cat_ids"))
     records, folder = image_records(ann), image_dir(ann)
     counts = {name: image_counts(d) for name, d in dumps.items()}
@@ -469,7 +477,7 @@ class LiveRescorer:
     """Re-scores dumps (name → :class:`analysis.io.Dump`) for any α and NMS IoU:
     :meth:`update` returns each detector's :func:`grid_cell` and how long it took."""
 
-    def __init__(self, dumps: Mapping[str, Any], root: str | Path = "."):
+    def __init__(self, dumps: Mapping[str, Any], root: Optional[str | Path] = None):
         self.dumps = dict(dumps)
         self.preps = {n: prepare(d.candidates, d.meta) for n, d in self.dumps.items()}
         self.gts = {n: dump_ground_truth(d, root) for n, d in self.dumps.items()}
@@ -499,7 +507,7 @@ class LiveRescorer:
         return out
 
 
-def live_widgets(dumps: Mapping[str, Any], root: str | Path = ".", alpha: float = 0.4, nms_iou: float = 0.5) -> Any:
+def live_widgets(dumps: Mapping[str, Any], root: Optional[str | Path] = None, alpha: float = 0.4, nms_iou: float = 0.5) -> Any:
     """An ipywidgets box for JupyterLab: α and NMS IoU sliders (any value, step 0.01), each detector's
     AP, AP50, AP75 and AR re-scored from its dump on every move (:class:`LiveRescorer`), the time
     the move took, and the precision–recall curves (matplotlib)."""
@@ -508,7 +516,7 @@ def live_widgets(dumps: Mapping[str, Any], root: str | Path = ".", alpha: float 
     from IPython.display import display
 
     live = LiveRescorer(dumps, root)
-    a = w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.01, description="α", continuous_update=False)
+    a = w.FloatSlider(value=alpha, min=0.0, max=0.99, step=0.01, description="α", continuous_update=False)
     t = w.FloatSlider(value=nms_iou, min=0.3, max=0.9, step=0.01, description="NMS IoU", continuous_update=False)
     table, plot = w.HTML(), w.Output()
 

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports", help="output directory (default %(default)s)")
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
+    rep.add_argument("--no-explore", action="store_true",
+                     help="skip the explorer page 08_explore.html (α / NMS sliders, candidate browser; "
+                          "about a minute of CPU on the tiny run)")
     rep.add_argument("--notebooks", metavar="DIR", default=None,
                      help="the numbered notebooks (default: $RETCONF_NOTEBOOKS, else the source tree's "
                           "notebooks/; a non-editable install needs one of the two)")
@@ -282,7 +285,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs: must be at least 1, got {args.jobs}")
     made = make_reports(args.run_dir, args.out, args.only, args.show_code, jobs=args.jobs,
-                        notebooks_from=args.notebooks)
+                        notebooks_from=args.notebooks, explore=not args.no_explore)
     kept = sum(r.reused for r in made)
     print(f"{len(made) - kept} reports written, {kept} up to date and kept, in {args.out} "
           f"(open {args.out}/index.html)")

@@ -262,12 +262,27 @@ def explorer_inputs(run_dir: Path, seed: int, detectors: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def explorer_plan(full_run: Path, summary: dict, seed: Optional[int] = None,
+                  detectors: Optional[Sequence[str]] = None) -> tuple[int, list[str]]:
+    """(seed, detectors) the page shows: ``seed`` or the run's first; ``detectors`` or the
+    paper's detectors whose dump of that seed exists."""
+    from analysis import runs
+
+    seed = int(summary["seeds"][0]) if seed is None else seed
+    names = list(detectors) if detectors is not None else [
+        m for m in runs.paper_detectors(summary) if (runs.dump_dir(full_run, seed, m) / "metadata.json").is_file()]
+    return seed, names
+
+
 def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = ".", seed: Optional[int] = None,
                    detectors: Optional[Sequence[str]] = None, fingerprint: str = "") -> tuple[Path, dict]:
-    """Write ``out/08_explore.html`` and ``out/plotly.min.js`` for the dumps of one seed (default:
-    the run's first) of ``detectors`` (default: the paper's detectors the run has). Relative
-    paths (the run, the dumps' annotation files) are read from ``project``. Returns the page and
-    ``{"seconds", "bytes", "images", "candidates"}``."""
+    """Write ``out/08_explore.html`` and ``out/plotly.min.js`` for the dumps of one seed and
+    detectors (:func:`explorer_plan`). Relative paths (the run, the dumps' annotation files) are
+    read from ``project``. Returns the page and ``{"seconds", "bytes", "images", "candidates"}``.
+
+    Raises:
+        ValueError: when the run has no dump to show.
+    """
     from analysis import explore, runs
     from analysis.explore import one_torch_thread
     from analysis.seeds import load_seed_dump
@@ -275,10 +290,9 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
     start = time.perf_counter()
     project, out = Path(project), Path(out)
     full_run = project / run_dir
-    summary = runs.load_summary(full_run)
-    seed = int(summary["seeds"][0]) if seed is None else seed
-    names = list(detectors) if detectors is not None else [
-        m for m in runs.paper_detectors(summary) if (runs.dump_dir(full_run, seed, m) / "metadata.json").is_file()]
+    seed, names = explorer_plan(full_run, runs.load_summary(full_run), seed, detectors)
+    if not names:
+        raise ValueError(f"{full_run}: no dump of the paper's detectors for seed {seed}: nothing to explore")
     dumps = {m: load_seed_dump(full_run, seed, m) for m in names}
     with one_torch_thread():
         slider = explore.slider_data(dumps, project)

@@ -413,13 +413,48 @@ def _one_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the notebook kernels this worker starts
 
 
+def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Optional[Report]:
+    """The explorer page (:mod:`retconf.explore`: α / NMS sliders and the candidate browser),
+    kept when its inputs fingerprint matches; None when the run has no dump to show."""
+    from tqdm import tqdm
+
+    from .explore import PAGE, explorer_inputs, explorer_plan, write_explorer
+
+    seed, names = explorer_plan(project / run_dir, summary)
+    if not names:
+        return None
+    fp = explorer_inputs(project / run_dir, seed, names)
+    target = out / PAGE
+    if report_fingerprint(target) == fp and (out / "plotly.min.js").is_file():
+        tqdm.write(f"{target}: up to date with its inputs, kept")
+        return Report(target, True)
+    page, info = write_explorer(run_dir, out, project, seed, names, fp)
+    tqdm.write(f"{page}: {info['bytes'] / 1e6:.1f} MB, {info['images']} images, {info['candidates']} candidates, "
+               f"{info['seconds']:.0f} s")
+    return Report(page, False)
+
+
+# The notebooks whose ``parameters`` cell declares ``live``: batch runs set it False (the static
+# explorer page replaces their JupyterLab widgets).
+LIVE_PARAMETER = "live"
+
+
+def notebook_parameters(path: Path, parameters: dict) -> dict:
+    """``parameters`` plus ``live=False`` for a notebook whose parameters cell declares ``live``."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(path))
+    return {**parameters, LIVE_PARAMETER: False} if LIVE_PARAMETER in declared else dict(parameters)
+
+
 def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]] = None,
                  show_code: bool = False, jobs: Optional[int] = None,
-                 notebooks_from: Optional[str | Path] = None) -> list[Report]:
+                 notebooks_from: Optional[str | Path] = None, explore: bool = True) -> list[Report]:
     """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``;
     reports whose recorded inputs fingerprint still matches are kept. ``jobs`` notebooks run at
     once, each in its own process (default: one per CPU core; 1 runs them in this process).
-    ``notebooks_from``: the notebook directory (default: :func:`notebooks_dir`)."""
+    ``notebooks_from``: the notebook directory (default: :func:`notebooks_dir`). Without
+    ``names`` and with ``explore``, also the explorer page (:func:`explorer_report`), listed last."""
     from tqdm import tqdm
 
     from .progress import progress
@@ -440,8 +475,9 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     run = run_digest(project / run_dir)
     todo = []
     parameters = {"run_dir": str(run_dir)}
+    params = {path: notebook_parameters(path, parameters) for path in run_notebooks(summary, names, nb_dir)}
     for path in run_notebooks(summary, names, nb_dir):
-        fp = inputs_fingerprint(path, parameters, show_code, run)
+        fp = inputs_fingerprint(path, params[path], show_code, run)
         target = out / f"{path.stem}.html"
         if report_fingerprint(target) == fp:
             tqdm.write(f"{target}: up to date with its inputs, kept")
@@ -452,7 +488,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     bar = progress(total=len(todo), desc="reports", unit="notebook")
     if jobs == 1:
         for path, fp in todo:
-            written[path] = Report(run_notebook(path, out, parameters, show_code, fp,
+            written[path] = Report(run_notebook(path, out, params[path], show_code, fp,
                                                 families_note(summary, path, out)), False)
             bar.update()
     else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
@@ -461,16 +497,20 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_one_thread) as pool:
-            futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp,
+            futures = {pool.submit(run_notebook, path, out, params[path], show_code, fp,
                                    families_note(summary, path, out)): path for path, fp in todo}
             for fut in as_completed(futures):
                 written[futures[fut]] = Report(fut.result(), False)
                 bar.update()
     bar.close()
     written = [written[p] for p in run_notebooks(summary, names, nb_dir)]
+    explorer = explorer_report(project, run_dir, summary, out) if explore and not names else None
+    written += [explorer] if explorer else []
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
+        from .explore import PAGE
+
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
-        pages = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)]
+        pages = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)] + [out / PAGE]
         from analysis.tables import headline
 
         atomic_write_text(out / "index.html", index_html([(page_title_of(p), p.name) for p in pages if p.is_file()],
