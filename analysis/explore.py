@@ -5,9 +5,10 @@ return (JSON-able dicts); :func:`live_widgets` re-scores live in JupyterLab. Com
 drawing lives in :mod:`retconf.explore` (the page) and in :func:`live_widgets`'s figure.
 
 Re-scoring is :mod:`analysis.rescore`'s procedure (fuse, select, class-aware NMS, top
-``max_per_img``), made fast and kept exact: NMS of an image runs on the prefix of its candidates
-by score that holds its first ``max_per_img`` survivors (greedy NMS decides a box from the boxes
-above it alone), with the box offsets mmcv's ``batched_nms`` computes over the whole image. The
+``max_per_img``), made fast and kept exact: NMS of an image runs on the prefix of its candidates,
+in the order mmcv's NMS sorts them (ties included), that holds its first ``max_per_img``
+survivors (greedy NMS decides a box from the boxes above it alone), with the box offsets mmcv's
+``batched_nms`` computes over the whole image. The
 tests check that the detections equal :func:`analysis.rescore.rescore`'s and the metrics
 :func:`analysis.coco.coco_ap`'s.
 
@@ -101,19 +102,21 @@ def select(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
     return rows, score[rows]
 
 
-def _first_survivors(shifted: np.ndarray, score: np.ndarray, order: np.ndarray, nms_iou: float,
-                     cap: int) -> np.ndarray:
+def _first_survivors(shifted: np.ndarray, score: np.ndarray, nms_iou: float, cap: int) -> np.ndarray:
     """The first ``cap`` survivors of greedy NMS over one image's boxes ``shifted`` (float32[M, 4],
-    offset per class as ``batched_nms`` does) with scores float32[M], ``order`` their positions
-    by descending score (stable): positions into the M boxes, in NMS order. NMS runs on the top
-    4·cap boxes (4× more until ``cap`` survive or all are in): a box's fate depends only on the
-    boxes above it."""
+    offset per class as ``batched_nms`` does) with scores float32[M]: positions into the M boxes,
+    in NMS order. The boxes are ordered as mmcv's NMS orders them (torch's sort, which breaks
+    ties its own way), and NMS runs on the top 4·cap of that order (4× more until ``cap`` survive
+    or all are in), ranked by position so that no tie is broken again: a box's fate depends only
+    on the boxes above it."""
     from mmcv.ops import nms
 
+    order = torch.sort(torch.from_numpy(score), 0, True).indices.numpy()  # as mmcv's nms_cpu sorts
     n, m = len(order), min(len(order), 4 * cap)
     while True:
         top = order[:m]
-        _, keep = nms(torch.from_numpy(shifted[top]), torch.from_numpy(score[top]), nms_iou)
+        rank = torch.arange(m, 0, -1, dtype=torch.float32)
+        _, keep = nms(torch.from_numpy(shifted[top]), rank, nms_iou)
         if len(keep) >= cap or m == n:
             return top[keep.numpy()[:cap]]
         m = min(n, 4 * m)
@@ -143,7 +146,6 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
     top = np.maximum.reduceat(boxes.max(1), starts)
     offsets = labels.astype(np.float32) * (np.repeat(top, ends - starts) + np.float32(1))
     shifted = boxes + offsets[:, None]
-    order = np.lexsort((-score, image))  # per image by descending score, stable
     kept = []
     for a, b in zip(starts, ends):
         if b - a >= 10_000:  # batched_nms' per-class loop
@@ -151,7 +153,7 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
                                   torch.from_numpy(labels[a:b]), dict(type="nms", iou_threshold=nms_iou))
             kept.append(a + keep.numpy()[:cap])
         else:
-            kept.append(a + _first_survivors(shifted[a:b], score[a:b], order[a:b] - a, nms_iou, cap))
+            kept.append(a + _first_survivors(shifted[a:b], score[a:b], nms_iou, cap))
     kept = np.concatenate(kept)
     return rows[kept], score[kept]
 
