@@ -484,6 +484,7 @@ class LiveRescorer:
         self.preps = {n: prepare(d.candidates, d.meta) for n, d in self.dumps.items()}
         self.gts = {n: dump_ground_truth(d, root) for n, d in self.dumps.items()}
         self._cache: dict = {}
+        self._selected: dict = {}  # (name, rule) -> select()'s output, reused by a move of NMS IoU alone
 
     def update(self, alpha: float, nms_iou: float) -> tuple[dict[str, dict], float]:
         """(name → :func:`grid_cell` at ``alpha`` and ``nms_iou``, seconds spent); a detector
@@ -502,7 +503,10 @@ class LiveRescorer:
             key = (name, rule, now)
             if key not in self._cache:
                 prep = self.preps[name]
-                rows, score = select(prep, rule)
+                if (name, rule) not in self._selected:
+                    self._selected = {k: v for k, v in self._selected.items() if k[1].mode == "cls" or k[1] == rule}
+                    self._selected[(name, rule)] = select(prep, rule)
+                rows, score = self._selected[(name, rule)]
                 kept, kscore = nms_rows(prep, rows, score, nms_iou)
                 self._cache[key] = grid_cell(self.gts[name], prep.candidates.iloc[kept].assign(score=kscore))
             out[name] = self._cache[key]
