@@ -99,6 +99,7 @@ def test_report_html_has_tables_and_figures(reports: Path, quick_run: dict, name
     if name == "04_main_results":
         assert ("nothing to compare" in text) != paired
     assert "rows ×" not in text and "<td>...</td>" not in text and "<th>...</th>" not in text  # never truncated
+    assert "data-outside=" not in text  # no figure draws data outside its axes (analysis.display.figure_html)
 
 
 @pytest.mark.parametrize("name", ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results",
