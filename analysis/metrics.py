@@ -74,6 +74,12 @@ def rank_correlation(df: pd.DataFrame, score_col: str = "cls", iou_col: str = "i
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 
 
+def level_name(level: int) -> str:
+    """A dump's pyramid level index as the reports name it: 0 -> "P3" (stride 8) … 4 -> "P7";
+    a negative index (level unknown) -> "unknown"."""
+    return f"P{int(level) + 3}" if int(level) >= 0 else "unknown"
+
+
 def _pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU (float64[N, M]) of corner boxes ``a`` (N, 4) and ``b`` (M, 4), as mmcv's NMS (no +1)."""
     iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
@@ -242,7 +248,7 @@ def _groups(df: pd.DataFrame, by_level: bool) -> list[tuple[str, str, pd.DataFra
     have one, then per object size (:data:`SIZE_BINS`)."""
     out = [("all", "all", df)]
     if by_level and "level" in df:
-        out += [("level", f"P{int(lv) + 3}", g) for lv, g in df.groupby("level", sort=True)]
+        out += [("level", level_name(lv), g) for lv, g in df.groupby("level", sort=True)]
     area = df["gt_area"]
     out += [("size", name, df[(area >= lo) & (area < hi)]) for name, (lo, hi) in SIZE_BINS.items()]
     return out

@@ -14,14 +14,29 @@ def scatter_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col
                       title: str = "", max_points: int = 20000, score_label: str = "",
                       marker_size: float = 9.0, marker_alpha: float = 0.5) -> Any:
     """Figure 1 panel: score against IoU, one dot per box (a fixed sample above ``max_points``),
-    the number of boxes in the title, the 0.5 lines dashed."""
+    the number of boxes in the title, the 0.5 lines dashed. Boxes with IoU exactly 0 (no
+    same-label ground truth overlaps them: often hundreds) would hide in one stripe on the
+    y-axis: they are drawn grey in a strip left of 0, spread by a fixed jitter, and counted in
+    the strip's label."""
     data = df.sample(max_points, random_state=0) if len(df) > max_points else df
-    ax.scatter(data[iou_col], data[score_col], s=marker_size, alpha=marker_alpha, linewidths=0)
+    zero = data[iou_col].to_numpy() == 0
+    ax.scatter(data[iou_col][~zero], data[score_col][~zero], s=marker_size, alpha=marker_alpha, linewidths=0)
+    n_zero = int((df[iou_col] == 0).sum())
+    if zero.any():
+        jitter = np.random.default_rng(0).uniform(-ZERO_STRIP, -ZERO_STRIP / 6, int(zero.sum()))
+        ax.scatter(jitter, data[score_col][zero], s=marker_size / 2, alpha=marker_alpha, color="0.55", linewidths=0)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="IoU with a same-label ground truth", ylabel=score_label or score_col,
-           title=f"{title} (n={len(df)})" if title else f"n={len(df)}")
+    ax.set(xlim=(-ZERO_STRIP if n_zero else 0, 1), ylim=(0, 1), xlabel="IoU with a same-label ground truth",
+           ylabel=score_label or score_col, title=f"{title} (n={len(df)})" if title else f"n={len(df)}")
+    if n_zero:
+        ax.text(-ZERO_STRIP / 2, 1.0, f"IoU 0:\n{n_zero}", ha="center", va="bottom", fontsize=7, color="0.35",
+                transform=ax.get_xaxis_transform())
     return ax.figure
+
+
+# Width (in IoU units) of the strip left of 0 where :func:`scatter_score_iou` spreads IoU-0 boxes.
+ZERO_STRIP = 0.08
 
 
 def density_score_iou(df: pd.DataFrame, ax: Any, score_col: str = "cls", iou_col: str = "iou_same",
@@ -109,12 +124,13 @@ def seed_points(per_seed: pd.DataFrame, ax: Any, metric: str = "AP", by: str = "
 
 
 def reliability_diagram(table: pd.DataFrame, ax: Any, title: str = "", target_label: str = "precision",
-                        error: Optional[float] = None, error_name: str = "ECE") -> Any:
+                        error: Optional[float] = None, error_name: str = "ECE", legend: bool = True) -> Any:
     """Reliability diagram of one score: per bin the mean target (precision, or precision × IoU)
     as bars over the bin, the share of rows in the bin as hatched bars, the diagonal, and the
     bin's mean score as a dot over the bin centre (its gap to the bar is the bin's error; from
     :func:`analysis.calibration.reliability`; a
-    ``mean_target_sd`` column, over seeds, is drawn as error bars). ``error`` is printed."""
+    ``mean_target_sd`` column, over seeds, is drawn as error bars). ``error`` is printed;
+    ``legend``: False for all but one panel of a grid (the same legend in each says nothing new)."""
     width = table["hi"] - table["lo"]
     ax.bar(table["lo"], table["mean_target"].fillna(0.0), width=width, align="edge", color="C0",
            edgecolor="k", linewidth=0.5, label=target_label,
@@ -126,7 +142,8 @@ def reliability_diagram(table: pd.DataFrame, ax: Any, title: str = "", target_la
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel=target_label, title=title)
     if error is not None and np.isfinite(error):
         ax.text(0.04, 0.9, f"{error_name} = {error:.3f}", transform=ax.transAxes)
-    ax.legend(loc="upper left", fontsize=7, bbox_to_anchor=(0.0, 0.86))
+    if legend:
+        ax.legend(loc="upper left", fontsize=7, bbox_to_anchor=(0.0, 0.86))
     return ax.figure
 
 

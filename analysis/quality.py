@@ -35,6 +35,7 @@ from . import calibration as cal
 from .coco import detections_from_coco_results
 from .lrp import olrp
 from .matching import SIZES, coco_match, ground_truth
+from .metrics import level_name
 from .rescore import deployed_fusion, fused_scores
 from .runs import run_path
 from .tide import ap_by_iou, tide_errors
@@ -189,7 +190,7 @@ def level_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, levels: np.nd
     """Post-NMS calibration per pyramid level: the detections are matched all together (IoU 0.5
     for precision, 0.0 for precision × IoU) and then split by the level they came from; no
     operating threshold; detections of classes without ground truth are left out (as in D-ECE
-    and LaECE). Rows ``score``, ``level``, ``D-ECE-style ECE`` and ``LaECE-style ECE``
+    and LaECE). Rows ``score``, ``level`` (named "P3" … "P7", :func:`analysis.metrics.level_name`), ``D-ECE-style ECE`` and ``LaECE-style ECE``
     (class-agnostic, 10 bins) and ``n``."""
     frame = scored(dets, scores).assign(_level=levels)
     rows = []
@@ -203,7 +204,7 @@ def level_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, levels: np.nd
                 t = cal.reliability(live["score"].to_numpy(), live[col].to_numpy(np.float64), cal.DECE_BINS)
                 parts[name] = cal.expected_error(t)
                 parts["n"] = int(len(live))
-            rows.append({"score": s, "level": lv, **parts})
+            rows.append({"score": s, "level": level_name(lv), **parts})
     return rows
 
 

@@ -1,6 +1,6 @@
 """Parse every table of a report page and list what breaks the tables' rules (shared by the report
 tests): never truncated, one precision rule (at most 3 decimals; counts at most one decimal, the
-mean over seeds; no ``1080.000``), no all-NaN ``*_sd`` column."""
+mean over seeds; no ``1080.000``; both numbers of a "mean ± sd" cell), no all-NaN ``*_sd`` column."""
 from __future__ import annotations
 
 import html
@@ -45,9 +45,9 @@ def table_problems(page: str) -> list[str]:
             if name.endswith("_sd") and column and all(v == "NaN" for v in column):
                 problems.append(f"table {k}: {name} is NaN throughout")
             for v in column:
-                m = _NUMBER.match(v)
-                decimals = len(m.group(2) or "") if m else 0
-                if decimals > (1 if COUNT_HEADERS.match(name) else 3) or _WHOLE_WITH_ZEROS.match(v):
+                parts = v.split(" ± ")  # a "mean ± sd" cell: both numbers follow the rule
+                decimals = max(len(m.group(2) or "") if m else 0 for m in map(_NUMBER.match, parts))
+                if decimals > (1 if COUNT_HEADERS.match(name) else 3) or any(map(_WHOLE_WITH_ZEROS.match, parts)):
                     problems.append(f"table {k}, column {name!r}: {v}")
                     break
     return problems

@@ -73,16 +73,16 @@ def _any_paired_seed(run: Path) -> bool:
 @pytest.mark.parametrize("name, tables, images, headers", [
     # the quick run's one-epoch models keep no candidate with cls > 0.05: the per-level/size table is empty
     # the quick run's models keep no wrong survivor (NaN on both seeds): its all-NaN spread is left out
-    ("01_misalignment", 9, 5, ["condition", "seeds", "wrong-survivor rate", "spearman_sd", "subset", "protocol", "obj − cls",
+    ("01_misalignment", 9, 5, ["condition", "seeds", "wrong-survivor rate", "spearman", "subset", "protocol", "obj − cls",
                                "well-localized", "cls<0.5", "shift"]),
-    ("02_alpha_sweep", 3, 2, ["AP_paper", "AP_sd", "resolution"]),  # α curve, paired α effects
-    ("03_ablations", 8, 1, ["AP_delta", "AP_sd", "loss", "AP IoU oracle_sd", "AP IoU + label oracle_sd",
+    ("02_alpha_sweep", 3, 2, ["AP_paper", "AP", "resolution"]),  # α curve, paired α effects
+    ("03_ablations", 8, 1, ["AP_delta", "AP", "loss", "AP IoU oracle", "AP IoU + label oracle",
                             "share", "agree", "order"]),
     # when the quick run's one-epoch RetinaNet detects nothing (no AP) there is no pair with it and
     # the page says so; when it does (the CPU's arithmetic decides), two paired tables follow
     # ... and the split of each pair's spread into evaluation and training noise (two seeds)
     ("04_main_results", 8, 1, ["ARs", "ARl", "source", "comparison", "seeds", "eval sd (bootstrap)", "seeds for ±0.01"]),
-    ("05_calibration", 10, 6, ["LaECE_sd", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
+    ("05_calibration", 10, 6, ["LaECE", "D-ECE", "best by LaECE", "oLRP_loc", "thr_mean", "precision ECE"]),
 ])
 def test_report_html_has_tables_and_figures(reports: Path, quick_run: dict, name: str, tables: int, images: int,
                                             headers: list[str]) -> None:
@@ -93,11 +93,13 @@ def test_report_html_has_tables_and_figures(reports: Path, quick_run: dict, name
     assert page.tags.get("img", 0) == images
     for header in headers:
         assert header in page.headers, header
+    assert not any(h.endswith("_sd") for h in page.headers)  # each spread shares its mean's cell
     assert not (reports / f"{name}.ipynb").exists()  # executed copies are kept only on failure
     text = (reports / f"{name}.html").read_text()
     if name == "04_main_results":
         assert ("nothing to compare" in text) != paired
     assert "rows ×" not in text and "<td>...</td>" not in text and "<th>...</th>" not in text  # never truncated
+    assert "data-outside=" not in text  # no figure draws data outside its axes (analysis.display.figure_html)
 
 
 @pytest.mark.parametrize("name", ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results",
@@ -339,7 +341,7 @@ def test_calibration_report_on_a_fixture_run(tmp_path: Path, capfd: pytest.Captu
     assert [r.path.name for r in made] == ["05_calibration.html"]
     page = _parse(tmp_path / "out" / "05_calibration.html")
     assert page.tags.get("table", 0) == 10 and page.tags.get("img", 0) == 6
-    for header in ("LaECE_sd", "best by LaECE", "oLRP_loc", "precision x IoU ECE"):
+    for header in ("LaECE", "best by LaECE", "oLRP_loc", "precision x IoU ECE"):
         assert header in page.headers, header
     page = (tmp_path / "out" / "05_calibration.html").read_text()
     assert "mean ± sd (sample standard deviation) over 2 training seeds" in page
@@ -361,7 +363,7 @@ def test_families_page_of_a_run_with_other_families(tmp_path: Path) -> None:
     html_text = (tmp_path / "out" / "06_families.html").read_text()
     assert table_problems(html_text) == []
     page = _parse(tmp_path / "out" / "06_families.html")
-    for header in ("ranking~IoU", "ranking~IoU_sd", "AP IoU oracle", "wrong-survivor rate", "quality score", "train s"):
+    for header in ("ranking~IoU", "AP IoU oracle", "wrong-survivor rate", "quality score", "train s"):
         assert header in page.headers, header
     assert page.tags.get("img", 0) == 2
     # one findings pair per family with a separate quality score (not RetinaNet, not GFL)

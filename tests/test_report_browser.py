@@ -61,3 +61,46 @@ def test_the_check_sees_console_errors(tmp_path: Path) -> None:
     page.write_text("<html><body><script>throw new Error('broken page');</script></body></html>")
     _, console = _open(page, tmp_path / "profile")
     assert any("broken page" in line for line in console)
+
+
+# Every report table (details opened) must end inside a 1280 px wide window: the width a
+# researcher's laptop browser gives a page, and the one the screenshots are taken at.
+PAGE_WIDTH = 1280
+_WIDE_TABLES = """() => {
+  document.querySelectorAll('details').forEach(d => d.open = true);
+  return Array.from(document.querySelectorAll('table')).map((t, i) => {
+    const r = t.getBoundingClientRect();
+    return {i, right: Math.round(r.right), head: Array.from(t.querySelectorAll('th')).slice(0, 4).map(x => x.innerText).join(' | ')};
+  }).filter(t => t.right > window.innerWidth);
+}"""
+
+
+def wide_tables(pages: list[Path], width: int = PAGE_WIDTH) -> dict[str, list[dict]]:
+    """For each page, the tables whose right edge lies beyond a ``width`` px window once every
+    collapsed section is open (Playwright driving Debian's Chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    out = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        for path in pages:
+            page.goto(path.resolve().as_uri())
+            out[path.name] = page.evaluate(_WIDE_TABLES)
+        browser.close()
+    return out
+
+
+def test_every_table_fits_a_1280_px_window(quick_run: dict) -> None:
+    pytest.importorskip("playwright", reason="playwright is not installed (pip install playwright)")
+    pages = sorted(quick_run["reports"].glob("0*.html"))
+    assert len(pages) >= 5
+    assert {name: wide for name, wide in wide_tables(pages).items() if wide} == {}
+
+
+def test_the_width_check_sees_a_wide_table(tmp_path: Path) -> None:
+    pytest.importorskip("playwright", reason="playwright is not installed (pip install playwright)")
+    page = tmp_path / "wide.html"
+    cells = "".join(f"<th>column number {i}</th>" for i in range(40))
+    page.write_text(f"<html><body><details><summary>x</summary><table><tr>{cells}</tr></table></details></body></html>")
+    assert len(wide_tables([page])["wide.html"]) == 1

@@ -2,6 +2,7 @@
 as integers, a mean over seeds of a count to one decimal), one header row, no leftover index."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from analysis.display import COUNT_DIGITS, flat, tidy
@@ -79,3 +80,73 @@ def test_frame_html_drops_only_a_leftover_index() -> None:
     labelled = pd.DataFrame({"AP": [0.3]}, index=["conf − retinanet"])
     assert not leftover_index(labelled) and "conf − retinanet" in frame_html(labelled)
     assert not leftover_index(plain.iloc[[1]])  # a filtered frame keeps its (meaningful) labels
+
+
+def test_merge_spread_puts_mean_and_sd_in_one_cell() -> None:
+    from analysis.display import merge_spread
+
+    df = tidy(pd.DataFrame({"model": ["a", "b"], "seeds": [3, 3], "AP": [0.30712, 0.31], "AP_sd": [0.0061, NAN],
+                            "n": [12.0, 13.0], "n_sd": [0.5, 1.0], "note_sd": ["x", "y"]}), counts=["n"])
+    out = merge_spread(df)
+    assert list(out.columns) == ["model", "seeds", "AP", "n", "note_sd"]  # a spread without its mean stays
+    assert list(out["AP"]) == ["0.307 ± 0.006", "0.310"]  # no spread (one seed): the mean alone
+    assert list(out["n"]) == ["12 ± 0.5", "13 ± 1.0"]  # a whole mean count keeps its spread's decimal
+
+
+def test_frame_html_merges_spreads_and_names_the_empty_columns_it_leaves_out() -> None:
+    from analysis.display import frame_html
+
+    df = pd.DataFrame({"size": ["small", "medium"], "AP": [0.5, 0.25], "AP_sd": [0.01, 0.02], "APl": [NAN, NAN]})
+    text = frame_html(df)
+    assert "0.50 ± 0.01" in text and "AP_sd" not in text and "<th>APl</th>" not in text
+    assert "Left out, empty throughout (nothing of the kind in this data): APl." in text
+    # one row: an empty cell is the answer there, nothing is left out
+    assert "<th>APl</th>" in frame_html(df.iloc[:1]) and "Left out" not in frame_html(df.iloc[:1])
+
+
+def test_data_outside_axes_sees_a_clipped_curve_and_accepts_a_fitted_one() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.display import data_outside_axes, figure_html
+
+    fig, (a, b) = plt.subplots(1, 2)
+    a.plot([0, 1], [0.0, 0.12], label="IoU > t")
+    a.set_ylim(0, 0.05)  # what a second call's y-limit did to Figure 2
+    a.set_title("clipped")
+    b.scatter([0.2, 0.4], [0.5, 0.7])
+    b.bar([0.1], [0.9], width=0.1)
+    assert data_outside_axes(fig) == ["clipped: 1 data point(s) outside the axes"]
+    assert 'data-outside="clipped: 1 data point(s) outside the axes"' in figure_html(fig, "alt")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0.0, 0.12])
+    assert data_outside_axes(fig) == [] and "data-outside" not in figure_html(fig, "alt")
+
+
+def test_figure1_panel_spreads_iou_zero_boxes_in_a_counted_strip() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.display import data_outside_axes
+    from analysis.plots import ZERO_STRIP, scatter_score_iou
+
+    df = pd.DataFrame({"iou_same": [0.0] * 300 + [0.6, 0.8], "cls": [0.1] * 300 + [0.3, 0.9]})
+    fig, ax = plt.subplots()
+    scatter_score_iou(df, ax, title="image 1")
+    zero_x = ax.collections[1].get_offsets()[:, 0]
+    assert len(zero_x) == 300 and np.ptp(zero_x) > ZERO_STRIP / 2  # spread, not one stripe
+    assert (zero_x < 0).all() and (zero_x >= -ZERO_STRIP).all() and ax.get_xlim()[0] == -ZERO_STRIP
+    assert any(t.get_text() == "IoU 0:\n300" for t in ax.texts)
+    assert data_outside_axes(fig) == []
+
+
+def test_show_details_collapses_a_table_under_its_title() -> None:
+    from analysis.display import details_html, frame_html
+
+    df = pd.DataFrame({"image": [1, 2], "n": [3, 4]})
+    text = details_html(frame_html(df), "per-image counts (open)")
+    assert text.startswith("<details><summary>per-image counts (open)</summary>") and text.endswith("</details>")
