@@ -103,6 +103,19 @@ def frame_html(df: pd.DataFrame) -> str:
     return table
 
 
+KEY_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75")
+
+
+def key_view(df: pd.DataFrame, keep: Sequence[str], metrics: Sequence[str] = KEY_METRICS) -> pd.DataFrame:
+    """The columns of a wide comparison a reader needs first: ``keep`` (e.g. the row's name and
+    ``seeds``), then for each of ``metrics`` its mean, spread, the paper's value and the
+    difference (``m``, ``m_sd``, ``m_paper``, ``m_delta``: those present). The whole table goes
+    below it, collapsed (:func:`show_details`)."""
+    cols = [c for c in keep if c in df] + [c for m in metrics for c in (m, f"{m}_sd", f"{m}_paper", f"{m}_delta")
+                                           if c in df]
+    return df[cols]
+
+
 def details_html(body: str, summary: str) -> str:
     """``body`` (HTML) in a collapsed ``<details>`` section titled ``summary``: detail a reader
     opens on demand (per-image counts, per-level grids) instead of scrolling past it."""

@@ -76,7 +76,7 @@ def _any_paired_seed(run: Path) -> bool:
     ("01_misalignment", 9, 5, ["condition", "seeds", "wrong-survivor rate", "spearman", "subset", "protocol", "obj − cls",
                                "well-localized", "cls<0.5", "shift"]),
     ("02_alpha_sweep", 3, 2, ["AP_paper", "AP", "resolution"]),  # α curve, paired α effects
-    ("03_ablations", 8, 1, ["AP_delta", "AP", "loss", "AP IoU oracle", "AP IoU + label oracle",
+    ("03_ablations", 11, 1, ["AP_delta", "AP", "loss", "AP IoU oracle", "AP IoU + label oracle",
                             "share", "agree", "order"]),
     # when the quick run's one-epoch RetinaNet detects nothing (no AP) there is no pair with it and
     # the page says so; when it does (the CPU's arithmetic decides), two paired tables follow

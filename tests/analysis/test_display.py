@@ -150,3 +150,12 @@ def test_show_details_collapses_a_table_under_its_title() -> None:
     df = pd.DataFrame({"image": [1, 2], "n": [3, 4]})
     text = details_html(frame_html(df), "per-image counts (open)")
     assert text.startswith("<details><summary>per-image counts (open)</summary>") and text.endswith("</details>")
+
+
+def test_key_view_keeps_the_named_columns_and_each_key_metric_with_its_paper_value() -> None:
+    from analysis.display import key_view
+
+    wide = pd.DataFrame({"fusion": ["cls"], "seeds": [3], "AP": [0.3], "AP_sd": [0.01], "APs": [0.2], "AP_paper": [0.35],
+                         "AP_delta": [-0.05], "AP50": [0.5], "AP50_paper": [0.55], "APs_paper": [0.1]})
+    assert list(key_view(wide, ["fusion", "seeds", "missing"]).columns) == [
+        "fusion", "seeds", "AP", "AP_sd", "AP_paper", "AP_delta", "AP50", "AP50_paper"]
