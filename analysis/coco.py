@@ -50,7 +50,7 @@ def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[Sequence[
 
 def dump_coco_ap(dump, detections: pd.DataFrame) -> dict:
     """:func:`coco_ap` of detections on a dump's images, with its label → category rule."""
-    return coco_ap(detections, dump.meta["ann_file"], dump.meta["classes"], dump.meta.get("cat_ids"))
+    return coco_ap(detections, dump.ann_file(), dump.meta["classes"], dump.meta.get("cat_ids"))
 
 
 def _is_number(v: object) -> bool:

@@ -206,7 +206,7 @@ def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], th
 
 def fusion_rows(model: str, dump) -> pd.DataFrame:
     """:func:`fusion_table` of one dump with its own inference settings (for ``over_seeds``)."""
-    return fusion_table(dump.candidates, dump.meta["ann_file"], dump.meta["classes"],
+    return fusion_table(dump.candidates, dump.ann_file(), dump.meta["classes"],
                         cat_ids=dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
 
 
@@ -244,7 +244,7 @@ def alpha_table(dumps: dict, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
 
 def alpha_rows(model: str, dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
     """:func:`alpha_sweep` of one dump with its own inference settings (for ``over_seeds``)."""
-    return alpha_sweep(dump.candidates, dump.meta["ann_file"], list(alphas), dump.meta["classes"],
+    return alpha_sweep(dump.candidates, dump.ann_file(), list(alphas), dump.meta["classes"],
                        dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
 
 
