@@ -43,7 +43,8 @@ def annotation_file(meta: dict, where: str | Path) -> str:
     path to read, after checking that it is that file: its SHA-256 must equal the metadata's
     ``ann_sha256`` (the dump's IoU columns and ground-truth indices describe the file it was
     matched against). A dump written before the hash was recorded is let through with one
-    warning on stderr per dump. A relative ``ann_file`` is resolved like a run directory
+    warning on stderr per dump (none where ``$RETCONF_UNHASHED_ANN_WARNED`` is 1: ``retconf
+    report`` warned before starting the pages). A relative ``ann_file`` is resolved like a run directory
     (:func:`analysis.runs.run_path`).
 
     Raises:
@@ -59,7 +60,9 @@ def annotation_file(meta: dict, where: str | Path) -> str:
                         "(retconf report --ann-file FILE)")
     recorded = meta.get(ANN_HASH_FIELD)
     if recorded is None:
-        if str(where) not in _warned_unhashed:
+        import os
+
+        if str(where) not in _warned_unhashed and os.environ.get("RETCONF_UNHASHED_ANN_WARNED") != "1":
             _warned_unhashed.add(str(where))
             print(f"warning: {where}: no field {ANN_HASH_FIELD!r} (dumped before annotation files were hashed): "
                   f"cannot check that {path} is the file it was matched against", file=sys.stderr)

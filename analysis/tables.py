@@ -323,7 +323,7 @@ def difference_sources(run_dir: str, pairs: Sequence[tuple[str, str]], resamples
     return pd.DataFrame(rows)
 
 
-def headline(run_dir: str, base: str = "retinanet") -> list[dict]:
+def headline(run_dir: str, base: str = "retinanet", models: Optional[Sequence[str]] = None) -> list[dict]:
     """The numbers a reader of a run would quote, each with what the run can resolve: every
     paper detector's AP (its dump's detections, deployed ranking) as mean ± sd over seeds, and
     each detector's paired AP difference to ``base`` with its 95 % paired half-width and the
@@ -332,13 +332,14 @@ def headline(run_dir: str, base: str = "retinanet") -> list[dict]:
     Returns:
         rows ``{"what", "mean", "sd", "seeds", "half_width", "seeds_to_resolve", "per_seed"}``
         (``half_width`` / ``seeds_to_resolve`` NaN for an AP level or below two seeds).
+        ``models``: the detectors (default: the run's paper detectors).
     """
     import numpy as np
 
     from .runs import load_summary, paper_detectors
     from .seeds import interval, over_seeds, seeds_to_resolve
 
-    models = paper_detectors(load_summary(run_dir))
+    models = list(models) if models is not None else paper_detectors(load_summary(run_dir))
     if not models:
         return []
     ap = over_seeds(run_dir, models, live_ap).pivot(index="seed", columns="model", values="AP")
