@@ -104,7 +104,8 @@ def _dump_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
     except DumpError as e:
         raise ReportError(str(e)) from e
     seed = spec.seed if spec.seed is not None else dump.meta.get("seed")
-    return Entry(spec.model or detector_name(dump.meta.get("config", spec.path.name)),
+    name = spec.model or (detector_name(dump.meta["config"]) if dump.meta.get("config") else spec.path.absolute().name)
+    return Entry(name,
                  seed if isinstance(seed, int) else 0, spec.path.absolute(), str(Path(ann).absolute()), dump.meta)
 
 
