@@ -243,7 +243,7 @@ def input_summary(kind: str, entries: list[Entry], command: str) -> dict:
 
 def _input_rows(kind: str, entries: list[Entry]) -> str:
     rows = []
-    for e in sorted(entries, key=lambda e: (e.seed, e.model)):
+    for e in entries:  # as given
         extra = ""
         if kind == "dumps":
             ckpt = e.meta.get("checkpoint_sha256") or ""
@@ -265,7 +265,7 @@ def input_index_html(pages: list[tuple[str, str]], kind: str, entries: list[Entr
     from .report import INDEX_HEADING, headline_html, page_findings, verdict_line
 
     seeds = sorted({e.seed for e in entries})
-    what = "dumps (`retconf dump`)" if kind == "dumps" else "COCO results files"
+    what = ("dump" if kind == "dumps" else "COCO results file") + ("s" if len(entries) > 1 else "") + (" (`retconf dump`)" if kind == "dumps" else "")
     items = "".join(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a> — '
                     f"{html.escape(verdict_line(page_findings(out / href, own=False), page_findings(out / href, own=True)))}</li>"
                     for title, href in pages)
