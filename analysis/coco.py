@@ -50,15 +50,22 @@ def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[Sequence[
 
 def dump_coco_ap(dump, detections: pd.DataFrame) -> dict:
     """:func:`coco_ap` of detections on a dump's images, with its label → category rule."""
-    return coco_ap(detections, dump.meta["ann_file"], dump.meta["classes"], dump.meta.get("cat_ids"))
+    return coco_ap(detections, dump.ann_file(), dump.meta["classes"], dump.meta.get("cat_ids"))
+
+
+def _is_number(v: object) -> bool:
+    """A JSON number (int or float, not a bool, not a string that looks like one)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def check_coco_results(results: list, gt: dict, results_json: str, ann_file: str) -> None:
     """Refuse COCO results that cannot belong to the ground truth ``gt`` (read from ``ann_file``).
 
     Raises:
-        ValueError: naming the first entry whose image_id or category_id ``gt`` lacks, or whose
-            score or bbox is not finite (entries lacking a field are left to the caller).
+        ValueError: naming the first entry (its index and field) whose image_id or category_id
+            ``gt`` lacks, whose score is not a number (a string such as ``"0.9"`` included) or
+            whose bbox is not 4 numbers, or whose score or bbox is not finite (entries lacking a
+            field are left to the caller).
     """
     image_ids = {img["id"] for img in gt.get("images", [])}
     cat_ids = {c["id"] for c in gt.get("categories", [])}
@@ -68,6 +75,11 @@ def check_coco_results(results: list, gt: dict, results_json: str, ann_file: str
         for field, known in (("image_id", image_ids), ("category_id", cat_ids)):
             if field in r and r[field] not in known:
                 raise ValueError(f"{results_json}: entry {i} has {field} {r[field]!r}, which {ann_file} does not have")
+        if "score" in r and not _is_number(r["score"]):
+            raise ValueError(f"{results_json}: entry {i} field 'score' must be a number, got "
+                             f"{type(r['score']).__name__} {r['score']!r}")
+        if "bbox" in r and not (isinstance(r["bbox"], list) and len(r["bbox"]) == 4 and all(map(_is_number, r["bbox"]))):
+            raise ValueError(f"{results_json}: entry {i} field 'bbox' must be 4 numbers [x, y, w, h], got {r['bbox']!r}")
         box = r.get("bbox") if isinstance(r.get("bbox"), list) else []
         if any(isinstance(v, float) and not math.isfinite(v) for v in [r.get("score"), *box]):
             raise ValueError(f"{results_json}: entry {i} has a non-finite score or bbox ({r.get('score')!r}, {r.get('bbox')!r})")

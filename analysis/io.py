@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,6 +17,62 @@ from .schema import BY_IOU, KINDS, SCHEMA_VERSION, SELECTED
 
 class DumpError(ValueError):
     """A dump directory that is incomplete or does not match its schema."""
+
+
+# metadata.json field: SHA-256 of the annotation file the dump matched its boxes against
+ANN_HASH_FIELD = "ann_sha256"
+_ann_hashes: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> SHA-256
+_warned_unhashed: set[str] = set()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of ``path``, computed once per (path, size, modification time)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _ann_hashes:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _ann_hashes[key] = h.hexdigest()
+    return _ann_hashes[key]
+
+
+def annotation_file(meta: dict, where: str | Path) -> str:
+    """The annotation file a dump (its ``meta``, read from ``where``) was matched against, as a
+    path to read, after checking that it is that file: its SHA-256 must equal the metadata's
+    ``ann_sha256`` (the dump's IoU columns and ground-truth indices describe the file it was
+    matched against). A dump written before the hash was recorded is let through with one
+    warning on stderr per dump (none where ``$RETCONF_UNHASHED_ANN_WARNED`` is 1: ``retconf
+    report`` warned before starting the pages). A relative ``ann_file`` is resolved like a run directory
+    (:func:`analysis.runs.run_path`).
+
+    Raises:
+        DumpError: naming the file and the field: missing, or changed / another file.
+    """
+    from .runs import run_path
+
+    if not meta.get("ann_file"):
+        raise DumpError(f"{where}: missing field 'ann_file' (the annotation file the dump was matched against)")
+    path = run_path(meta["ann_file"])
+    if not path.is_file():
+        raise DumpError(f"{path}: missing (field 'ann_file' of {where}); pass the file where it is now "
+                        "(retconf report --ann-file FILE)")
+    recorded = meta.get(ANN_HASH_FIELD)
+    if recorded is None:
+        import os
+
+        if str(where) not in _warned_unhashed and os.environ.get("RETCONF_UNHASHED_ANN_WARNED") != "1":
+            _warned_unhashed.add(str(where))
+            print(f"warning: {where}: no field {ANN_HASH_FIELD!r} (dumped before annotation files were hashed): "
+                  f"cannot check that {path} is the file it was matched against", file=sys.stderr)
+        return str(path)
+    actual = file_sha256(path)
+    if actual != recorded:
+        raise DumpError(f"{path}: SHA-256 {actual[:12]}… differs from field {ANN_HASH_FIELD!r} of {where} "
+                        f"({recorded[:12]}…): a changed or different annotation file; the dump's IoU columns "
+                        "describe the one it was matched against (rerun `retconf dump`)")
+    return str(path)
 
 
 @dataclass
@@ -31,6 +88,10 @@ class Dump:
     detections: pd.DataFrame
     images: pd.DataFrame
     iou_population: Optional[pd.DataFrame] = None
+
+    def ann_file(self) -> str:
+        """The dump's annotation file, checked against its recorded hash (:func:`annotation_file`)."""
+        return annotation_file(self.meta, self.path / "metadata.json")
 
 
 def split_population(cands: pd.DataFrame) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:

@@ -261,10 +261,10 @@ def dump_postprocess_rows(model: str, dump, rules: Optional[Sequence[PostProcess
     fields), ranking (``ranking``, ``fusion``) and whether the replay is exact (``exact``,
     ``why``). For :func:`analysis.seeds.over_seeds`."""
     from .metrics import fusion_formula
-    from .quality import ann_path, dump_ground_truth
+    from .quality import dump_ground_truth
 
     rules = page_rules() if rules is None else list(rules)
-    gt, ann = dump_ground_truth(dump), ann_path(dump.meta)
+    gt, ann = dump_ground_truth(dump), dump.ann_file()
     base = inference_kwargs(dump.meta)
     n_images = len(dump.images)
     rows = []

@@ -33,11 +33,11 @@ import pandas as pd
 
 from . import calibration as cal
 from .coco import detections_from_coco_results
+from .io import annotation_file
 from .lrp import olrp
 from .matching import SIZES, coco_match, ground_truth
 from .metrics import level_name
 from .rescore import deployed_fusion, fused_scores
-from .runs import run_path
 from .tide import ap_by_iou, tide_errors
 
 SCORES = ("cls", "obj", "fused", "oracle")
@@ -70,14 +70,15 @@ def ranking_scores(frame: pd.DataFrame, meta: Optional[dict] = None, stage: str 
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
-def ann_path(meta: dict) -> str:
-    """A dump's annotation file, resolved like a run directory (relative to the project root)."""
-    return str(run_path(meta["ann_file"]))
+def ann_path(meta: dict, where: str = "the dump's metadata.json") -> str:
+    """A dump's annotation file, resolved like a run directory (relative to the project root) and
+    checked against the hash the dump recorded (:func:`analysis.io.annotation_file`)."""
+    return annotation_file(meta, where)
 
 
 def dump_ground_truth(dump) -> pd.DataFrame:
     """The ground truth of a dump's test set, labels as the dump's (its ``cat_ids``)."""
-    return ground_truth(ann_path(dump.meta), dump.meta.get("classes"), dump.meta.get("cat_ids"))
+    return ground_truth(dump.ann_file(), dump.meta.get("classes"), dump.meta.get("cat_ids"))
 
 
 def scored(dets: pd.DataFrame, scores: dict) -> pd.DataFrame:
@@ -254,7 +255,7 @@ def dump_tide(model: str, dump) -> pd.DataFrame:
 
 def dump_ap_iou(model: str, dump) -> pd.DataFrame:
     """:func:`ap_iou_rows` of one dump."""
-    return ap_iou_rows(dump.detections, ann_path(dump.meta), dump.meta.get("classes"),
+    return ap_iou_rows(dump.detections, dump.ann_file(), dump.meta.get("classes"),
                        ranking_scores(dump.detections, dump.meta), dump.meta.get("cat_ids"))
 
 

@@ -9,11 +9,17 @@ Layout::
     RUN/seed_<s>/dumps/<model>/          Parquet dump of the final checkpoint
     RUN/logs/<seed>-<model>.log          console output of each job run in parallel
     RUN/summary.json                     :data:`SUMMARY_FIELDS`
+
+An **input set** (``retconf report DUMP...`` or ``retconf report RESULTS.json...``) is a
+directory with only a ``summary.json`` whose ``inputs`` field lists the dumps or COCO results
+files it analyses, each as (detector, seed, path): nothing was trained, and
+:func:`input_entry` says where each (seed, detector) is read from instead of
+``RUN/seed_<s>/dumps/<model>/``.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 
@@ -38,7 +44,10 @@ SUMMARY_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "wall_seconds": ((int, float), "wall time of the whole run"),
     "machine": ((dict,), "the CPU, oneDNN's bfloat16 instruction set, accelerator and versions "
                          "(retconf.machine.machine_record): a training's numbers depend on them"),
+    "inputs": ((dict,), "an input set, not a run: {'kind': 'dumps' or 'results', 'files': [{'model', 'seed', "
+                        "'path', 'ann_file'}], 'command'} (retconf report on dumps or COCO results files)"),
 }
+INPUT_KINDS: tuple[str, ...] = ("dumps", "results")
 REQUIRED_SUMMARY_FIELDS: tuple[str, ...] = ("seeds", "metrics")
 # the dumps whose metadata.json fingerprints a run's reports (retconf.report.run_digest)
 DUMP_METADATA_GLOB = "**/dumps/*/metadata.json"
@@ -96,7 +105,15 @@ def summary_path(run_dir: str | Path) -> Path:
 
 
 def dump_metadata_files(run_dir: str | Path) -> list[Path]:
-    """Every dump's ``metadata.json`` under ``run_dir``, sorted."""
+    """Every dump's ``metadata.json`` under ``run_dir``, sorted (of an input set: its dumps')."""
+    summary = summary_path(run_dir)
+    if summary.is_file():
+        try:
+            files = (read_json(summary, (), "").get("inputs") or {}).get("files")
+        except DumpError:
+            files = None
+        if files:
+            return [Path(f["path"]) / "metadata.json" for f in files if Path(f["path"]).is_dir()]
     return sorted(Path(run_dir).glob(DUMP_METADATA_GLOB))
 
 
@@ -121,6 +138,42 @@ def check_summary(summary: dict, where: str | Path) -> dict:
         if not isinstance(summary["metrics"].get(str(seed)), dict):
             raise RunError(f"{where}: field 'metrics' has no models for seed {seed} (key {str(seed)!r})")
     return summary
+
+
+def check_inputs(summary: dict, where: str | Path) -> None:
+    """Raise :class:`RunError` naming ``where`` unless the ``inputs`` field (when present) has a
+    known ``kind`` and one file entry per (seed, detector) of the summary."""
+    inputs = summary.get("inputs")
+    if inputs is None:
+        return
+    if inputs.get("kind") not in INPUT_KINDS:
+        raise RunError(f"{where}: field 'inputs.kind' must be one of {list(INPUT_KINDS)}, got {inputs.get('kind')!r}")
+    files = inputs.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, dict) and {"model", "seed", "path"} <= set(f) for f in files):
+        raise RunError(f"{where}: field 'inputs.files' must be a list of {{'model', 'seed', 'path'}} records")
+    have = {(f["seed"], f["model"]) for f in files}
+    for seed in summary["seeds"]:
+        for model in summary_detectors(summary):
+            if (seed, model) not in have:
+                raise RunError(f"{where}: field 'inputs.files' has no entry for detector {model!r}, seed {seed}")
+
+
+def input_kind(summary: dict) -> Optional[str]:
+    """``'dumps'`` or ``'results'`` for an input set, None for a ``retconf reproduce`` run."""
+    return (summary.get("inputs") or {}).get("kind")
+
+
+def input_entry(summary: dict, seed: int, model: str) -> dict:
+    """The ``inputs.files`` record of (``seed``, ``model``) of an input set: ``path`` (a dump
+    directory or a results file) and ``ann_file`` (None: the dump's own).
+
+    Raises:
+        RunError: when the set has no such entry.
+    """
+    for f in (summary.get("inputs") or {}).get("files", []):
+        if f["seed"] == seed and f["model"] == model:
+            return f
+    raise RunError(f"{SUMMARY_FILE}: field 'inputs.files' has no entry for detector {model!r}, seed {seed}")
 
 
 def make_summary(**fields: Any) -> dict:
@@ -149,7 +202,9 @@ def load_summary(run_dir: str | Path) -> dict:
         raise
     except DumpError as e:
         raise RunError(str(e)) from e
-    return check_summary(record, path)
+    check_summary(record, path)
+    check_inputs(record, path)
+    return record
 
 
 def summary_detectors(summary: dict) -> list[str]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .io import Dump, load_dump
-from .runs import dump_dir, load_summary, run_path
+from .runs import dump_dir, input_entry, input_kind, load_summary, run_path
 
 # summary.json metric keys -> the paper's column names
 METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mAP_75": "AP75",
@@ -26,8 +26,21 @@ def run_seeds(run_dir: str | Path) -> list[int]:
 
 
 def load_seed_dump(run_dir: str | Path, seed: int, model: str) -> Dump:
-    """One dump of a multi-seed run."""
-    return load_dump(dump_dir(run_path(run_dir), seed, model))
+    """One dump of a multi-seed run; of an input set (:mod:`analysis.runs`), the dump or COCO
+    results file (:class:`analysis.results.Results`: post-NMS only) listed for (seed, model),
+    with the annotation file given for it, if any."""
+    summary = load_summary(run_dir)
+    if input_kind(summary) is None:
+        return load_dump(dump_dir(run_path(run_dir), seed, model))
+    entry = input_entry(summary, seed, model)
+    if input_kind(summary) == "results":
+        from .results import load_results
+
+        return load_results(entry["path"], entry["ann_file"])
+    dump = load_dump(entry["path"])
+    if entry.get("ann_file"):
+        dump.meta["ann_file"] = entry["ann_file"]  # where it is now; checked against the dump's hash
+    return dump
 
 
 def over_seeds(run_dir: str | Path, models: Sequence[str],

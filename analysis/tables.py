@@ -213,7 +213,7 @@ def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], th
 
 def fusion_rows(model: str, dump) -> pd.DataFrame:
     """:func:`fusion_table` of one dump with its own inference settings (for ``over_seeds``)."""
-    return fusion_table(dump.candidates, dump.meta["ann_file"], dump.meta["classes"],
+    return fusion_table(dump.candidates, dump.ann_file(), dump.meta["classes"],
                         cat_ids=dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
 
 
@@ -251,7 +251,7 @@ def alpha_table(dumps: dict, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
 
 def alpha_rows(model: str, dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
     """:func:`alpha_sweep` of one dump with its own inference settings (for ``over_seeds``)."""
-    return alpha_sweep(dump.candidates, dump.meta["ann_file"], list(alphas), dump.meta["classes"],
+    return alpha_sweep(dump.candidates, dump.ann_file(), list(alphas), dump.meta["classes"],
                        dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
 
 
@@ -330,7 +330,7 @@ def difference_sources(run_dir: str, pairs: Sequence[tuple[str, str]], resamples
     return pd.DataFrame(rows)
 
 
-def headline(run_dir: str, base: str = "retinanet") -> list[dict]:
+def headline(run_dir: str, base: str = "retinanet", models: Optional[Sequence[str]] = None) -> list[dict]:
     """The numbers a reader of a run would quote, each with what the run can resolve: every
     paper detector's AP (its dump's detections, deployed ranking) as mean ± sd over seeds, and
     each detector's paired AP difference to ``base`` with its 95 % paired half-width and the
@@ -339,13 +339,14 @@ def headline(run_dir: str, base: str = "retinanet") -> list[dict]:
     Returns:
         rows ``{"what", "mean", "sd", "seeds", "half_width", "seeds_to_resolve", "per_seed"}``
         (``half_width`` / ``seeds_to_resolve`` NaN for an AP level or below two seeds).
+        ``models``: the detectors (default: the run's paper detectors).
     """
     import numpy as np
 
     from .runs import load_summary, paper_detectors
     from .seeds import interval, over_seeds, seeds_to_resolve
 
-    models = paper_detectors(load_summary(run_dir))
+    models = list(models) if models is not None else paper_detectors(load_summary(run_dir))
     if not models:
         return []
     ap = over_seeds(run_dir, models, live_ap).pivot(index="seed", columns="model", values="AP")

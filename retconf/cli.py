@@ -155,14 +155,27 @@ def build_parser() -> argparse.ArgumentParser:
     du.add_argument("--out", required=True, help="dump directory")
     du.add_argument("--shard-size", type=int, default=64, help="images per shard (default %(default)s)")
 
-    rep = sub.add_parser("report", help="run the notebooks on a run and write HTML reports",
-                         description="Execute notebooks/NN_*.ipynb with papermill on a run "
-                         "directory (from `retconf reproduce`) and write OUT/NN_*.html plus "
-                         "OUT/index.html. A failing notebook stops the run; its executed copy is kept.")
-    rep.add_argument("run_dir", help="run directory of `retconf reproduce` (summary.json, seed_*/dumps/)")
+    rep = sub.add_parser("report", help="run the notebooks on a run, dumps or COCO results files and write HTML reports",
+                         description="Execute notebooks/NN_*.ipynb with papermill and write OUT/NN_*.html plus "
+                         "OUT/index.html, on one of: a run directory of `retconf reproduce` (summary.json, "
+                         "seed_*/dumps/); one or more dump directories of `retconf dump` (several detectors, several "
+                         "seeds of one): the pages that apply (01, 02 and 03 where a detector has a separate quality "
+                         "score, 04 for the paper's detectors by name, 05, 06 for several kinds of head, 07); one or "
+                         "more COCO results json files with --ann-file: page 08 (AP, AP against the IoU threshold, "
+                         "calibration, LRP, TIDE). Every input is checked before anything is written; the index "
+                         "says which pages were left out and why. A failing notebook stops the run; its executed "
+                         "copy is kept.")
+    rep.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="a run directory; or dump directories / COCO results files, each as PATH, NAME=PATH or "
+                          "NAME@SEED=PATH (default name: a dump's config, e.g. atss for atss_r50_fpn_1x_coco.py, "
+                          "or the results file's name; default seed: the dump's, else 0). Detectors are paired by seed.")
+    rep.add_argument("--ann-file", metavar="FILE", default=None,
+                     help="the annotation file: required for COCO results files; for dumps, where the file they "
+                          "were matched against is now (checked against the SHA-256 each dump recorded)")
     rep.add_argument("--jobs", type=int, default=None, metavar="N",
                      help="notebooks run at once, each in its own process (default: one per CPU core)")
-    rep.add_argument("--out", default="reports", help="output directory (default %(default)s)")
+    rep.add_argument("--out", default="reports", help="output directory (default %(default)s); for dumps or results "
+                     "files it also gets summary.json, the list of inputs the pages read")
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
     rep.add_argument("--no-explore", action="store_true",
@@ -280,15 +293,31 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import make_reports
+    from pathlib import Path
+
+    from .inputset import input_kind, parse_input
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs: must be at least 1, got {args.jobs}")
-    made = make_reports(args.run_dir, args.out, args.only, args.show_code, jobs=args.jobs,
-                        notebooks_from=args.notebooks, explore=not args.no_explore)
+    start = time.perf_counter()
+    first = parse_input(args.inputs[0])
+    if len(args.inputs) == 1 and first.model is None and input_kind(first.path) == "run":
+        if args.ann_file:
+            raise UsageError("--ann-file: a run's dumps name their annotation file; it is for dumps or results files")
+        from .report import make_reports
+
+        made = make_reports(args.inputs[0], args.out, args.only, args.show_code, jobs=args.jobs,
+                            notebooks_from=args.notebooks, explore=not args.no_explore)
+    else:
+        from .inputset import make_input_reports
+
+        command = "retconf report " + " ".join(args.inputs) + (f" --ann-file {args.ann_file}" if args.ann_file else "") \
+            + f" --out {args.out}"
+        made = make_input_reports(args.inputs, Path(args.out), args.ann_file, args.only, args.show_code, args.jobs,
+                                  args.notebooks, command)
     kept = sum(r.reused for r in made)
     print(f"{len(made) - kept} reports written, {kept} up to date and kept, in {args.out} "
-          f"(open {args.out}/index.html)")
+          f"(open {args.out}/index.html; {time.perf_counter() - start:.0f} s)")
     return 0
 
 

@@ -8,11 +8,13 @@ Files in the output directory:
 - ``candidates-NNNNN.parquet``: one row per kept (anchor, class) pair before NMS.
 - ``detections-NNNNN.parquet``: one row per post-NMS detection of live inference.
 - ``images-NNNNN.parquet``: one row per image (positive-anchor count, number of ground truths).
-- ``metadata.json``: config, checkpoint hash, versions, seed, test settings, the candidate rule,
+- ``metadata.json``: config, checkpoint hash, the annotation file matched against and its SHA-256
+  (``ann_sha256``: an analysis against a changed or different file is refused,
+  :func:`analysis.io.annotation_file`), versions, seed, test settings, the candidate rule,
   the schema and, per shard, its image ids and each file's SHA-256,
   so that a replaced, duplicated, missing or foreign shard is detected on loading. Written last: a dump without it is incomplete, and rerunning the same
   command resumes after the last complete shard.
-- ``dump-key.json``: checkpoint hash, model and test-data settings and shard size of the dump
+- ``dump-key.json``: checkpoint hash, annotation file hash, model and test-data settings and shard size of the dump
   being written; a rerun with anything else starts afresh instead of resuming.
 
 Any mmdet 3 dense head :mod:`retconf.capture` has an adapter for can be dumped (RetinaNet,
@@ -365,6 +367,13 @@ def quality_name(head: Any, rule: Any) -> Optional[str]:
     return names.get(type(head).__name__, "score factor (sigmoid)")
 
 
+def ann_sha256(cfg: Any) -> Optional[str]:
+    """SHA-256 of the test evaluator's annotation file (the ground truth the dump matches
+    against; None when the config names none)."""
+    ann = cfg.test_evaluator.get("ann_file")
+    return _sha256(ann) if ann else None
+
+
 def dump_metadata(cfg: Any, config: str, checkpoint: str, checkpoint_sha256: str, out: Path,
                   n_shards: int, dataset: Any, head: Any, cap: Any, score_thr: float, nms_pre: int,
                   seconds: float) -> dict:
@@ -384,7 +393,7 @@ def dump_metadata(cfg: Any, config: str, checkpoint: str, checkpoint_sha256: str
     return {
         "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),
         "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
-        "ann_file": cfg.test_evaluator.get("ann_file"), "num_images": n_images, "num_shards": n_shards,
+        "ann_file": cfg.test_evaluator.get("ann_file"), "ann_sha256": ann_sha256(cfg), "num_images": n_images, "num_shards": n_shards,
         "shards": [shard_record(out, i) for i in range(n_shards)],
         "classes": list(dataset.metainfo["classes"]), "cat_ids": [int(c) for c in getattr(dataset, "cat_ids", [])],
         "head": type(head).__name__, "adapter": cap.adapter if cap is not None else None,
@@ -428,7 +437,7 @@ def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: O
     checkpoint_sha256 = _sha256(checkpoint)
     _start_or_resume(out, {
         "schema_version": SCHEMA_VERSION, "checkpoint_sha256": checkpoint_sha256, "shard_size": shard_size,
-        "model": cfg.model.to_dict(), "test_dataloader": cfg.test_dataloader.to_dict()})
+        "ann_sha256": ann_sha256(cfg), "model": cfg.model.to_dict(), "test_dataloader": cfg.test_dataloader.to_dict()})
     done = complete_shards(out, n_shards)
     writer, cap = ShardWriter(out), None
     bar = progress_bar(total=n_images, desc="dump", unit="img", disable=not progress)

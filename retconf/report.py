@@ -63,13 +63,14 @@ def notebooks(names: Optional[list[str]] = None, directory: Optional[str | Path]
 
 
 FAMILIES_NOTEBOOK = "06_families"  # only for runs with detectors beyond the paper's three
+RESULTS_NOTEBOOK = "08_results"  # only for input sets of COCO results files
 
 
 def run_notebooks(summary: dict, names: Optional[list[str]] = None,
                   directory: Optional[str | Path] = None) -> list[Path]:
     """:func:`notebooks` that apply to a run: the families page only where the run has other
     families than the paper's three."""
-    found = notebooks(names, directory)
+    found = [p for p in notebooks(names, directory) if p.stem != RESULTS_NOTEBOOK]
     if not runs.has_families(summary):
         found = [p for p in found if p.stem != FAMILIES_NOTEBOOK]
     return found
@@ -109,8 +110,13 @@ def run_digest(run_dir: Path) -> str:
     for source in sorted(Path(analysis.__file__).parent.rglob("*.py")):  # the code the notebooks call
         h.update(source.read_bytes())
     for meta in runs.dump_metadata_files(run_dir):
-        h.update(str(meta.relative_to(run_dir)).encode())
+        h.update(str(meta.relative_to(run_dir) if meta.is_relative_to(run_dir) else meta).encode())
         h.update(meta.read_bytes())
+    if runs.input_kind(summary) == "results":  # the files themselves and their annotation files
+        from analysis.io import file_sha256
+
+        for f in summary["inputs"]["files"]:
+            h.update(f"{file_sha256(Path(f['path']))} {file_sha256(Path(f['ann_file']))}".encode())
     return h.hexdigest()
 
 
@@ -319,7 +325,7 @@ def model_and_schedule(preset, project: Path = CHECKOUT) -> str:
             f"backbone {init}")
 
 
-def headline_html(rows: list[dict]) -> str:
+def headline_html(rows: list[dict], source: str = "its dump's detections under its deployed ranking") -> str:
     """The index's headline box from :func:`analysis.tables.headline` rows: each detector's AP and
     each detector difference with the half-width the run resolves and, while unresolved, the
     seeds that would resolve it."""
@@ -346,8 +352,7 @@ def headline_html(rows: list[dict]) -> str:
             text += " on one seed (no spread: nothing is resolved)"
         items.append(f"<li>{text}</li>")
     return ('<div class="headline" style="border:2px solid #446;padding:0.2em 1em;background:#f4f6ff">'
-            "<h2>Headline</h2><p>Each detector's COCO AP (0.50:0.95) of its dump's detections under its deployed "
-            f"ranking, and the paired differences with what this run can resolve:</p><ul>{''.join(items)}</ul></div>")
+            f"<h2>Headline</h2><p>Each detector's COCO AP (0.50:0.95) of {html.escape(source)}, and the paired differences with what this run can resolve:</p><ul>{''.join(items)}</ul></div>")
 
 
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None,
@@ -455,10 +460,6 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
     once, each in its own process (default: one per CPU core; 1 runs them in this process).
     ``notebooks_from``: the notebook directory (default: :func:`notebooks_dir`). Without
     ``names`` and with ``explore``, also the explorer page (:func:`explorer_report`), listed last."""
-    from tqdm import tqdm
-
-    from .progress import progress
-
     nb_dir = notebooks_dir(notebooks_from)
     project = nb_dir.parent  # the project the notebooks run in
     run_dir, out = Path(run_dir).absolute(), Path(out)
@@ -468,52 +469,103 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
         summary = runs.load_summary(project / run_dir)
     except runs.RunError as e:
         raise ReportError(str(e)) from e
-    out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob(".*.html.*.tmp"):  # left by a run killed in the middle of a write
-        tmp.unlink()
-    written: dict[Path, Report] = {}
-    run = run_digest(project / run_dir)
-    todo = []
+    if runs.input_kind(summary):
+        raise ReportError(f"{runs.summary_path(run_dir)}: an input set written by `retconf report` on dumps or results "
+                          "files, not a run: rerun that command (its inputs are listed in the file's 'inputs' field)")
+    unchecked = check_annotation_files(runs.dump_metadata_files(project / run_dir))
     parameters = {"run_dir": str(run_dir)}
-    params = {path: notebook_parameters(path, parameters) for path in run_notebooks(summary, names, nb_dir)}
-    for path in run_notebooks(summary, names, nb_dir):
-        fp = inputs_fingerprint(path, params[path], show_code, run)
-        target = out / f"{path.stem}.html"
-        if report_fingerprint(target) == fp:
-            tqdm.write(f"{target}: up to date with its inputs, kept")
-            written[path] = Report(target, True)
-        else:
-            todo.append((path, fp))
-    jobs = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(todo)))
-    bar = progress(total=len(todo), desc="reports", unit="notebook")
-    if jobs == 1:
-        for path, fp in todo:
-            written[path] = Report(run_notebook(path, out, params[path], show_code, fp,
-                                                families_note(summary, path, out)), False)
-            bar.update()
-    else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_one_thread) as pool:
-            futures = {pool.submit(run_notebook, path, out, params[path], show_code, fp,
-                                   families_note(summary, path, out)): path for path, fp in todo}
-            for fut in as_completed(futures):
-                written[futures[fut]] = Report(fut.result(), False)
-                bar.update()
-    bar.close()
-    written = [written[p] for p in run_notebooks(summary, names, nb_dir)]
+    pages = [(path, parameters) for path in run_notebooks(summary, names, nb_dir)]
+    written = _run_pages(pages, out, show_code, jobs, run_digest(project / run_dir),
+                         lambda path: families_note(summary, path, out), quiet_unhashed=bool(unchecked))
     explorer = explorer_report(project, run_dir, summary, out) if explore and not names else None
     written += [explorer] if explorer else []
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         from .explore import PAGE
 
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
-        pages = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)] + [out / PAGE]
+        found = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)] + [out / PAGE]
         from analysis.tables import headline
 
-        atomic_write_text(out / "index.html", index_html([(page_title_of(p), p.name) for p in pages if p.is_file()],
+        atomic_write_text(out / "index.html", index_html([(page_title_of(p), p.name) for p in found if p.is_file()],
                                                          run_dir, summary, out, project,
                                                          headline(str(project / run_dir))))
     return written
+
+
+ANN_WARNED_ENV = "RETCONF_UNHASHED_ANN_WARNED"  # set for the kernels: the command warned already
+
+
+def check_annotation_files(metadata_files: list[Path]) -> list[Path]:
+    """Check every dump's annotation file against its recorded hash before any page runs
+    (:func:`analysis.io.annotation_file`); return the dumps that record no hash (warned once).
+
+    Raises:
+        ReportError: naming the first annotation file that is missing, changed or another.
+    """
+    from analysis.io import ANN_HASH_FIELD, DumpError, annotation_file
+
+    unchecked = []
+    for meta_file in metadata_files:
+        try:
+            meta = json.loads(meta_file.read_text())
+            annotation_file(meta, meta_file)
+        except DumpError as e:
+            raise ReportError(str(e)) from e
+        except (OSError, json.JSONDecodeError):
+            continue  # an unreadable metadata.json is named by the page that loads the dump
+        if ANN_HASH_FIELD not in meta:
+            unchecked.append(meta_file)
+    return unchecked
+
+
+def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs: Optional[int], digest: str,
+               note_of, quiet_unhashed: bool = False) -> list[Report]:
+    """Execute each (notebook, parameters) into ``out`` unless its page records the same inputs
+    fingerprint (``digest``: :func:`run_digest`); ``note_of(notebook)`` is the HTML note under
+    its index link. Returns the pages in the order given."""
+    from tqdm import tqdm
+
+    from .progress import progress
+
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.html.*.tmp"):  # left by a run killed in the middle of a write
+        tmp.unlink()
+    written: dict[Path, Report] = {}
+    todo = []
+    for path, given in pages:
+        parameters = notebook_parameters(path, given)  # a batch page never starts live widgets
+        fp = inputs_fingerprint(path, parameters, show_code, digest)
+        target = out / f"{path.stem}.html"
+        if report_fingerprint(target) == fp:
+            tqdm.write(f"{target}: up to date with its inputs, kept")
+            written[path] = Report(target, True)
+        else:
+            todo.append((path, parameters, fp))
+    jobs = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(todo)))
+    bar = progress(total=len(todo), desc="reports", unit="notebook")
+    previous = os.environ.get(ANN_WARNED_ENV)
+    if quiet_unhashed:  # the kernels inherit it: each page would repeat the command's warnings
+        os.environ[ANN_WARNED_ENV] = "1"
+    try:
+        if jobs == 1:
+            for path, parameters, fp in todo:
+                written[path] = Report(run_notebook(path, out, parameters, show_code, fp, note_of(path)), False)
+                bar.update()
+        else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_one_thread) as pool:
+                futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp, note_of(path)): path
+                           for path, parameters, fp in todo}
+                for fut in as_completed(futures):
+                    written[futures[fut]] = Report(fut.result(), False)
+                    bar.update()
+    finally:
+        if previous is None:
+            os.environ.pop(ANN_WARNED_ENV, None)
+        else:
+            os.environ[ANN_WARNED_ENV] = previous
+    bar.close()
+    return [written[path] for path, _ in pages]

@@ -29,7 +29,7 @@ except report.ReportError as e:
 else:
     raise AssertionError("an installed retconf found notebooks/ without being told where")
 names = [p.name for p in report.notebooks(directory=sys.argv[2])]
-assert names[0] == "01_misalignment.ipynb" and names[-1] == "07_postprocessing.ipynb" and len(names) == 7, names
+assert names[0] == "01_misalignment.ipynb" and names[-1] == "08_results.ipynb" and len(names) == 8, names
 print("ok")
 """
 

@@ -47,11 +47,11 @@ def reports(quick_run: dict) -> Path:
     return quick_run["reports"]
 
 
-def test_seven_numbered_notebooks_with_a_parameters_cell() -> None:
+def test_eight_numbered_notebooks_with_a_parameters_cell() -> None:
     import nbformat
 
     paths = notebooks()
-    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_"]
+    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_"]
     for p in paths:
         nb = nbformat.read(str(p), as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]

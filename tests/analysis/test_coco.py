@@ -35,6 +35,12 @@ RESULT_CASES = {
     "unknown category id": ([_det(), _det(), _det(category_id=7)], r"entry 2 has category_id 7, which .*gt.json"),
     "NaN score": ([_det(score=float("nan"))], r"entry 0 has a non-finite score or bbox"),
     "infinite box": ([_det(), _det(bbox=(1, 2, float("inf"), 3))], r"entry 1 has a non-finite score or bbox"),
+    # non-numeric fields: float("0.9") would quietly accept them
+    "score as a string": ([_det(), _det(score="0.9")], r"entry 1 field 'score' must be a number, got str '0.9'"),
+    "score as a bool": ([_det(score=True)], r"entry 0 field 'score' must be a number, got bool True"),
+    "bbox with a string": ([_det(), _det(), _det(bbox=(10, "10", 20, 20))],
+                           r"entry 2 field 'bbox' must be 4 numbers \[x, y, w, h\], got \[10, '10', 20, 20\]"),
+    "bbox of 3 numbers": ([_det(bbox=(10, 10, 20))], r"entry 0 field 'bbox' must be 4 numbers"),
 }
 
 

@@ -92,3 +92,42 @@ def test_dump_without_shard_records_or_of_an_older_schema_is_refused(dump_dir: P
     (copy / "metadata.json").write_text(json.dumps({**meta, "schema_version": 1}))
     with pytest.raises(DumpError, match="metadata.json: schema_version 1, this analysis reads 2"):
         load_dump(copy)
+
+
+def _with_meta(dump_dir: Path, out: Path, change: Callable[[dict], None]) -> Path:
+    """A copy of ``dump_dir`` whose metadata.json ``change`` edited."""
+    copy = Path(shutil.copytree(dump_dir, out))
+    meta = json.loads((copy / "metadata.json").read_text())
+    change(meta)
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_dump_refuses_a_changed_annotation_file(dump_dir: Path, tmp_path: Path) -> None:
+    """The dump records the SHA-256 of the annotation file it matched against; an analysis
+    against a changed copy of it is refused, naming the file and the field."""
+    from analysis.coco import dump_coco_ap
+    from retconf.io import sha256_file
+
+    d = load_dump(dump_dir)
+    assert d.meta["ann_sha256"] == sha256_file(d.meta["ann_file"])
+    assert d.ann_file() == d.meta["ann_file"]
+    coco = json.loads(Path(d.meta["ann_file"]).read_text())
+    coco["annotations"][0]["bbox"][0] += 1  # one box moved by a pixel: the dump's IoUs no longer describe it
+    ann = tmp_path / "instances_val.json"
+    ann.write_text(json.dumps(coco))
+    moved = load_dump(_with_meta(dump_dir, tmp_path / "dump", lambda m: m.update(ann_file=str(ann))))
+    with pytest.raises(DumpError, match=rf"^{ann}: SHA-256 \w+… differs from field 'ann_sha256' of "
+                                        rf"{tmp_path / 'dump' / 'metadata.json'} \(\w+…\): a changed or different"):
+        dump_coco_ap(moved, moved.detections)
+    missing = load_dump(_with_meta(dump_dir, tmp_path / "gone", lambda m: m.update(ann_file=str(tmp_path / "nope.json"))))
+    with pytest.raises(DumpError, match=r"nope.json: missing \(field 'ann_file' of .*gone/metadata.json\)"):
+        missing.ann_file()
+
+
+def test_dump_without_annotation_hash_warns_once_and_proceeds(dump_dir: Path, tmp_path: Path,
+                                                              capfd: pytest.CaptureFixture) -> None:
+    old = load_dump(_with_meta(dump_dir, tmp_path / "old", lambda m: m.pop("ann_sha256")))
+    assert old.ann_file() == old.ann_file() == old.meta["ann_file"]
+    err = capfd.readouterr().err
+    assert err.count("no field 'ann_sha256'") == 1 and str(tmp_path / "old" / "metadata.json") in err
