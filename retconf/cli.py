@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
     rep.add_argument("--no-explore", action="store_true",
-                     help="skip the explorer page 08_explore.html (α / NMS sliders, candidate browser; "
+                     help="skip the explorer page explore.html (α / NMS sliders, candidate browser; "
                           "about a minute of CPU on the tiny run)")
     rep.add_argument("--notebooks", metavar="DIR", default=None,
                      help="the numbered notebooks (default: $RETCONF_NOTEBOOKS, else the source tree's "

@@ -1,4 +1,4 @@
-"""The static explorer page of a run (``REPORTS/08_explore.html``): an α slider and an NMS IoU
+"""The static explorer page of a run (``REPORTS/explore.html``): an α slider and an NMS IoU
 slider that redraw each detector's exactly re-scored AP and precision–recall curves, and a
 candidate browser per image, both from data precomputed by :mod:`analysis.explore` and embedded
 in the page. It needs no kernel and no network: Plotly's JavaScript is copied beside the page
@@ -22,9 +22,9 @@ from typing import Optional, Sequence
 
 from .io import atomic_write_text
 
-PAGE = "08_explore.html"
+PAGE = "explore.html"
 PLOTLY_JS = "plotly.min.js"
-TITLE = "8. Explore: α and NMS sliders, candidate browser"
+TITLE = "Explore: α and NMS sliders, candidate browser"
 PAGE_BUDGET_BYTES = 8_000_000
 IMAGE_PX = 256  # longest side of an embedded image
 JPEG_QUALITY = 70
@@ -276,7 +276,7 @@ def explorer_plan(full_run: Path, summary: dict, seed: Optional[int] = None,
 
 def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = ".", seed: Optional[int] = None,
                    detectors: Optional[Sequence[str]] = None, fingerprint: str = "") -> tuple[Path, dict]:
-    """Write ``out/08_explore.html`` and ``out/plotly.min.js`` for the dumps of one seed and
+    """Write ``out/explore.html`` and ``out/plotly.min.js`` for the dumps of one seed and
     detectors (:func:`explorer_plan`). Relative paths (the run, the dumps' annotation files) are
     read from ``project``. Returns the page and ``{"seconds", "bytes", "images", "candidates"}``.
 

@@ -1,4 +1,4 @@
-"""The explorer page (08_explore.html) of the quick run in a real browser: Playwright driving
+"""The explorer page (explore.html) of the quick run in a real browser: Playwright driving
 Debian's Chromium (never ``playwright install``). Moving the α and NMS sliders shows the AP that
 analysis.rescore + analysis.coco compute from the Parquet dump; the browser's filters draw the
 boxes the embedded data says; no console error; the page keeps its weight budget; screenshots go
@@ -77,7 +77,7 @@ def check_explorer(page_file: Path, run: Path, shots: Path) -> None:
                     want = dump_coco_ap(dump, dets)["AP"]
                     cell = page.locator(f'td[data-detector="{name}"][data-metric="AP"]')
                     assert cell.text_content() == f"{want:.4f}" and float(cell.get_attribute("data-value")) == want
-            page.screenshot(path=str(shots / "08_explore_slider.png"))
+            page.screenshot(path=str(shots / "explore_slider.png"))
 
             # the browser: the image with the most embedded candidates of retinanet_conf
             page.select_option("#detector", "retinanet_conf")
@@ -108,7 +108,7 @@ def check_explorer(page_file: Path, run: Path, shots: Path) -> None:
                 page.locator(f'#lists a[data-image="{worst[0][0]}"]').first.click()
                 assert page.locator("#image").input_value() == str(worst[0][0])
             page.locator("#canvas").scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "08_explore_browser.png"))
+            page.screenshot(path=str(shots / "explore_browser.png"))
         finally:
             chrome.close()
     assert errors == []
@@ -117,8 +117,8 @@ def check_explorer(page_file: Path, run: Path, shots: Path) -> None:
 def test_explorer_in_chromium(quick_run: dict) -> None:
     from tests.conftest import ROOT
 
-    assert 'href="08_explore.html"' in (quick_run["reports"] / "index.html").read_text()  # the index links it
-    check_explorer(quick_run["reports"] / "08_explore.html", quick_run["run"], ROOT / "test-artefacts" / "screenshots")
+    assert 'href="explore.html"' in (quick_run["reports"] / "index.html").read_text()  # the index links it
+    check_explorer(quick_run["reports"] / "explore.html", quick_run["run"], ROOT / "test-artefacts" / "screenshots")
 
 
 def test_the_check_sees_console_errors(tmp_path: Path) -> None:
