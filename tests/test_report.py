@@ -496,3 +496,14 @@ def test_model_line_says_the_backbone_is_frozen() -> None:
     from retconf.report import model_and_schedule
 
     assert model_and_schedule(PRESETS["tiny"]).endswith("then frozen (only neck and heads train)")
+
+
+def test_every_notebook_cell_has_a_unique_id() -> None:
+    """nbformat 4.5 cells carry ids; a cell without one makes every batch run warn
+    (MissingIDFieldWarning) and will be an error in later nbformat versions."""
+    import json
+
+    for path in notebooks():
+        cells = json.loads(path.read_text())["cells"]
+        ids = [c.get("id") for c in cells]
+        assert None not in ids and len(set(ids)) == len(ids), path.name
