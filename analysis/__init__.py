@@ -1,5 +1,13 @@
 """Analysis of prediction dumps: pure functions, DataFrame in -> DataFrame/dict out.
 
+The lower layer: it imports nothing from ``retconf`` and needs no mmdet, mmengine or mmcv (the
+light install, docs/install.md); ``retconf`` stands on it.
+
+- :mod:`analysis.fusion`: score fusion and the :class:`~analysis.fusion.Fusion` ranking rule (shared
+  with the heads and the dump); :mod:`analysis.ablation_tables`: the paper's Tables 2–4 grids.
+- :mod:`analysis.boxes`: box IoU (mmdet's ``bbox_overlaps``) and the dump's ground-truth matching.
+- :mod:`analysis.nms`: mmcv's ``nms`` / ``batched_nms`` (mmcv's own, or a tested port without it).
+- :mod:`analysis.coco_check`: COCO annotation files loaded and checked; :mod:`analysis.errors`.
 - :mod:`analysis.io`: load and validate ``retconf dump`` directories.
 - :mod:`analysis.runs`: the layout of a ``retconf reproduce`` run directory and its ``summary.json``.
 - :mod:`analysis.rescore`: re-score cached candidates under any fusion: fuse, select, run the
@@ -17,4 +25,5 @@
 Drawing lives apart from computing (plots arrive with the notebooks).
 """
 
-__all__ = ["calibration", "coco", "io", "lrp", "matching", "metrics", "quality", "rescore", "runs", "tables", "tide"]
+__all__ = ["ablation_tables", "boxes", "calibration", "coco", "coco_check", "errors", "fusion", "io", "lrp", "matching",
+           "metrics", "nms", "quality", "rescore", "runs", "tables", "tide"]

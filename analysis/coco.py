@@ -15,9 +15,8 @@ import pandas as pd
 import torch
 from faster_coco_eval import COCO, COCOeval_faster
 
-from retconf.data.coco_check import load_coco_json
-from retconf.dump import match_gt
-
+from .boxes import match_gt
+from .coco_check import load_coco_json
 from .matching import category_ids  # noqa: F401  (mmdet's label rule; re-exported)
 from .schema import MATCH_COLUMNS
 
@@ -120,7 +119,7 @@ def detections_from_coco_results(results_json: str, ann_file: str,
 def _matches(frame: pd.DataFrame, gts: dict) -> pd.DataFrame:
     """The :data:`analysis.schema.MATCH_COLUMNS` of detections ``frame`` (D rows) against the
     ground truths ``gts`` (image id -> [(x1, y1, x2, y2, label)]), per image by the dump's rule
-    (:func:`retconf.dump.match_gt`, in float64); indexed as ``frame``."""
+    (:func:`analysis.boxes.match_gt`, in float64); indexed as ``frame``."""
     parts = []
     for image_id, rows in frame.groupby("image_id", sort=False).groups.items():
         det = frame.loc[rows]

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from retconf.fusion import Fusion
-
 from .coco import COCO_METRICS
+from .fusion import Fusion
 from .matching import ground_truth, label_cat_ids
 from .metrics import fusion_formula, oracle_candidates, wrong_survivors
+from .nms import batched_nms, nms
 from .quality import oracle_fusion
 from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, select_candidates, select_rows
 
@@ -109,8 +109,6 @@ def _first_survivors(shifted: np.ndarray, score: np.ndarray, nms_iou: float, cap
     ties its own way), and NMS runs on the top 4·cap of that order (4× more until ``cap`` survive
     or all are in), ranked by position so that no tie is broken again: a box's fate depends only
     on the boxes above it."""
-    from mmcv.ops import nms
-
     order = torch.sort(torch.from_numpy(score), 0, True).indices.numpy()  # as mmcv's nms_cpu sorts
     n, m = len(order), min(len(order), 4 * cap)
     while True:
@@ -137,8 +135,6 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
         frame = prep.candidates.iloc[rows].assign(score=score, _row=rows)
         out = nms_per_image(frame, nms_iou, cap, s["score_voting"])
         return out["_row"].to_numpy(np.int64), out["score"].to_numpy(np.float32)
-    from mmcv.ops import batched_nms
-
     image, boxes, labels = prep.image[rows], prep.boxes[rows], prep.label[rows]
     starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
     ends = np.r_[starts[1:], len(rows)]

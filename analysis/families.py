@@ -19,8 +19,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from retconf.fusion import ALPHA_GRID
-
+from .fusion import ALPHA_GRID
 from .metrics import (before_nms, fusion_formula, oracle_candidates, per_anchor, population_alignment, rank_correlation,
                       with_deployed_score)
 from .rescore import deployed_fusion

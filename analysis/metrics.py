@@ -362,7 +362,7 @@ def with_deployed_score(candidates: pd.DataFrame, fusion: dict) -> pd.DataFrame:
 
 def fusion_formula(fusion: dict) -> str:
     """The fused score of ``fusion`` (``mode``, ``alpha``, ``thr``) as text, e.g.
-    ``obj^0.4·cls^0.6`` (see :mod:`retconf.fusion` for the modes)."""
+    ``obj^0.4·cls^0.6`` (see :mod:`analysis.fusion` for the modes)."""
     mode, alpha, thr = fusion["mode"], float(fusion["alpha"]), float(fusion["thr"])
     base = {"cls": "cls", "mul": "cls·obj", "geo": "sqrt(cls·obj)", "pow": f"obj^{alpha:g}·cls^{round(1 - alpha, 6):g}"}.get(mode.removesuffix("_thr"))
     if base is None:

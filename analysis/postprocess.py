@@ -31,8 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from retconf.fusion import Fusion
-
+from .fusion import Fusion
 from .rescore import deployed_rule, inference_kwargs, nms_per_image, select_candidates
 
 NMS_KINDS: tuple[str, ...] = ("nms", "soft_nms_linear", "soft_nms_gaussian")

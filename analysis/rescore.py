@@ -3,9 +3,10 @@ NMS. COCO evaluation lives in :mod:`analysis.coco`, the paper tables' rows in :m
 
 Glossary: C candidate rows of one image (an (anchor, class) pair each), D detections.
 
-The procedure is the ranking rule of :class:`retconf.fusion.Fusion` (the one the heads and the
+The procedure is the ranking rule of :class:`analysis.fusion.Fusion` (the one the heads and the
 dump use): per level, fuse (before or after the top-k), keep scores > ``score_thr``, keep the top
-``nms_pre``; then mmcv's ``batched_nms`` over the image and the top ``max_per_img``. With the
+``nms_pre``; then mmcv's ``batched_nms`` (:mod:`analysis.nms`: mmcv's own, or its tested port
+without mmcv) over the image and the top ``max_per_img``. With the
 deployed rule of a dump (:func:`deployed_rule`) it reproduces live inference, for every head
 family :mod:`retconf.capture` dumps.
 """
@@ -17,11 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from retconf.fusion import BASE_POST_PROCESS, SELECTIONS, Fusion, fuse_scores
+from .fusion import BASE_POST_PROCESS, SELECTIONS, Fusion, fuse_scores
+from .nms import batched_nms
 
 
 def fused_scores(cls: np.ndarray, obj: np.ndarray, mode: str, alpha: float, thr: float) -> np.ndarray:
-    """Fusion of :mod:`retconf.fusion` on float arrays ``cls``, ``obj`` (shape [C])."""
+    """Fusion of :mod:`analysis.fusion` on float arrays ``cls``, ``obj`` (shape [C])."""
     return fuse_scores(torch.tensor(cls), torch.tensor(obj), mode, alpha, thr).numpy()
 
 
@@ -35,7 +37,7 @@ def preselect(cands: pd.DataFrame, mode: str, alpha: float, thr: float, score_th
 def select_candidates(cands: pd.DataFrame, rule: Fusion, score_thr: float, nms_pre: int,
                       min_bbox_size: float = 0.0, selection: str = "pairs") -> pd.DataFrame:
     """The candidates NMS sees, for all images at once, under the head's ``selection`` (see
-    :meth:`retconf.fusion.Fusion.select`): by default ``rule.rank`` > ``score_thr``, top
+    :meth:`analysis.fusion.Fusion.select`): by default ``rule.rank`` > ``score_thr``, top
     ``nms_pre`` pairs per (image, level); then boxes larger than ``min_bbox_size`` (as mmdet's
     ``_bbox_post_process``; negative: no filter), with ``score`` = the fused score. Rows come
     out ordered by image and level, then as the head passes them to NMS. ``obj`` NaN (no
@@ -70,7 +72,7 @@ def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_th
     """Row numbers of the candidates NMS sees: ``rank`` > ``score_thr``, then the top
     ``nms_pre`` by ``rank`` per (image, level), ordered by image, level and descending rank
     (ties in input order, as a stable sort). As mmdet's ``filter_scores_and_topk`` (and
-    :func:`retconf.fusion.topk_pairs`), a negative ``nms_pre`` is a slice end: -1 keeps all but
+    :func:`analysis.fusion.topk_pairs`), a negative ``nms_pre`` is a slice end: -1 keeps all but
     the lowest-ranked pair of a level, 0 keeps none.
 
     Args:
@@ -96,7 +98,7 @@ def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_th
 def select_anchor_rows(image: np.ndarray, level: np.ndarray, anchor: np.ndarray, label: np.ndarray,
                        rank: np.ndarray, score_thr: float, nms_pre: int) -> np.ndarray:
     """Row numbers of the candidates NMS sees under PAA's selection
-    (:func:`retconf.fusion.topk_anchors`): per (image, level) the top ``nms_pre`` anchors by
+    (:func:`analysis.fusion.topk_anchors`): per (image, level) the top ``nms_pre`` anchors by
     their best ``rank`` (all when ``nms_pre`` ≤ 0), then their rows with ``rank`` >
     ``score_thr``; ordered by image, level, descending anchor best (anchor ascending when
     ``nms_pre`` ≤ 0), anchor, label.
@@ -129,7 +131,7 @@ def select_anchor_rows(image: np.ndarray, level: np.ndarray, anchor: np.ndarray,
 def select_argmax_rows(image: np.ndarray, level: np.ndarray, anchor: np.ndarray, cls: np.ndarray,
                        rank: np.ndarray, score_thr: float) -> np.ndarray:
     """Row numbers of the candidates NMS sees under YOLOX's selection
-    (:func:`retconf.fusion.argmax_pairs`): per (image, level, anchor) the row of the highest
+    (:func:`analysis.fusion.argmax_pairs`): per (image, level, anchor) the row of the highest
     ``cls`` (the first on ties), kept where its ``rank`` ≥ ``score_thr``; ordered by image,
     level, anchor.
 
@@ -159,7 +161,7 @@ def vote_boxes(boxes: torch.Tensor, labels: torch.Tensor, cand_boxes: torch.Tens
     Returns:
         voted boxes (Tensor[D, 4]) and the permutation of the D detections (Tensor[D]).
     """
-    from retconf.dump import box_iou
+    from .boxes import box_iou
 
     voted, order = [], []
     for c in torch.unique(cand_labels).tolist():
@@ -179,7 +181,7 @@ def vote_boxes(boxes: torch.Tensor, labels: torch.Tensor, cand_boxes: torch.Tens
 
 def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: Optional[int],
                   score_voting: bool = False, nms_cfg: Optional[dict] = None) -> pd.DataFrame:
-    """mmcv ``batched_nms`` on each image of a :func:`preselect` output, then the top
+    """mmcv ``batched_nms`` (:func:`analysis.nms.batched_nms`) on each image of a :func:`preselect` output, then the top
     ``max_per_img`` (None: all); ``score`` is replaced by the score NMS returns. ``nms_cfg``: the
     ``test_cfg.nms`` dict passed to ``batched_nms`` as mmdet passes it (Soft-NMS,
     ``class_agnostic``; :meth:`analysis.postprocess.PostProcess.nms_cfg`); None: class-aware
@@ -187,8 +189,6 @@ def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: Optional[int
     :func:`vote_boxes` over the image's candidates (their IoU and ground-truth columns stay
     those of the box before voting; COCO AP, from :mod:`analysis.coco`, matches the voted boxes
     itself)."""
-    from mmcv.ops import batched_nms  # late: importing ``analysis`` must not load mmcv
-
     if frame.empty:
         return frame
     boxes, scores, labels, starts, ends = nms_inputs(frame)
@@ -256,5 +256,5 @@ def deployed_fusion(meta: dict) -> dict:
 
 
 def deployed_rule(meta: dict) -> Fusion:
-    """:func:`deployed_fusion` as a :class:`retconf.fusion.Fusion`."""
+    """:func:`deployed_fusion` as a :class:`analysis.fusion.Fusion`."""
     return Fusion.of(deployed_fusion(meta))

@@ -30,10 +30,9 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from retconf.ablations import TABLE3, TABLE_ROWS
-from retconf.fusion import ALPHA_GRID, TABLE4_RULES, Fusion
-
+from .ablation_tables import TABLE3, TABLE_ROWS
 from .coco import coco_ap, dump_coco_ap
+from .fusion import ALPHA_GRID, TABLE4_RULES, Fusion
 from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
                       oracle_candidates, per_anchor, population_alignment, proportions, rank_correlation,
                       wrong_survivor_rate, WRONG_SURVIVOR_MARGIN)
@@ -177,7 +176,7 @@ def loss_ablation_rows(model: str, dump) -> list[dict]:
 
     Table 2 scores with the classification only (``cls``); Table 3 with the product at α 0.4,
     for the rows the paper has there (CE and CE^w 1e-4). ``model`` is a name from
-    :data:`retconf.ablations.TABLE_ROWS` (``retinanet_conf`` is the CE row).
+    :data:`analysis.ablation_tables.TABLE_ROWS` (``retinanet_conf`` is the CE row).
 
     Returns:
         dicts with ``table``, ``loss``, ``alpha`` and the COCO metrics of :func:`coco_ap`.
@@ -194,7 +193,7 @@ def loss_ablation_rows(model: str, dump) -> list[dict]:
 # ---------------------------------------------------------------- Table 4: fusion modes
 
 # Table 4 rows: paper label -> (mode, alpha). The filtered product is exact on dumps whose
-# candidate grid holds it (retconf.fusion.fusion_grid), otherwise exact only where a level keeps
+# candidate grid holds it (analysis.fusion.fusion_grid), otherwise exact only where a level keeps
 # fewer than nms_pre pairs.
 TABLE4_FUSIONS = {label: (f.mode, f.alpha) for label, f in TABLE4_RULES.items()}
 

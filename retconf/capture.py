@@ -345,6 +345,6 @@ def positive_priors(priors: Tensor, gt_input: Tensor, thr: float = 0.5) -> int:
         x, y = priors[:, :1], priors[:, 1:2]
         inside = (x > gt_input[:, 0]) & (x < gt_input[:, 2]) & (y > gt_input[:, 1]) & (y < gt_input[:, 3])
         return int(inside.any(1).sum())
-    from .dump import box_iou  # mmdet's bbox_overlaps to the bit
+    from analysis.boxes import box_iou  # mmdet's bbox_overlaps to the bit
 
     return int((box_iou(priors, gt_input).max(1).values > thr).sum())

@@ -15,9 +15,20 @@ from .errors import RetconfError, UsageError, exit_code
 
 
 def _dict_action() -> Any:
-    from mmengine.config import DictAction
-
+    """mmengine's ``DictAction`` for ``--cfg-options``; without mmengine (the light install of the
+    analysis, docs/install.md) an action that refuses the option in one line, so that ``retconf
+    report`` still parses its arguments."""
+    try:
+        from mmengine.config import DictAction
+    except ImportError:
+        return _NeedsTrainingStack
     return DictAction
+
+
+class _NeedsTrainingStack(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
+        parser.error(f"{option_string} needs mmengine, which the light install leaves out: install the full "
+                     "stack with `bash scripts/install.sh` (docs/install.md)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

@@ -46,66 +46,12 @@ from typing import Any, Optional
 
 import numpy as np
 
+from analysis.boxes import box_iou, match_gt  # noqa: F401  (the matching rule, in the analysis layer; re-exported)
 from analysis.schema import (BY_IOU, CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, IOU_POPULATION,
                              SCHEMA_VERSION, SELECTED)
 
 from .io import atomic_write_bytes, atomic_write_text
 from .io import sha256_file as _sha256  # the one file hash (checkpoints, shards)
-
-def box_iou(boxes: Any, gt_boxes: Any, eps: float = 1e-6) -> Any:
-    """IoU of every box with every ground truth, computed as mmdet's ``bbox_overlaps`` (mode
-    ``iou``, union floored at ``eps``) to the bit, without importing mmdet.
-
-    Args:
-        boxes (Tensor[N, 4]), gt_boxes (Tensor[G, 4]): corners x1, y1, x2, y2.
-    Returns:
-        Tensor[N, G].
-    """
-    import torch
-
-    area1 = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    area2 = (gt_boxes[..., 2] - gt_boxes[..., 0]) * (gt_boxes[..., 3] - gt_boxes[..., 1])
-    lt = torch.max(boxes[..., :, None, :2], gt_boxes[..., None, :, :2])
-    rb = torch.min(boxes[..., :, None, 2:], gt_boxes[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    overlap = wh[..., 0] * wh[..., 1]
-    union = area1[..., None] + area2[..., None, :] - overlap
-    return overlap / torch.max(union, union.new_tensor([eps]))
-
-
-def match_gt(boxes: Any, labels: Any, gt_boxes: Any, gt_labels: Any) -> dict[str, Any]:
-    """Best IoU of each box with a ground truth of the same class and of any class: the one
-    matching rule of dumps and of COCO results json input
-    (:func:`analysis.coco.detections_from_coco_results`).
-
-    All boxes must be in one frame (the dump uses original-image pixels).
-
-    Args:
-        boxes (Tensor[N, 4]), labels (Tensor[N]); gt_boxes (Tensor[G, 4]), gt_labels (Tensor[G]).
-    Returns:
-        the :data:`analysis.schema.MATCH_COLUMNS`: ``iou_same`` (Tensor[N]), ``iou_any`` (Tensor[N]),
-        ``gt_same`` / ``gt_any`` (Tensor[N], index of the matched same-class / any-class ground
-        truth, -1 when there is none), ``gt_area`` (Tensor[N], box area of the ``gt_any``
-        ground truth in pixels², NaN when there is none).
-    """
-    import torch
-
-    n = boxes.shape[0]
-    none = torch.full((n,), -1, dtype=torch.long)
-    if gt_boxes.shape[0] == 0 or n == 0:
-        zeros = boxes.new_zeros(n)
-        return {"iou_same": zeros, "iou_any": zeros.clone(), "gt_same": none, "gt_any": none.clone(),
-                "gt_area": boxes.new_full((n,), float("nan"))}
-    iou = box_iou(boxes, gt_boxes)
-    same = torch.where(labels[:, None] == gt_labels[None, :], iou, iou.new_full((), -1.0))
-    iou_same, gt_same = same.max(1)
-    gt_same = torch.where(iou_same >= 0, gt_same, none)
-    iou_any, gt_any = iou.max(1)
-    gt_any = torch.where(iou_any > 0, gt_any, none)
-    areas = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
-    gt_area = torch.where(gt_any >= 0, areas[gt_any.clamp(min=0)], boxes.new_full((), float("nan")))
-    return {"iou_same": iou_same.clamp(min=0), "iou_any": iou_any, "gt_same": gt_same,
-            "gt_any": gt_any, "gt_area": gt_area}
 
 
 def ground_truth(data_info: dict) -> tuple[Any, Any]:

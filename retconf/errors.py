@@ -1,12 +1,12 @@
 """The errors retconf's library code raises. Each names the offending file, field or option in
 its message; ``retconf`` (:mod:`retconf.cli`) prints it as one line and turns the class into an
-exit status (:data:`EXIT_CODES`). Importing this module loads nothing else.
+exit status (:data:`EXIT_CODES`). Importing this module loads nothing else but the light
+:mod:`analysis.errors`, where :class:`RetconfError` and :class:`DatasetError` are defined.
 """
 from __future__ import annotations
 
-
-class RetconfError(Exception):
-    """Base of every error retconf reports as one line instead of a traceback."""
+# the two the analysis layer raises itself (COCO checks) live there; re-exported here
+from analysis.errors import DatasetError, RetconfError
 
 
 class UsageError(RetconfError, ValueError):
@@ -15,10 +15,6 @@ class UsageError(RetconfError, ValueError):
 
 class ConfigError(RetconfError, ValueError):
     """A config or one of the files it points to is unusable."""
-
-
-class DatasetError(RetconfError, ValueError):
-    """Invalid dataset parameters or annotations, or an output location that cannot be used."""
 
 
 class CheckpointError(RetconfError, RuntimeError):

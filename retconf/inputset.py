@@ -180,6 +180,14 @@ def has_quality(meta: dict) -> bool:
 PAPER_REFERENCE = "page 04 compares the paper's detectors by name: retinanet with iou_aware and/or retinanet_conf"
 
 
+def soft_nms_available() -> bool:
+    """Whether page 07's Soft-NMS can run here: mmcv's compiled ops import (not in the light
+    install, where :mod:`analysis.nms` has hard NMS only)."""
+    from analysis.nms import mmcv_ops
+
+    return mmcv_ops() is not None
+
+
 def input_pages(kind: str, entries: list[Entry], available: list[str]) -> tuple[list[tuple[str, dict]], dict[str, str]]:
     """The pages an input set gets, each with its notebook parameters beyond ``run_dir``, and
     the pages left out with the reason (keys: notebook stems among ``available``)."""
@@ -220,6 +228,9 @@ def input_pages(kind: str, entries: list[Entry], available: list[str]) -> tuple[
                 pages.append((stem, {}))
             else:
                 left[stem] = PAPER_REFERENCE + " (name a dump NAME=PATH if it is one of those)"
+        elif n == "07" and not soft_nms_available():
+            left[stem] = ("its Soft-NMS rows need mmcv's compiled ops, which the light install of the analysis "
+                          "leaves out (docs/install.md)")
         elif n in ("05", "07"):
             pages.append((stem, {"detectors": models}))
         elif n == "06":

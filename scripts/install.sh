@@ -16,7 +16,7 @@ VENV="${RETCONF_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 CONSTRAINTS="$ROOT/scripts/constraints.txt"
 STAMP="$VENV/.retconf-install-stamp"
-EXTRAS="${RETCONF_EXTRAS:-dev}"
+EXTRAS="${RETCONF_EXTRAS:-train,dev}"  # train: mmdet, mmengine, mmcv (pyproject.toml)
 
 log() { printf '[install %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

@@ -79,6 +79,22 @@ def test_dump_names_and_seeds_come_from_the_metadata() -> None:
     assert parse_input("dumps/gfl").model is None
 
 
+def test_without_mmcv_page_07_is_left_out_and_the_index_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The light install (no mmcv) has hard NMS only: page 07's Soft-NMS rows cannot run there."""
+    from types import SimpleNamespace
+
+    import analysis.nms
+    from retconf.inputset import input_pages
+
+    entries = [SimpleNamespace(model="conf", meta={"head": "RetinaConfHead", "quality": "obj"})]
+    stems = ["01_misalignment", "07_postprocessing"]
+    assert [s for s, _ in input_pages("dumps", entries, stems)[0]] == stems  # mmcv here
+    monkeypatch.setattr(analysis.nms, "mmcv_ops", lambda: None)
+    pages, left = input_pages("dumps", entries, stems)
+    assert [s for s, _ in pages] == ["01_misalignment"]
+    assert "Soft-NMS rows need mmcv's compiled ops" in left["07_postprocessing"]
+
+
 # ------------------------------------------------------------------ results json → report
 def test_report_of_results_files_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Two detectors' COCO results files on two seeds, end to end: page 08 with AP, AP(IoU),

@@ -20,6 +20,17 @@ def test_rescoring_with_the_deployed_fusion_reproduces_live_inference(conf_run: 
     same_detections(redone, d.detections)  # stronger than AP: the very same detections
 
 
+def test_rescoring_without_mmcv_reproduces_live_inference(conf_run: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The light install's NMS (analysis.nms without mmcv's ops) gives the live detections too."""
+    import analysis.nms
+
+    monkeypatch.setattr(analysis.nms, "mmcv_ops", lambda: None)
+    d = conf_run["dump"]
+    for alpha in (0.4, *OTHER_ALPHAS):
+        same_detections(rescore(d.candidates, "pow", alpha, **inference_kwargs(d.meta)),
+                        conf_run["live_dumps"][alpha].detections)
+
+
 @pytest.mark.parametrize("alpha", OTHER_ALPHAS)
 def test_rescoring_other_alphas_matches_live_reinference(conf_run: dict, alpha: float) -> None:
     d, live = conf_run["dump"], conf_run["live_dumps"][alpha].detections
