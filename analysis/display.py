@@ -118,10 +118,12 @@ def key_view(df: pd.DataFrame, keep: Sequence[str], metrics: Sequence[str] = KEY
 
 def details_html(body: str, summary: str) -> str:
     """``body`` (HTML) in a collapsed ``<details>`` section titled ``summary``: detail a reader
-    opens on demand (per-image counts, per-level grids) instead of scrolling past it."""
+    opens on demand (per-image counts, per-level grids, a comparison with every metric) instead
+    of scrolling past it. Its content scrolls sideways inside the page's width when it is wider."""
     import html
 
-    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+    return (f'<details><summary>{html.escape(summary)}</summary>'
+            f'<div class="detail" style="overflow-x: auto; max-width: 100%">{body}</div></details>')
 
 
 def show_details(content, summary: str) -> None:

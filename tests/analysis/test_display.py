@@ -149,7 +149,7 @@ def test_show_details_collapses_a_table_under_its_title() -> None:
 
     df = pd.DataFrame({"image": [1, 2], "n": [3, 4]})
     text = details_html(frame_html(df), "per-image counts (open)")
-    assert text.startswith("<details><summary>per-image counts (open)</summary>") and text.endswith("</details>")
+    assert text.startswith("<details><summary>per-image counts (open)</summary><div class=\"detail\"") and text.endswith("</div></details>")
 
 
 def test_key_view_keeps_the_named_columns_and_each_key_metric_with_its_paper_value() -> None:
