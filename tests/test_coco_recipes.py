@@ -104,7 +104,7 @@ def test_dry_run_then_short_run_of_all_three_recipes(coco_run: dict) -> None:
     reports = coco_run["base"] / "reports"
     assert sorted(p.name for p in reports.glob("*.html")) == [
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "04_main_results.html",
-        "05_calibration.html", "07_postprocessing.html", "index.html"]
+        "05_calibration.html", "07_postprocessing.html", "explore.html", "index.html"]
 
 
 def _gt_by_image(ann_file: Path) -> dict:
