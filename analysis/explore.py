@@ -185,17 +185,21 @@ def coco_ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = N
     return GroundTruth(coco, np.asarray(label_cat_ids(coco.dataset["categories"], classes, cat_ids), np.int64))
 
 
-def ann_path(meta: dict, root: Optional[str | Path] = None) -> Path:
-    """A dump's annotation file: relative to ``root`` when given, else as
-    :func:`analysis.runs.run_path` finds it (as given, or in the source checkout)."""
-    from .runs import run_path
+def ann_path(dump, root: Optional[str | Path] = None) -> Path:
+    """A dump's annotation file, checked against the hash the dump recorded like every other
+    reader of it (:meth:`analysis.io.Dump.ann_file`): a relative ``ann_file`` is taken relative to
+    ``root`` when given, else as :func:`analysis.runs.run_path` finds it."""
+    if root is None:
+        return Path(dump.ann_file())
+    from .io import annotation_file
 
-    return Path(root) / meta["ann_file"] if root is not None else run_path(meta["ann_file"])
+    meta = dict(dump.meta, ann_file=str(Path(root) / dump.meta["ann_file"]))
+    return Path(annotation_file(meta, dump.path / "metadata.json"))
 
 
 def dump_ground_truth(dump, root: Optional[str | Path] = None) -> GroundTruth:
     """:func:`coco_ground_truth` of a dump's annotation file (:func:`ann_path`)."""
-    return coco_ground_truth(ann_path(dump.meta, root), dump.meta["classes"], dump.meta.get("cat_ids"))
+    return coco_ground_truth(ann_path(dump, root), dump.meta["classes"], dump.meta.get("cat_ids"))
 
 
 def evaluate(gt: GroundTruth, dets: pd.DataFrame) -> tuple[dict, np.ndarray]:
@@ -410,7 +414,7 @@ def browser_data(dumps: Mapping[str, Any], root: Optional[str | Path] = None, to
     image file (None when it is not on disk); candidates are capped per image and detector
     (:func:`embedded_rows`)."""
     first = next(iter(dumps.values()))
-    ann = ann_path(first.meta, root)
+    ann = ann_path(first, root)
     gt = ground_truth(ann, first.meta["classes"], first.meta.get("cat_ids"))
     records, folder = image_records(ann), image_dir(ann)
     counts = {name: image_counts(d) for name, d in dumps.items()}
