@@ -49,6 +49,11 @@ def _decimals(s: pd.Series, limit: int) -> int:
     return need
 
 
+def spread_cell(mean: float, sd: float, digits: int, sd_digits: int) -> str:
+    """One "mean ± sd" cell (the mean alone where ``sd`` is NaN: one seed)."""
+    return f"{mean:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd:.{sd_digits}f}")
+
+
 def merge_spread(df: pd.DataFrame, digits: Optional[int] = None) -> pd.DataFrame:
     """Each numeric column ``m`` with a ``m_sd`` beside it as one text column "mean ± sd" (the
     mean alone where the spread is missing: one seed), so a table over seeds is half as wide.
@@ -69,8 +74,7 @@ def merge_spread(df: pd.DataFrame, digits: Optional[int] = None) -> pd.DataFrame
         k = _decimals(df[col], digits)
         mean, sd = df[col].astype("Float64"), pd.to_numeric(df[sd_col], errors="coerce")
         k_sd = max(k, _decimals(sd, digits))  # a whole mean count keeps its spread's decimal
-        out[col] = ["NaN" if pd.isna(m) else f"{m:.{k}f}" + ("" if pd.isna(e) else f" ± {e:.{k_sd}f}")
-                    for m, e in zip(mean, sd)]
+        out[col] = ["NaN" if pd.isna(m) else spread_cell(m, e, k, k_sd) for m, e in zip(mean, sd)]
         out = out.drop(columns=sd_col)
     return out
 
@@ -265,6 +269,6 @@ def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3,
         if m not in out:
             continue
         sd = out.pop(f"{m}_sd") if f"{m}_sd" in out else pd.Series(float("nan"), index=out.index)
-        out[m] = ["n/a" if undefined is not None and v == undefined else
-                  f"{v:.{digits}f}" + ("" if pd.isna(e) else f" ± {e:.{digits}f}") for v, e in zip(out[m], sd)]
+        out[m] = ["n/a" if undefined is not None and v == undefined else spread_cell(v, e, digits, digits)
+                  for v, e in zip(out[m], sd)]
     return out

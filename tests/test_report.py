@@ -71,6 +71,12 @@ def _any_paired_seed(run: Path) -> bool:
     return not paired_deltas(per_seed, "model", "AP", pairs).empty
 
 
+def _left_out(page: str) -> str:
+    """The notes under a page's tables naming the columns left out as empty throughout
+    (:func:`analysis.display.frame_html`)."""
+    return " ".join(re.findall(r"Left out, empty throughout[^<]*", page))
+
+
 @pytest.mark.parametrize("name, tables, images, headers", [
     # the quick run's one-epoch models keep no candidate with cls > 0.05: the per-level/size table is empty
     # the quick run's models keep no wrong survivor (NaN on both seeds): its all-NaN spread is left out
@@ -92,8 +98,7 @@ def test_report_html_has_tables_and_figures(reports: Path, quick_run: dict, name
     tables += 2 if paired else 0
     assert page.tags.get("table", 0) == tables
     assert page.tags.get("img", 0) == images
-    text = (reports / f"{name}.html").read_text()
-    left_out = " ".join(re.findall(r"Left out, empty throughout[^<]*", text))
+    left_out = _left_out((reports / f"{name}.html").read_text())
     for header in headers:  # a column empty throughout (e.g. no wrong survivor in a one-epoch model) is named
         assert header in page.headers or header in left_out, header
     assert not any(h.endswith("_sd") for h in page.headers)  # each spread shares its mean's cell
@@ -375,9 +380,7 @@ def test_families_page_of_a_run_with_other_families(tmp_path: Path) -> None:
     except ImportError:
         pass
     page = _parse(tmp_path / "out" / "06_families.html")
-    import re
-
-    left_out = " ".join(re.findall(r"Left out, empty throughout[^<]*", html_text))
+    left_out = _left_out(html_text)
     for header in ("ranking~IoU", "AP IoU oracle", "wrong-survivor rate", "quality score", "train s"):
         # a column empty throughout (the fake run's dumps keep no wrong survivor) is named under its table
         assert header in page.headers or header in left_out, header
