@@ -19,21 +19,24 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from . import coco_fast
 from .coco import COCO_METRICS
 from .fusion import Fusion
 from .matching import ground_truth, label_cat_ids
 from .metrics import fusion_formula, oracle_candidates, wrong_survivors
-from .nms import batched_nms, nms
+from .nms import batched_nms, nms_indices
 from .quality import oracle_fusion
-from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, select_candidates, select_rows
+from .rescore import (deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, select_candidates, select_rows,
+                      top_of_groups)
 
 # α 0.0 … 0.9: the dump's candidate grid (exact); at α = 1 the product ranks by obj alone and every
 # label of an anchor ties
@@ -58,8 +61,10 @@ class Prepared:
 
     ``cls``, ``obj`` (Tensor[C], obj NaN → 1 as :func:`analysis.rescore.select_candidates`),
     ``image``, ``level``, ``label`` (int64[C]), ``boxes`` (float32[C, 4]), ``big`` (bool[C]:
-    wider and taller than ``min_bbox_size``, all True when it is negative), ``settings`` (the
-    dump's :func:`analysis.rescore.inference_kwargs`) and the ``candidates`` themselves."""
+    wider and taller than ``min_bbox_size``, all True when it is negative), ``boxmax`` (float32[C],
+    each box's largest coordinate), ``group`` (int64[C]:
+    the candidate's (image, level) numbered in that order), ``settings`` (the dump's
+    :func:`analysis.rescore.inference_kwargs`) and the ``candidates`` themselves."""
 
     candidates: pd.DataFrame
     cls: torch.Tensor
@@ -69,6 +74,8 @@ class Prepared:
     label: np.ndarray
     boxes: np.ndarray
     big: np.ndarray
+    boxmax: np.ndarray
+    group: np.ndarray
     settings: dict
 
 
@@ -80,10 +87,28 @@ def prepare(candidates: pd.DataFrame, meta: dict) -> Prepared:
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     mbs = settings["min_bbox_size"]
     big = (w > mbs) & (h > mbs) if mbs >= 0 else np.ones(len(boxes), bool)
+    image, level = candidates["image_id"].to_numpy(np.int64), candidates["level"].to_numpy(np.int64)
+    order = np.lexsort((level, image))
+    group = np.empty(len(order), np.int64)
+    group[order] = np.cumsum(np.r_[True, (np.diff(image[order]) != 0) | (np.diff(level[order]) != 0)]) - 1
     return Prepared(candidates, torch.tensor(candidates["cls"].to_numpy(np.float32)),
                     torch.tensor(np.nan_to_num(candidates["obj"].to_numpy(np.float32), nan=1.0)),
-                    candidates["image_id"].to_numpy(np.int64), candidates["level"].to_numpy(np.int64),
-                    candidates["label"].to_numpy(np.int64), boxes, big, settings)
+                    image, level, candidates["label"].to_numpy(np.int64), boxes, big, boxes.max(1), group, settings)
+
+
+def grouped_rows(group: np.ndarray, rank: np.ndarray, score_thr: float, nms_pre: int) -> np.ndarray:
+    """:func:`analysis.rescore.select_rows`'s rows (int64[M]) from :class:`Prepared`'s ``group``
+    (int64[C]) and ``rank`` (float32[C]) with ``score_thr`` ≥ 0: one stable sort of an int64 key,
+    the group above a positive float32's bits reversed (its order, descending), in place of a
+    three-key lexsort; ties stay in row order as there."""
+    idx = np.flatnonzero(rank > score_thr)
+    bits = rank[idx].view(np.uint32).astype(np.int64)
+    key = (group[idx] << 32) | (np.int64(0xFFFFFFFF) - bits)
+    idx = idx[torch.sort(torch.from_numpy(key), stable=True).indices.numpy()]
+    g = group[idx]
+    if len(idx) and (nms_pre < 0 or np.bincount(g).max() > nms_pre):  # some group is cut
+        idx = idx[top_of_groups(np.r_[True, g[1:] != g[:-1]], nms_pre)]
+    return idx
 
 
 def select(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
@@ -97,36 +122,47 @@ def select(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
         return frame["_row"].to_numpy(np.int64), frame["score"].to_numpy(np.float32)
     score = rule.scores(prep.cls, prep.obj).numpy().astype(np.float32, copy=False)
     rank = score if rule.order == "before_topk" else prep.cls.numpy()
-    rows = select_rows(prep.image, prep.level, rank, s["score_thr"], s["nms_pre"])
+    if s["score_thr"] >= 0 and rank.dtype == np.float32:
+        rows = grouped_rows(prep.group, rank, s["score_thr"], s["nms_pre"])
+    else:
+        rows = select_rows(prep.image, prep.level, rank, s["score_thr"], s["nms_pre"])
     rows = rows[prep.big[rows]]
     return rows, score[rows]
 
 
-def _first_survivors(shifted: np.ndarray, score: np.ndarray, nms_iou: float, cap: int) -> np.ndarray:
-    """The first ``cap`` survivors of greedy NMS over one image's boxes ``shifted`` (float32[M, 4],
-    offset per class as ``batched_nms`` does) with scores float32[M]: positions into the M boxes,
-    in NMS order. The boxes are ordered as mmcv's NMS orders them (torch's sort, which breaks
-    ties its own way), and NMS runs on the top 4·cap of that order (4× more until ``cap`` survive
-    or all are in), ranked by position so that no tie is broken again: a box's fate depends only
-    on the boxes above it."""
+def _first_survivors(boxes_at: Callable[[np.ndarray], np.ndarray], score: np.ndarray, nms_iou: float, cap: int,
+                     start: Optional[int] = None) -> tuple[np.ndarray, int]:
+    """The first ``cap`` survivors of greedy NMS over one image's M boxes with scores float32[M]
+    (``boxes_at(positions)``: those boxes, float32[n, 4], offset per class as ``batched_nms``
+    does; only the prefix NMS needs is made): positions into the M boxes,
+    in NMS order, and the length of the prefix that held them (all M when fewer survive). The
+    boxes are ordered as mmcv's NMS orders them (torch's sort, which breaks ties its own way),
+    and NMS runs on the top ``start`` (default 4·cap) of that order (more, as the survival rate
+    so far suggests and at most 4×, until ``cap`` survive or all are in), ranked by position so
+    that no tie is broken again: a box's fate depends only on the boxes above it, so any
+    ``start`` gives the same survivors."""
     order = torch.sort(torch.from_numpy(score), 0, True).indices.numpy()  # as mmcv's nms_cpu sorts
-    n, m = len(order), min(len(order), 4 * cap)
+    n = len(order)
+    m = min(n, max(cap, 4 * cap if start is None else start))
     while True:
         top = order[:m]
-        rank = torch.arange(m, 0, -1, dtype=torch.float32)
-        _, keep = nms(torch.from_numpy(shifted[top]), rank, nms_iou)
+        keep = nms_indices(torch.from_numpy(boxes_at(top)), torch.arange(m, 0, -1, dtype=torch.float32), nms_iou).numpy()
         if len(keep) >= cap or m == n:
-            return top[keep.numpy()[:cap]]
-        m = min(n, 4 * m)
+            keep = keep[:cap]
+            return top[keep], int(keep[-1]) + 1 if len(keep) == cap else n
+        m = min(n, 4 * m, max(m + cap, int(1.2 * m * cap / len(keep)) + 8))
 
 
 def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float,
-             max_per_img: Optional[int] = -1) -> tuple[np.ndarray, np.ndarray]:
+             max_per_img: Optional[int] = -1, hints: Optional[dict] = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-image NMS of :func:`select`'s output, as :func:`analysis.rescore.nms_per_image` (mmcv
     ``batched_nms``, then the top ``max_per_img``): the surviving rows int64[D] (by image, then in
     NMS order) and their scores float32[D]. ``max_per_img`` -1: the dump's setting; None: no cap
     (then, and for an image of 10,000 boxes or more, ``batched_nms`` itself runs). Score voting
-    goes through :func:`analysis.rescore.nms_per_image`."""
+    goes through :func:`analysis.rescore.nms_per_image`. ``hints`` (image id → prefix length,
+    updated in place): where each image's NMS starts (:func:`_first_survivors`), a little past
+    the prefix the last call needed (else past what the images before needed); the result does
+    not depend on it, only the time."""
     s = prep.settings
     cap = s["max_per_img"] if max_per_img == -1 else max_per_img
     if not len(rows):
@@ -135,21 +171,33 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
         frame = prep.candidates.iloc[rows].assign(score=score, _row=rows)
         out = nms_per_image(frame, nms_iou, cap, s["score_voting"])
         return out["_row"].to_numpy(np.int64), out["score"].to_numpy(np.float32)
-    image, boxes, labels = prep.image[rows], prep.boxes[rows], prep.label[rows]
+    image = prep.image[rows]
     starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     # batched_nms' class offsets, over each whole image: label · (max coordinate + 1), in float32
-    top = np.maximum.reduceat(boxes.max(1), starts)
-    offsets = labels.astype(np.float32) * (np.repeat(top, ends - starts) + np.float32(1))
-    shifted = boxes + offsets[:, None]
-    kept = []
-    for a, b in zip(starts, ends):
+    tops = np.maximum.reduceat(prep.boxmax[rows], starts) + np.float32(1)
+    kept, needs = [], []
+    for a, b, top in zip(starts, ends, tops):
+        seg = rows[a:b]
         if b - a >= 10_000:  # batched_nms' per-class loop
-            _, keep = batched_nms(torch.from_numpy(boxes[a:b]), torch.from_numpy(score[a:b]),
-                                  torch.from_numpy(labels[a:b]), dict(type="nms", iou_threshold=nms_iou))
+            _, keep = batched_nms(torch.from_numpy(prep.boxes[seg]), torch.from_numpy(score[a:b]),
+                                  torch.from_numpy(prep.label[seg]), dict(type="nms", iou_threshold=nms_iou))
             kept.append(a + keep.numpy()[:cap])
         else:
-            kept.append(a + _first_survivors(shifted[a:b], score[a:b], nms_iou, cap))
+            def boxes_at(pos: np.ndarray, seg: np.ndarray = seg, top: np.float32 = top) -> np.ndarray:
+                r = seg[pos]
+                return prep.boxes[r] + (prep.label[r].astype(np.float32) * top)[:, None]
+
+            i = int(image[a])
+            if hints is not None and i in hints:
+                start = hints[i] + hints[i] // 5 + 8
+            else:  # a little more than the images before needed
+                start = int(1.2 * np.mean(needs[-32:])) + 8 if needs else None
+            pos, need = _first_survivors(boxes_at, score[a:b], nms_iou, cap, start)
+            needs.append(need)
+            if hints is not None:
+                hints[i] = need
+            kept.append(a + pos)
     kept = np.concatenate(kept)
     return rows[kept], score[kept]
 
@@ -168,11 +216,13 @@ def fast_rescore(prep: Prepared, rule: Fusion, nms_iou: Optional[float] = None,
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """A loaded COCO annotation file (faster-coco-eval ``COCO``) and the category id of each label
-    (int64[K]), for evaluating many detection sets (:func:`evaluate`)."""
+    """A loaded COCO annotation file (faster-coco-eval ``COCO``), the category id of each label
+    (int64[K]) and the file arranged for :func:`analysis.coco_fast.evaluate`, for evaluating many
+    detection sets (:func:`evaluate`, :func:`grid_cell`)."""
 
     coco: Any
     cat_ids: np.ndarray
+    truth: coco_fast.Truth
 
 
 def coco_ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None,
@@ -182,7 +232,8 @@ def coco_ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = N
     from faster_coco_eval import COCO
 
     coco = COCO(str(ann_file))
-    return GroundTruth(coco, np.asarray(label_cat_ids(coco.dataset["categories"], classes, cat_ids), np.int64))
+    ids = np.asarray(label_cat_ids(coco.dataset["categories"], classes, cat_ids), np.int64)
+    return GroundTruth(coco, ids, coco_fast.truth(coco, ids))
 
 
 def ann_path(dump, root: Optional[str | Path] = None) -> Path:
@@ -246,8 +297,27 @@ def alpha_rule(meta: dict, alpha: float) -> Fusion:
 
 def grid_cell(gt: GroundTruth, dets: pd.DataFrame) -> dict:
     """One (α, NMS IoU) cell of the slider grid: :data:`GRID_METRICS` (full precision) and
-    the :func:`pr_curves`."""
-    stats, precision = evaluate(gt, dets)
+    the :func:`pr_curves`; the values of :func:`evaluate`, computed by
+    :func:`analysis.coco_fast.evaluate` (faster-coco-eval itself for detection sets too large
+    for its arrays, :func:`analysis.coco_fast.fits`)."""
+    return rows_cell(gt, dets["image_id"].to_numpy(np.int64), dets["label"].to_numpy(np.int64),
+                     dets["score"].to_numpy(np.float32), dets[["x1", "y1", "x2", "y2"]].to_numpy(np.float32), dets)
+
+
+def rows_cell(gt: GroundTruth, image: np.ndarray, label: np.ndarray, score: np.ndarray, boxes: np.ndarray,
+              dets: Optional[pd.DataFrame] = None) -> dict:
+    """:func:`grid_cell` of D detections given as arrays: ``image``, ``label`` int64[D], ``score``
+    float32[D], ``boxes`` float32[D, 4] (x1, y1, x2, y2); ``dets`` the same as a frame, when at
+    hand, for the fallback."""
+    if len(image) and coco_fast.fits(gt.truth, len(image)):
+        b = boxes.astype(np.float64)
+        stats, precision = coco_fast.evaluate(gt.truth, image, gt.cat_ids[label], score.astype(np.float64),
+                                              np.c_[b[:, :2], b[:, 2:] - b[:, :2]])
+    else:
+        if dets is None:
+            dets = pd.DataFrame({"image_id": image, "label": label, "score": score,
+                                 **{c: boxes[:, j] for j, c in enumerate(("x1", "y1", "x2", "y2"))}})
+        stats, precision = evaluate(gt, dets)
     return {**{m: stats[m] for m in GRID_METRICS}, **pr_curves(precision)}
 
 
@@ -256,6 +326,7 @@ def detector_grid(prep: Prepared, meta: dict, gt: GroundTruth, alphas: Sequence[
     """:func:`grid_cell` for each α (A rows) and NMS IoU (N columns) of one dump
     (:func:`alpha_rule`); a detector without a quality score is re-scored once per NMS IoU."""
     out: list[list[dict]] = []
+    hints: dict = {}
     for a in alphas:
         rule = alpha_rule(meta, a)
         if rule.mode == "cls" and out:
@@ -264,8 +335,8 @@ def detector_grid(prep: Prepared, meta: dict, gt: GroundTruth, alphas: Sequence[
         rows, score = select(prep, rule)
         row = []
         for t in nms_ious:
-            kept, kscore = nms_rows(prep, rows, score, t)
-            row.append(grid_cell(gt, prep.candidates.iloc[kept].assign(score=kscore)))
+            kept, kscore = nms_rows(prep, rows, score, t, hints=hints)
+            row.append(rows_cell(gt, prep.image[kept], prep.label[kept], kscore, prep.boxes[kept]))
         out.append(row)
     return out
 
@@ -485,6 +556,7 @@ class LiveRescorer:
         self.gts = {n: dump_ground_truth(d, root) for n, d in self.dumps.items()}
         self._cache: dict = {}
         self._selected: dict = {}  # (name, rule) -> select()'s output, reused by a move of NMS IoU alone
+        self._hints: dict = {n: {} for n in self.dumps}  # name -> nms_rows' per-image prefix lengths
 
     def update(self, alpha: float, nms_iou: float) -> tuple[dict[str, dict], float]:
         """(name → :func:`grid_cell` at ``alpha`` and ``nms_iou``, seconds spent); a detector
@@ -496,21 +568,27 @@ class LiveRescorer:
         return out, time.perf_counter() - start
 
     def _update(self, alpha: float, nms_iou: float) -> dict[str, dict]:
-        out, now = {}, round(nms_iou, 6)
+        now = round(nms_iou, 6)
         self._cache = {k: v for k, v in self._cache.items() if k[1].mode == "cls" or (k[1].alpha, k[2]) == (alpha, now)}
-        for name, dump in self.dumps.items():
-            rule = alpha_rule(dump.meta, alpha)
-            key = (name, rule, now)
-            if key not in self._cache:
-                prep = self.preps[name]
-                if (name, rule) not in self._selected:
-                    self._selected = {k: v for k, v in self._selected.items() if k[1].mode == "cls" or k[1] == rule}
-                    self._selected[(name, rule)] = select(prep, rule)
-                rows, score = self._selected[(name, rule)]
-                kept, kscore = nms_rows(prep, rows, score, nms_iou)
-                self._cache[key] = grid_cell(self.gts[name], prep.candidates.iloc[kept].assign(score=kscore))
-            out[name] = self._cache[key]
-        return out
+        rules = {name: alpha_rule(dump.meta, alpha) for name, dump in self.dumps.items()}
+        todo = [n for n, r in rules.items() if (n, r, now) not in self._cache]
+        self._selected = {k: v for k, v in self._selected.items() if k[1].mode == "cls" or k[1] in rules.values()}
+        if len(todo) > 1:  # the detectors side by side: sorting, numpy and torch release the GIL
+            with ThreadPoolExecutor(min(len(todo), 2)) as pool:
+                cells = list(pool.map(lambda n: self._cell(n, rules[n], nms_iou), todo))
+        else:
+            cells = [self._cell(n, rules[n], nms_iou) for n in todo]
+        self._cache.update({(n, rules[n], now): c for n, c in zip(todo, cells)})
+        return {n: self._cache[(n, r, now)] for n, r in rules.items()}
+
+    def _cell(self, name: str, rule: Fusion, nms_iou: float) -> dict:
+        """:func:`rows_cell` of one detector re-scored with ``rule`` at ``nms_iou``."""
+        prep = self.preps[name]
+        if (name, rule) not in self._selected:
+            self._selected[(name, rule)] = select(prep, rule)
+        rows, score = self._selected[(name, rule)]
+        kept, kscore = nms_rows(prep, rows, score, nms_iou, hints=self._hints[name])
+        return rows_cell(self.gts[name], prep.image[kept], prep.label[kept], kscore, prep.boxes[kept])
 
 
 def live_widgets(dumps: Mapping[str, Any], root: Optional[str | Path] = None, alpha: float = 0.4, nms_iou: float = 0.5) -> Any:

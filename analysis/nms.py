@@ -75,6 +75,18 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: int = 0) ->
     return torch.cat((boxes[keep], scores[keep].reshape(-1, 1)), dim=1), keep
 
 
+def nms_indices(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """The indices :func:`nms` keeps (Tensor[K], int64), by mmcv's compiled op called directly
+    (what ``mmcv.ops.nms`` calls, without its Python wrapper, for many small calls) where it is
+    installed, else :func:`nms_reference`. boxes Tensor[M, 4] and scores Tensor[M], float32."""
+    ops = mmcv_ops()
+    if ops is not None:
+        from mmcv.ops.nms import ext_module
+
+        return ext_module.nms(boxes, scores, iou_threshold=float(iou_threshold), offset=0)
+    return nms_reference(boxes, scores, iou_threshold)
+
+
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[dict],
                 class_agnostic: bool = False) -> tuple[Tensor, Tensor]:
     """``mmcv.ops.batched_nms``: NMS per class (``idxs``) through mmcv's coordinate offsets, or

@@ -85,14 +85,20 @@ def select_rows(image: np.ndarray, level: np.ndarray, rank: np.ndarray, score_th
     order = np.lexsort((-rank[idx], lvl, img))  # last key is primary; lexsort is stable
     idx, img, lvl = idx[order], img[order], lvl[order]
     if len(idx):
-        new = np.r_[True, (img[1:] != img[:-1]) | (lvl[1:] != lvl[:-1])]
-        pos = np.arange(len(idx))
-        start = np.maximum.accumulate(np.where(new, pos, 0))
-        group = np.cumsum(new) - 1
-        size = np.bincount(group)[group]
-        kept = np.minimum(nms_pre, size) if nms_pre >= 0 else np.maximum(size + nms_pre, 0)
-        idx = idx[pos - start < kept]
+        idx = idx[top_of_groups(np.r_[True, (img[1:] != img[:-1]) | (lvl[1:] != lvl[:-1])], nms_pre)]
     return idx
+
+
+def top_of_groups(new: np.ndarray, nms_pre: int) -> np.ndarray:
+    """Which of M candidates, ordered by group and then by rank, are among the top ``nms_pre``
+    of their group (bool[M]; ``new`` bool[M] marks each group's first; a negative ``nms_pre``
+    is a slice end, as in :func:`select_rows`)."""
+    pos = np.arange(len(new))
+    start = np.maximum.accumulate(np.where(new, pos, 0))
+    group = np.cumsum(new) - 1
+    size = np.bincount(group)[group]
+    kept = np.minimum(nms_pre, size) if nms_pre >= 0 else np.maximum(size + nms_pre, 0)
+    return pos - start < kept
 
 
 def select_anchor_rows(image: np.ndarray, level: np.ndarray, anchor: np.ndarray, label: np.ndarray,

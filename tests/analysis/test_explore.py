@@ -202,3 +202,45 @@ def test_browser_keeps_the_worst_images_when_the_test_set_is_larger_than_the_cap
         ex.worst_images(counts["plain"].set_index("image_id")["missed"], 1)
     assert first[0][0] in chosen
     assert ex.browser_images(counts, [3, 1, 2], max_images=5) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("nms_pre", [1000, 7, 1, 0, -1, -5])
+def test_grouped_rows_equal_select_rows_with_ties_and_shuffled_rows(nms_pre: int) -> None:
+    """The int64-key sort keeps select_rows' rows and order: ties (scores on a 0.01 grid) in row
+    order, groups cut at nms_pre (a slice end when negative), rows not sorted by image."""
+    from analysis.rescore import select_rows
+
+    rng = np.random.default_rng(nms_pre + 10)
+    n = 4000
+    image, level = rng.integers(0, 9, n) * 7 + 3, rng.integers(0, 5, n)
+    rank = np.float32(np.round(rng.random(n) / 0.01) * 0.01)
+    prep = ex.prepare(pd.DataFrame({"image_id": image, "level": level, "label": 0, "cls": rank, "obj": np.nan,
+                                    "x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0}), {"test_cfg": {"nms": {"iou_threshold": 0.5}}})
+    for thr in (0.05, 0.0, 0.5):
+        want = select_rows(image, level, rank, thr, nms_pre)
+        assert np.array_equal(ex.grouped_rows(prep.group, rank, thr, nms_pre), want)
+
+
+def test_nms_prefix_hints_change_the_time_not_the_survivors(synthetic: dict) -> None:
+    """Survivors and scores are the same whatever the hints (too short, too long, stale from
+    another NMS IoU), and the hints come back as each image's needed prefix."""
+    dump = synthetic["dumps"]["quality"]
+    prep = ex.prepare(dump.candidates, dump.meta)
+    rows, score = ex.select(prep, Fusion("pow", 0.4))
+    want = ex.nms_rows(prep, rows, score, 0.5)
+    for hints in ({}, {i: 1 for i in range(1, 7)}, {i: 10_000 for i in range(1, 7)}):
+        got = ex.nms_rows(prep, rows, score, 0.5, hints=hints)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        assert set(hints) == set(range(1, 7)) and all(1 <= v <= 10_000 for v in hints.values())
+    stale = ex.nms_rows(prep, rows, score, 0.7, hints=hints)
+    assert np.array_equal(stale[0], ex.nms_rows(prep, rows, score, 0.7)[0])
+
+
+def test_grid_cell_falls_back_to_faster_coco_eval_beyond_the_array_budget(synthetic: dict,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    dump = synthetic["dumps"]["quality"]
+    gt = ex.dump_ground_truth(dump)
+    fast = ex.grid_cell(gt, dump.detections)
+    monkeypatch.setattr(ex.coco_fast, "MAX_CELLS", 0)
+    assert not ex.coco_fast.fits(gt.truth, len(dump.detections))
+    assert ex.grid_cell(gt, dump.detections) == fast
