@@ -68,7 +68,7 @@ def family_row(model: str, dump) -> dict:
     meta = dump.meta
     pre = before_nms(dump.candidates)
     quality = has_quality(dump)
-    ranked = with_deployed_score(pre.assign(obj=pre["obj"].fillna(1.0)), deployed_fusion(meta))
+    ranked = with_deployed_score(pre.assign(obj=pre["obj"].fillna(1.0)), deployed_fusion(meta, dump.meta_file))
     oracle = oracle_candidates(dump.candidates, "IoU oracle")
     return {
         "head": meta.get("head"),

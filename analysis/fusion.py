@@ -117,9 +117,19 @@ class Fusion:
 
     @classmethod
     def of(cls, spec: Optional[dict]) -> "Fusion":
-        """From a config / metadata dict (unknown keys such as ``legacy_level_bug`` ignored);
-        None is plain ``cls`` ranking."""
+        """From a config / metadata dict (other keys ignored; ``legacy_level_bug`` only while
+        false); None is plain ``cls`` ranking.
+
+        Raises:
+            ValueError: ``legacy_level_bug`` true: the original code's per-level rule
+            (:func:`legacy_level_scores`) is no :class:`Fusion`, and dropping the key would
+            silently rank by the plain product instead.
+        """
         spec = spec or {}
+        if spec.get("legacy_level_bug"):
+            raise ValueError(f"fusion {dict(spec)} has legacy_level_bug=True: that per-level rule "
+                             "(analysis.fusion.legacy_level_scores) is not a Fusion; drop the key explicitly "
+                             "to mean the plain product")
         return cls(**{k: spec[k] for k in ("mode", "alpha", "thr", "order") if k in spec})
 
     def as_dict(self) -> dict:

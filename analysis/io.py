@@ -89,9 +89,14 @@ class Dump:
     images: pd.DataFrame
     iou_population: Optional[pd.DataFrame] = None
 
+    @property
+    def meta_file(self) -> Path:
+        """The dump's ``metadata.json`` (what errors about its fields name)."""
+        return self.path / "metadata.json"
+
     def ann_file(self) -> str:
         """The dump's annotation file, checked against its recorded hash (:func:`annotation_file`)."""
-        return annotation_file(self.meta, self.path / "metadata.json")
+        return annotation_file(self.meta, self.meta_file)
 
 
 def split_population(cands: pd.DataFrame) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:

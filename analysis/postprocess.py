@@ -26,13 +26,14 @@ exp(−IoU²/σ)).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .fusion import Fusion
-from .rescore import deployed_rule, inference_kwargs, nms_per_image, select_candidates
+from .rescore import METADATA, deployed_rule, inference_kwargs, nms_per_image, select_candidates
 
 NMS_KINDS: tuple[str, ...] = ("nms", "soft_nms_linear", "soft_nms_gaussian")
 SOFT_METHODS = {"soft_nms_linear": "linear", "soft_nms_gaussian": "gaussian"}
@@ -193,7 +194,7 @@ def apply_rule(candidates: pd.DataFrame, rule: PostProcess, fusion: Fusion, base
 def dump_detections(dump, rule: PostProcess, fusion: Optional[Fusion] = None) -> pd.DataFrame:
     """:func:`apply_rule` on a dump (``fusion`` default: the deployed ranking), with
     ``attrs['exact']`` and ``attrs['why']`` from :func:`exactness`."""
-    fusion = deployed_rule(dump.meta) if fusion is None else fusion
+    fusion = deployed_rule(dump.meta, dump.meta_file) if fusion is None else fusion
     out = apply_rule(dump.candidates, rule, fusion, inference_kwargs(dump.meta))
     exact, why = exactness(rule, dump.meta, fusion)
     out.attrs.update(exact=exact, why=why)
@@ -229,12 +230,13 @@ RANKINGS: tuple[str, ...] = ("cls", "deployed")  # NMS ranked by the class score
 RULE_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "oLRP", "after_nms", "best_F1", "best_LRP")
 
 
-def rankings(meta: dict) -> dict[str, Fusion]:
+def rankings(meta: dict, where: str | Path = METADATA) -> dict[str, Fusion]:
     """The rankings a dump is replayed with: ``cls`` and, for a head with a quality score, the
-    ``deployed`` fusion (a RetinaNet dump has ``cls`` only)."""
+    ``deployed`` fusion (a RetinaNet dump has ``cls`` only; :func:`~analysis.rescore.deployed_rule`
+    refuses a legacy one, naming ``where``)."""
     out = {"cls": Fusion("cls")}
     if meta.get("fusion"):
-        out["deployed"] = deployed_rule(meta)
+        out["deployed"] = deployed_rule(meta, where)
     return out
 
 
@@ -267,7 +269,7 @@ def dump_postprocess_rows(model: str, dump, rules: Optional[Sequence[PostProcess
     base = inference_kwargs(dump.meta)
     n_images = len(dump.images)
     rows = []
-    for ranking, fusion in rankings(dump.meta).items():
+    for ranking, fusion in rankings(dump.meta, dump.meta_file).items():
         for rule in rules:
             dets = apply_rule(dump.candidates, rule, fusion, base)
             exact, why = exactness(rule, dump.meta, fusion)

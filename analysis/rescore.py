@@ -8,17 +8,21 @@ dump use): per level, fuse (before or after the top-k), keep scores > ``score_th
 ``nms_pre``; then mmcv's ``batched_nms`` (:mod:`analysis.nms`: mmcv's own, or its tested port
 without mmcv) over the image and the top ``max_per_img``. With the
 deployed rule of a dump (:func:`deployed_rule`) it reproduces live inference, for every head
-family :mod:`retconf.capture` dumps.
+family :mod:`retconf.capture` dumps; the deployed rule of a dump with ``fusion.legacy_level_bug``
+(the original RetinaNet-Conf code's per-level ranking) is refused (:class:`LegacyRuleError`).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .errors import RetconfError
 from .fusion import BASE_POST_PROCESS, SELECTIONS, Fusion, fuse_scores
+from .io import DumpError
 from .nms import batched_nms
 
 
@@ -253,14 +257,36 @@ def inference_kwargs(meta: dict) -> dict:
 
 
 DEFAULT_FUSION = {"mode": "cls", "alpha": 0.0, "thr": 0.5, "order": "before_topk"}  # no quality score
+METADATA = "the dump's metadata.json"  # what an error names when the caller has no path
 
 
-def deployed_fusion(meta: dict) -> dict:
+class LegacyRuleError(DumpError, RetconfError):
+    """A dump whose model deploys the original RetinaNet-Conf code's ranking
+    (``fusion.legacy_level_bug``): the product only on levels with more than ``nms_pre``
+    anchors, ``cls^(1-α)`` on the others (:func:`analysis.fusion.legacy_level_scores`). A dump
+    records neither a level's anchor count nor the candidates that rule keeps on the smaller
+    levels (its candidate grid holds the product's), so its deployed rule cannot be replayed."""
+
+
+def deployed_fusion(meta: dict, where: str | Path = METADATA) -> dict:
     """The ranking rule a dump's model deploys (``meta['fusion']``; a head without a separate
-    quality score: ``cls``) as a dict with ``mode``, ``alpha``, ``thr`` and ``order``."""
-    return {**DEFAULT_FUSION, **(meta.get("fusion") or {})}
+    quality score: ``cls``) as a dict with ``mode``, ``alpha``, ``thr`` and ``order``.
+
+    Raises:
+        LegacyRuleError: naming ``where`` (the dump's ``metadata.json``) and the field
+        ``fusion.legacy_level_bug`` when it is true. Explicit rules (``rescore(mode=...)``)
+        still re-score such a dump.
+    """
+    fusion = {**DEFAULT_FUSION, **(meta.get("fusion") or {})}
+    if fusion.get("legacy_level_bug"):
+        raise LegacyRuleError(f"{where}: field 'fusion.legacy_level_bug' is true (the original code's ranking: the "
+                              "product only on levels with more than nms_pre anchors); the dump holds neither the "
+                              "levels' anchor counts nor that rule's candidates, so its deployed rule cannot be "
+                              "re-scored: re-score an explicit fusion, or evaluate live (retconf test)")
+    return fusion
 
 
-def deployed_rule(meta: dict) -> Fusion:
-    """:func:`deployed_fusion` as a :class:`analysis.fusion.Fusion`."""
-    return Fusion.of(deployed_fusion(meta))
+def deployed_rule(meta: dict, where: str | Path = METADATA) -> Fusion:
+    """:func:`deployed_fusion` (which refuses ``fusion.legacy_level_bug``, naming ``where``) as a
+    :class:`analysis.fusion.Fusion`."""
+    return Fusion.of(deployed_fusion(meta, where))

@@ -125,7 +125,7 @@ def deployed_nms(dump) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]
     settings: (the candidates NMS saw, its survivors after the per-image cap, its survivors
     before it, the NMS IoU threshold). Survivors are NMS's: before any score voting moves them."""
     kw = inference_kwargs(dump.meta)
-    pre = select_candidates(dump.candidates, deployed_rule(dump.meta), kw["score_thr"], kw["nms_pre"],
+    pre = select_candidates(dump.candidates, deployed_rule(dump.meta, dump.meta_file), kw["score_thr"], kw["nms_pre"],
                             kw["min_bbox_size"], kw["selection"])
     uncapped = nms_per_image(pre, kw["nms_iou"], None)
     kept = uncapped if kw["max_per_img"] is None else \
@@ -144,7 +144,7 @@ def dump_wrong_survivors(dump, margin: float = WRONG_SURVIVOR_MARGIN) -> dict:
 def dump_population_alignment(model: str, dump) -> dict:
     """:func:`analysis.metrics.population_alignment` of one dump (its IoU-chosen population,
     ranking by the fusion it deploys)."""
-    return population_alignment(dump.iou_population, deployed_fusion(dump.meta))
+    return population_alignment(dump.iou_population, deployed_fusion(dump.meta, dump.meta_file))
 
 
 def dump_alignment(model: str, dump) -> dict:
@@ -267,7 +267,7 @@ def live_ap(model: str, dump) -> dict:
 def deployed_ap(model: str, dump) -> dict:
     """COCO metrics of a dump re-scored with the ranking rule its model deploys (fusion, and
     whether it is applied before or after the per-level top-k)."""
-    f = deployed_fusion(dump.meta)
+    f = deployed_fusion(dump.meta, dump.meta_file)
     return dump_ap(dump, f["mode"], f["alpha"], f["thr"], order=f["order"])
 
 

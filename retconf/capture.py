@@ -151,9 +151,14 @@ def base_levels(head: Any, record: Record) -> list[Level]:
 def base_rule(head: Any, record: Record) -> Optional[Fusion]:
     """Our quality heads deploy their ``fusion``; other base heads with score factors (FCOS,
     ATSS, DDOD) multiply them into the classification score after the per-level top-k (mmdet's
-    ``_bbox_post_process``); heads without (RetinaNet, VFNet) rank by ``cls``."""
+    ``_bbox_post_process``); heads without (RetinaNet, VFNet) rank by ``cls``.
+
+    A quality head with ``fusion.legacy_level_bug`` (the original code's per-level rule, no
+    :class:`Fusion`) gets its product without the flag: that rule builds the candidate grid, while
+    the dump's ``meta['fusion']`` (``head.fusion`` itself) keeps the flag, and re-scoring the
+    deployed rule of such a dump is refused (:func:`analysis.rescore.deployed_fusion`)."""
     if hasattr(head, "fusion"):
-        return Fusion.of(head.fusion)
+        return Fusion.of({k: v for k, v in head.fusion.items() if k != "legacy_level_bug"})
     has_factors = record.args["score_factor_list"][0] is not None
     return Fusion("mul", order="after_topk") if has_factors else None
 

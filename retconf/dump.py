@@ -335,6 +335,7 @@ def dump_metadata(cfg: Any, config: str, checkpoint: str, checkpoint_sha256: str
 
     n_images = len(dataset)
     rule = cap.rule if cap is not None else None
+    # a quality head's own fusion dict: it keeps ``legacy_level_bug``, which ``rule`` (a Fusion) cannot express
     fusion = dict(head.fusion) if hasattr(head, "fusion") else (rule.as_dict() if rule else None)
     return {
         "schema_version": SCHEMA_VERSION, "complete": True, "config": str(config),

@@ -3,6 +3,7 @@ whose re-scoring with the head's own ranking rule reproduces its live detections
 detection; and a dump of one of mmdet's own configs."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,40 @@ def test_detection_scores_find_the_candidate_within_rounding() -> None:
     assert cls[0] == pytest.approx(0.6) and obj[0] == pytest.approx(0.4) and np.isnan(cls[1]) and np.isnan(obj[1])
     cls, obj = detection_scores(det, cands, has_quality=False)  # RetinaNet, GFL: the score is cls
     assert cls.tolist() == pytest.approx([0.24, 0.3]) and np.isnan(obj).all()
+
+
+def test_a_legacy_heads_dump_records_the_flag_and_refuses_its_deployed_rule(small_digits: Path,
+                                                                           tmp_path: Path) -> None:
+    """``fusion.legacy_level_bug`` (the original code: the product only on levels with more than
+    nms_pre anchors) is no Fusion and the dump holds neither the levels' anchor counts nor that
+    rule's candidates on the smaller ones: the metadata keeps the flag, the deployed rule is
+    refused naming the metadata file and the field (the plain product it used to fall back to
+    is not what the head returned), and explicit rules still re-score the dump."""
+    from analysis.postprocess import BASELINE, dump_detections
+    from analysis.rescore import LegacyRuleError, deployed_rule
+    from analysis.tables import deployed_ap
+    from retconf.errors import RetconfError
+
+    config = str(ROOT / CONFIGS["retinanet_conf"])
+    ckpt = _random_checkpoint(config, tmp_path / "random.pth")
+    options = {**_options(), "model.bbox_head.fusion.legacy_level_bug": True}
+    dump_predictions(config, ckpt, tmp_path / "dump", str(small_digits), options, shard_size=8, progress=False)
+    dump = load_dump(tmp_path / "dump")
+    assert dump.meta["fusion"]["legacy_level_bug"] is True
+    assert dump.meta["fusion"]["mode"] == "pow" and dump.meta["fusion"]["alpha"] == 0.4
+    where = f"{tmp_path / 'dump' / 'metadata.json'}: field 'fusion.legacy_level_bug'"
+    for replay in (lambda: deployed_rule(dump.meta, dump.meta_file), lambda: deployed_fusion(dump.meta, dump.meta_file),
+                   lambda: deployed_ap("conf", dump), lambda: dump_detections(dump, BASELINE)):
+        with pytest.raises(LegacyRuleError, match=re.escape(where)) as error:
+            replay()
+        assert isinstance(error.value, RetconfError)  # the CLI prints it as one line
+    # what the old fallback re-scored (the product on every level) is not the head's ranking
+    live = dump.detections.sort_values(COLS).reset_index(drop=True)
+    product = _rescore_fields(dump, "pow", 0.4).sort_values(COLS).reset_index(drop=True)
+    assert len(live) != len(product) or not np.array_equal(live["score"].to_numpy(), product["score"].to_numpy())
+    # explicit rules still re-score it
+    assert len(_rescore_fields(dump, "pow", 0.2)) > 0 and len(_rescore_fields(dump, "cls", 0.0)) > 0
+
+
+def _rescore_fields(dump, mode: str, alpha: float) -> pd.DataFrame:
+    return rescore(dump.candidates, mode, alpha, **inference_kwargs(dump.meta))

@@ -94,6 +94,13 @@ def test_fusion_grid_holds_the_deployed_rule_and_every_alpha() -> None:
     assert Fusion.of(None) == Fusion("cls")
 
 
+def test_fusion_of_refuses_the_legacy_level_rule_instead_of_dropping_it() -> None:
+    """The original code's per-level rule (legacy_level_scores) is no Fusion: reading it as the
+    plain product would silently re-rank a legacy head's candidates."""
+    with pytest.raises(ValueError, match="legacy_level_bug=True"):
+        Fusion.of({"mode": "pow", "alpha": 0.4, "legacy_level_bug": True})
+
+
 @pytest.mark.parametrize("nms_pre", [-1, 0, 3, 100])
 def test_numpy_selection_is_the_torch_selection(nms_pre: int) -> None:
     """analysis.rescore.select_rows (all images at once, numpy) keeps per level the pairs

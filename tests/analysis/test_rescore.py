@@ -84,3 +84,43 @@ def test_select_rows_orders_by_image_level_and_rank_with_ties_in_input_order() -
     assert select_rows(image, level, rank, 0.05, nms_pre=0).tolist() == []
     assert select_rows(image, level, rank, 0.05, nms_pre=1).tolist() == [2, 6, 0]
     assert select_rows(image, level, rank, 0.95, nms_pre=1).tolist() == []
+
+
+LEGACY_META = {"fusion": {"mode": "pow", "alpha": 0.4, "thr": 0.5, "order": "before_topk", "legacy_level_bug": True},
+               "test_cfg": {"score_thr": 0.05, "nms_pre": 1000, "nms": {"type": "nms", "iou_threshold": 0.5}}}
+
+
+def test_the_deployed_rule_of_a_legacy_dump_is_refused_naming_file_and_field(tmp_path: Path) -> None:
+    """A dump of a head with fusion.legacy_level_bug (product only on levels with more than
+    nms_pre anchors) cannot be replayed with its deployed rule; every deployed path says so in
+    one line naming the dump's metadata.json and the field. Explicit rules are untouched."""
+    import re
+
+    import pandas as pd
+
+    from analysis.errors import RetconfError
+    from analysis.fusion import Fusion
+    from analysis.io import Dump, DumpError
+    from analysis.postprocess import BASELINE, dump_detections, exactness, rankings
+    from analysis.rescore import LegacyRuleError, deployed_fusion, deployed_rule, select_candidates
+    from analysis.tables import deployed_ap, deployed_nms
+
+    dump = Dump(tmp_path / "legacy", LEGACY_META, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    where = re.escape(f"{tmp_path / 'legacy' / 'metadata.json'}: field 'fusion.legacy_level_bug'")
+    for replay in (lambda: deployed_rule(dump.meta, dump.meta_file), lambda: deployed_fusion(dump.meta, dump.meta_file),
+                   lambda: deployed_ap("m", dump), lambda: deployed_nms(dump), lambda: dump_detections(dump, BASELINE),
+                   lambda: rankings(dump.meta, dump.meta_file)):
+        with pytest.raises(LegacyRuleError, match=where) as error:
+            replay()
+        assert isinstance(error.value, DumpError) and isinstance(error.value, RetconfError)
+    with pytest.raises(LegacyRuleError, match=re.escape("the dump's metadata.json: field 'fusion.legacy_level_bug'")):
+        exactness(BASELINE, dump.meta)  # no path at hand: the default names the file all the same
+    # the flag false (every dump of a quality head records it) or absent: the rule as before
+    plain = {**LEGACY_META, "fusion": {**LEGACY_META["fusion"], "legacy_level_bug": False}}
+    assert deployed_rule(plain) == deployed_rule({"fusion": {"mode": "pow", "alpha": 0.4}})
+    assert deployed_fusion(plain)["legacy_level_bug"] is False
+    # an explicit rule still re-scores the legacy dump's candidates
+    cands = pd.DataFrame({"image_id": [1], "level": [4], "anchor": [0], "label": [0], "cls": [0.5], "obj": [0.9],
+                          "x1": [0.0], "y1": [0.0], "x2": [9.0], "y2": [9.0]})
+    cands = cands.astype({"cls": "float32", "obj": "float32"})
+    assert len(select_candidates(cands, Fusion("pow", 0.2), 0.05, 1000)) == 1
