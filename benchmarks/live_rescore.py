@@ -44,16 +44,6 @@ def module_at(rev: str, path: str = "analysis/explore.py", name: str = "analysis
     return module
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def split_move(ex, dumps: dict, gts: dict, alpha: float, nms_iou: float) -> dict:
     """Seconds of selection, NMS and evaluation per detector for one cold move (no hints)."""
     out = {}
@@ -83,6 +73,7 @@ def main(argv=None) -> int:
 
     from analysis import explore as ex
     from analysis.seeds import load_seed_dump
+    from retconf.machine import cpu_name
 
     old = module_at(args.before)
     dumps = {m: load_seed_dump(args.run, args.seed, m) for m in args.detectors}
@@ -107,7 +98,7 @@ def main(argv=None) -> int:
         print(f"move {i + 1:2d} α {a:.2f} NMS {n:.2f}: {s_new:.3f} s (before {s_old:.3f} s) same={same}", flush=True)
     later = rows[1:]
     result = {
-        "machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+        "machine": platform.machine(), "cpu": cpu_name(), "cpus": os.cpu_count(),
         "load_average_start": [round(x, 2) for x in load_start], "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "run": args.run, "seed": args.seed, "detectors": args.detectors, "before": args.before,
         "candidates": {m: int(len(d.candidates)) for m, d in dumps.items()},
