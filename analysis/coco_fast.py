@@ -1,5 +1,6 @@
-"""COCO bbox AP and AR over all areas at 100 detections per image, the values pycocotools and
-faster-coco-eval give, computed with array operations for re-scoring many detection sets against
+"""COCO bbox AP and AR over all areas at 100 detections per image, the values faster-coco-eval
+gives (pycocotools' differ in the last bit of some precisions: it adds ``eps`` to their
+denominator), computed with array operations for re-scoring many detection sets against
 one ground truth (:mod:`analysis.explore`'s slider grid and live widget).
 
 pycocotools' procedure, step by step: per (image, category) the detections sorted by score
