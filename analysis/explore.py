@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -301,14 +300,14 @@ def grid_cell(gt: GroundTruth, dets: pd.DataFrame) -> dict:
     :func:`analysis.coco_fast.evaluate` (faster-coco-eval itself for detection sets too large
     for its arrays, :func:`analysis.coco_fast.fits`)."""
     return rows_cell(gt, dets["image_id"].to_numpy(np.int64), dets["label"].to_numpy(np.int64),
-                     dets["score"].to_numpy(np.float32), dets[["x1", "y1", "x2", "y2"]].to_numpy(np.float32), dets)
+                     dets["score"].to_numpy(np.float64), dets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), dets)
 
 
 def rows_cell(gt: GroundTruth, image: np.ndarray, label: np.ndarray, score: np.ndarray, boxes: np.ndarray,
               dets: Optional[pd.DataFrame] = None) -> dict:
     """:func:`grid_cell` of D detections given as arrays: ``image``, ``label`` int64[D], ``score``
-    float32[D], ``boxes`` float32[D, 4] (x1, y1, x2, y2); ``dets`` the same as a frame, when at
-    hand, for the fallback."""
+    float[D], ``boxes`` float[D, 4] (x1, y1, x2, y2; float32 as in a dump, or float64); ``dets``
+    the same as a frame, when at hand, for the fallback."""
     if len(image) and coco_fast.fits(gt.truth, len(image)):
         b = boxes.astype(np.float64)
         stats, precision = coco_fast.evaluate(gt.truth, image, gt.cat_ids[label], score.astype(np.float64),
@@ -573,12 +572,7 @@ class LiveRescorer:
         rules = {name: alpha_rule(dump.meta, alpha) for name, dump in self.dumps.items()}
         todo = [n for n, r in rules.items() if (n, r, now) not in self._cache]
         self._selected = {k: v for k, v in self._selected.items() if k[1].mode == "cls" or k[1] in rules.values()}
-        if len(todo) > 1:  # the detectors side by side: sorting, numpy and torch release the GIL
-            with ThreadPoolExecutor(min(len(todo), 2)) as pool:
-                cells = list(pool.map(lambda n: self._cell(n, rules[n], nms_iou), todo))
-        else:
-            cells = [self._cell(n, rules[n], nms_iou) for n in todo]
-        self._cache.update({(n, rules[n], now): c for n, c in zip(todo, cells)})
+        self._cache.update({(n, rules[n], now): self._cell(n, rules[n], nms_iou) for n in todo})
         return {n: self._cache[(n, r, now)] for n, r in rules.items()}
 
     def _cell(self, name: str, rule: Fusion, nms_iou: float) -> dict:
