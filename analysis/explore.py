@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -572,7 +573,12 @@ class LiveRescorer:
         rules = {name: alpha_rule(dump.meta, alpha) for name, dump in self.dumps.items()}
         todo = [n for n, r in rules.items() if (n, r, now) not in self._cache]
         self._selected = {k: v for k, v in self._selected.items() if k[1].mode == "cls" or k[1] in rules.values()}
-        self._cache.update({(n, rules[n], now): self._cell(n, rules[n], nms_iou) for n in todo})
+        if len(todo) > 1:  # two detectors side by side: the sorts, numpy and torch release the GIL
+            with ThreadPoolExecutor(2) as pool:
+                cells = list(pool.map(lambda n: self._cell(n, rules[n], nms_iou), todo))
+        else:
+            cells = [self._cell(n, rules[n], nms_iou) for n in todo]
+        self._cache.update({(n, rules[n], now): c for n, c in zip(todo, cells)})
         return {n: self._cache[(n, r, now)] for n, r in rules.items()}
 
     def _cell(self, name: str, rule: Fusion, nms_iou: float) -> dict:
