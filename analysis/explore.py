@@ -35,8 +35,7 @@ from .matching import ground_truth, label_cat_ids
 from .metrics import fusion_formula, oracle_candidates, wrong_survivors
 from .nms import batched_nms, nms_indices
 from .quality import oracle_fusion
-from .rescore import (deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, select_candidates, select_rows,
-                      top_of_groups)
+from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, select_candidates, select_rows
 
 # α 0.0 … 0.9: the dump's candidate grid (exact); at α = 1 the product ranks by obj alone and every
 # label of an anchor ties
@@ -62,8 +61,7 @@ class Prepared:
     ``cls``, ``obj`` (Tensor[C], obj NaN → 1 as :func:`analysis.rescore.select_candidates`),
     ``image``, ``level``, ``label`` (int64[C]), ``boxes`` (float32[C, 4]), ``big`` (bool[C]:
     wider and taller than ``min_bbox_size``, all True when it is negative), ``boxmax`` (float32[C],
-    each box's largest coordinate), ``group`` (int64[C]:
-    the candidate's (image, level) numbered in that order), ``settings`` (the dump's
+    each box's largest coordinate), ``settings`` (the dump's
     :func:`analysis.rescore.inference_kwargs`) and the ``candidates`` themselves."""
 
     candidates: pd.DataFrame
@@ -75,7 +73,6 @@ class Prepared:
     boxes: np.ndarray
     big: np.ndarray
     boxmax: np.ndarray
-    group: np.ndarray
     settings: dict
 
 
@@ -87,28 +84,10 @@ def prepare(candidates: pd.DataFrame, meta: dict) -> Prepared:
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     mbs = settings["min_bbox_size"]
     big = (w > mbs) & (h > mbs) if mbs >= 0 else np.ones(len(boxes), bool)
-    image, level = candidates["image_id"].to_numpy(np.int64), candidates["level"].to_numpy(np.int64)
-    order = np.lexsort((level, image))
-    group = np.empty(len(order), np.int64)
-    group[order] = np.cumsum(np.r_[True, (np.diff(image[order]) != 0) | (np.diff(level[order]) != 0)]) - 1
     return Prepared(candidates, torch.tensor(candidates["cls"].to_numpy(np.float32)),
                     torch.tensor(np.nan_to_num(candidates["obj"].to_numpy(np.float32), nan=1.0)),
-                    image, level, candidates["label"].to_numpy(np.int64), boxes, big, boxes.max(1), group, settings)
-
-
-def grouped_rows(group: np.ndarray, rank: np.ndarray, score_thr: float, nms_pre: int) -> np.ndarray:
-    """:func:`analysis.rescore.select_rows`'s rows (int64[M]) from :class:`Prepared`'s ``group``
-    (int64[C]) and ``rank`` (float32[C]) with ``score_thr`` ≥ 0: one stable sort of an int64 key,
-    the group above a positive float32's bits reversed (its order, descending), in place of a
-    three-key lexsort; ties stay in row order as there."""
-    idx = np.flatnonzero(rank > score_thr)
-    bits = rank[idx].view(np.uint32).astype(np.int64)
-    key = (group[idx] << 32) | (np.int64(0xFFFFFFFF) - bits)
-    idx = idx[torch.sort(torch.from_numpy(key), stable=True).indices.numpy()]
-    g = group[idx]
-    if len(idx) and (nms_pre < 0 or np.bincount(g).max() > nms_pre):  # some group is cut
-        idx = idx[top_of_groups(np.r_[True, g[1:] != g[:-1]], nms_pre)]
-    return idx
+                    candidates["image_id"].to_numpy(np.int64), candidates["level"].to_numpy(np.int64),
+                    candidates["label"].to_numpy(np.int64), boxes, big, boxes.max(1), settings)
 
 
 def select(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
@@ -122,10 +101,7 @@ def select(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
         return frame["_row"].to_numpy(np.int64), frame["score"].to_numpy(np.float32)
     score = rule.scores(prep.cls, prep.obj).numpy().astype(np.float32, copy=False)
     rank = score if rule.order == "before_topk" else prep.cls.numpy()
-    if s["score_thr"] >= 0 and rank.dtype == np.float32:
-        rows = grouped_rows(prep.group, rank, s["score_thr"], s["nms_pre"])
-    else:
-        rows = select_rows(prep.image, prep.level, rank, s["score_thr"], s["nms_pre"])
+    rows = select_rows(prep.image, prep.level, rank, s["score_thr"], s["nms_pre"])
     rows = rows[prep.big[rows]]
     return rows, score[rows]
 

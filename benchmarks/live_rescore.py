@@ -1,6 +1,6 @@
 """Live re-scoring (the JupyterLab sliders, :class:`analysis.explore.LiveRescorer`): seconds per
-slider move, this checkout's code against an earlier revision's ``analysis/explore.py`` (read
-from git, default the one before the speed-up), on the same dumps, the same moves, interleaved
+slider move, this checkout's code against an earlier revision's ``analysis/explore.py`` and the
+``analysis/rescore.py`` it imports (read from git, default the ones before the speed-up), on the same dumps, the same moves, interleaved
 move by move in one process so both see the same machine load. Every move's metrics must agree
 between the two (checked, recorded). Also one move split into selection, NMS and evaluation,
 and the explorer page's precomputed α × NMS-IoU grid (``slider_data``) by both.
@@ -44,6 +44,18 @@ def module_at(rev: str, path: str = "analysis/explore.py", name: str = "analysis
     return module
 
 
+def explore_at(rev: str):
+    """``analysis/explore.py`` at ``rev`` bound to ``analysis/rescore.py`` at ``rev`` (its other
+    imports from this checkout): the re-scoring as it was."""
+    rescore = module_at(rev, "analysis/rescore.py", "analysis.rescore_before")
+    current = sys.modules["analysis.rescore"]
+    sys.modules["analysis.rescore"] = rescore
+    try:
+        return module_at(rev)
+    finally:
+        sys.modules["analysis.rescore"] = current
+
+
 def split_move(ex, dumps: dict, gts: dict, alpha: float, nms_iou: float) -> dict:
     """Seconds of selection, NMS and evaluation per detector for one cold move (no hints)."""
     out = {}
@@ -75,7 +87,7 @@ def main(argv=None) -> int:
     from analysis.seeds import load_seed_dump
     from retconf.machine import cpu_name
 
-    old = module_at(args.before)
+    old = explore_at(args.before)
     dumps = {m: load_seed_dump(args.run, args.seed, m) for m in args.detectors}
     load_start = os.getloadavg()
     t = time.perf_counter()
@@ -141,7 +153,7 @@ def markdown(r: dict) -> str:
         f"`{r['run']}` seed {r['seed']}, detectors {', '.join(r['detectors'])} "
         f"({', '.join(f'{v:,}' for v in r['candidates'].values())} candidates); {r['cpu']}, {r['cpus']} CPUs, "
         f"load average {r['load_average_start'][0]} at the start, {r['load_average_end'][0]} at the end. "
-        f"\"before\": `analysis/explore.py` at {r['before']}, run in the same process, move by move alternately.\n\n"
+        f"\"before\": `analysis/explore.py` and `analysis/rescore.py` at {r['before']}, run in the same process, move by move alternately.\n\n"
         "| | before | this code |\n|---|---|---|\n"
         f"| first draw (nothing cached) | {r['first_draw_s']['before']} s | {r['first_draw_s']['new']} s |\n"
         f"| median of the next {r['later_moves']} moves | {r['median_s']['before']} s | **{r['median_s']['new']} s** |\n"

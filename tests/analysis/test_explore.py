@@ -204,23 +204,6 @@ def test_browser_keeps_the_worst_images_when_the_test_set_is_larger_than_the_cap
     assert ex.browser_images(counts, [3, 1, 2], max_images=5) == [1, 2, 3]
 
 
-@pytest.mark.parametrize("nms_pre", [1000, 7, 1, 0, -1, -5])
-def test_grouped_rows_equal_select_rows_with_ties_and_shuffled_rows(nms_pre: int) -> None:
-    """The int64-key sort keeps select_rows' rows and order: ties (scores on a 0.01 grid) in row
-    order, groups cut at nms_pre (a slice end when negative), rows not sorted by image."""
-    from analysis.rescore import select_rows
-
-    rng = np.random.default_rng(nms_pre + 10)
-    n = 4000
-    image, level = rng.integers(0, 9, n) * 7 + 3, rng.integers(0, 5, n)
-    rank = np.float32(np.round(rng.random(n) / 0.01) * 0.01)
-    prep = ex.prepare(pd.DataFrame({"image_id": image, "level": level, "label": 0, "cls": rank, "obj": np.nan,
-                                    "x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0}), {"test_cfg": {"nms": {"iou_threshold": 0.5}}})
-    for thr in (0.05, 0.0, 0.5):
-        want = select_rows(image, level, rank, thr, nms_pre)
-        assert np.array_equal(ex.grouped_rows(prep.group, rank, thr, nms_pre), want)
-
-
 def test_nms_prefix_hints_change_the_time_not_the_survivors(synthetic: dict) -> None:
     """Survivors and scores are the same whatever the hints (too short, too long, stale from
     another NMS IoU), and the hints come back as each image's needed prefix."""

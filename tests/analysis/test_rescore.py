@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analysis.coco import coco_ap
@@ -124,3 +125,22 @@ def test_the_deployed_rule_of_a_legacy_dump_is_refused_naming_file_and_field(tmp
                           "x1": [0.0], "y1": [0.0], "x2": [9.0], "y2": [9.0]})
     cands = cands.astype({"cls": "float32", "obj": "float32"})
     assert len(select_candidates(cands, Fusion("pow", 0.2), 0.05, 1000)) == 1
+
+
+@pytest.mark.parametrize("nms_pre", [1000, 7, 1, 0, -1, -5])
+def test_select_rows_int64_key_sort_equals_its_lexsort_with_ties_and_shuffled_rows(nms_pre: int) -> None:
+    """select_rows' int64-key sort (float32 ranks, score_thr ≥ 0) keeps the rows and order of its
+    three-key lexsort (taken for the same images numbered from 2^28, beyond the key): ties
+    (scores on a 0.01 grid) in row order, groups cut at nms_pre (a slice end when negative), rows
+    not sorted by image."""
+    from analysis.rescore import _fits_key, select_rows
+
+    rng = np.random.default_rng(nms_pre + 10)
+    n = 4000
+    image, level = rng.integers(0, 9, n) * 7 + 3, rng.integers(0, 5, n)
+    rank = np.float32(np.round(rng.random(n) / 0.01) * 0.01)
+    far = image + (1 << 28)
+    assert _fits_key(image, level, rank, 0.05) and not _fits_key(far, level, rank, 0.05)
+    for thr in (0.05, 0.0, 0.5):
+        want = select_rows(far, level, rank, thr, nms_pre)
+        assert np.array_equal(select_rows(image, level, rank, thr, nms_pre), want)
