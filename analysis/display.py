@@ -131,8 +131,8 @@ def details_html(body: str, summary: str) -> str:
 
 
 def show_details(content, summary: str) -> None:
-    """Show a DataFrame (as :func:`frame_html`), a figure (as :func:`figure_html`) or HTML text
-    collapsed under ``summary`` (:func:`details_html`)."""
+    """Show a DataFrame (as :func:`frame_html`) or HTML text collapsed under ``summary``
+    (:func:`details_html`); a figure goes through :func:`show_figure` with ``collapsed``."""
     from IPython.display import HTML, display
 
     if isinstance(content, pd.DataFrame):

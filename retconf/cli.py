@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
     rep.add_argument("--no-explore", action="store_true",
                      help="skip the explorer page explore.html (α / NMS sliders, candidate browser; "
-                          "about a minute of CPU on the tiny run)")
+                          "about half a minute of CPU on the tiny run)")
     rep.add_argument("--notebooks", metavar="DIR", default=None,
                      help="the numbered notebooks (default: $RETCONF_NOTEBOOKS, else the source tree's "
                           "notebooks/; a non-editable install needs one of the two)")
