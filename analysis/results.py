@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 
 from .coco import coco_ap, detections_from_coco_results
@@ -59,10 +60,83 @@ def load_results(results_json: str | Path, ann_file: str | Path) -> Results:
         dets = detections_from_coco_results(str(res), str(ann))
         gt = ground_truth(ann)
         meta = {"ann_file": str(ann), "classes": None, "results_file": str(res), "fusion": None,
-                "cat_ids": category_ids(_categories(ann), None), "num_images": len(gt.attrs["image_ids"])}
+                "cat_ids": category_ids(_categories(ann), None), "num_images": len(gt.attrs["image_ids"]),
+                "warnings": suspicious_results(dets, _image_sizes(ann))}
         _CACHE[key] = Results(res, meta, dets)
     cached = _CACHE[key]
     return Results(cached.path, dict(cached.meta), cached.detections)
+
+
+# A share of entries above which :func:`suspicious_results` speaks: a few odd boxes happen in any
+# real file (boxes clipped at the border, a detector's stray outputs); a systematic mistake shows
+# in a large share.
+SUSPICIOUS_SHARE = 0.2
+
+
+def suspicious_results(dets: pd.DataFrame, sizes: dict[int, tuple[float, float]],
+                       share: float = SUSPICIOUS_SHARE) -> list[str]:
+    """What looks wrong in a results file's detections ``dets`` (D rows, corners ``x1 = x``,
+    ``x2 = x + w`` of the file's ``[x, y, w, h]``) against the image sizes ``sizes``
+    (image id -> (width, height); images without a size are not judged), one sentence each:
+
+    - boxes that look like corners ``[x1, y1, x2, y2]``: ``w ≥ x`` and ``h ≥ y`` (always so for
+      corners) while ``x + w`` or ``y + h`` lies beyond the image (rare for real boxes), for more
+      than ``share`` of the entries;
+    - scores outside [0, 1] (logits, or unnormalised scores), any of them;
+    - boxes entirely outside their image, for more than ``share`` of the entries.
+
+    Returns an empty list for a file with nothing odd."""
+    out: list[str] = []
+    n = len(dets)
+    if not n:
+        return out
+    score = dets["score"].to_numpy(float)
+    outside_01 = int(((score < 0) | (score > 1)).sum())
+    if outside_01:
+        out.append(f"{outside_01} of {n} scores ({outside_01 / n:.0%}) lie outside [0, 1] (range {score.min():.3g} … "
+                   f"{score.max():.3g}): logits or unnormalised scores? The calibration sections refuse them")
+    wh = np.array([sizes.get(int(i), (np.nan, np.nan)) for i in dets["image_id"]], float).reshape(-1, 2)
+    known = ~np.isnan(wh).any(axis=1)
+    if not known.any():
+        return out
+    x, y = dets["x1"].to_numpy(float), dets["y1"].to_numpy(float)
+    w, h = dets["x2"].to_numpy(float) - x, dets["y2"].to_numpy(float) - y
+    W, H = wh[:, 0], wh[:, 1]
+    beyond = (x + w > W * 1.02 + 1) | (y + h > H * 1.02 + 1)
+    corners = known & (w >= x) & (h >= y) & beyond
+    if corners.sum() > share * known.sum():
+        out.append(f"{corners.sum()} of {known.sum()} boxes ({corners.sum() / known.sum():.0%}) reach beyond their image "
+                   "with w ≥ x and h ≥ y: they look like corners [x1, y1, x2, y2]; COCO results boxes are [x, y, w, h]")
+    outside = known & ((x >= W) | (y >= H) | (x + w <= 0) | (y + h <= 0))
+    if outside.sum() > share * known.sum():
+        out.append(f"{outside.sum()} of {known.sum()} boxes ({outside.sum() / known.sum():.0%}) lie entirely outside "
+                   "their image: boxes in another scale (normalised, or a resized input) or another image's ids?")
+    return out
+
+
+def _image_sizes(ann_file: Path) -> dict[int, tuple[float, float]]:
+    """Image id -> (width, height) of the annotation file's images that give both."""
+    import json
+
+    return {int(im["id"]): (float(im["width"]), float(im["height"]))
+            for im in json.loads(ann_file.read_text()).get("images", []) if "width" in im and "height" in im}
+
+
+def probability_problem(res) -> Optional[str]:
+    """Why the calibration of a results file's scores is refused (scores outside [0, 1]: a
+    calibration error compares a score with a frequency), or None where it can be measured."""
+    score = res.detections["score"]
+    bad = int(((score < 0) | (score > 1)).sum())
+    if not bad:
+        return None
+    return (f"{res.path}: {bad} of {len(score)} scores lie outside [0, 1] (field 'score'; range {score.min():.3g} … "
+            f"{score.max():.3g}): calibration needs probabilities")
+
+
+def _require_probabilities(res) -> None:
+    problem = probability_problem(res)
+    if problem:
+        raise ValueError(problem)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -96,6 +170,7 @@ def results_ap(model: str, res) -> dict:
 def results_calibration(model: str, res) -> list[dict]:
     """LaECE and D-ECE of ``fused`` (also recalibrated: isotonic, Platt) and ``oracle``
     (:func:`analysis.quality.calibration_rows`)."""
+    _require_probabilities(res)
     from .quality import calibration_rows
 
     return calibration_rows(res.detections, ground_truth(res.ann_file()), results_scores(res), recalibrate=("fused",))
@@ -103,6 +178,7 @@ def results_calibration(model: str, res) -> list[dict]:
 
 def results_reliability(model: str, res) -> pd.DataFrame:
     """Post-NMS reliability-diagram data of each score (:func:`analysis.quality.reliability_rows`)."""
+    _require_probabilities(res)
     from .quality import reliability_rows
 
     return reliability_rows(res.detections, ground_truth(res.ann_file()), results_scores(res))
@@ -110,6 +186,7 @@ def results_reliability(model: str, res) -> pd.DataFrame:
 
 def results_sizes(model: str, res) -> list[dict]:
     """Calibration error per COCO size (:func:`analysis.quality.size_rows`)."""
+    _require_probabilities(res)
     from .quality import size_rows
 
     return size_rows(res.detections, ground_truth(res.ann_file()), results_scores(res))

@@ -306,10 +306,15 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .inputset import input_kind, parse_input
+    from .inputset import check_report_destination, input_kind, parse_input
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs: must be at least 1, got {args.jobs}")
+    check_report_destination([parse_input(i).path for i in args.inputs], Path(args.out))
+    if args.only:
+        from .report import check_page_names
+
+        check_page_names(args.only, args.notebooks)
     start = time.perf_counter()
     first = parse_input(args.inputs[0])
     if len(args.inputs) == 1 and first.model is None and input_kind(first.path) == "run":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,21 @@ def parse_input(text: str) -> InputSpec:
     if m is None or Path(text).exists():
         return InputSpec(Path(text))
     return InputSpec(Path(m["path"]), m["model"], None if m["seed"] is None else int(m["seed"]))
+
+
+def check_report_destination(inputs: list[Path], out: Path) -> None:
+    """Refuse an ``--out`` that names an existing file or lies inside (or is) one of ``inputs``
+    (the pages would be written into a run or a dump), before anything is read or written.
+
+    Raises:
+        UsageError: one line naming ``--out`` and the input."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; the reports go to a directory")
+    target = out.resolve()
+    for path in inputs:
+        p = path.resolve()
+        if p == target or p in target.parents:
+            raise UsageError(f"--out {out}: lies inside the input {path}; write the reports to a directory of their own")
 
 
 def input_kind(path: Path) -> str:
@@ -118,6 +134,8 @@ def _results_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
         res = load_results(spec.path, ann_file)
     except (ValueError, KeyError, OSError) as e:
         raise ReportError(str(e)) from e
+    for warning in res.meta.get("warnings", []):
+        print(f"retconf report: warning: {spec.path}: {warning}", file=sys.stderr)
     name = spec.model or re.sub(r"\W", "_", spec.path.stem)
     return Entry(name, spec.seed if spec.seed is not None else 0, spec.path.absolute(),
                  str(Path(ann_file).absolute()), res.meta)
@@ -161,6 +179,7 @@ def read_inputs(specs: list[InputSpec], ann_file: Optional[str] = None) -> tuple
             if (s, m) not in seen:
                 raise ReportError(f"detector {m!r} has no input for seed {s} (the detectors are paired by seed; "
                                   f"seeds found: {seeds}): add it as {m}@{s}=PATH or leave that seed out")
+    _refuse_same_content(kind, entries)
     hashes = {e.meta.get("ann_sha256") for e in entries if e.meta.get("ann_sha256")} if kind == "dumps" else set()
     anns = {e.ann_file for e in entries}
     if len(hashes) > 1 or (kind == "dumps" and not hashes and len(anns) > 1):
@@ -169,6 +188,30 @@ def read_inputs(specs: list[InputSpec], ann_file: Optional[str] = None) -> tuple
         raise ReportError(f"{a.path} and {b.path} were matched against different annotation files ({a.ann_file}, "
                           f"{b.ann_file}; field 'ann_sha256'): detectors are compared on one dataset")
     return kind, entries
+
+
+def content_key(kind: str, entry: Entry) -> str:
+    """What makes two inputs the same predictions: a dump's shard records (the SHA-256 of every
+    shard it wrote), a results file's SHA-256."""
+    if kind == "dumps":
+        return json.dumps([r.get("sha256") for r in entry.meta.get("shards", [])], sort_keys=True)
+    from analysis.io import file_sha256
+
+    return file_sha256(entry.path)
+
+
+def _refuse_same_content(kind: str, entries: list[Entry]) -> None:
+    """Two inputs holding the same predictions under two names would make every paired
+    difference exactly 0: refused, naming both."""
+    seen: dict[str, Entry] = {}
+    for e in entries:
+        key = content_key(kind, e)
+        if key in seen and key != "[]":
+            a = seen[key]
+            what = "the same shards (field 'shards' of metadata.json)" if kind == "dumps" else "the same bytes"
+            raise ReportError(f"{a.path} ({a.model}@{a.seed}) and {e.path} ({e.model}@{e.seed}) hold {what}: "
+                              "one detector given twice would compare equal to itself")
+        seen[key] = e
 
 
 def has_quality(meta: dict) -> bool:

@@ -25,7 +25,7 @@ from typing import Optional
 import analysis
 from analysis import runs
 
-from .errors import ReportError
+from .errors import ReportError, UsageError
 from .io import atomic_write_text
 
 # The source checkout this module sits in (an editable install or a clone). A non-editable
@@ -60,6 +60,17 @@ def notebooks(names: Optional[list[str]] = None, directory: Optional[str | Path]
     if names:
         found = [p for p in found if any(p.stem.startswith(n) for n in names)]
     return found
+
+
+def check_page_names(names: list[str], directory: Optional[str | Path] = None) -> None:
+    """Refuse ``--only`` names that match no numbered notebook (``99``, ``O1``).
+
+    Raises:
+        UsageError: naming the first unknown name and the pages there are."""
+    stems = [p.stem for p in notebooks(None, directory)]
+    for n in names:
+        if not any(stem.startswith(n) for stem in stems):
+            raise UsageError(f"--only {n}: no such page; the pages are {', '.join(s.split('_')[0] for s in stems)}")
 
 
 FAMILIES_NOTEBOOK = "06_families"  # only for runs with detectors beyond the paper's three

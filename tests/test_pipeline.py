@@ -132,8 +132,11 @@ def test_default_preset_reaches_useful_ap(tmp_path: Path) -> None:
                "--reports", str(tmp_path / "reports"), timeout=3600)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # a floor that tells a working recipe from a broken one, well below what any machine gave
+    # (0.302-0.318 per detector and seed on Intel AMX; one numeric path against another moved a
+    # detector's AP by up to 0.007): a floor near the values would be the CPU's to decide
     for name, metrics in summary["metrics"]["0"].items():
-        assert metrics["coco/bbox_mAP"] >= 0.30, name
+        assert metrics["coco/bbox_mAP"] >= 0.25, name
 
 
 def test_summary_prints_mean_and_sd_and_survives_missing_metrics(capsys: pytest.CaptureFixture) -> None:

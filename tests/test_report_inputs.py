@@ -186,3 +186,95 @@ def test_report_of_a_real_dump_runs_every_page_that_applies(conf_run: dict, tmp_
     assert sorted(p.name for p in out.glob("*.html")) == [
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "05_calibration.html",
         "07_postprocessing.html", "index.html"]
+
+
+# ------------------------------------------------------------------ careless inputs (issue 40, point 4)
+def _results_variant(tmp_path: Path, name: str, change) -> Path:
+    """The fixture's results file with every entry changed by ``change(entry)``."""
+    results = json.loads(FIXTURE_DETS.read_text())
+    for r in results:
+        change(r)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def _as_corners(r: dict) -> None:
+    x, y, w, h = r["bbox"]
+    r["bbox"] = [x, y, x + w, y + h]
+
+
+def _as_logit(r: dict) -> None:
+    import math
+
+    p = min(max(r["score"], 1e-4), 1 - 1e-4)
+    r["score"] = math.log(p / (1 - p))
+
+
+def _far_away(r: dict) -> None:
+    r["bbox"][0] += 5000
+
+
+@pytest.mark.parametrize("name, change, says", [
+    ("corners", _as_corners, "look like corners [x1, y1, x2, y2]; COCO results boxes are [x, y, w, h]"),
+    ("logits", _as_logit, "230 of 242 scores (95%) lie outside [0, 1] (range -6.91 … 0.984): logits"),
+    ("outside", _far_away, "boxes (100%) lie entirely outside their image"),
+])
+def test_a_results_file_that_looks_wrong_is_reported_naming_the_file_and_the_share(
+        tmp_path: Path, capsys: pytest.CaptureFixture, name: str, change, says: str) -> None:
+    """Corner boxes, logits and boxes off their images are valid JSON of the right shape: the
+    report goes on (a user may know better) but says, on stderr, what looks wrong and in how
+    many entries, naming the file; the untouched fixture gets no warning."""
+    from analysis.results import load_results
+
+    path = _results_variant(tmp_path, name, change)
+    warnings = load_results(path, FIXTURE_GT).meta["warnings"]
+    assert len(warnings) == 1 and says in warnings[0], warnings
+    assert load_results(FIXTURE_DETS, FIXTURE_GT).meta["warnings"] == []
+
+
+def test_warnings_reach_stderr_before_the_pages(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from retconf.inputset import parse_input, read_inputs
+
+    path = _results_variant(tmp_path, "corners", _as_corners)
+    read_inputs([parse_input(str(path))], str(FIXTURE_GT))
+    err = capsys.readouterr().err
+    assert f"retconf report: warning: {path}: " in err and "look like corners" in err
+
+
+def test_calibration_of_scores_outside_0_1_is_refused_naming_the_file(tmp_path: Path) -> None:
+    from analysis.results import load_results, probability_problem, results_calibration, results_lrp
+
+    res = load_results(_results_variant(tmp_path, "logits", _as_logit), FIXTURE_GT)
+    assert f"{res.path}: 230 of 242 scores lie outside [0, 1] (field 'score'" in probability_problem(res)
+    with pytest.raises(ValueError, match="calibration needs probabilities"):
+        results_calibration("logits", res)
+    assert results_lrp("logits", res)  # what does not read the score as a probability still runs
+    assert probability_problem(load_results(FIXTURE_DETS, FIXTURE_GT)) is None
+
+
+def test_careless_destinations_and_names_are_refused_with_one_line(fake: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """--out inside an input or naming a file, --only with no such page, and one detector's
+    predictions given twice under two names: exit 2, one line, nothing written."""
+    dump = Path(shutil.copytree(fake / "seed_0" / "dumps" / "retinanet_conf", tmp_path / "conf"))
+    twin = Path(shutil.copytree(dump, tmp_path / "twin"))
+    before = sorted(p.name for p in dump.rglob("*"))
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("mine")
+    out = tmp_path / "out"
+    cases = {
+        "--out inside the dump": ([dump, "--out", dump / "reports"], f"--out {dump / 'reports'}: lies inside the input {dump}"),
+        "--out is the dump": ([dump, "--out", dump], f"--out {dump}: lies inside the input {dump}"),
+        "--out names a file": ([dump, "--out", a_file], f"--out {a_file}: is a file; the reports go to a directory"),
+        "--only an unknown page": ([dump, "--out", out, "--only", "99"], "--only 99: no such page; the pages are 01, 02"),
+        "one dump under two names": ([f"a={dump}", f"b={twin}", "--out", out],
+                                     f"{dump} (a@0) and {twin} (b@0) hold the same shards"),
+        "one results file under two names": ([f"a={FIXTURE_DETS}", f"b={FIXTURE_DETS}", "--ann-file", FIXTURE_GT,
+                                              "--out", out], "hold the same bytes"),
+    }
+    for case, (argv, message) in cases.items():
+        code, err = run(capsys, "report", *argv)
+        assert code == 2 and message in err and len(err.splitlines()) == 1, (case, err)
+        assert not out.exists() and sorted(p.name for p in dump.rglob("*")) == before, case
+    assert a_file.read_text() == "mine"

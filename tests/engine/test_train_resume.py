@@ -44,7 +44,9 @@ def test_training_loss_is_finite_and_decreases(trained: Path) -> None:
     losses = [loss for _, loss in _losses(trained)]
     assert len(losses) == 8
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    # the second epoch's mean loss against the first's: both epochs see the same 16 images (the
+    # first and last three iterations would compare different batches, a margin the numerics decide)
+    assert sum(losses[4:]) / 4 < sum(losses[:4]) / 4
 
 
 def test_training_writes_checkpoints_and_metrics(trained: Path) -> None:
