@@ -40,6 +40,8 @@ SUMMARY_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "cached_this_run": ((list,), "stages reused by this invocation"),
     "jobs": ((int,), "trainings run at once"),
     "threads_per_job": ((int,), "threads of each training"),
+    "executor": ((dict,), "where the trainings ran: {'kind': 'local'} or {'kind': 'slurm', 'options': {sbatch "
+                          "settings}, 'job_ids': {task: Slurm job id}} (retconf.slurm)"),
     "train_and_dump_wall_seconds": ((int, float), "wall time of the training and dump stage"),
     "wall_seconds": ((int, float), "wall time of the whole run"),
     "machine": ((dict,), "the CPU, oneDNN's bfloat16 instruction set, accelerator and versions "

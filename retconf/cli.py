@@ -148,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "CPUs/N threads (default: 1 with CUDA, else one per CPU core up to 8)")
     rp.add_argument("--dry-run", action="store_true",
                     help="check the configs and dataset, print the trainings, run nothing")
+    rp.add_argument("--executor", choices=["local", "slurm"], default="local",
+                    help="where the trainings and dumps run: on this machine (default) or as a Slurm job "
+                    "array submitted from it with submitit (docs/cluster.md); data, pretraining and reports "
+                    "run here either way")
+    sl = rp.add_argument_group("Slurm (--executor slurm; the command line wins over --slurm-config)")
+    sl.add_argument("--slurm-config", metavar="FILE", help="a TOML file whose [slurm] table sets the options below "
+                    "by their names without --slurm- (time_min, sbatch = [\"qos=high\"], ...)")
+    sl.add_argument("--slurm-partition", metavar="NAME", help="partition (default: the cluster's)")
+    sl.add_argument("--slurm-account", metavar="NAME", help="account to charge (default: yours)")
+    sl.add_argument("--slurm-gpus", type=int, metavar="N", help="GPUs per training (default 0)")
+    sl.add_argument("--slurm-cpus", type=int, metavar="N", help="CPUs per training, also its torch threads (default 1)")
+    sl.add_argument("--slurm-time-min", type=int, metavar="MIN", help="time limit per training in minutes "
+                    "(default 1440); a training that reaches it is requeued and resumes from its last checkpoint")
+    sl.add_argument("--slurm-mem-gb", type=float, metavar="GB", help="memory per training (default: the partition's)")
+    sl.add_argument("--slurm-sbatch", nargs="+", metavar="NAME=VALUE", help="more sbatch options, e.g. qos=high "
+                    "constraint=a100")
     du = sub.add_parser("dump", help="dump pre-NMS candidates and post-NMS detections to Parquet",
                         description="Run a checkpoint on its test set and write pre-NMS candidates, "
                         "post-NMS detections and ground-truth matches as Parquet shards plus "
@@ -195,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--notebooks", metavar="DIR", default=None,
                      help="the numbered notebooks (default: $RETCONF_NOTEBOOKS, else the source tree's "
                           "notebooks/; a non-editable install needs one of the two)")
+
+    jb = sub.add_parser("jobs", help="show where a run's Slurm jobs are (retconf reproduce --executor slurm)",
+                        description="List each training of a run submitted with --executor slurm: its Slurm job "
+                        "id, its state (DONE once its result is written, else squeue's) and, for a failed one, "
+                        "its log and last line. Exits 1 when a job failed.")
+    jb.add_argument("run", help="run directory")
 
     ab = sub.add_parser("ablations", help="print the ablation grids as --cfg-options",
                         description="Print the paper's ablation grids (Tables 2-4) and the "
@@ -288,10 +310,49 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .pipeline import reproduce
 
+    slurm = _slurm_options(args)
     reproduce(args.preset, out=args.out, data_root=args.data_root, reports=args.reports,
               seeds=args.seeds, full=args.full, cfg_options=args.cfg_options, dry_run=args.dry_run,
-              parallel=args.jobs, detectors=args.detectors)
+              parallel=args.jobs, detectors=args.detectors, slurm=slurm)
     return 0
+
+
+_SLURM_ARGS = ("partition", "account", "gpus", "cpus", "time_min", "mem_gb", "sbatch")
+
+
+def _slurm_options(args: argparse.Namespace) -> Optional[Any]:
+    """The Slurm options of ``--executor slurm`` (None for the local executor).
+
+    Raises:
+        UsageError: a --slurm-* option without --executor slurm, a bad value, or Slurm's
+            commands missing."""
+    given = {k: getattr(args, f"slurm_{k}") for k in _SLURM_ARGS if getattr(args, f"slurm_{k}") is not None}
+    if args.executor != "slurm":
+        if given or args.slurm_config:
+            first = next(iter(given), "config")
+            raise UsageError(f"--slurm-{first.replace('_', '-')}: needs --executor slurm")
+        return None
+    import shutil
+
+    from .slurm import SlurmOptions
+
+    if args.jobs is not None:
+        raise UsageError("--jobs: trainings on this machine only; with --executor slurm, Slurm decides what runs at once")
+    for tool in ("sbatch", "squeue"):
+        if shutil.which(tool) is None:
+            raise UsageError(f"--executor slurm: {tool} is not on PATH (run from a machine that submits to Slurm)")
+    base = SlurmOptions.load(args.slurm_config) if args.slurm_config else SlurmOptions()
+    if "sbatch" in given:
+        given["sbatch"] = tuple(given["sbatch"])
+    return base.with_overrides(**given)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .slurm import print_jobs
+
+    return 1 if print_jobs(Path(args.run)) else 0
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -352,7 +413,7 @@ def cmd_ablations(args: argparse.Namespace) -> int:
 
 COMMANDS = {"data": cmd_data, "pretrain": cmd_pretrain, "train": cmd_train, "test": cmd_test,
             "reproduce": cmd_reproduce,
-            "ablations": cmd_ablations, "dump": cmd_dump, "report": cmd_report}
+            "ablations": cmd_ablations, "dump": cmd_dump, "report": cmd_report, "jobs": cmd_jobs}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

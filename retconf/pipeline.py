@@ -25,9 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from analysis import runs
 from analysis.schema import SCHEMA_VERSION
@@ -35,6 +35,9 @@ from analysis.schema import SCHEMA_VERSION
 from .io import atomic_write_text, sha256_file
 from .presets import PRESETS, Preset
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .slurm import SlurmOptions
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,20 @@ def _finished(work_dir: Path, max_epochs: int) -> Optional[dict]:
         if record.get("epoch") == max_epochs:
             return record
     return None
+
+
+def job_is_done(job: Job, context: JobContext) -> bool:
+    """Whether :func:`run_job` would reuse both ``job``'s training (same inputs, final epoch
+    reached) and its dump (of the final checkpoint), without changing anything on disk."""
+    from .runtime import load_config
+
+    cfg = load_config(job.config, job.options, context.data_dir)
+    record = job.work_dir / "inputs.json"
+    if not record.is_file() or json.loads(record.read_text()) != inputs_record(cfg, context.digests, context.placeholders):
+        return False
+    max_epochs = cfg.train_cfg.max_epochs
+    return (_finished(job.work_dir, max_epochs) is not None
+            and _dump_current(job.dump_dir, job.work_dir / f"epoch_{max_epochs}.pth"))
 
 
 def _set_aside_if_stale(work_dir: Path, inputs: dict) -> None:
@@ -257,18 +274,21 @@ class RunLog:
     n_jobs: int = 1
     threads: int = 1
     wall_jobs: float = 0.0
+    executor: dict = field(default_factory=lambda: {"kind": "local"})
 
 
 def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
               data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 3,
               full: bool = False, cfg_options: Optional[dict] = None,
               dry_run: bool = False, parallel: Optional[int] = None,
-              detectors: Optional[list[str]] = None) -> dict:
+              detectors: Optional[list[str]] = None, slurm: Optional["SlurmOptions"] = None) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
     plan without training anything. ``parallel``: trainings run at once (None: see
     :func:`resolve_jobs`). ``detectors``: detector names of the preset (also ``paper``,
     ``families``, ``all``; None: the preset's default detectors, the paper's three).
+    ``slurm``: run the trainings and dumps as a Slurm job array with these sbatch settings
+    (:mod:`retconf.slurm`) instead of on this machine.
 
     Raises:
         UsageError: an unknown preset, ``seeds`` < 1, a COCO preset without ``data_root``.
@@ -280,7 +300,7 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     log = RunLog(t_start, _previous_seconds(run.run_dir))
     make_dataset(run, log)
     pretrain_shared_backbone(run, log)
-    train_and_dump(run, job_context(run), parallel, log)
+    train_and_dump(run, job_context(run), parallel, log, slurm)
     write_summary(run, log)  # the notebooks read it
     make_run_reports(run, log)
     summary = write_summary(run, log)
@@ -371,24 +391,44 @@ def job_context(run: RunPlan) -> JobContext:
     return JobContext(str(run.data_dir), digests, placeholders)
 
 
-def train_and_dump(run: RunPlan, context: JobContext, parallel: Optional[int], log: RunLog) -> None:
-    """Stage 3: every training and its dump, one after the other or ``parallel`` at a time;
-    ``log.results`` ends in plan order (seeds, then detectors, then ablations)."""
+def train_and_dump(run: RunPlan, context: JobContext, parallel: Optional[int], log: RunLog,
+                   slurm: Optional["SlurmOptions"] = None) -> None:
+    """Stage 3: every training and its dump, one after the other or ``parallel`` at a time, or
+    as a Slurm job array (``slurm``); ``log.results`` ends in plan order (seeds, then
+    detectors, then ablations)."""
     from .jobs import resolve_jobs
 
     jobs = run.jobs
-    log.n_jobs, log.threads = resolve_jobs(parallel, len(jobs))
     t_jobs = time.time()
-    if log.n_jobs == 1:
-        for i, job in enumerate(jobs, 1):
-            _stage(f"[3/{N_STAGES}] seed {job.seed} ({job.seed + 1}/{run.seeds}), {job.name} "
-                   f"({i}/{len(jobs)}): train -> {job.work_dir}, dump -> {job.dump_dir}")
-            _record(run_job(job, context), log)
-    else:
-        _stage(f"[3/{N_STAGES}] {len(jobs)} trainings and dumps, {log.n_jobs} at a time with "
-               f"{log.threads} thread{'s' * (log.threads > 1)} each; logs in {runs.log_dir(run.run_dir)}")
-        for done in run_parallel_jobs(jobs, context, log.n_jobs, log.threads, runs.log_dir(run.run_dir)):
+    if slurm is not None:
+        from .slurm import read_jobs, run_slurm_jobs
+
+        log.n_jobs, log.threads = len(jobs), slurm.cpus
+        _stage(f"[3/{N_STAGES}] {len(jobs)} trainings and dumps as a Slurm job array; Slurm's logs in "
+               f"{run.run_dir / 'slurm'} (`retconf jobs {run.run_dir}` shows where they are)")
+        fresh = []
+        for job in jobs:  # a job whose training and dump are both reusable is not submitted
+            if job_is_done(job, context):
+                _record(run_job(job, context), log)
+            else:
+                fresh.append(job)
+        for done in run_slurm_jobs(fresh, context, slurm, run.run_dir):
             _record(done, log)
+        log.executor = {"kind": "slurm", "options": {k: (list(v) if isinstance(v, tuple) else v)
+                                                     for k, v in asdict(slurm).items()},
+                        "job_ids": {k: r["job_id"] for k, r in read_jobs(run.run_dir).items()}}
+    else:
+        log.n_jobs, log.threads = resolve_jobs(parallel, len(jobs))
+        if log.n_jobs == 1:
+            for i, job in enumerate(jobs, 1):
+                _stage(f"[3/{N_STAGES}] seed {job.seed} ({job.seed + 1}/{run.seeds}), {job.name} "
+                       f"({i}/{len(jobs)}): train -> {job.work_dir}, dump -> {job.dump_dir}")
+                _record(run_job(job, context), log)
+        else:
+            _stage(f"[3/{N_STAGES}] {len(jobs)} trainings and dumps, {log.n_jobs} at a time with "
+                   f"{log.threads} thread{'s' * (log.threads > 1)} each; logs in {runs.log_dir(run.run_dir)}")
+            for done in run_parallel_jobs(jobs, context, log.n_jobs, log.threads, runs.log_dir(run.run_dir)):
+                _record(done, log)
     log.wall_jobs = time.time() - t_jobs
     # Plan order (parallel jobs finish in any order): seeds, then detectors, then ablations.
     log.results = {str(s): {j.name: log.results[str(s)][j.name] for j in jobs if j.seed == s}
@@ -413,7 +453,7 @@ def write_summary(run: RunPlan, log: RunLog) -> dict:
         reports=str(run.reports_dir), seeds=list(range(run.seeds)), detectors=list(run.preset.detectors),
         ablations=[j.name for j in run.jobs if j.seed == 0 and j.name not in run.preset.detectors],
         seconds=seconds, cached_this_run=log.cached, metrics=log.results, jobs=log.n_jobs,
-        threads_per_job=log.threads, train_and_dump_wall_seconds=round(log.wall_jobs, 1),
+        threads_per_job=log.threads, executor=log.executor, train_and_dump_wall_seconds=round(log.wall_jobs, 1),
         wall_seconds=round(time.time() - log.t_start, 1), machine=machine_record())
     atomic_write_text(runs.summary_path(run.run_dir), json.dumps(summary, indent=1, sort_keys=True))
     return summary

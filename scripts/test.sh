@@ -8,8 +8,14 @@ bash "$ROOT/scripts/install.sh"
 cd "$ROOT"
 # The report browser check needs Debian's Chromium. As root with apt it is installed here; elsewhere
 # (or if that fails) the check is skipped, with the reason in pytest's summary.
-if ! command -v chromium >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: browser check skipped"
+# The Slurm executor's check (tests/test_slurm.py) starts a single-node Slurm from Debian's
+# slurm-wlm and munge, installed the same way (skipped, with the reason, where they are missing).
+want=()
+command -v chromium >/dev/null 2>&1 || want+=(chromium)
+command -v slurmctld >/dev/null 2>&1 || [[ -x /usr/sbin/slurmctld ]] || want+=(slurm-wlm munge)
+if [[ ${#want[@]} -gt 0 && $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null) \
+    || echo "${want[*]} could not be installed: the browser or Slurm check is skipped"
 fi
 set +e
 if [[ $# -eq 0 ]]; then set -- -m "not slow"; fi

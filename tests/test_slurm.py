@@ -1,0 +1,169 @@
+"""``retconf reproduce --executor slurm`` (retconf/slurm.py): the options and their errors, and the
+quick preset through a real single-node Slurm (tests/slurm_cluster.py) against the local run of
+the same preset (the session's ``quick_run``): the same dumps bit for bit, a training cancelled
+mid-run resumed by rerunning the command, an unknown partition refused with one line."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retconf.cli import main
+from retconf.errors import UsageError
+from retconf.slurm import FAILED_STATES, SlurmOptions, _submission_error, queue_states
+from tests.conftest import ROOT
+from tests.slurm_cluster import Cluster, start, stop
+
+
+# ------------------------------------------------------------------ options (no Slurm needed)
+def test_options_become_submitit_parameters() -> None:
+    opts = SlurmOptions(partition="gpu", account="det", gpus=1, cpus=8, time_min=120, mem_gb=32,
+                        sbatch=("qos=high", "constraint=a100"))
+    assert opts.executor_parameters() == {
+        "timeout_min": 120, "cpus_per_task": 8, "tasks_per_node": 1, "nodes": 1, "slurm_array_parallelism": 256,
+        "gpus_per_node": 1, "slurm_partition": "gpu", "slurm_account": "det", "mem_gb": 32,
+        "slurm_additional_parameters": {"qos": "high", "constraint": "a100"}}
+    assert "gpus_per_node" not in SlurmOptions().executor_parameters()
+    assert opts.with_overrides(partition="cpu", gpus=None).partition == "cpu"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"cpus": 0}, "--slurm-cpus: must be an integer ≥ 1, got 0"),
+    ({"gpus": -1}, "--slurm-gpus: must be an integer ≥ 0, got -1"),
+    ({"time_min": 1.5}, "--slurm-time-min: must be an integer ≥ 1, got 1.5"),
+    ({"mem_gb": 0}, "--slurm-mem-gb: must be a positive number, got 0"),
+    ({"sbatch": ("--qos=high",)}, "--slurm-sbatch '--qos=high': give an sbatch option as NAME=VALUE"),
+])
+def test_bad_options_are_refused_naming_the_option(kwargs: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        SlurmOptions(**kwargs)
+
+
+def test_a_config_file_sets_options_and_names_its_bad_fields(tmp_path: Path) -> None:
+    good = tmp_path / "slurm.toml"
+    good.write_text('[slurm]\npartition = "gpu"\ngpus = 1\ntime_min = 600\nsbatch = ["qos=high"]\n')
+    assert SlurmOptions.load(good) == SlurmOptions(partition="gpu", gpus=1, time_min=600, sbatch=("qos=high",))
+    cases = {'[slurm]\npartion = "gpu"\n': "field 'slurm.partion' is not one of",
+             '[slurm]\ncpus = 0\n': "field 'slurm.cpus': must be an integer ≥ 1, got 0",
+             '[slurm]\nsbatch = "qos=high"\n': "field 'slurm.sbatch' must be a list of strings",
+             'partition = "gpu"\n': "missing table [slurm]",
+             '[slurm\n': "not TOML"}
+    for text, message in cases.items():
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(UsageError) as e:
+            SlurmOptions.load(bad)
+        assert str(e.value).startswith(f"{bad}: ") and message in str(e.value), (text, str(e.value))
+
+
+def test_the_cli_refuses_slurm_options_without_the_slurm_executor(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["reproduce", "--preset", "quick", "--slurm-partition", "gpu", "--out", str(tmp_path / "r")]) == 2
+    assert "--slurm-partition: needs --executor slurm" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert main(["reproduce", "--preset", "quick", "--executor", "slurm", "--out", str(tmp_path / "r")]) == 2
+    assert "--executor slurm: sbatch is not on PATH" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_sbatchs_complaint_becomes_one_line() -> None:
+    err = subprocess.CalledProcessError(1, ["sbatch"], output=b"sbatch: error: invalid partition specified: nope\n"
+                                        b"sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+    assert str(_submission_error(err, SlurmOptions(partition="nope"))) == \
+        "sbatch refused the jobs (partition=nope, cpus=1, time_min=1440): invalid partition specified: nope"
+
+
+# ------------------------------------------------------------------ a real single-node Slurm
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    started = start(tmp_path_factory.mktemp("slurm"))
+    if isinstance(started, str):
+        pytest.skip(started)
+    yield started
+    stop(started)
+
+
+def _reproduce(cluster: Cluster, quick_run: dict, run: Path, *extra: str, wait: bool = True):
+    config = run.parent / "slurm.toml"  # the options through a config file; a look at the queue every second
+    config.write_text("[slurm]\ncpus = 1\npoll_s = 1\n")
+    args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick", "--seeds", "1",
+            "--executor", "slurm", "--slurm-config", str(config),
+            "--out", str(run), "--data-root", str(quick_run["data"]), "--reports", str(run.parent / "reports"), *extra]
+    env = cluster.env()
+    if wait:
+        return subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+
+
+def _shards(dump: Path) -> list:
+    return [r["sha256"] for r in json.loads((dump / "metadata.json").read_text())["shards"]]
+
+
+def test_an_unknown_partition_is_refused_with_one_line(cluster: Cluster, quick_run: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(quick_run["run"] / "pretrain", run / "pretrain")
+    res = _reproduce(cluster, quick_run, run, "--slurm-partition", "nope")
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("retconf reproduce: error:")]
+    assert errors == ["retconf reproduce: error: sbatch refused the jobs (partition=nope, cpus=1, time_min=1440): "
+                      "invalid partition specified: nope"], res.stderr[-2000:]
+
+
+@pytest.mark.timeout(1800)
+def test_the_quick_preset_through_slurm_equals_the_local_run_and_resumes_a_cancelled_training(
+        cluster: Cluster, quick_run: dict, tmp_path: Path) -> None:
+    """The quick preset's three trainings (seed 0) as a Slurm array, one cancelled while it
+    trains: the run stops naming the task, its job and its log; the same command again
+    resubmits only the unfinished training, which resumes from its last checkpoint (the quick
+    preset trains one epoch, so from its start), and the dumps equal the local run's shard by
+    shard (1 thread per training in both: the local run's 2 jobs on 2 cores, Slurm's cpus = 1)."""
+    run = tmp_path / "run"
+    shutil.copytree(quick_run["run"] / "pretrain", run / "pretrain")  # the shared backbone, reused
+    proc = _reproduce(cluster, quick_run, run, wait=False)
+    # wait until a training is under way in Slurm, then cancel its job
+    victim, deadline = None, time.time() + 600
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        record = run / "slurm" / "jobs.json"
+        if record.is_file():
+            jobs = json.loads(record.read_text())
+            states = queue_states([j["job_id"] for j in jobs.values()])
+            for key, j in jobs.items():
+                logs = [Path(j["log"]), Path(j["log"].replace("_log.out", "_log.err"))]
+                if states.get(j["job_id"]) == "RUNNING" and any(p.is_file() and "Epoch(train)" in p.read_text()
+                                                                for p in logs):
+                    victim = (key, j["job_id"])
+                    break
+        time.sleep(0.5)
+    assert victim is not None, proc.stdout.read()[-3000:] if proc.stdout else ""
+    subprocess.run(["scancel", victim[1]], env=cluster.env(), check=True)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    errors = [ln for ln in out.splitlines() if ln.startswith("retconf reproduce: error:")]
+    assert len(errors) == 1 and f"{victim[0]} (Slurm job {victim[1]}) ended CANCELLED" in errors[0], out[-3000:]
+    assert any(state in errors[0] for state in FAILED_STATES)
+    shown = subprocess.run([sys.executable, "-m", "retconf.cli", "jobs", str(run)], capture_output=True, text=True,
+                           env=cluster.env(), cwd=ROOT)
+    assert shown.returncode == 1 and victim[1] in shown.stdout and "CANCELLED" in shown.stdout, shown.stdout
+    assert not (run / "summary.json").exists()  # nothing claims the run finished
+
+    first_ids = json.loads((run / "slurm" / "jobs.json").read_text())
+    res = _reproduce(cluster, quick_run, run)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    ids = json.loads((run / "slurm" / "jobs.json").read_text())
+    assert ids[victim[0]]["job_id"] != first_ids[victim[0]]["job_id"]  # resubmitted
+    others = [k for k in ids if k != victim[0]]
+    for k in others:  # a finished training is not submitted again
+        assert ids[k]["job_id"] == first_ids[k]["job_id"] or f"{k}: finished earlier" in res.stdout, k
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["executor"]["kind"] == "slurm" and summary["executor"]["options"]["cpus"] == 1
+    local = json.loads((quick_run["run"] / "summary.json").read_text())
+    for name in ("retinanet", "iou_aware", "retinanet_conf"):
+        assert _shards(run / "seed_0" / "dumps" / name) == _shards(quick_run["run"] / "seed_0" / "dumps" / name), name
+        assert summary["metrics"]["0"][name] == local["metrics"]["0"][name], name
+    assert os.path.isfile(run.parent / "reports" / "index.html")
