@@ -178,9 +178,12 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
     try:
         pm.execute_notebook(str(path), str(executed), parameters=parameters, cwd=str(path.parent.parent),
                             progress_bar=False, kernel_name="python3",
-                            # the kernel's own start-up warnings ("[IPKernelApp] WARNING | Kernel is
-                            # running over TCP ...") are no news to a batch log
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            # the kernel's own log is no news to a batch log: its start-up warning
+                            # ("[IPKernelApp] WARNING | Kernel is running over TCP ...") and, when
+                            # nbclient stops it with SIGINT after the last cell, "[IPKernelApp] ERROR |
+                            # KeyboardInterrupt caught in kernel." (a failing cell reaches us as
+                            # PapermillExecutionError, not through this log)
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except pm.PapermillExecutionError as e:
         raise ReportError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                           f"(executed notebook kept at {executed})") from e
