@@ -200,10 +200,17 @@ def results_lrp(model: str, res) -> list[dict]:
 
 
 def results_tide(model: str, res) -> pd.DataFrame:
-    """TIDE dAP per error type of the file's score (:func:`analysis.tide.tide_errors`)."""
+    """TIDE dAP per error type of the file's score (:func:`analysis.tide.tide_errors`). TIDE
+    reads a score only through the order it gives (AP), and tidecv fails on negative scores:
+    scores outside [0, 1] (logits) are replaced by their ranks scaled into (0, 1), which keep
+    that order, ties included."""
     from .tide import tide_errors
 
-    return tide_errors(res.detections, ground_truth(res.ann_file()), "score")
+    dets = res.detections
+    if probability_problem(res):
+        ranks = dets["score"].rank(method="dense")
+        dets = dets.assign(score=ranks / (ranks.max() + 1))
+    return tide_errors(dets, ground_truth(res.ann_file()), "score")
 
 
 def results_ap_iou(model: str, res) -> pd.DataFrame:

@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "CPUs/N threads (default: 1 with CUDA, else one per CPU core up to 8)")
     rp.add_argument("--dry-run", action="store_true",
                     help="check the configs and dataset, print the trainings, run nothing")
+    rp.add_argument("--no-reports", action="store_true",
+                    help="stop after the trainings, dumps and summary.json; `retconf report RUN --out DIR` "
+                    "writes the pages later (e.g. on another machine)")
     rp.add_argument("--executor", choices=["local", "slurm"], default="local",
                     help="where the trainings and dumps run: on this machine (default) or as a Slurm job "
                     "array submitted from it with submitit (docs/cluster.md); data, pretraining and reports "
@@ -313,7 +316,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     slurm = _slurm_options(args)
     reproduce(args.preset, out=args.out, data_root=args.data_root, reports=args.reports,
               seeds=args.seeds, full=args.full, cfg_options=args.cfg_options, dry_run=args.dry_run,
-              parallel=args.jobs, detectors=args.detectors, slurm=slurm)
+              parallel=args.jobs, detectors=args.detectors, slurm=slurm, reports_stage=not args.no_reports)
     return 0
 
 

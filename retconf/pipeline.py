@@ -281,14 +281,16 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
               data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 3,
               full: bool = False, cfg_options: Optional[dict] = None,
               dry_run: bool = False, parallel: Optional[int] = None,
-              detectors: Optional[list[str]] = None, slurm: Optional["SlurmOptions"] = None) -> dict:
+              detectors: Optional[list[str]] = None, slurm: Optional["SlurmOptions"] = None,
+              reports_stage: bool = True) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
     plan without training anything. ``parallel``: trainings run at once (None: see
     :func:`resolve_jobs`). ``detectors``: detector names of the preset (also ``paper``,
     ``families``, ``all``; None: the preset's default detectors, the paper's three).
     ``slurm``: run the trainings and dumps as a Slurm job array with these sbatch settings
-    (:mod:`retconf.slurm`) instead of on this machine.
+    (:mod:`retconf.slurm`) instead of on this machine. ``reports_stage`` False stops after the
+    dumps and ``summary.json`` (``retconf report RUN`` writes the pages later).
 
     Raises:
         UsageError: an unknown preset, ``seeds`` < 1, a COCO preset without ``data_root``.
@@ -301,10 +303,14 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     make_dataset(run, log)
     pretrain_shared_backbone(run, log)
     train_and_dump(run, job_context(run), parallel, log, slurm)
-    write_summary(run, log)  # the notebooks read it
-    make_run_reports(run, log)
-    summary = write_summary(run, log)
-    _print_summary(summary, log.cached, run.reports_dir)
+    summary = write_summary(run, log)  # the notebooks read it
+    if reports_stage:
+        make_run_reports(run, log)
+        summary = write_summary(run, log)
+    else:
+        _stage(f"[4/{N_STAGES}] reports: left out (--no-reports); `retconf report {run.run_dir} --out "
+               f"{run.reports_dir}` writes them")
+    _print_summary(summary, log.cached, run.reports_dir if reports_stage else None)
     return summary
 
 
@@ -493,7 +499,7 @@ def _print_plan(preset: Preset, jobs: list[Job], data_dir: Path, run_dir: Path, 
     return {"preset": preset.name, "jobs": [j.key for j in jobs]}
 
 
-def _print_summary(summary: dict, cached: list[str], reports_dir: Path) -> None:
+def _print_summary(summary: dict, cached: list[str], reports_dir: Optional[Path]) -> None:
     """AP per model as mean ± sd over seeds (NaN where a metric is missing), then where
     everything is."""
     import numpy as np
@@ -512,5 +518,5 @@ def _print_summary(summary: dict, cached: list[str], reports_dir: Path) -> None:
     total = sum(summary["seconds"].values())
     print(f"stage seconds (total {total:.0f}): {summary['seconds']}"
           + (f"\ncached now: {', '.join(cached)}" if cached else ""))
-    print(f"dumps: {summary['run_dir']}/seed_*/dumps\nsummary: {summary['run_dir']}/summary.json\n"
-          f"reports: {reports_dir / 'index.html'}")
+    print(f"dumps: {summary['run_dir']}/seed_*/dumps\nsummary: {summary['run_dir']}/summary.json"
+          + (f"\nreports: {reports_dir / 'index.html'}" if reports_dir is not None else ""))

@@ -70,11 +70,11 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 @pytest.mark.timeout(1800)  # up to 600 s until a training starts, then a rerun of up to 900 s
 def test_kill_9_of_the_pipeline_kills_its_trainings_and_a_rerun_finishes(tmp_path: Path) -> None:
-    # one seed: three trainings, two at a time, are enough to kill a pipeline with its jobs running
-    # (two seeds cost the suite half a minute more and checked nothing else)
+    # one seed: three trainings, two at a time, are enough to kill a pipeline with its jobs running;
+    # no reports (two seeds and the report stage cost the suite a minute and checked nothing here)
     args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick", "--seeds", "1", "--jobs", "2",
             "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "data"),
-            "--reports", str(tmp_path / "reports"), "--cfg-options", "train_cfg.max_epochs=2",
+            "--reports", str(tmp_path / "reports"), "--no-reports", "--cfg-options", "train_cfg.max_epochs=2",
             "train_cfg.val_interval=2", "param_scheduler.1.end=2", "param_scheduler.1.T_max=2"]
     log = tmp_path / "first.log"
     with open(log, "w") as out:
@@ -101,5 +101,6 @@ def test_kill_9_of_the_pipeline_kills_its_trainings_and_a_rerun_finishes(tmp_pat
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["jobs"] == 2 and summary["threads_per_job"] >= 1
     assert set(summary["metrics"]["0"]) == {"retinanet", "iou_aware", "retinanet_conf"}
+    assert not (tmp_path / "reports").exists() and "reports: left out (--no-reports)" in again.stdout
     table = again.stdout[again.stdout.index("== summary"):]
     assert table.index("\nretinanet ") < table.index("\niou_aware ") < table.index("\nretinanet_conf ")  # plan order

@@ -278,3 +278,19 @@ def test_careless_destinations_and_names_are_refused_with_one_line(fake: Path, t
         assert code == 2 and message in err and len(err.splitlines()) == 1, (case, err)
         assert not out.exists() and sorted(p.name for p in dump.rglob("*")) == before, case
     assert a_file.read_text() == "mine"
+
+
+def test_page_08_leaves_out_calibration_of_logits_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A results file of logits: the report is written, its stderr warns, and page 08 keeps AP,
+    oLRP and TIDE but leaves out the calibration sections, naming the file and the field."""
+    out = tmp_path / "out"
+    path = _results_variant(tmp_path, "logits", _as_logit)
+    code = main(["report", str(path), "--ann-file", str(FIXTURE_GT), "--jobs", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0 and f"retconf report: warning: {path}: 230 of 242 scores (95%) lie outside [0, 1]" in err
+    page = _parse(out / "08_results.html")
+    assert "LaECE" not in page.headers and "precision x IoU ECE" not in page.headers
+    assert "AP50" in page.headers and "oLRP_loc" in page.headers
+    text = _text(out / "08_results.html")
+    assert f"Left out: {path}: 230 of 242 scores lie outside [0, 1] (field 'score'" in text
+    assert "calibration needs probabilities" in text
