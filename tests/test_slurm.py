@@ -90,8 +90,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _reproduce(cluster: Cluster, quick_run: dict, run: Path, *extra: str, wait: bool = True):
-    config = run.parent / "slurm.toml"  # the options through a config file; a look at the queue every second
-    config.write_text("[slurm]\ncpus = 1\npoll_s = 1\n")
+    # the options through a config file: a look at the queue every second, one task at a time (so
+    # that a task can finish before another is cancelled)
+    config = run.parent / "slurm.toml"
+    config.write_text("[slurm]\ncpus = 1\npoll_s = 1\narray_parallelism = 1\n")
     args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick", "--seeds", "1",
             "--executor", "slurm", "--slurm-config", str(config),
             "--out", str(run), "--data-root", str(quick_run["data"]), "--reports", str(run.parent / "reports"), *extra]
@@ -118,26 +120,30 @@ def test_an_unknown_partition_is_refused_with_one_line(cluster: Cluster, quick_r
 @pytest.mark.timeout(1800)
 def test_the_quick_preset_through_slurm_equals_the_local_run_and_resumes_a_cancelled_training(
         cluster: Cluster, quick_run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The quick preset's three trainings (seed 0) as a Slurm array, one cancelled while it
-    trains: the run stops naming the task, its job and its log; the same command again
-    resubmits only the unfinished training, which resumes from its last checkpoint (the quick
-    preset trains one epoch, so from its start), and the dumps equal the local run's shard by
-    shard (1 thread per training in both: the local run's 2 jobs on 2 cores, Slurm's cpus = 1)."""
+    """The quick preset's three trainings (seed 0) as a Slurm array, one task at a time; once one
+    has finished, the next is cancelled while it trains: the run stops naming the task, its job
+    and its log, and cancels the rest. The same command again does not submit the finished
+    task (its training and dump are reused) and resubmits the others; the cancelled training
+    resumes from its last checkpoint (the quick preset trains one epoch, so from its start). The
+    dumps equal the local run's shard by shard (1 thread per training in both: the local run's
+    2 jobs on 2 cores, Slurm's cpus = 1), and the reports are written."""
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))  # this process's squeue (queue_states) asks the test cluster
     run = tmp_path / "run"
     shutil.copytree(quick_run["run"] / "pretrain", run / "pretrain")  # the shared backbone, reused
     proc = _reproduce(cluster, quick_run, run, wait=False)
-    # cancel the first task Slurm starts, as soon as its log says it began (a quick-preset
-    # training takes seconds: the check below shows it had not finished)
+    # once a task has finished, cancel the next one as soon as its log says it began (a
+    # quick-preset training takes seconds: the check below shows it had not finished)
     victim, deadline = None, time.time() + 600
     while victim is None and time.time() < deadline and proc.poll() is None:
         record = run / "slurm" / "jobs.json"
         if record.is_file():
             jobs = json.loads(record.read_text())
             states = queue_states([j["job_id"] for j in jobs.values()])
+            done = [k for k, j in jobs.items() if any((run / "slurm" / j["job_id"]).glob("*_result.pkl"))]
             for key, j in jobs.items():
                 log = Path(j["log"])
-                if states.get(j["job_id"]) == "RUNNING" and log.is_file() and f"retconf: {key} on " in log.read_text():
+                if done and states.get(j["job_id"]) == "RUNNING" and log.is_file() \
+                        and f"retconf: {key} on " in log.read_text():
                     subprocess.run(["scancel", j["job_id"]], env=cluster.env(), check=True)
                     victim = (key, j["job_id"])
                     break
@@ -161,13 +167,15 @@ def test_the_quick_preset_through_slurm_equals_the_local_run_and_resumes_a_cance
 
     first_ids = json.loads((run / "slurm" / "jobs.json").read_text())
     finished = [k for k, j in first_ids.items() if any((run / "slurm" / j["job_id"]).glob("*_result.pkl"))]
+    assert finished  # the task that finished before the cancel
     res = _reproduce(cluster, quick_run, run)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     (artefacts / "3-rerun.log").write_text(res.stdout)
     ids = json.loads((run / "slurm" / "jobs.json").read_text())
     assert ids[victim[0]]["job_id"] != first_ids[victim[0]]["job_id"]  # resubmitted
-    for k in finished:  # a finished training is not submitted again
+    for k in finished:  # a finished training and dump are not submitted again
         assert ids[k]["job_id"] == first_ids[k]["job_id"] and f"{k}: finished earlier" in res.stdout, k
+        assert f"slurm    {k} " not in res.stdout, k
     summary = json.loads((run / "summary.json").read_text())
     assert summary["executor"]["kind"] == "slurm" and summary["executor"]["options"]["cpus"] == 1
     local = json.loads((quick_run["run"] / "summary.json").read_text())
