@@ -168,7 +168,10 @@ def test_score_voting_equals_paas_own_score_voting(conf_run: dict) -> None:
         theirs.append(pd.DataFrame({"image_id": image_id, "label": voted_labels.numpy(), "score": voted[:, 4].numpy(),
                                     **{c: voted[:, i].numpy() for i, c in enumerate(DETECTION_COLUMNS[3:])}}))
     same_detections(mine, pd.concat(theirs, ignore_index=True))
-    assert not np.allclose(mine[["x1", "y1"]].to_numpy().sum(), dump_detections(d, BASELINE)[["x1", "y1"]].to_numpy().sum())
+    # voting moves boxes: some box of the voted set is in no place of the unvoted one (a check on
+    # the sum of coordinates was within np.allclose's tolerance under ONEDNN_MAX_CPU_ISA=AVX512_CORE)
+    boxes = lambda f: set(map(tuple, f[["image_id", *DETECTION_COLUMNS[3:]]].round(3).to_numpy().tolist()))  # noqa: E731
+    assert boxes(mine) - boxes(dump_detections(d, BASELINE))
 
 
 # ---------------------------------------------------------------- the rule itself
