@@ -90,10 +90,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _reproduce(cluster: Cluster, quick_run: dict, run: Path, *extra: str, wait: bool = True):
-    # the options through a config file: a look at the queue every second, one task at a time (so
-    # that a task can finish before another is cancelled)
+    # the options through a config file: a look at the queue every second, two tasks at a time on
+    # the two cores (the third starts when one has finished)
     config = run.parent / "slurm.toml"
-    config.write_text("[slurm]\ncpus = 1\npoll_s = 1\narray_parallelism = 1\n")
+    config.write_text("[slurm]\ncpus = 1\npoll_s = 1\narray_parallelism = 2\n")
     args = [sys.executable, "-m", "retconf.cli", "reproduce", "--preset", "quick", "--seeds", "1",
             "--executor", "slurm", "--slurm-config", str(config),
             "--out", str(run), "--data-root", str(quick_run["data"]), "--reports", str(run.parent / "reports"), *extra]
@@ -120,18 +120,18 @@ def test_an_unknown_partition_is_refused_with_one_line(cluster: Cluster, quick_r
 @pytest.mark.timeout(1800)
 def test_the_quick_preset_through_slurm_equals_the_local_run_and_resumes_a_cancelled_training(
         cluster: Cluster, quick_run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The quick preset's three trainings (seed 0) as a Slurm array, one task at a time; once one
-    has finished, the next is killed while it trains (``scancel --signal=KILL``): the run stops
-    naming the task, its job and its log, and cancels the rest. The same command again does not submit the finished
-    task (its training and dump are reused) and resubmits the others; the killed training
-    resumes from its last checkpoint (the quick preset trains one epoch, so from its start). The
-    dumps equal the local run's shard by shard (1 thread per training in both: the local run's
-    2 jobs on 2 cores, Slurm's cpus = 1), and the reports are written."""
+    """The quick preset's three trainings (seed 0) as a Slurm array, two at a time. Once one has
+    finished, a task that has not is killed while it trains (``scancel --signal=KILL``): the run
+    stops naming the task, its job and its log, and cancels the rest. The same command again does
+    not submit the finished task (its training and dump are reused) and resubmits the others; the
+    killed training resumes from its last checkpoint (the quick preset trains one epoch, so from
+    its start). The dumps equal the local run's shard by shard (1 thread per training in both: the
+    local run's 2 jobs on 2 cores, Slurm's cpus = 1), and the reports are written."""
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))  # this process's squeue (queue_states) asks the test cluster
     run = tmp_path / "run"
     shutil.copytree(quick_run["run"] / "pretrain", run / "pretrain")  # the shared backbone, reused
     proc = _reproduce(cluster, quick_run, run, wait=False)
-    # once a task has finished, cancel the next one as soon as its log says it began (a
+    # once a task has finished, kill a running one as soon as its log says it began (a
     # quick-preset training takes seconds: the check below shows it had not finished)
     victim, deadline = None, time.time() + 600
     while victim is None and time.time() < deadline and proc.poll() is None:
