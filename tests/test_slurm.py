@@ -133,7 +133,7 @@ def test_the_quick_preset_through_slurm_equals_the_local_run_and_resumes_a_cance
     proc = _reproduce(cluster, quick_run, run, wait=False)
     # once a task has finished, kill a running one as soon as its log says it began (a
     # quick-preset training takes seconds: the check below shows it had not finished)
-    victim, deadline = None, time.time() + 600
+    victim, deadline, early = None, time.time() + 600, set()
     while victim is None and time.time() < deadline and proc.poll() is None:
         record = run / "slurm" / "jobs.json"
         if record.is_file():
@@ -142,9 +142,12 @@ def test_the_quick_preset_through_slurm_equals_the_local_run_and_resumes_a_cance
             done = [k for k, j in jobs.items() if any((run / "slurm" / j["job_id"]).glob("*_result.pkl"))]
             for key, j in jobs.items():
                 log = Path(j["log"])
-                # not a task that has written its result (Slurm shows it RUNNING a moment longer)
-                if done and key not in done and states.get(j["job_id"]) == "RUNNING" and log.is_file() \
-                        and f"retconf: {key} on " in log.read_text():
+                began = states.get(j["job_id"]) == "RUNNING" and log.is_file() and f"retconf: {key} on " in log.read_text()
+                if began and not done:
+                    early.add(key)  # began beside the first: it may be past its training already
+                # a task that began after one finished (and has not written its result: Slurm
+                # shows a finished task RUNNING a moment longer)
+                if done and began and key not in done and key not in early:
                     # SIGKILL to the task's step at once: a plain scancel sends SIGTERM, which
                     # submitit's task ignores until Slurm's KillWait ends, time enough to finish
                     subprocess.run(["scancel", "--signal=KILL", j["job_id"]], env=cluster.env(), check=True)
