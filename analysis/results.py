@@ -91,7 +91,7 @@ def suspicious_results(dets: pd.DataFrame, sizes: dict[int, tuple[float, float]]
     if not n:
         return out
     score = dets["score"].to_numpy(float)
-    outside_01 = int(((score < 0) | (score > 1)).sum())
+    outside_01 = int(_outside_unit(score).sum())
     if outside_01:
         out.append(f"{outside_01} of {n} scores ({outside_01 / n:.0%}) lie outside [0, 1] (range {score.min():.3g} … "
                    f"{score.max():.3g}): logits or unnormalised scores? The calibration sections refuse them")
@@ -114,6 +114,11 @@ def suspicious_results(dets: pd.DataFrame, sizes: dict[int, tuple[float, float]]
     return out
 
 
+def _outside_unit(score: np.ndarray) -> np.ndarray:
+    """bool[D]: the scores outside [0, 1] (the one test both the warning and the refusal use)."""
+    return (score < 0) | (score > 1)
+
+
 def _image_sizes(ann_file: Path) -> dict[int, tuple[float, float]]:
     """Image id -> (width, height) of the annotation file's images that give both."""
     import json
@@ -126,7 +131,7 @@ def probability_problem(res) -> Optional[str]:
     """Why the calibration of a results file's scores is refused (scores outside [0, 1]: a
     calibration error compares a score with a frequency), or None where it can be measured."""
     score = res.detections["score"]
-    bad = int(((score < 0) | (score > 1)).sum())
+    bad = int(_outside_unit(score.to_numpy(float)).sum())
     if not bad:
         return None
     return (f"{res.path}: {bad} of {len(score)} scores lie outside [0, 1] (field 'score'; range {score.min():.3g} … "
