@@ -14,7 +14,10 @@ the whole interval lies within ± ``margin``, not reproduced when it lies entire
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -30,15 +33,46 @@ OWN_WORDS = {REPRODUCED: HOLDS, NOT_REPRODUCED: DOES_NOT_HOLD}
 
 @dataclass(frozen=True)
 class Finding:
-    """One claim and its verdict. ``values``: the per-seed quantity (value − reference)."""
+    """One claim and its verdict.
+
+    ``claim`` is what was tested (for a paper claim: the quantity, in words); ``claim_id``,
+    ``quote`` and ``section`` name the paper's statement in the registry
+    (:mod:`analysis.paper.claims`) and are empty for the project's own questions. ``home`` is
+    the report page that counts the claim ("" until a :class:`FindingsBlock` places it); a page
+    that shows a claim whose home is another page links there and does not count it.
+    ``values`` are the per-seed quantity (value − reference) of ``seeds``; ``mean``, ``lo`` and
+    ``hi`` its mean and 95 % interval (NaN where undefined); ``fragile`` says why a resolved
+    verdict may not survive another numeric path ("" when it does, or was not judged)."""
 
     claim: str
     verdict: str
     evidence: str
     own: bool = False  # a question of this project's, not a claim of the paper's
+    claim_id: str = ""
+    quote: str = ""
+    section: str = ""
+    home: str = ""
+    values: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
+    mean: float = float("nan")
+    lo: float = float("nan")
+    hi: float = float("nan")
+    fragile: str = ""
+    also: tuple[str, ...] = ()  # registry ids that restate the claim (same test, counted once)
 
     def markdown(self) -> str:
-        return f"- **{self.verdict}** — {self.claim}: {self.evidence}"
+        cite = f"[{self.claim_id}] " if self.claim_id else ""
+        return f"- **{self.verdict}** — {cite}{self.claim}: {self.evidence}"
+
+    def record(self) -> dict:
+        """The finding as JSON-ready data (NaN as None)."""
+        out = asdict(self)
+        for k in ("mean", "lo", "hi"):
+            out[k] = None if not math.isfinite(out[k]) else out[k]
+        out["values"] = [None if not math.isfinite(v) else v for v in self.values]
+        out["seeds"] = list(self.seeds)
+        out["also"] = list(self.also)
+        return out
 
 
 def verdict(values: Sequence[float], expected: int = 1, margin: Optional[float] = None) -> str:
@@ -138,27 +172,142 @@ def power_line(values: Sequence[float], digits: int = 3, limit: int = 10_000) ->
     return out + f"; resolving {mean:+.{digits}f} needs {many} seeds at this spread"
 
 
+NUMERIC_PATH_FILE = Path(__file__).resolve().parent / "numeric_path.json"
+
+
+def measured_path_shift(path: Optional[Path] = None) -> Optional[float]:
+    """One seed's measured shift of a paired AP difference between two numeric paths (the
+    ``path_shift_ap`` that ``benchmarks/numeric_path.py --write-shift`` writes to
+    ``analysis/numeric_path.json``), or None when it was not measured."""
+    path = path or NUMERIC_PATH_FILE
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get("path_shift_ap")
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def fragility(values: Sequence[float], expected: int = 1, margin: Optional[float] = None,
+              path_shift: Optional[float] = None) -> str:
+    """Why a resolved verdict on per-seed ``values`` may not survive another numeric path, or ""
+    when it does (or is not resolved, or ``path_shift`` is unknown).
+
+    ``path_shift`` is the measured standard deviation of one seed's change in this quantity
+    between two numeric paths (CPU families or oneDNN caps, ``benchmarks/numeric_path.py``).
+    If each seed's path effect is a fresh draw, the mean of n seeds moves by about
+    ``path_shift / √n``: the verdict is fragile when moving every value by that much, either way,
+    changes it (its interval ends within that distance of the decision boundary)."""
+    v = verdict(values, expected, margin)
+    if path_shift is None or v not in (REPRODUCED, NOT_REPRODUCED):
+        return ""
+    n = sum(1 for x in values if np.isfinite(x))
+    step = path_shift / math.sqrt(n)
+    for sign in (1, -1):
+        if verdict([x + sign * step for x in values], expected, margin) != v:
+            return (f"another numeric path may make this inconclusive: the interval ends within "
+                    f"{step:.4f} (the measured cross-path shift {path_shift:.4f} / √{n}) of the boundary")
+    return ""
+
+
 def claim(text: str, values: Sequence[float], what: str, expected: int = 1, reference: float = 0.0,
           margin: Optional[float] = None, digits: int = 3, seeds: Optional[Sequence[int]] = None,
           missing: Optional[Mapping[int, str]] = None, own: bool = False,
-          bounds: Optional[tuple[float, float]] = None) -> Finding:
+          bounds: Optional[tuple[float, float]] = None, path_shift: Optional[float] = None) -> Finding:
     """A :class:`Finding` for per-seed ``values`` of a quantity claimed to be above
     (``expected`` = +1) or below (−1) ``reference`` (or within ± ``margin`` of it). The evidence
     lists the per-seed values (of ``seeds``) and names each seed whose value is undefined, with
     the reason in ``missing`` (:func:`left_out`). ``own``: a question of this project's, judged by
     the same rule but worded "holds / does not hold" (:data:`OWN_WORDS`). ``bounds``: the range
-    of the quantity itself (a share: (0, 1)), which the shown interval stays inside."""
+    of the quantity itself (a share: (0, 1)), which the shown interval stays inside.
+    ``path_shift``: the quantity's measured cross-path sd per seed (:func:`fragility`)."""
     d = [float(v) - reference for v in values]
     ev = evidence(d, what, digits, reference, bounds) + ("" if margin is not None else power_line(d, digits)) + (
         left_out(d, seeds, missing) if reference == 0.0 else left_out([float(v) for v in values], seeds, missing, False))
     if margin is not None:
         ev += f"; equal means within ± {margin:g}"
     v = verdict(d, expected, margin)
-    return Finding(text, OWN_WORDS.get(v, v) if own else v, ev, own)
+    mean, _, half, _ = interval(d)
+    fragile = fragility(d, expected, margin, path_shift)
+    return Finding(text, OWN_WORDS.get(v, v) if own else v, ev, own,
+                   values=tuple(float(x) for x in values),
+                   seeds=tuple(int(s) for s in (seeds if seeds is not None else range(len(values)))),
+                   mean=mean + reference, lo=mean + reference - half, hi=mean + reference + half, fragile=fragile)
+
+
+def paper(claim_id: str, values: Sequence[float], what: str, text: str = "", reference: float = 0.0,
+          digits: int = 3, seeds: Optional[Sequence[int]] = None, missing: Optional[Mapping[int, str]] = None,
+          bounds: Optional[tuple[float, float]] = None, path_shift: Optional[float] = None) -> Finding:
+    """A :class:`Finding` on the paper's claim ``claim_id`` of the registry
+    (:mod:`analysis.paper.claims`): the direction or equivalence margin is the registry's (what
+    the paper's words state), so a page cannot test another statement under the paper's name.
+    ``text`` says what this page measured (default: the registry's quantity); the other
+    arguments are :func:`claim`'s. A claim the registry marks "peak-inside" needs
+    :func:`peak_inside`."""
+    c = _computed_claim(claim_id)
+    if c.stated == "peak-inside":
+        raise ValueError(f"claim {claim_id} states an optimum inside a range: use findings.peak_inside")
+    f = claim(text or c.quantity, values, what, expected=c.expected or 1, reference=reference,
+              margin=c.margin if c.stated == "equal" else None, digits=digits, seeds=seeds, missing=missing,
+              bounds=bounds, path_shift=path_shift)
+    if c.paper_value:
+        f = replace(f, evidence=f.evidence + f"; the paper's value: {c.paper_value}")
+    return _cite(f, c)
+
+
+def _computed_claim(claim_id: str) -> Any:
+    """The registry's claim ``claim_id``, which must be one a page computes (status ``tested``)
+    and not a restatement (its finding is that of the claim it restates)."""
+    from .paper.claims import paper_claim
+
+    c = paper_claim(claim_id)
+    if not c.computed:
+        raise ValueError(f"claim {claim_id} is marked {c.status!r} in the registry: mark it 'tested' first")
+    if c.same_as:
+        raise ValueError(f"claim {claim_id} restates {c.same_as}: test {c.same_as}, which carries it")
+    return c
+
+
+def _cite(f: Finding, c: Any) -> Finding:
+    """``f`` citing the registry's claim ``c`` and the claims that restate it."""
+    from .paper.claims import restatements
+
+    return replace(f, claim_id=c.id, quote=c.quote, section=c.section, home=c.home, also=restatements(c.id))
+
+
+def not_computed(claim_id: str, why: str) -> Finding:
+    """A paper claim of the registry this run has no numbers for (e.g. a loss ablation without
+    ``--full``): verdict "not measured", with the reason."""
+    c = _computed_claim(claim_id)
+    return _cite(Finding(c.quantity, "not measured", why), c)
+
+
+def peak_inside(claim_id: str, rising: Sequence[float], falling: Sequence[float], what: str, text: str = "",
+                digits: int = 4, seeds: Optional[Sequence[int]] = None,
+                path_shift: Optional[float] = None) -> Finding:
+    """A :class:`Finding` on a registry claim that a curve peaks inside a range: ``rising`` are
+    the per-seed differences value(optimum) − value(low end) and ``falling`` value(optimum) −
+    value(high end), both claimed > 0. Reproduced when both sides are, not reproduced when
+    either side is reproduced the other way, inconclusive otherwise."""
+    c = _computed_claim(claim_id)
+    if c.stated != "peak-inside":
+        raise ValueError(f"claim {claim_id} states {c.stated!r}, not an optimum inside a range: use findings.paper")
+    up = claim("", rising, f"{what}, rising side", digits=digits, seeds=seeds, path_shift=path_shift)
+    down = claim("", falling, f"{what}, falling side", digits=digits, seeds=seeds, path_shift=path_shift)
+    both = {up.verdict, down.verdict}
+    if both == {REPRODUCED}:
+        v = REPRODUCED
+    elif NOT_REPRODUCED in both:
+        v = NOT_REPRODUCED
+    else:
+        v = next(x for x in (up.verdict, down.verdict) if x != REPRODUCED)
+    ev = f"{up.evidence}. {down.evidence}" + (f"; the paper's value: {c.paper_value}" if c.paper_value else "")
+    fragile = "; ".join(x for x in (up.fragile, down.fragile) if x) if v == REPRODUCED else (
+        next((x.fragile for x in (up, down) if x.verdict == NOT_REPRODUCED and x.fragile), ""))
+    return _cite(Finding(text or c.quantity, v, ev, values=up.values + down.values, seeds=up.seeds + down.seeds,
+                         mean=up.mean, lo=up.lo, hi=up.hi, fragile=fragile), c)
 
 
 def paired_claims(df: Any, column: str, base: str, text: str, what: str, expected: int = 1,
-                  key: str = "model", digits: int = 3) -> list[Finding]:
+                  key: str = "model", digits: int = 3, own: bool = False) -> list[Finding]:
     """One :func:`claim` per other value of ``key`` against ``base`` on the per-seed paired
     difference ``column(other) − column(base)`` (seeds where one side is missing are named, not
     dropped). ``text`` and ``what`` may use ``{model}`` and ``{base}``.
@@ -173,7 +322,7 @@ def paired_claims(df: Any, column: str, base: str, text: str, what: str, expecte
     for other in [m for m in dict.fromkeys(df[key]) if m != base and m in wide]:
         names = {"model": other, "base": base}
         out.append(claim(text.format(**names), list(wide[other] - wide[base]), what.format(**names), expected,
-                         digits=digits, seeds=[int(s) for s in wide.index]))
+                         digits=digits, seeds=[int(s) for s in wide.index], own=own))
     return out
 
 
@@ -182,43 +331,118 @@ def not_measured(text: str, why: str) -> Finding:
     return Finding(text, "not measured", why)
 
 
-def render(findings: Sequence[Finding], note: str = "") -> str:
-    """The findings block as HTML (a ``<div class="findings">`` the report tests look for)."""
-    mark = {True: ' class="own"', False: ""}
-    items = "".join(f"<li{mark[f.own]}><b>{html.escape(f.verdict)}</b> — {html.escape(f.claim)}: "
-                    f"{html.escape(f.evidence)}</li>" for f in findings)
-    own = (" The project's own questions (the paper makes no such claim) read <i>holds</i> / <i>does not "
-           "hold</i> by the same rule and are tallied apart." if any(f.own for f in findings) else "")
-    foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
-    return (f'<div class="findings"><h2>Findings</h2><p>Computed from this page\'s numbers: a claim is '
-            f"<i>reproduced</i> when the 95 % paired t interval over seeds lies on the claimed side, "
-            f"<i>not reproduced</i> when it lies on the other side, <i>inconclusive</i> otherwise; an "
-            f"equivalence claim (A ≈ B within ± m) is reproduced when the interval lies inside ± m and not "
-            f"reproduced when it lies entirely outside.{own}</p>"
-            f"<ul>{items}</ul>{foot}</div>")
+RULE = ("Computed from this page's numbers: a claim is <i>reproduced</i> when the 95 % paired t interval over "
+        "seeds lies on the side the paper states, <i>not reproduced</i> when it lies on the other side, "
+        "<i>inconclusive</i> otherwise; an equivalence claim (A ≈ B within ± m) is reproduced when the interval "
+        "lies inside ± m and not reproduced when it lies entirely outside. Each paper claim cites its row of the "
+        "claims registry (<code>analysis/paper/claims.csv</code>) with the paper's words, and is counted on one "
+        "page only.")
+OWN_STYLE = "border-left:4px solid #8a6d3b;background:#fbf7ee;padding:0.1em 1em;margin-top:0.8em"
+
+
+def _fragile_html(f: Finding) -> str:
+    return f' <span class="fragile" style="color:#a33">(fragile: {html.escape(f.fragile)})</span>' if f.fragile else ""
+
+
+def _paper_item(f: Finding, here: bool) -> str:
+    """One paper claim: its verdict, registry id, the paper's words, what was measured."""
+    cite = (f'<code>{html.escape(f.claim_id)}</code> ({html.escape(f.section)}): “{html.escape(f.quote)}” — '
+            if f.claim_id else "")
+    where = "" if here else f' <i>Counted on <a href="{html.escape(f.home)}.html">{html.escape(f.home)}</a>.</i>'
+    if f.also:
+        where += f" <small>The paper restates it as {', '.join(f'<code>{html.escape(a)}</code>' for a in f.also)}.</small>"
+    cls = "paper" if here else "elsewhere"
+    data = f' data-claim="{html.escape(f.claim_id)}"' if f.claim_id else ""
+    return (f'<li class="{cls}"{data}><b>{html.escape(f.verdict)}</b> — {cite}tested as {html.escape(f.claim)}: '
+            f"{html.escape(f.evidence)}{_fragile_html(f)}{where}</li>")
+
+
+def page_record(findings: Sequence[Finding], page: str = "", numbers: Optional[Mapping[str, Any]] = None) -> dict:
+    """The findings of a page (and its key ``numbers``) as JSON-ready data: what
+    ``retconf report`` writes beside the page as ``NN_name.json``."""
+    return {"page": page, "findings": [f.record() for f in findings], "numbers": _plain(dict(numbers or {}))}
+
+
+def counted_here(f: Finding, page: str) -> bool:
+    """Whether ``page`` counts the paper claim ``f`` (its home, or no home known)."""
+    return not f.home or not page or f.home == page
+
+
+def render(findings: Sequence[Finding], note: str = "", page: str = "",
+           numbers: Optional[Mapping[str, Any]] = None) -> str:
+    """The findings block as HTML (a ``<div class="findings">`` the report tests look for): the
+    paper's claims counted on this ``page``, those counted on another page (linked), and the
+    project's own questions in a block of their own; the same data as JSON in a
+    ``<script type="application/json" class="retconf-findings">`` (:func:`page_record`)."""
+    claims = [f for f in findings if not f.own]
+    here = [f for f in claims if counted_here(f, page)]
+    there = [f for f in claims if not counted_here(f, page)]
+    own = [f for f in findings if f.own]
+    parts = [f"<h2>Findings</h2><p>{RULE}</p>"]
+    if here:
+        parts.append("<h3>The paper's claims</h3><ul>" + "".join(_paper_item(f, True) for f in here) + "</ul>")
+    if there:
+        parts.append("<h3>The paper's claims counted on another page</h3><ul>"
+                     + "".join(_paper_item(f, False) for f in there) + "</ul>")
+    if own:
+        items = "".join(f'<li class="own"><b>{html.escape(f.verdict)}</b> — {html.escape(f.claim)}: '
+                        f"{html.escape(f.evidence)}{_fragile_html(f)}</li>" for f in own)
+        parts.append(f'<div class="own-questions" style="{OWN_STYLE}"><h3>This project\'s own questions</h3>'
+                     "<p>The paper does not ask these. They are judged by the same rule, worded <i>holds</i> / "
+                     f"<i>does not hold</i>, and tallied apart.</p><ul>{items}</ul></div>")
+    if note:
+        parts.append(f"<p><small>{html.escape(note)}</small></p>")
+    data = json.dumps(page_record(findings, page, numbers), ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
+    parts.append(f'<script type="application/json" class="retconf-findings">{data}</script>')
+    return f'<div class="findings">{"".join(parts)}</div>'
 
 
 class FindingsBlock:
     """A findings block shown where it is created (the top of a page) and filled in by later
     cells: each :meth:`add` updates the same output (Jupyter ``display_id``), so the batch HTML
-    shows the whole block at the top."""
+    shows the whole block at the top. ``page`` is the report page's name (e.g.
+    ``"04_main_results"``): a paper claim whose registry home is another page is shown and
+    linked but not counted here. :meth:`number` records a key number for the page's JSON."""
 
-    def __init__(self, note: str = "") -> None:
+    def __init__(self, note: str = "", page: str = "") -> None:
         from IPython.display import HTML, display
 
         self.findings: list[Finding] = []
+        self.numbers: dict[str, Any] = {}
         self.note = note
+        self.page = page
         self._handle = display(HTML(render([], "Filled in as the page runs.")), display_id=True)
 
-    def add(self, *findings: Finding) -> None:
+    def _update(self) -> None:
         from IPython.display import HTML
 
-        self.findings.extend(findings)
         if self._handle is not None:
-            self._handle.update(HTML(render(self.findings, self.note)))
+            self._handle.update(HTML(render(self.findings, self.note, self.page, self.numbers)))
+
+    def add(self, *findings: Finding) -> None:
+        self.findings.extend(findings)
+        self._update()
+
+    def number(self, name: str, value: Any) -> None:
+        """Record ``value`` (a number, or a JSON-ready mapping or list of numbers) under ``name``."""
+        self.numbers[name] = _plain(value)
+        self._update()
 
     def __repr__(self) -> str:
         return "\n".join(f.markdown() for f in self.findings)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and NaN as None (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value
 
 
 def per_seed(df: Any, column: str) -> list[float]:

@@ -425,6 +425,32 @@ def nms_shift(props: pd.DataFrame, thr: float = 0.5) -> pd.DataFrame:
     return out.reset_index()
 
 
+def per_image_shift(before: pd.DataFrame, after: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05,
+                    iou_col: str = "iou_same") -> dict:
+    """:func:`nms_shift` as the paper computes it from its intro Table 1: per image the change
+    through NMS of the share (of the boxes with cls > ``base_cls``) with IoU > ``thr`` and with
+    cls > ``thr``, then the mean over the images that have such boxes both before and after NMS.
+
+    Args:
+        before: pre-NMS rows (``image_id``, ``cls``, ``iou_col``).
+        after: post-NMS rows, same columns.
+    Returns:
+        ``{"d_iou_share", "d_cls_share", "shift", "images"}`` (per-image means; NaN and 0 images
+        when no image has boxes on both sides).
+    """
+    def shares(df: pd.DataFrame) -> pd.DataFrame:
+        base = df[df["cls"] > base_cls]
+        return pd.DataFrame({"iou": (base[iou_col] > thr), "cls": (base["cls"] > thr)}).groupby(base["image_id"]).mean()
+
+    b, a = shares(before), shares(after)
+    both = b.index.intersection(a.index)
+    d = a.loc[both] - b.loc[both]
+    if d.empty:
+        return {"d_iou_share": float("nan"), "d_cls_share": float("nan"), "shift": float("nan"), "images": 0}
+    return {"d_iou_share": float(d["iou"].mean()), "d_cls_share": float(d["cls"].mean()),
+            "shift": float((d["iou"] - d["cls"]).mean()), "images": int(len(d))}
+
+
 def gaps_to(per_seed: pd.DataFrame, paper: pd.DataFrame, metrics: Sequence[str], base: str = "retinanet",
             key: str = "model") -> pd.DataFrame:
     """Gaps between detectors, ours beside the paper's: for every ``key`` value other than

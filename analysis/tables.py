@@ -33,9 +33,9 @@ import pandas as pd
 from .ablation_tables import TABLE3, TABLE_ROWS
 from .coco import coco_ap, dump_coco_ap
 from .fusion import ALPHA_GRID, TABLE4_RULES, Fusion
-from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, obj_above,
-                      oracle_candidates, per_anchor, population_alignment, proportions, rank_correlation,
-                      wrong_survivor_rate, WRONG_SURVIVOR_MARGIN)
+from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, nms_shift, obj_above,
+                      oracle_candidates, per_anchor, per_image_shift, population_alignment, proportions,
+                      rank_correlation, wrong_survivor_rate, WRONG_SURVIVOR_MARGIN)
 from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, rescore, select_candidates
 
 # The metric columns each table shows (names of analysis.coco.COCO_METRICS).
@@ -113,6 +113,16 @@ def dump_proportions(model: str, dump, protocol: str = "deployed") -> pd.DataFra
     return pd.concat([proportions(before_nms(dump.candidates)).assign(stage="before NMS"),
                       proportions(after_nms(dump, protocol)).assign(stage="after NMS")],
                      ignore_index=True).assign(protocol=protocol)
+
+
+def dump_image_shift(model: str, dump, protocol: str = "paper") -> dict:
+    """:func:`analysis.metrics.per_image_shift` of one dump under ``protocol`` (the paper's
+    per-image mean of the NMS shift), with the pooled shift beside it (``pooled_shift``: the
+    shares over all boxes of the set, as :func:`dump_proportions` counts them)."""
+    before, after = before_nms(dump.candidates), after_nms(dump, protocol)
+    pooled = nms_shift(pd.concat([proportions(before, (0.5,)).assign(stage="before NMS"),
+                                  proportions(after, (0.5,)).assign(stage="after NMS")]).assign(seed=0, model=model))
+    return {**per_image_shift(before, after), "pooled_shift": float(pooled["shift"].iloc[0]), "protocol": protocol}
 
 
 def dump_alignment_table(model: str, dump) -> pd.DataFrame:

@@ -6,9 +6,10 @@ and a training with 2 compute threads plus a data-loading worker on 2 cores over
 machine (OpenMP threads spin-wait while the worker holds a core: the system time seen on slow
 machines). So on a machine without CUDA ``retconf reproduce`` runs several single-threaded
 trainings at once (:func:`balanced_jobs`: about one per core, a few more when that keeps a core
-from idling in the last round), data loaded in each job's own thread: no spin-waiting threads,
-and a training's numbers do not depend on how many cores the machine has or how many jobs share
-them.
+from idling in the last round), data loaded in each job's own thread: no spin-waiting threads.
+Each job gets ``cpus // jobs`` threads (:func:`resolve_jobs`). At a fixed thread count a
+training's bits do not depend on how many jobs share the cores, but they do change with the
+thread count, so with the machine's core count (measured: docs/reproducibility.md).
 
 Each job's console output goes to ``RUN/logs/<seed>-<model>.log``; the parent prints a line
 when a job starts or ends and, every ``heartbeat_s`` seconds, where each running job is.

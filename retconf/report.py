@@ -194,6 +194,9 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
     body = with_title_and_index_link(strip_remote_scripts(body), page_title(path), note)
     if fingerprint:
         body = body.replace("<head>", f'<head>\n<meta name="retconf-inputs" content="{fingerprint}">', 1)
+    data = findings_data(body)
+    if data is not None:  # the page's findings and key numbers, machine-readable, beside it
+        atomic_write_text(target.with_suffix(".json"), json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(target, body)
     executed.unlink()  # kept only when the notebook fails
     return target
@@ -229,12 +232,37 @@ def with_title_and_index_link(page: str, title: str, note: str = "") -> str:
 
 _FINDINGS = re.compile(r'<div class="findings">(.*?)</div>', re.S)
 _VERDICT = re.compile(r'<li( class="own")?><b>(.*?)</b>')
+_DATA = re.compile(r'<script[^>]*\bclass="retconf-findings"[^>]*>(.*?)</script>', re.S)  # nbconvert reorders attributes
+
+
+def findings_data(page_html: str) -> Optional[dict]:
+    """The findings data a page embeds (:func:`analysis.findings.page_record`), or None."""
+    m = _DATA.search(page_html)
+    return json.loads(m.group(1)) if m else None
+
+
+def page_data(page: Path) -> Optional[dict]:
+    """A report page's findings data: its ``NN_name.json`` beside it, else what the HTML embeds
+    (None for a page without findings data, e.g. one written before pages had it)."""
+    sidecar = page.with_suffix(".json")
+    try:
+        if sidecar.is_file():
+            return json.loads(sidecar.read_text())
+        return findings_data(page.read_text())
+    except OSError:
+        return None
 
 
 def page_findings(page: Path, own: Optional[bool] = None) -> list[str]:
-    """The verdicts of a report page's findings block (empty when it has none): all of them, or
-    only the paper's claims (``own`` False) or only the project's own questions (``own`` True)."""
-    try:
+    """The verdicts a report page counts (empty when it has none): all of them, or only the
+    paper's claims (``own`` False) or only the project's own questions (``own`` True). A paper
+    claim whose home is another page is shown there but counted on its home only."""
+    data = page_data(page)
+    if data is not None:
+        name = page.stem
+        return [f["verdict"] for f in data["findings"]
+                if (own is None or bool(f["own"]) == own) and (f["own"] or not f["home"] or f["home"] == name)]
+    try:  # a page written before pages carried their findings as data
         m = _FINDINGS.search(page.read_text())
     except OSError:
         return []
@@ -369,6 +397,56 @@ def headline_html(rows: list[dict], source: str = "its dump's detections under i
             f"<h2>Headline</h2><p>Each detector's COCO AP (0.50:0.95) of {html.escape(source)}, and the paired differences with what this run can resolve:</p><ul>{''.join(items)}</ul></div>")
 
 
+def registry_verdicts(out: Path) -> dict[str, list[dict]]:
+    """Registry id -> the findings on it that the pages in ``out`` count (each claim's home)."""
+    found: dict[str, list[dict]] = {}
+    for page in sorted(out.glob("[0-9][0-9]_*.html")):
+        data = page_data(page)
+        for f in (data or {}).get("findings", []):
+            if f.get("claim_id") and not f["own"] and f.get("home", page.stem) in ("", page.stem):
+                found.setdefault(f["claim_id"], []).append({**f, "page": page.name})
+    return found
+
+
+def registry_html(out: Path) -> str:
+    """The index's table of the paper's claims: every row of the registry
+    (:mod:`analysis.paper.claims`) with its verdict on its home page in ``out`` (or why it is not
+    tested here), and the tally of unique claims. Empty when no page in ``out`` cites it."""
+    from analysis.paper.claims import load_claims
+
+    found = registry_verdicts(out)
+    if not found:
+        return ""
+    rows, verdicts = [], []
+    for c in load_claims().values():
+        hits = found.get(c.same_as or c.id, [])
+        if hits:
+            v = "; ".join(h["verdict"] + (" (fragile)" if h.get("fragile") else "") for h in hits)
+            if not c.same_as:  # a restatement shares its claim's finding: counted once
+                verdicts.extend(h["verdict"] for h in hits[:1])
+            where = f'<a href="{html.escape(hits[0]["page"])}">{html.escape(hits[0]["page"][:-5])}</a>'
+            if c.same_as:
+                v += f" (restates {c.same_as})"
+        elif c.testable:
+            v, where = ("not shown in this report set" if c.computed else c.status), html.escape(c.home)
+        else:
+            v, where = c.status, ""
+        rows.append(f"<tr><td><code>{html.escape(c.id)}</code></td><td>{html.escape(c.section)}</td>"
+                    f"<td>“{html.escape(c.quote)}”</td><td>{html.escape(v)}</td><td>{where}</td></tr>")
+    claims = list(load_claims().values())
+    untested = sum(1 for c in claims if not c.testable)
+    pending = sum(1 for c in claims if c.testable and not c.computed)
+    restated = sum(1 for c in claims if c.same_as)
+    return ('<h2 id="claims">The paper\'s claims</h2>'
+            f"<p>{html.escape(_tally(verdicts))}: each tested claim of the registry counted once, on its home "
+            f"page ({restated} restatements share their claim's verdict and are not counted again). "
+            f"{pending} more are testable on this run but no page computes them yet, and {untested} cannot be "
+            "tested on this run (the reason is in the table). The registry is "
+            "<code>analysis/paper/claims.csv</code>.</p>"
+            '<table class="registry"><tr><th>id</th><th>where</th><th>the paper\'s words</th><th>verdict</th>'
+            f"<th>page</th></tr>{''.join(rows)}</table>")
+
+
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None,
                project: Path = CHECKOUT, headline: Optional[list[dict]] = None) -> str:
     """The landing page: what was run (paper, data, models, seeds, command), one line of
@@ -422,6 +500,7 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         "<h2>Reports</h2><p>Start with <a href=\"04_main_results.html\">4. Main results</a>, then "
         "<a href=\"01_misalignment.html\">1. Misalignment</a>. After each link: the verdicts of its findings block.</p>"
         f"<ul>{''.join(items)}</ul>"
+        + registry_html(out)
         + (f"<h2>Other report sets</h2><ul>{links}</ul>" if links else "")
         + (f"<h2>Benchmarks</h2><ul>{bench_links}</ul>" if bench_links else "")
         + f"<h2>Provenance</h2><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>{_provenance(summary)}"

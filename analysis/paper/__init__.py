@@ -1,12 +1,15 @@
-"""The paper's tables as DataFrames (CSV files beside this module)."""
+"""The paper's tables as DataFrames (CSV files beside this module) and its claims registry
+(:mod:`analysis.paper.claims`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
+from .claims import PaperClaim, load_claims, paper_claim
+
 HERE = Path(__file__).resolve().parent
-TABLES = tuple(sorted(p.stem for p in HERE.glob("*.csv")))
+TABLES = tuple(sorted(p.stem for p in HERE.glob("*.csv") if p.stem != "claims"))  # claims.csv: the registry
 
 
 def load_table(name: str) -> pd.DataFrame:

@@ -73,7 +73,7 @@ def test_a_seed_without_a_value_is_named_with_its_reason_not_dropped() -> None:
 
 def test_render_is_one_findings_div_with_every_claim_escaped() -> None:
     html = render([claim("a < b", [0.01, 0.02], "d"), not_measured("CE beats L1", "needs --full")], "note")
-    assert html.startswith('<div class="findings">') and html.count("<li>") == 2
+    assert html.startswith('<div class="findings">') and html.count('<li class="paper">') == 2
     assert "a &lt; b" in html and "<b>not measured</b>" in html
 
 
@@ -103,3 +103,41 @@ def test_a_difference_claim_prints_its_half_width_and_the_seeds_that_would_resol
     assert "needs" not in claim("x", [0.001, -0.001, 0.0], "d", margin=0.01).evidence  # equivalence: no power line
     zero = claim("x", [0.0, 0.0, 0.0], "d")  # a degenerate run (nothing detected): no seed count resolves it
     assert "half-width ±0.000; a mean of exactly 0 is resolved by no number of seeds" in zero.evidence
+
+
+def test_a_verdict_near_its_boundary_is_marked_fragile_by_the_measured_path_shift() -> None:
+    from analysis.findings import fragility
+
+    # interval +0.0050 … +0.0150: resolved, but a shift of 0.012 / √3 = 0.0069 brings it past 0
+    values = [0.008, 0.012, 0.010]
+    assert verdict(values) == REPRODUCED
+    assert "another numeric path may make this inconclusive" in fragility(values, path_shift=0.012)
+    assert fragility(values, path_shift=0.0001) == ""  # far from the boundary at that shift
+    assert fragility(values) == ""  # no measured shift: nothing said
+    assert fragility([0.03, -0.02, 0.01], path_shift=0.5) == ""  # inconclusive: nothing to lose
+    f = claim("x beats y", values, "AP(x) − AP(y)", path_shift=0.012)
+    assert f.fragile and f.verdict == REPRODUCED
+    assert (f.mean, f.values, f.seeds) == (pytest.approx(0.01), (0.008, 0.012, 0.010), (0, 1, 2))
+
+
+def test_own_questions_sit_in_their_own_block_and_the_page_data_travels_with_the_html() -> None:
+    import json
+    import re
+
+    from analysis.findings import Finding, render
+
+    paper_here = Finding("AP(c) − AP(r)", REPRODUCED, "ev", claim_id="t1-x", quote="improve AP", section="Table 1",
+                         home="04_main_results", values=(0.1, float("nan")), seeds=(0, 1))
+    paper_there = Finding("AP(0.4) − AP(cls)", REPRODUCED, "ev", claim_id="t4-y", quote="q", section="Table 4",
+                          home="03_ablations")
+    own = claim("q holds", [0.1, 0.11, 0.12], "d", own=True)
+    page = render([paper_here, paper_there, own], page="04_main_results", numbers={"AP": {"r": [0.3, float("nan")]}})
+    assert page.index("The paper's claims") < page.index("counted on another page") < page.index('class="own-questions"')
+    assert '<a href="03_ablations.html">' in page and "<code>t1-x</code>" in page and "“improve AP”" in page
+    data = json.loads(re.search(r'class="retconf-findings">(.*?)</script>', page, re.S).group(1))
+    assert [f["claim_id"] for f in data["findings"]] == ["t1-x", "t4-y", ""]
+    assert data["findings"][0]["values"] == [0.1, None] and data["numbers"] == {"AP": {"r": [0.3, None]}}
+    assert data["page"] == "04_main_results"
+    # nothing the page says can close the script early
+    tricky = render([claim("a </script> b", [0.1, 0.2], "d")])
+    assert tricky.count("</script>") == 1

@@ -1,0 +1,129 @@
+"""Numbers the README and docs quote from a report set, generated from the pages' data.
+
+A report page writes its findings and key numbers beside its HTML (``NN_name.json``,
+:func:`analysis.findings.page_record`). Text that quotes them holds a generated block::
+
+    <!-- results:begin -->
+    ...
+    <!-- results:end -->
+
+``python -m retconf.readme`` rewrites every such block in README.md and docs/*.md from the
+committed report set (default ``reports/tiny``); ``python -m retconf.readme --check`` exits 1,
+naming the file and block, when a block differs from what the data gives (the test suite runs
+the check, so a regeneration that moves a number fails until the text follows).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"(<!-- (?P<name>[a-z0-9-]+):begin -->\n)(?P<body>.*?)(<!-- (?P=name):end -->)", re.S)
+DETECTOR_NAMES = {"retinanet": "RetinaNet", "iou_aware": "IoU-aware RetinaNet", "retinanet_conf": "RetinaNet-Conf"}
+
+
+def load_page(reports: Path, page: str) -> dict:
+    """The findings data of ``reports/page.json``; a missing or unreadable file is one clear
+    error naming it."""
+    path = reports / f"{page}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"retconf.readme: {path}: cannot read the page's findings data ({e}); "
+                         f"regenerate the report set with `retconf report`") from e
+
+
+def _spread(values: list) -> str:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return "n/a"
+    mean = sum(v) / len(v)
+    if len(v) < 2:
+        return f"{mean:.3f}"
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def _interval(f: dict, digits: int = 3) -> str:
+    if f["mean"] is None:
+        return "n/a"
+    if f["lo"] is None:
+        return f"{f['mean']:+.{digits}f}"
+    return f"{f['mean']:+.{digits}f} ({f['lo']:+.{digits}f} … {f['hi']:+.{digits}f})"
+
+
+def results_block(reports: Path) -> str:
+    """The README's headline: each detector's AP (mean ± sd over seeds), then the paper claims
+    page 04 counts with the paper's value, ours and the verdict."""
+    data = load_page(reports, "04_main_results")
+    ap, cls = data["numbers"]["AP"], data["numbers"]["AP cls-only"]
+    n = len(next(iter(ap.values()))["values"]) if ap else 0
+    lines = [f"COCO AP (0.50:0.95) on the embedded validation set, mean ± sd over {n} seeds "
+             f"([page 04]({reports.relative_to(CHECKOUT).as_posix()}/04_main_results.html)):", "",
+             "| detector | AP, deployed score | AP, NMS on cls only |", "|---|---|---|"]
+    for model, row in ap.items():
+        lines.append(f"| {DETECTOR_NAMES.get(model, model)} | {_spread(row['values'])} | "
+                     f"{_spread(cls.get(model, {}).get('values', []))} |")
+    lines += ["", "The paper's claims this table tests (paired per seed; 95 % interval):", "",
+              "| claim | the paper | ours | verdict |", "|---|---|---|---|"]
+    for f in data["findings"]:
+        if f["own"] or not f["claim_id"] or f["home"] not in ("", data["page"]):
+            continue
+        if not f["claim"].startswith("AP("):
+            continue
+        paper = re.search(r"the paper's value: ([^;]+)", f["evidence"])
+        verdict = f["verdict"] + (" (fragile)" if f["fragile"] else "")
+        lines.append(f"| `{f['claim_id']}`: {f['claim']} | {paper.group(1) if paper else ''} | {_interval(f)} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS: dict[str, Callable[[Path], str]] = {"results": results_block}
+
+
+def render_blocks(text: str, reports: Path, source: str = "") -> str:
+    """``text`` with every known generated block rewritten from ``reports``; an unknown block
+    name is an error naming ``source`` and the block."""
+    def one(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in GENERATORS:
+            raise SystemExit(f"retconf.readme: {source}: unknown generated block {name!r} "
+                             f"(known: {', '.join(GENERATORS)})")
+        return m.group(1) + GENERATORS[name](reports) + m.group(4)
+    return BLOCK.sub(one, text)
+
+
+def documents(root: Path = CHECKOUT) -> list[Path]:
+    """The files that may hold generated blocks: README.md and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retconf.readme", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reports", default=str(CHECKOUT / "reports" / "tiny"),
+                        help="the report set the numbers come from (default reports/tiny)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 where a block is out of date")
+    args = parser.parse_args(argv)
+    reports = Path(args.reports).resolve()
+    stale = []
+    for doc in documents():
+        text = doc.read_text()
+        if not BLOCK.search(text):
+            continue
+        new = render_blocks(text, reports, str(doc))
+        if new != text:
+            stale.append(doc)
+            if not args.check:
+                doc.write_text(new)
+    for doc in stale:
+        print(f"{doc.relative_to(CHECKOUT)}: {'out of date with' if args.check else 'rewritten from'} "
+              f"{reports.relative_to(CHECKOUT) if reports.is_relative_to(CHECKOUT) else reports}")
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
