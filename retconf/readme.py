@@ -82,7 +82,29 @@ def results_block(reports: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def claims_block(reports: Path, number: str) -> str:
+    """The paper claims one page counts (``NN``: the page's number), one row each: the registry
+    id, what was measured, ours (mean and 95 % interval over seeds) and the verdict."""
+    pages = sorted(reports.glob(f"{number}_*.json"))
+    if not pages:
+        raise SystemExit(f"retconf.readme: {reports}: no page {number}_*.json (regenerate the report set)")
+    data = json.loads(pages[0].read_text())
+    rel = reports.relative_to(CHECKOUT).as_posix() if reports.is_relative_to(CHECKOUT) else str(reports)
+    lines = [f"From [page {number}]({rel}/{pages[0].stem}.html) of `{rel}` (each claim's words and protocol: "
+             "`analysis/paper/claims.csv`):", "", "| claim | measured | ours | verdict |", "|---|---|---|---|"]
+    for f in data["findings"]:
+        if f["own"] or not f["claim_id"] or f["home"] not in ("", data["page"]):
+            continue
+        what = f["evidence"].split(" = ")[0] if " = " in f["evidence"] else f["claim"]
+        digits = 4 if f["mean"] is not None and abs(f["mean"]) < 0.01 else 3
+        lines.append(f"| `{f['claim_id']}` | {what} | {_interval(f, digits)} | "
+                     f"{f['verdict'] + (' (fragile)' if f['fragile'] else '')} |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {"results": results_block}
+for _number in ("01", "02", "03", "04"):
+    GENERATORS[f"claims-{_number}"] = lambda reports, n=_number: claims_block(reports, n)
 
 
 def render_blocks(text: str, reports: Path, source: str = "") -> str:

@@ -137,8 +137,29 @@ def test_every_page_opens_with_findings_and_every_figure_has_alt_text(reports: P
     # with no detection above its threshold, depending on the CPU's arithmetic)
     assert all(v in ("reproduced", "not reproduced", "holds", "does not hold", "inconclusive at 2 seeds",
                      "inconclusive at 1 seed", "not measured") for v in verdicts), verdicts
-    for item in re.findall(r"<li><b>inconclusive at 1 seed</b>(.*?)</li>", text):
+    items = re.findall(r'<li class="(?:paper|elsewhere|own)"[^>]*><b>inconclusive at 1 seed</b>(.*?)</li>', text)
+    for item in items:
         assert re.search(r"seed \d+ left out: \S", item), item
+    # the page's findings travel as data beside it, the same as the block shows
+    import json
+
+    data = json.loads((reports / f"{name}.json").read_text())
+    assert data["page"] == name and [f["verdict"] for f in data["findings"]] == [
+        html.unescape(v) for v in re.findall(r'<li class="(?:paper|elsewhere|own)"[^>]*><b>(.*?)</b>', text)]
+    # every paper finding cites the registry with the paper's words; own questions sit apart, in their own words
+    from analysis.paper.claims import load_claims
+
+    claims = load_claims()
+    for f in data["findings"]:
+        if f["own"]:
+            assert not f["claim_id"] and f["verdict"] not in ("reproduced", "not reproduced"), f
+        else:
+            assert claims[f["claim_id"]].quote == f["quote"] and f["home"] == claims[f["claim_id"]].home, f
+            assert f'<code>{f["claim_id"]}</code>' in text
+    if any(f["own"] for f in data["findings"]):
+        own_block = text[text.index('class="own-questions"'):]
+        assert all(f'<b>{html.escape(f["verdict"])}</b> — {html.escape(f["claim"])}' in own_block
+                   for f in data["findings"] if f["own"])
     assert text.index('class="findings"') < text.index("<table")  # the block opens the page
     for img in re.findall(r"<img [^>]*>", text):
         alt = re.search(r'alt="([^"]*)"', img)
@@ -163,6 +184,30 @@ def test_index_links_every_report_with_its_findings(reports: Path) -> None:
             assert html.unescape(line) == verdict_line(page_findings(reports / p, own=False),
                                                        page_findings(reports / p, own=True)), p
     assert "retconf reproduce --preset quick --seeds 2 --full" in text
+    # the registry as one table: every claim once, with its verdict on its home page or why it has none
+    from analysis.paper.claims import load_claims
+
+    claims = load_claims()
+    table = text[text.index('<table class="registry">'):]
+    rows = re.findall(r"<tr><td><code>([a-z0-9-]+)</code></td><td>.*?</td><td>.*?</td><td>(.*?)</td>", table)
+    assert [r for r, _ in rows] == list(claims)
+    import json
+
+    counted = {}
+    for p, _ in pages:
+        if p != "explore.html":
+            for f in json.loads((reports / p.replace(".html", ".json")).read_text())["findings"]:
+                if f["claim_id"] and f["home"] == p[:-5]:
+                    assert f["claim_id"] not in counted, f"{f['claim_id']} counted on {counted.get(f['claim_id'])} and {p}"
+                    counted[f["claim_id"]] = html.escape(f["verdict"])
+    for claim_id, shown in rows:
+        c = claims[claim_id]
+        if c.computed:
+            assert shown.startswith(counted[c.same_as or claim_id]), (claim_id, shown)
+        else:
+            assert shown == html.escape(c.status), (claim_id, shown)
+    tally = re.search(r'<h2 id="claims">.*?<p>(.*?):', text, re.S).group(1)
+    assert tally == html.escape(verdict_line(list(map(html.unescape, counted.values())))), tally
     assert text.index('class="headline"') < text.index("<h2>What was run</h2>")  # the headline opens the page
     assert text.count("resolvable to ± ") == 2  # both differences to RetinaNet, with their resolution
     for href in re.findall(r'href="([^"#]+)"', text):  # every link resolves
