@@ -47,18 +47,22 @@ ALIASES = {"IoU-aware": "iou_aware"}  # an older page's spelling of a detector
 
 
 def _from_run(run: Path) -> dict[tuple[str, str], dict[int, float]]:
-    """(protocol, model) -> seed -> AP(model) − AP(RetinaNet), from a run directory's dumps."""
-    from analysis.runs import load_summary, paper_detectors
-    from analysis.seeds import over_seeds
+    """(protocol, model) -> seed -> AP(model) − AP(RetinaNet), from a run directory's dumps: the
+    paper's three detectors on every seed whose three dumps are finished (a run still training
+    has no summary.json yet)."""
+    from analysis.io import load_dump
+    from analysis.runs import dump_dir
     from analysis.tables import cls_only_ap, live_ap
 
-    models = paper_detectors(load_summary(run))
+    models = ["retinanet", "iou_aware", "retinanet_conf"]
+    seeds = sorted(int(p.name.split("_")[1]) for p in run.glob("seed_*")
+                   if all((dump_dir(run, int(p.name.split("_")[1]), m) / "metadata.json").is_file() for m in models))
     out: dict[tuple[str, str], dict[int, float]] = {}
     for protocol, fn in (("deployed", live_ap), ("cls only", cls_only_ap)):
-        ap = over_seeds(run, models, fn).pivot(index="seed", columns="model", values="AP")
-        for m in models:
-            if m != BASE:
-                out[(protocol, m)] = {int(s): float(v) for s, v in (ap[m] - ap[BASE]).items() if math.isfinite(v)}
+        for seed in seeds:
+            ap = {m: fn(m, load_dump(dump_dir(run, seed, m)))["AP"] for m in models}
+            for m in models[1:]:
+                out.setdefault((protocol, m), {})[seed] = float(ap[m] - ap[BASE])
     return out
 
 

@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override settings of every detector config, e.g. "
                     "model.backbone.init_cfg.checkpoint=/path/r50.pth for COCO presets offline")
     rp.add_argument("--jobs", type=int, default=None, metavar="N",
-                    help="trainings (each with its dump) run at once, each in its own process with "
-                    "CPUs/N threads (default: 1 with CUDA, else one per CPU core up to 8)")
+                    help="trainings (each with its dump) run at once, each in its own process "
+                    "(default: 1 with CUDA, else one per CPU core up to 8); on a CPU each has one compute "
+                    "thread whatever N, since the thread count changes a training's bits")
     rp.add_argument("--dry-run", action="store_true",
                     help="check the configs and dataset, print the trainings, run nothing")
     rp.add_argument("--no-reports", action="store_true",

@@ -7,9 +7,10 @@ machine (OpenMP threads spin-wait while the worker holds a core: the system time
 machines). So on a machine without CUDA ``retconf reproduce`` runs several single-threaded
 trainings at once (:func:`balanced_jobs`: about one per core, a few more when that keeps a core
 from idling in the last round), data loaded in each job's own thread: no spin-waiting threads.
-Each job gets ``cpus // jobs`` threads (:func:`resolve_jobs`). At a fixed thread count a
-training's bits do not depend on how many jobs share the cores, but they do change with the
-thread count, so with the machine's core count (measured: docs/reproducibility.md).
+Without CUDA each job gets one compute thread, on any machine (:func:`resolve_jobs`): a
+training's bits change with its thread count (measured: docs/reproducibility.md), so a fixed
+count keeps a seed's numbers independent of the core count. With CUDA the device computes and
+the job gets ``cpus // jobs`` threads for its data.
 
 Each job's console output goes to ``RUN/logs/<seed>-<model>.log``; the parent prints a line
 when a job starts or ends and, every ``heartbeat_s`` seconds, where each running job is.
@@ -45,20 +46,28 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+# One compute thread per CPU training and for the shared pretraining, whatever the core count:
+# the summation order, and so the weights' last bits, change with the thread count.
+CPU_TRAINING_THREADS = 1
+
+
 def resolve_jobs(requested: Optional[int], n_pending: int, cpus: Optional[int] = None,
                  has_cuda: Optional[Callable[[], bool]] = None) -> tuple[int, int]:
     """(jobs, threads per job) for ``n_pending`` trainings.
 
     ``requested`` None means automatic: 1 with CUDA (one device), else :func:`balanced_jobs`
-    on up to 8 cores. Threads per job: ``cpus // jobs`` (at least 1).
+    on up to 8 cores. Threads per job: :data:`CPU_TRAINING_THREADS` without CUDA (a training's
+    bits depend on its thread count, so it must not follow the core count); with CUDA
+    ``cpus // jobs`` (at least 1).
     """
     cpus = cpus or os.cpu_count() or 1
     if requested is not None and requested < 1:
         raise UsageError(f"--jobs: must be at least 1, got {requested}")
+    cuda = (has_cuda or cuda_available)()
     if requested is None:
-        requested = 1 if (has_cuda or cuda_available)() else balanced_jobs(n_pending, min(cpus, 8))
+        requested = 1 if cuda else balanced_jobs(n_pending, min(cpus, 8))
     jobs = max(1, min(requested, n_pending))
-    return jobs, max(1, cpus // jobs)
+    return jobs, (max(1, cpus // jobs) if cuda else CPU_TRAINING_THREADS)
 
 
 def balanced_jobs(n: int, cores: int) -> int:

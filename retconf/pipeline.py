@@ -426,10 +426,17 @@ def train_and_dump(run: RunPlan, context: JobContext, parallel: Optional[int], l
     else:
         log.n_jobs, log.threads = resolve_jobs(parallel, len(jobs))
         if log.n_jobs == 1:
-            for i, job in enumerate(jobs, 1):
-                _stage(f"[3/{N_STAGES}] seed {job.seed} ({job.seed + 1}/{run.seeds}), {job.name} "
-                       f"({i}/{len(jobs)}): train -> {job.work_dir}, dump -> {job.dump_dir}")
-                _record(run_job(job, context), log)
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(log.threads)  # the same thread count as a parallel job's
+            try:
+                for i, job in enumerate(jobs, 1):
+                    _stage(f"[3/{N_STAGES}] seed {job.seed} ({job.seed + 1}/{run.seeds}), {job.name} "
+                           f"({i}/{len(jobs)}): train -> {job.work_dir}, dump -> {job.dump_dir}")
+                    _record(run_job(job, context), log)
+            finally:
+                torch.set_num_threads(before)
         else:
             _stage(f"[3/{N_STAGES}] {len(jobs)} trainings and dumps, {log.n_jobs} at a time with "
                    f"{log.threads} thread{'s' * (log.threads > 1)} each; logs in {runs.log_dir(run.run_dir)}")

@@ -26,6 +26,8 @@ BACKGROUND = 10
 # The detector's data_preprocessor normalisation (mmdet RetinaNet: ImageNet mean/std on RGB).
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+# Compute threads of the pretraining on any machine (its bits change with the thread count).
+PRETRAIN_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,11 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
     def logits(x: torch.Tensor) -> torch.Tensor:
         return class_logits(model, x, layout)
 
-    # One core draws the crops (crop_batches' worker), the others train: compute threads
-    # competing with the worker for a core spin-wait (measured slower on 2 cores).
+    # One compute thread on any machine: the backbone's bits change with the thread count
+    # (docs/reproducibility.md), and every training starts from it. One more core draws the
+    # crops (crop_batches' worker); more compute threads would also spin-wait against it.
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads - 1))
+    torch.set_num_threads(PRETRAIN_THREADS)
     start = time.time()
     bar = progress_bar(crop_batches(cfg, cfg.iters), total=cfg.iters, desc="pretrain backbone",
                disable=not progress, unit="it")

@@ -408,15 +408,22 @@ def registry_verdicts(out: Path) -> dict[str, list[dict]]:
     return found
 
 
+DECISIVE_SET = "tiny-decisive"  # the report set of the many-seed run the default pages defer to
+
+
 def registry_html(out: Path) -> str:
     """The index's table of the paper's claims: every row of the registry
     (:mod:`analysis.paper.claims`) with its verdict on its home page in ``out`` (or why it is not
-    tested here), and the tally of unique claims. Empty when no page in ``out`` cites it."""
+    tested here), and the tally of unique claims. Where a sibling set :data:`DECISIVE_SET`
+    exists, a column gives its verdict on each claim, linked. Empty when no page in ``out``
+    cites the registry."""
     from analysis.paper.claims import load_claims
 
     found = registry_verdicts(out)
     if not found:
         return ""
+    decisive = out.parent / DECISIVE_SET
+    other = registry_verdicts(decisive) if decisive.is_dir() and out.resolve() != decisive.resolve() else {}
     rows, verdicts = [], []
     for c in load_claims().values():
         hits = found.get(c.same_as or c.id, [])
@@ -431,8 +438,14 @@ def registry_html(out: Path) -> str:
             v, where = ("not shown in this report set" if c.computed else c.status), html.escape(c.home)
         else:
             v, where = c.status, ""
+        extra = ""
+        if other:
+            hit = other.get(c.same_as or c.id, [])
+            extra = (f'<td><a href="../{DECISIVE_SET}/{html.escape(hit[0]["page"])}">'
+                     f'{html.escape(hit[0]["verdict"] + (" (fragile)" if hit[0].get("fragile") else ""))}</a></td>'
+                     if hit else "<td></td>")
         rows.append(f"<tr><td><code>{html.escape(c.id)}</code></td><td>{html.escape(c.section)}</td>"
-                    f"<td>“{html.escape(c.quote)}”</td><td>{html.escape(v)}</td><td>{where}</td></tr>")
+                    f"<td>“{html.escape(c.quote)}”</td><td>{html.escape(v)}</td><td>{where}</td>{extra}</tr>")
     claims = list(load_claims().values())
     untested = sum(1 for c in claims if not c.testable)
     pending = sum(1 for c in claims if c.testable and not c.computed)
@@ -443,8 +456,11 @@ def registry_html(out: Path) -> str:
             f"{pending} more are testable on this run but no page computes them yet, and {untested} cannot be "
             "tested on this run (the reason is in the table). The registry is "
             "<code>analysis/paper/claims.csv</code>.</p>"
-            '<table class="registry"><tr><th>id</th><th>where</th><th>the paper\'s words</th><th>verdict</th>'
-            f"<th>page</th></tr>{''.join(rows)}</table>")
+            + (f'<p>The last column is the verdict of the decisive run (<a href="../{DECISIVE_SET}/index.html">'
+               f"{DECISIVE_SET}</a>: more seeds, so narrower intervals); where the two differ, it is the one to "
+               "rely on.</p>" if other else "")
+            + '<table class="registry"><tr><th>id</th><th>where</th><th>the paper\'s words</th><th>verdict</th>'
+            f"<th>page</th>{'<th>decisive run</th>' if other else ''}</tr>{''.join(rows)}</table>")
 
 
 def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None,

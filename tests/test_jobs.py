@@ -26,7 +26,8 @@ def test_balanced_jobs_leaves_no_core_idle_in_the_last_round() -> None:
 
 def test_resolve_jobs_single_threaded_jobs_without_cuda_and_one_with() -> None:
     assert resolve_jobs(None, 9, cpus=2, has_cuda=lambda: False) == (3, 1)
-    assert resolve_jobs(None, 1, cpus=2, has_cuda=lambda: False) == (1, 2)  # one training keeps both cores
+    assert resolve_jobs(None, 1, cpus=2, has_cuda=lambda: False) == (1, 1)  # one thread on any CPU: the bits depend on it
+    assert resolve_jobs(None, 2, cpus=16, has_cuda=lambda: False) == (2, 1)
     assert resolve_jobs(None, 30, cpus=16, has_cuda=lambda: False) == (10, 1)  # 3 rounds on 8 cores
     assert resolve_jobs(None, 9, cpus=16, has_cuda=lambda: True) == (1, 16)
     assert resolve_jobs(3, 9, cpus=2, has_cuda=lambda: False) == (3, 1)

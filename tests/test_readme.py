@@ -1,0 +1,58 @@
+"""retconf.readme: the numbers README.md and docs/ quote from a report set come from its data."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from retconf import readme
+from tests.conftest import ROOT
+
+
+def test_every_generated_block_matches_the_committed_reports() -> None:
+    """The README's result table and the docs' claim tables equal what the committed pages' data
+    give: a regeneration that moves a number fails here until `python -m retconf.readme` is run."""
+    assert readme.main(["--check"]) == 0
+    blocks = [m.group("name") for doc in readme.documents() for m in readme.BLOCK.finditer(doc.read_text())]
+    assert "results" in blocks and "claims-01" in blocks  # the README's headline and page 01's claims
+
+
+def _page(reports: Path, name: str, findings: list[dict], numbers: dict) -> None:
+    (reports / f"{name}.json").write_text(json.dumps({"page": name, "findings": findings, "numbers": numbers}))
+
+
+def _finding(claim_id: str, claim: str, mean: float, verdict: str, home: str, evidence: str = "x = 1") -> dict:
+    return {"claim": claim, "verdict": verdict, "evidence": evidence, "own": False, "claim_id": claim_id,
+            "quote": "q", "section": "s", "home": home, "values": [mean], "seeds": [0], "mean": mean,
+            "lo": mean - 0.01, "hi": mean + 0.01, "fragile": "", "also": []}
+
+
+def test_a_moved_number_is_caught_and_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reports = tmp_path / "reports" / "tiny"
+    reports.mkdir(parents=True)
+    ap = {"retinanet": {"seeds": [0, 1], "values": [0.30, 0.32]}, "retinanet_conf": {"seeds": [0, 1], "values": [0.31, 0.33]}}
+    _page(reports, "04_main_results", [
+        _finding("abs-conf-improves-ap-r50", "AP(RetinaNet-Conf) − AP(RetinaNet)", 0.01, "reproduced", "04_main_results",
+                 "AP(retinanet_conf) − AP(retinanet) = +0.010; the paper's value: +0.007"),
+        _finding("t3-product-gain-ce", "AP(x) − AP(y)", 0.5, "reproduced", "03_ablations")], {"AP": ap, "AP cls-only": ap})
+    doc = tmp_path / "README.md"
+    doc.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nend\n")
+    monkeypatch.setattr(readme, "CHECKOUT", tmp_path)
+    monkeypatch.setattr(readme, "documents", lambda root=tmp_path: [doc])
+    assert readme.main(["--check", "--reports", str(reports)]) == 1 and "old" in doc.read_text()
+    assert readme.main(["--reports", str(reports)]) == 0
+    text = doc.read_text()
+    assert "| RetinaNet | 0.310 ± 0.014 |" in text and "| RetinaNet-Conf | 0.320 ± 0.014 |" in text
+    assert "`abs-conf-improves-ap-r50`" in text and "+0.007" in text and "reproduced" in text
+    assert "t3-product-gain-ce" not in text  # counted on its home page, not this one
+    assert text.startswith("intro\n") and text.endswith("end\n")
+    assert readme.main(["--check", "--reports", str(reports)]) == 0
+    doc.write_text("<!-- nonsense:begin -->\n<!-- nonsense:end -->\n")
+    with pytest.raises(SystemExit, match="unknown generated block 'nonsense'"):
+        readme.main(["--reports", str(reports)])
+    shutil.rmtree(reports)
+    doc.write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    with pytest.raises(SystemExit, match="04_main_results.json: cannot read"):
+        readme.main(["--reports", str(reports)])
