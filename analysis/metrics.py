@@ -497,3 +497,216 @@ def gap_grid(gaps: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             paper[r.metric] = f"{r.paper:+.{digits}f}" if np.isfinite(r.paper) else "n/a"
         rows += [ours, paper]
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- quantities of single paper claims
+# Each computes one registry row's quantity (analysis/paper/claims.csv) on one dump's frames; the
+# dump wrappers that :func:`analysis.seeds.over_seeds` applies are in :mod:`analysis.tables`.
+
+FIGURE1_IOU_SPLIT = 0.7  # the IoU at which the paper's Figure 1 text splits its boxes
+
+
+def figure1_bands(candidates: pd.DataFrame, split: float = FIGURE1_IOU_SPLIT, base_cls: float = 0.05,
+                  iou_col: str = "iou_same") -> dict:
+    """The introduction's reading of Figure 1 on the pre-NMS boxes ((anchor, label) pairs with
+    cls > ``base_cls``, pooled over images), split at IoU ``split`` (same-class IoU ``iou_col``).
+
+    Args:
+        candidates: rows with ``cls`` and ``iou_col``.
+    Returns:
+        ``{"low n"`` (boxes with IoU < split), ``"low 0.05<cls≤0.2"``, ``"low 0.2<cls≤0.4"``,
+        ``"low cls>0.4"`` (shares of the low band), ``"high n"`` (IoU > split), ``"high cls<0.5"``
+        (share of the high band), ``"median cls high"`` (IoU > split), ``"median cls not high"``
+        (IoU ≤ split)``}``; a share or median of an empty band is NaN.
+    """
+    pre = before_nms(candidates, base_cls)
+    iou, cls = pre[iou_col].to_numpy(np.float64), pre["cls"].to_numpy(np.float64)
+    low, high = cls[iou < split], cls[iou > split]
+    share = lambda mask, n: float(mask.sum() / n) if n else float("nan")  # noqa: E731
+    median = lambda x: float(np.median(x)) if len(x) else float("nan")  # noqa: E731
+    return {"low n": int(len(low)), f"low {base_cls:g}<cls≤0.2": share((low > base_cls) & (low <= 0.2), len(low)),
+            "low 0.2<cls≤0.4": share((low > 0.2) & (low <= 0.4), len(low)), "low cls>0.4": share(low > 0.4, len(low)),
+            "high n": int(len(high)), "high cls<0.5": share(high < 0.5, len(high)),
+            "median cls high": median(high), "median cls not high": median(cls[iou <= split])}
+
+
+def band_correlations(pop: pd.DataFrame, split: float = FIGURE1_IOU_SPLIT, score_col: str = "cls",
+                      iou_col: str = "iou_same") -> dict:
+    """Spearman ρ(``score_col``, ``iou_col``) within the two IoU bands of Figure 1: IoU < ``split``
+    and IoU ≥ ``split``, on a population chosen by the IoU alone (one row per anchor).
+
+    Returns:
+        ``{"low n", "low ρ", "high n", "high ρ", "larger ρ"}``: ``larger ρ`` is the larger of the
+        two, NaN when either band has no correlation (fewer than 2 rows or a constant column).
+    """
+    low, high = pop[pop[iou_col] < split], pop[pop[iou_col] >= split]
+    rl, rh = correlation(low, score_col, iou_col)["spearman"], correlation(high, score_col, iou_col)["spearman"]
+    return {"low n": len(low), "low ρ": rl, "high n": len(high), "high ρ": rh,
+            "larger ρ": max(rl, rh) if np.isfinite(rl) and np.isfinite(rh) else float("nan")}
+
+
+def per_image_share_gap(candidates: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05,
+                        iou_col: str = "iou_same") -> dict:
+    """Per image, of the pre-NMS boxes (cls > ``base_cls``), the share with cls > ``thr`` minus the
+    share with IoU > ``thr``, averaged over the images that have such boxes.
+
+    Args:
+        candidates: rows with ``image_id``, ``cls`` and ``iou_col``.
+    Returns:
+        ``{"images", "cls share", "iou share", "gap"}`` (per-image means; NaN and 0 images when
+        no image has a box).
+    """
+    pre = before_nms(candidates, base_cls)
+    s = pd.DataFrame({"cls": pre["cls"] > thr, "iou": pre[iou_col] > thr}).groupby(pre["image_id"]).mean()
+    if s.empty:
+        return {"images": 0, "cls share": float("nan"), "iou share": float("nan"), "gap": float("nan")}
+    return {"images": int(len(s)), "cls share": float(s["cls"].mean()), "iou share": float(s["iou"].mean()),
+            "gap": float((s["cls"] - s["iou"]).mean())}
+
+
+def credible_share(detections: pd.DataFrame, cls_thr: float = 0.5, iou_thr: float = 0.5) -> dict:
+    """Of the detections with cls > ``cls_thr``, the share that match a ground truth of their
+    label at IoU ≥ ``iou_thr`` (``gt_same`` ≥ 0 and ``iou_same`` ≥ ``iou_thr``), pooled.
+
+    Returns:
+        ``{"confident": n, "matched": k, "share": k / n}`` (share NaN without a confident one).
+    """
+    conf = detections[detections["cls"] > cls_thr]
+    k = int(((conf["gt_same"] >= 0) & (conf["iou_same"] >= iou_thr)).sum())
+    return {"confident": len(conf), "matched": k, "share": k / len(conf) if len(conf) else float("nan")}
+
+
+def positives_comparison(candidates: pd.DataFrame, images: pd.DataFrame, thr: float = 0.5,
+                         base_cls: float = 0.05, iou_col: str = "iou_same") -> dict:
+    """The intro Table 1 comparison per image: pre-NMS boxes (cls > ``base_cls``) with cls >
+    ``thr`` and with IoU > ``thr`` against the image's positive anchors (IoU > 0.5).
+
+    Args:
+        candidates: rows with ``image_id``, ``cls`` and ``iou_col``.
+        images: one row per val image with ``image_id``, ``num_gt``, ``positive_anchors``.
+    Returns:
+        ``{"images with positives"`` (positive_anchors > 0), ``"cls boxes fewer"`` (of those, the
+        images with fewer boxes with cls > thr than positives), ``"share cls fewer"``,
+        ``"images with ground truth"`` (num_gt > 0; an image with nothing to localize has no
+        box with IoU > thr and no positive), ``"iou boxes not more"`` (of those, the images
+        whose boxes with IoU > thr do not outnumber the positives), ``"share iou not more"``
+        ``}`` (shares NaN over no image).
+    """
+    pre = before_nms(candidates, base_cls)
+    img = images.set_index("image_id")
+    n_cls = (pre["cls"] > thr).groupby(pre["image_id"]).sum().reindex(img.index, fill_value=0)
+    n_iou = (pre[iou_col] > thr).groupby(pre["image_id"]).sum().reindex(img.index, fill_value=0)
+    pos = img["positive_anchors"]
+    with_pos, with_gt = pos > 0, img["num_gt"] > 0
+    fewer = int((n_cls[with_pos] < pos[with_pos]).sum())
+    not_more = int((n_iou[with_gt] <= pos[with_gt]).sum())
+    a, b = int(with_pos.sum()), int(with_gt.sum())
+    return {"images with positives": a, "cls boxes fewer": fewer, "share cls fewer": fewer / a if a else float("nan"),
+            "images with ground truth": b, "iou boxes not more": not_more,
+            "share iou not more": not_more / b if b else float("nan")}
+
+
+def positive_obj_share(pop: pd.DataFrame, thr: float = 0.5, iou_thr: float = 0.5) -> dict:
+    """Of the anchors of a population (one row per anchor) whose IoU with any ground truth is ≥
+    ``iou_thr``, the share with obj > ``thr``. Returns ``{"positives", "obj>thr", "share"}``
+    (share NaN without a positive)."""
+    pos = pop[pop["iou_any"] >= iou_thr]
+    k = int((pos["obj"] > thr).sum())
+    return {"positives": len(pos), f"obj>{thr:g}": k, "share": k / len(pos) if len(pos) else float("nan")}
+
+
+def product_lift_share(pop: pd.DataFrame, alpha: float = 0.4, cls_thr: float = 0.5, iou_thr: float = 0.5) -> dict:
+    """Of the anchors with cls < ``cls_thr`` and same-class IoU > ``iou_thr``, the share whose
+    product obj^α·cls^(1−α) exceeds cls (in float64; the same as obj > cls for cls > 0).
+    Returns ``{"anchors", "lifted", "share"}`` (share NaN without such an anchor)."""
+    rows = pop[(pop["cls"] < cls_thr) & (pop["iou_same"] > iou_thr)]
+    cls, obj = rows["cls"].to_numpy(np.float64), rows["obj"].to_numpy(np.float64)
+    k = int((obj ** alpha * cls ** (1.0 - alpha) > cls).sum())
+    return {"anchors": len(rows), "lifted": k, "share": k / len(rows) if len(rows) else float("nan")}
+
+
+def mid_iou_obj_gap(pop: pd.DataFrame, lo: float = 0.5, hi: float = 0.75) -> dict:
+    """Mean obj of the anchors with IoU (any ground truth) in [``lo``, ``hi``) minus that of those
+    with IoU ≥ ``hi``. Returns ``{"mid n", "mid obj", "high n", "high obj", "gap"}`` (means NaN
+    over no anchor)."""
+    iou = pop["iou_any"]
+    mid, high = pop.loc[(iou >= lo) & (iou < hi), "obj"], pop.loc[iou >= hi, "obj"]
+    m, h = (float(x.mean()) if len(x) else float("nan") for x in (mid, high))
+    return {"mid n": len(mid), "mid obj": m, "high n": len(high), "high obj": h, "gap": m - h}
+
+
+def size_correlation_gap(pop: pd.DataFrame, score_col: str = "obj", iou_col: str = "iou_any") -> dict:
+    """Spearman ρ(``score_col``, ``iou_col``) on the anchors of small objects minus that on
+    medium ones (:data:`SIZE_BINS` on ``gt_area``, the box area of the ground truth the anchor
+    overlaps most). Returns ``{"small n", "small ρ", "medium n", "medium ρ", "gap"}``."""
+    out = {}
+    for key, name in (("small", "small (<32²)"), ("medium", "medium (32²–96²)")):
+        lo, hi = SIZE_BINS[name]
+        c = correlation(pop[(pop["gt_area"] >= lo) & (pop["gt_area"] < hi)], score_col, iou_col)
+        out[f"{key} n"], out[f"{key} ρ"] = c["n"], c["spearman"]
+    return {**out, "gap": out["small ρ"] - out["medium ρ"]}
+
+
+def negative_obj_share(candidates: pd.DataFrame, neg_iou: float = 0.4, thr: float = 0.5,
+                       base_cls: float = 0.05) -> dict:
+    """Of the negative anchors before NMS (one row per anchor, :func:`per_anchor`, of the pairs
+    with cls > ``base_cls``; IoU < ``neg_iou`` with every ground truth), the share with obj >
+    ``thr``. Returns ``{"negatives", "obj>thr", "share"}`` (share NaN without a negative)."""
+    neg = per_anchor(before_nms(candidates, base_cls))
+    neg = neg[neg["iou_any"] < neg_iou]
+    k = int((neg["obj"] > thr).sum())
+    return {"negatives": len(neg), f"obj>{thr:g}": k, "share": k / len(neg) if len(neg) else float("nan")}
+
+
+def low_obj_share(detections: pd.DataFrame, thr: float = 0.5) -> dict:
+    """Share of detections with obj ≤ ``thr``. Returns ``{"detections", "obj≤thr", "share"}``
+    (share NaN without a detection)."""
+    k = int((detections["obj"] <= thr).sum())
+    n = len(detections)
+    return {"detections": n, f"obj≤{thr:g}": k, "share": k / n if n else float("nan")}
+
+
+def matched_mean_iou(detections: pd.DataFrame, min_iou: float = 0.5) -> dict:
+    """Mean same-class IoU of the detections that match a ground truth of their label at IoU ≥
+    ``min_iou`` (``gt_same`` ≥ 0), pooled. Returns ``{"matched", "mean IoU"}`` (NaN without one)."""
+    m = detections[(detections["gt_same"] >= 0) & (detections["iou_same"] >= min_iou)]
+    return {"matched": len(m), "mean IoU": float(m["iou_same"].mean()) if len(m) else float("nan")}
+
+
+COCO_UNDEFINED_METRIC = -1.0  # what COCO writes for a size with no object in the val set
+
+
+def alpha_gains(per_seed: pd.DataFrame, metrics: Sequence[str], low: float = 0.2, high: float = 0.4) -> pd.DataFrame:
+    """Per seed and metric, m(α = ``high``) − m(α = ``low``) of one detector's α sweep; a metric
+    COCO leaves undefined (−1) at either α on any seed is left out.
+
+    Args:
+        per_seed: rows ``seed``, ``alpha`` and the metric columns (one row per (seed, α)), e.g.
+            :func:`analysis.tables.alpha_rows` over seeds for one model.
+    Returns:
+        rows ``seed, metric, gain``.
+    """
+    at = per_seed[np.isclose(per_seed["alpha"], low) | np.isclose(per_seed["alpha"], high)]
+    rows = []
+    for m in [m for m in metrics if m in at and not (at[m] == COCO_UNDEFINED_METRIC).any()]:
+        for seed, g in at.groupby("seed", sort=True):
+            v = {("high" if np.isclose(a, high) else "low"): float(x) for a, x in zip(g["alpha"], g[m])}
+            rows.append({"seed": seed, "metric": m, "gain": v.get("high", np.nan) - v.get("low", np.nan)})
+    return pd.DataFrame(rows, columns=["seed", "metric", "gain"])
+
+
+def gain_summary(gains: pd.DataFrame, focus: str = "ARs") -> pd.DataFrame:
+    """Per seed, the smallest gain over the metrics of :func:`alpha_gains` (``min gain``) and the
+    gain of ``focus`` minus the largest gain of the other metrics (``focus margin``; NaN when
+    ``focus`` or every other metric is missing).
+
+    Returns:
+        rows ``seed, metrics, min gain, focus margin``.
+    """
+    rows = []
+    for seed, g in gains.groupby("seed", sort=True):
+        by = dict(zip(g["metric"], g["gain"]))
+        others = [v for k, v in by.items() if k != focus]
+        rows.append({"seed": seed, "metrics": len(by), "min gain": min(by.values()) if by else float("nan"),
+                     "focus margin": by[focus] - max(others) if focus in by and others else float("nan")})
+    return pd.DataFrame(rows, columns=["seed", "metrics", "min gain", "focus margin"])

@@ -33,9 +33,12 @@ import pandas as pd
 from .ablation_tables import TABLE3, TABLE_ROWS
 from .coco import coco_ap, dump_coco_ap
 from .fusion import ALPHA_GRID, TABLE4_RULES, Fusion
-from .metrics import (ORACLES, alignment_table, before_nms, count_table, low_cls_share, nms_shift, obj_above,
-                      oracle_candidates, per_anchor, per_image_shift, population_alignment, proportions,
-                      rank_correlation, wrong_survivor_rate, WRONG_SURVIVOR_MARGIN)
+from .metrics import (ORACLES, alignment_table, band_correlations, before_nms, correlation, count_table,
+                      credible_share, figure1_bands, low_cls_share, low_obj_share, matched_mean_iou, mid_iou_obj_gap,
+                      negative_obj_share, nms_shift, obj_above, oracle_candidates, per_anchor,
+                      per_image_share_gap, per_image_shift, population_alignment, positive_obj_share,
+                      positives_comparison, product_lift_share, proportions, rank_correlation,
+                      size_correlation_gap, wrong_survivor_rate, WRONG_SURVIVOR_MARGIN)
 from .rescore import deployed_fusion, deployed_rule, inference_kwargs, nms_per_image, rescore, select_candidates
 
 # The metric columns each table shows (names of analysis.coco.COCO_METRICS).
@@ -134,9 +137,15 @@ def deployed_nms(dump) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]
     """NMS under the ranking rule the dump's model deploys, with the dump's own inference
     settings: (the candidates NMS saw, its survivors after the per-image cap, its survivors
     before it, the NMS IoU threshold). Survivors are NMS's: before any score voting moves them."""
+    return nms_under(dump, deployed_rule(dump.meta, dump.meta_file))
+
+
+def nms_under(dump, rule: Fusion) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
+    """:func:`deployed_nms` with NMS ranked by ``rule`` instead of the deployed one, under the
+    dump's own inference settings: (the candidates NMS saw, its survivors after the per-image
+    cap, its survivors before it, the NMS IoU threshold)."""
     kw = inference_kwargs(dump.meta)
-    pre = select_candidates(dump.candidates, deployed_rule(dump.meta, dump.meta_file), kw["score_thr"], kw["nms_pre"],
-                            kw["min_bbox_size"], kw["selection"])
+    pre = select_candidates(dump.candidates, rule, kw["score_thr"], kw["nms_pre"], kw["min_bbox_size"], kw["selection"])
     uncapped = nms_per_image(pre, kw["nms_iou"], None)
     kept = uncapped if kw["max_per_img"] is None else \
         uncapped.groupby("image_id", sort=False).head(kw["max_per_img"])  # NMS's order: by score
@@ -372,3 +381,105 @@ def headline(run_dir: str, base: str = "retinanet", models: Optional[Sequence[st
             rows.append({"what": f"AP {m} − {base}", "mean": mean, "sd": sd, "seeds": n, "half_width": half,
                          "seeds_to_resolve": need, "per_seed": d})
     return rows
+
+
+# ---------------------------------------------------------------- quantities of single paper claims
+# (model, dump) wrappers of the claim quantities of :mod:`analysis.metrics` for ``over_seeds``.
+
+def dump_figure1_bands(model: str, dump) -> dict:
+    """:func:`analysis.metrics.figure1_bands` of one dump's pre-NMS boxes (cls > 0.05)."""
+    return figure1_bands(dump.candidates)
+
+
+def dump_share_gap(model: str, dump) -> dict:
+    """:func:`analysis.metrics.per_image_share_gap` of one dump's pre-NMS boxes (cls > 0.05)."""
+
+    return per_image_share_gap(dump.candidates)
+
+
+def dump_credible_share(model: str, dump) -> dict:
+    """:func:`analysis.metrics.credible_share` of one dump's own detections (its deployed ranking,
+    at most ``max_per_img`` per image)."""
+
+    return credible_share(dump.detections)
+
+
+def dump_positives_comparison(model: str, dump) -> dict:
+    """:func:`analysis.metrics.positives_comparison` of one dump (pre-NMS boxes with cls > 0.05
+    against each val image's positive anchors)."""
+
+    return positives_comparison(dump.candidates, dump.images)
+
+
+def _population(dump) -> pd.DataFrame:
+    """The dump's IoU-chosen population, or an empty frame of its candidate columns when it
+    recorded none."""
+    pop = dump.iou_population
+    return dump.candidates.iloc[:0] if pop is None else pop
+
+
+def dump_population_claims(model: str, dump) -> dict:
+    """The claim quantities measured on the dump's population chosen by the IoU alone (one row
+    per anchor with IoU ≥ 0.3 with a ground truth, whatever its scores; all NaN without one):
+
+    - ``cls band ρ``: :func:`analysis.metrics.band_correlations` of cls with the same-class IoU,
+      the larger of the two bands' ρ (also ``cls ρ IoU<0.7``, ``cls ρ IoU≥0.7``);
+    - ``ρ(cls, obj)``: Spearman between the two scores of the same anchors;
+    - ``positive obj>0.5``: :func:`analysis.metrics.positive_obj_share` (IoU any ≥ 0.5);
+    - ``lifted by obj^0.4·cls^0.6``: :func:`analysis.metrics.product_lift_share` (cls < 0.5, IoU > 0.5);
+    - ``mid − high IoU obj``: :func:`analysis.metrics.mid_iou_obj_gap` ([0.5, 0.75) against ≥ 0.75);
+    - ``small − medium ρ(obj, IoU)``: :func:`analysis.metrics.size_correlation_gap`.
+    """
+
+    pop = _population(dump)
+    bands = band_correlations(pop)
+    nan = float("nan")
+    has_obj = bool(pop["obj"].notna().any())  # plain RetinaNet: no object confidence, its quantities NaN
+    return {"n": len(pop), "cls ρ IoU<0.7": bands["low ρ"], "cls ρ IoU≥0.7": bands["high ρ"], "cls band ρ": bands["larger ρ"],
+            "ρ(cls, obj)": correlation(pop, "cls", "obj")["spearman"] if has_obj else nan,
+            "positive obj>0.5": positive_obj_share(pop)["share"] if has_obj else nan,
+            "lifted by obj^0.4·cls^0.6": product_lift_share(pop, 0.4)["share"] if has_obj else nan,
+            "mid − high IoU obj": mid_iou_obj_gap(pop)["gap"] if has_obj else nan,
+            "small − medium ρ(obj, IoU)": size_correlation_gap(pop)["gap"] if has_obj else nan}
+
+
+def ranking_nms(dump, mode: str, alpha: float, thr: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
+    """:func:`nms_under` the ranking rule ``mode`` / ``alpha`` / ``thr`` (fused before the
+    per-level top-k)."""
+    return nms_under(dump, Fusion(mode, alpha, thr))
+
+
+def dump_ranking_wrong_survivors(model: str, dump, alpha: float) -> dict:
+    """Wrong-survivor rates (:func:`analysis.metrics.wrong_survivor_rate`, NMS's own suppressions)
+    of one checkpoint's NMS ranked by the product obj^α·cls^(1−α) and by cls alone.
+
+    Returns:
+        ``{"alpha", "rate product", "rate cls", "kept product", "kept cls"}``.
+    """
+    out = {"alpha": alpha}
+    for name, (mode, a) in (("product", ("pow", alpha)), ("cls", ("cls", 0.0))):
+        pre, kept, uncapped, nms_iou = ranking_nms(dump, mode, a)
+        ws = wrong_survivor_rate(pre, kept, nms_kept=uncapped, nms_iou=nms_iou)
+        out[f"rate {name}"], out[f"kept {name}"] = ws["rate"], ws["kept"]
+    return out
+
+
+def dump_negative_obj_share(model: str, dump) -> dict:
+    """:func:`analysis.metrics.negative_obj_share` of one dump's pre-NMS anchors (cls > 0.05)."""
+
+    return negative_obj_share(dump.candidates)
+
+
+def dump_product_low_obj_share(model: str, dump, alpha: float = 0.4) -> dict:
+    """:func:`analysis.metrics.low_obj_share` of one dump's detections after NMS ranked by
+    obj^α·cls^(1−α) under its own inference settings (score threshold, at most ``max_per_img``
+    per image)."""
+
+    return low_obj_share(rescore(dump.candidates, "pow", alpha, **inference_kwargs(dump.meta)))
+
+
+def cls_only_matched_iou(model: str, dump) -> dict:
+    """:func:`analysis.metrics.matched_mean_iou` of one dump's detections with NMS ranked by cls
+    alone (Table 1's protocol, at most ``max_per_img`` per image)."""
+
+    return matched_mean_iou(rescore(dump.candidates, "cls", 0.0, **inference_kwargs(dump.meta)))
