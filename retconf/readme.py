@@ -102,7 +102,31 @@ def claims_block(reports: Path, number: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS: dict[str, Callable[[Path], str]] = {"results": results_block}
+def numeric_path_block(reports: Path) -> str:
+    """The numeric-path benchmark's result (``reports/benchmarks/numeric_path.json``, written by
+    ``benchmarks/numeric_path.py``): per pair and protocol, each arm's per-seed paired AP
+    differences and the change between arms, and the path shift the reports use."""
+    path = CHECKOUT / "reports" / "benchmarks" / "numeric_path.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"retconf.readme: {path}: cannot read the numeric-path benchmark ({e}); "
+                         "run benchmarks/numeric_path.py") from e
+    arms = list(data["arms"])
+    lines = ["| protocol | pair | " + " | ".join(f"{a}, per seed" for a in arms) + " | change per seed | corr. | systematic? |",
+             "|---|---|" + "---|" * len(arms) + "---|---|---|"]
+    for r in data["rows"]:
+        cells = [", ".join(f"{v:+.3f}" for _, v in sorted((int(k), v) for k, v in r["arms"][a]["per_seed"].items()))
+                 for a in arms]
+        for p in r["pairs"]:
+            lines.append(f"| {r['protocol']} | {DETECTOR_NAMES.get(r['model'], r['model'])} − RetinaNet | "
+                         + " | ".join(cells) + f" | {', '.join(f'{v:+.3f}' for v in p['change'])} | "
+                         f"{p['correlation']:+.2f} | {'yes' if p['systematic'] else 'no'} |")
+    return ("\n".join(lines) + f"\n\nPath shift (rms of the {data['changes']} per-seed changes): "
+            f"**{data['path_shift']:.4f} AP** (`analysis/numeric_path.json`).\n")
+
+
+GENERATORS: dict[str, Callable[[Path], str]] = {"results": results_block, "numeric-path": numeric_path_block}
 for _number in ("01", "02", "03", "04"):
     GENERATORS[f"claims-{_number}"] = lambda reports, n=_number: claims_block(reports, n)
 
