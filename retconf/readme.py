@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -57,14 +58,19 @@ def _interval(f: dict, digits: int = 3) -> str:
     return f"{f['mean']:+.{digits}f} ({f['lo']:+.{digits}f} … {f['hi']:+.{digits}f})"
 
 
-def results_block(reports: Path) -> str:
+def _link(target: Path, doc_dir: Path) -> str:
+    """``target`` as a relative link from a document in ``doc_dir``."""
+    return Path(os.path.relpath(target, doc_dir)).as_posix()
+
+
+def results_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     """The README's headline: each detector's AP (mean ± sd over seeds), then the paper claims
     page 04 counts with the paper's value, ours and the verdict."""
     data = load_page(reports, "04_main_results")
     ap, cls = data["numbers"]["AP"], data["numbers"]["AP cls-only"]
     n = len(next(iter(ap.values()))["values"]) if ap else 0
     lines = [f"COCO AP (0.50:0.95) on the embedded validation set, mean ± sd over {n} seeds "
-             f"([page 04]({reports.relative_to(CHECKOUT).as_posix()}/04_main_results.html)):", "",
+             f"([page 04]({_link(reports / '04_main_results.html', doc_dir)})):", "",
              "| detector | AP, deployed score | AP, NMS on cls only |", "|---|---|---|"]
     for model, row in ap.items():
         lines.append(f"| {DETECTOR_NAMES.get(model, model)} | {_spread(row['values'])} | "
@@ -82,7 +88,7 @@ def results_block(reports: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_block(reports: Path, number: str) -> str:
+def claims_block(reports: Path, number: str, doc_dir: Path = CHECKOUT) -> str:
     """The paper claims one page counts (``NN``: the page's number), one row each: the registry
     id, what was measured, ours (mean and 95 % interval over seeds) and the verdict."""
     pages = sorted(reports.glob(f"{number}_*.json"))
@@ -90,7 +96,7 @@ def claims_block(reports: Path, number: str) -> str:
         raise SystemExit(f"retconf.readme: {reports}: no page {number}_*.json (regenerate the report set)")
     data = json.loads(pages[0].read_text())
     rel = reports.relative_to(CHECKOUT).as_posix() if reports.is_relative_to(CHECKOUT) else str(reports)
-    lines = [f"From [page {number}]({rel}/{pages[0].stem}.html) of `{rel}` (each claim's words and protocol: "
+    lines = [f"From [page {number}]({_link(pages[0].with_suffix('.html'), doc_dir)}) of `{rel}` (each claim's words and protocol: "
              "`analysis/paper/claims.csv`):", "", "| claim | measured | ours | verdict |", "|---|---|---|---|"]
     for f in data["findings"]:
         if f["own"] or not f["claim_id"] or f["home"] not in ("", data["page"]):
@@ -102,7 +108,7 @@ def claims_block(reports: Path, number: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def numeric_path_block(reports: Path) -> str:
+def numeric_path_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     """The numeric-path benchmark's result (``reports/benchmarks/numeric_path.json``, written by
     ``benchmarks/numeric_path.py``): per pair and protocol, each arm's per-seed paired AP
     differences and the change between arms, and the path shift the reports use."""
@@ -126,20 +132,23 @@ def numeric_path_block(reports: Path) -> str:
             f"**{data['path_shift']:.4f} AP** (`analysis/numeric_path.json`).\n")
 
 
-GENERATORS: dict[str, Callable[[Path], str]] = {"results": results_block, "numeric-path": numeric_path_block}
+GENERATORS: dict[str, Callable[[Path, Path], str]] = {"results": results_block, "numeric-path": numeric_path_block}
 for _number in ("01", "02", "03", "04"):
-    GENERATORS[f"claims-{_number}"] = lambda reports, n=_number: claims_block(reports, n)
+    GENERATORS[f"claims-{_number}"] = lambda reports, doc_dir, n=_number: claims_block(reports, n, doc_dir)
+# the decisive run's page 04 (more seeds), whatever set the other blocks come from
+GENERATORS["decisive-04"] = lambda reports, doc_dir: claims_block(reports.parent / "tiny-decisive", "04", doc_dir)
 
 
-def render_blocks(text: str, reports: Path, source: str = "") -> str:
-    """``text`` with every known generated block rewritten from ``reports``; an unknown block
-    name is an error naming ``source`` and the block."""
+def render_blocks(text: str, reports: Path, source: str = "", doc_dir: Path = CHECKOUT) -> str:
+    """``text`` with every known generated block rewritten from ``reports`` (links relative to
+    ``doc_dir``, the document's folder); an unknown block name is an error naming ``source`` and
+    the block."""
     def one(m: re.Match) -> str:
         name = m.group("name")
         if name not in GENERATORS:
             raise SystemExit(f"retconf.readme: {source}: unknown generated block {name!r} "
                              f"(known: {', '.join(GENERATORS)})")
-        return m.group(1) + GENERATORS[name](reports) + m.group(4)
+        return m.group(1) + GENERATORS[name](reports, doc_dir) + m.group(4)
     return BLOCK.sub(one, text)
 
 
@@ -160,7 +169,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         text = doc.read_text()
         if not BLOCK.search(text):
             continue
-        new = render_blocks(text, reports, str(doc))
+        new = render_blocks(text, reports, str(doc), doc.parent)
         if new != text:
             stale.append(doc)
             if not args.check:
