@@ -102,6 +102,7 @@ def claims_block(reports: Path, number: str, doc_dir: Path = CHECKOUT) -> str:
         if f["own"] or not f["claim_id"] or f["home"] not in ("", data["page"]):
             continue
         what = f["evidence"].split(" = ")[0] if " = " in f["evidence"] else f["claim"]
+        what = what.replace("](", "] (").replace("|", "\\|")  # text, not a markdown link or a cell break
         digits = 4 if f["mean"] is not None and abs(f["mean"]) < 0.01 else 3
         lines.append(f"| `{f['claim_id']}` | {what} | {_interval(f, digits)} | "
                      f"{f['verdict'] + (' (fragile)' if f['fragile'] else '')} |")
