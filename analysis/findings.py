@@ -10,6 +10,14 @@ so every claim is inconclusive at 1 seed (its value is still shown). An equivale
 ("A ≈ B within ± m") uses the same two-sided 95 % interval (not TOST's 90 %): reproduced when
 the whole interval lies within ± ``margin``, not reproduced when it lies entirely outside
 ± ``margin``, inconclusive otherwise (an interval that merely excludes 0 decides nothing).
+
+A paper claim is made with :func:`paper` (or :func:`peak_inside`) from its id in the claims
+registry (:mod:`analysis.paper.claims`), which fixes the direction or margin the paper's words
+state; the project's own questions with :func:`claim` (``own=True``) read "holds / does not
+hold". :func:`render` shows the claims a page counts, those counted on another page (linked)
+and the own questions apart, and embeds the same data as JSON (:func:`page_record`) that
+``retconf report`` writes beside the page. :func:`fragility` marks a resolved verdict that the
+measured numeric-path shift (:func:`measured_path_shift`) could make inconclusive.
 """
 from __future__ import annotations
 
