@@ -6,6 +6,8 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
+from .metrics import COCO_UNDEFINED  # noqa: F401  (the pages import it from here)
+
 
 def show_whole_tables(max_rows: int = 500, digits: int = 3) -> None:
     """pandas display options for reports: all columns, up to ``max_rows`` rows (a longer table
@@ -255,8 +257,6 @@ def show_figure(fig, alt: str, width: int | None = None, collapsed: Optional[str
     display(HTML(details_html(img, collapsed) if collapsed else img))
 
 
-# COCO's value of a metric it cannot compute (APl with no large object in the val set).
-COCO_UNDEFINED = -1.0
 
 
 def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3,

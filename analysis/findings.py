@@ -371,9 +371,16 @@ def page_record(findings: Sequence[Finding], page: str = "", numbers: Optional[M
     return {"page": page, "findings": [f.record() for f in findings], "numbers": _plain(dict(numbers or {}))}
 
 
-def counted_here(f: Finding, page: str) -> bool:
-    """Whether ``page`` counts the paper claim ``f`` (its home, or no home known)."""
-    return not f.home or not page or f.home == page
+def counted_here(home: str, page: str) -> bool:
+    """Whether ``page`` counts a paper claim whose home page is ``home`` (its home, or no home
+    known) — for a :class:`Finding` and for its JSON record alike."""
+    return not home or not page or home == page
+
+
+def verdict_label(record: Mapping[str, Any]) -> str:
+    """A finding record's verdict as the index and the generated docs show it: with
+    " (fragile)" when another numeric path may change it."""
+    return record["verdict"] + (" (fragile)" if record.get("fragile") else "")
 
 
 def render(findings: Sequence[Finding], note: str = "", page: str = "",
@@ -383,8 +390,8 @@ def render(findings: Sequence[Finding], note: str = "", page: str = "",
     project's own questions in a block of their own; the same data as JSON in a
     ``<script type="application/json" class="retconf-findings">`` (:func:`page_record`)."""
     claims = [f for f in findings if not f.own]
-    here = [f for f in claims if counted_here(f, page)]
-    there = [f for f in claims if not counted_here(f, page)]
+    here = [f for f in claims if counted_here(f.home, page)]
+    there = [f for f in claims if not counted_here(f.home, page)]
     own = [f for f in findings if f.own]
     parts = [f"<h2>Findings</h2><p>{RULE}</p>"]
     if here:

@@ -11,6 +11,9 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+# COCO's value of a metric it cannot compute (APl with no large object in the val set).
+COCO_UNDEFINED = -1.0
+
 CLS_THRS: tuple[float, ...] = (0.05, 0.5, 0.6, 0.7, 0.8, 0.9)
 IOU_THRS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -425,6 +428,20 @@ def nms_shift(props: pd.DataFrame, thr: float = 0.5) -> pd.DataFrame:
     return out.reset_index()
 
 
+def image_shares(boxes: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05,
+                 iou_col: str = "iou_same") -> pd.DataFrame:
+    """Per image, of the boxes with cls > ``base_cls``, the share with IoU > ``thr`` (``iou``) and
+    the share with cls > ``thr`` (``cls``).
+
+    Args:
+        boxes: rows with ``image_id``, ``cls`` and ``iou_col``.
+    Returns:
+        one row per image that has such a box (index ``image_id``), columns ``iou`` and ``cls``.
+    """
+    base = boxes[boxes["cls"] > base_cls]
+    return pd.DataFrame({"iou": base[iou_col] > thr, "cls": base["cls"] > thr}).groupby(base["image_id"]).mean()
+
+
 def per_image_shift(before: pd.DataFrame, after: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05,
                     iou_col: str = "iou_same") -> dict:
     """:func:`nms_shift` as the paper computes it from its intro Table 1: per image the change
@@ -438,11 +455,7 @@ def per_image_shift(before: pd.DataFrame, after: pd.DataFrame, thr: float = 0.5,
         ``{"d_iou_share", "d_cls_share", "shift", "images"}`` (per-image means; NaN and 0 images
         when no image has boxes on both sides).
     """
-    def shares(df: pd.DataFrame) -> pd.DataFrame:
-        base = df[df["cls"] > base_cls]
-        return pd.DataFrame({"iou": (base[iou_col] > thr), "cls": (base["cls"] > thr)}).groupby(base["image_id"]).mean()
-
-    b, a = shares(before), shares(after)
+    b, a = image_shares(before, thr, base_cls, iou_col), image_shares(after, thr, base_cls, iou_col)
     both = b.index.intersection(a.index)
     d = a.loc[both] - b.loc[both]
     if d.empty:
@@ -556,8 +569,7 @@ def per_image_share_gap(candidates: pd.DataFrame, thr: float = 0.5, base_cls: fl
         ``{"images", "cls share", "iou share", "gap"}`` (per-image means; NaN and 0 images when
         no image has a box).
     """
-    pre = before_nms(candidates, base_cls)
-    s = pd.DataFrame({"cls": pre["cls"] > thr, "iou": pre[iou_col] > thr}).groupby(pre["image_id"]).mean()
+    s = image_shares(candidates, thr, base_cls, iou_col)
     if s.empty:
         return {"images": 0, "cls share": float("nan"), "iou share": float("nan"), "gap": float("nan")}
     return {"images": int(len(s)), "cls share": float(s["cls"].mean()), "iou share": float(s["iou"].mean()),
@@ -673,7 +685,6 @@ def matched_mean_iou(detections: pd.DataFrame, min_iou: float = 0.5) -> dict:
     return {"matched": len(m), "mean IoU": float(m["iou_same"].mean()) if len(m) else float("nan")}
 
 
-COCO_UNDEFINED_METRIC = -1.0  # what COCO writes for a size with no object in the val set
 
 
 def alpha_gains(per_seed: pd.DataFrame, metrics: Sequence[str], low: float = 0.2, high: float = 0.4) -> pd.DataFrame:
@@ -688,7 +699,7 @@ def alpha_gains(per_seed: pd.DataFrame, metrics: Sequence[str], low: float = 0.2
     """
     at = per_seed[np.isclose(per_seed["alpha"], low) | np.isclose(per_seed["alpha"], high)]
     rows = []
-    for m in [m for m in metrics if m in at and not (at[m] == COCO_UNDEFINED_METRIC).any()]:
+    for m in [m for m in metrics if m in at and not (at[m] == COCO_UNDEFINED).any()]:
         for seed, g in at.groupby("seed", sort=True):
             v = {("high" if np.isclose(a, high) else "low"): float(x) for a, x in zip(g["alpha"], g[m])}
             rows.append({"seed": seed, "metric": m, "gain": v.get("high", np.nan) - v.get("low", np.nan)})

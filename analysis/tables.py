@@ -393,21 +393,18 @@ def dump_figure1_bands(model: str, dump) -> dict:
 
 def dump_share_gap(model: str, dump) -> dict:
     """:func:`analysis.metrics.per_image_share_gap` of one dump's pre-NMS boxes (cls > 0.05)."""
-
     return per_image_share_gap(dump.candidates)
 
 
 def dump_credible_share(model: str, dump) -> dict:
     """:func:`analysis.metrics.credible_share` of one dump's own detections (its deployed ranking,
     at most ``max_per_img`` per image)."""
-
     return credible_share(dump.detections)
 
 
 def dump_positives_comparison(model: str, dump) -> dict:
     """:func:`analysis.metrics.positives_comparison` of one dump (pre-NMS boxes with cls > 0.05
     against each val image's positive anchors)."""
-
     return positives_comparison(dump.candidates, dump.images)
 
 
@@ -443,12 +440,6 @@ def dump_population_claims(model: str, dump) -> dict:
             "small − medium ρ(obj, IoU)": size_correlation_gap(pop)["gap"] if has_obj else nan}
 
 
-def ranking_nms(dump, mode: str, alpha: float, thr: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
-    """:func:`nms_under` the ranking rule ``mode`` / ``alpha`` / ``thr`` (fused before the
-    per-level top-k)."""
-    return nms_under(dump, Fusion(mode, alpha, thr))
-
-
 def dump_ranking_wrong_survivors(model: str, dump, alpha: float) -> dict:
     """Wrong-survivor rates (:func:`analysis.metrics.wrong_survivor_rate`, NMS's own suppressions)
     of one checkpoint's NMS ranked by the product obj^α·cls^(1−α) and by cls alone.
@@ -458,7 +449,7 @@ def dump_ranking_wrong_survivors(model: str, dump, alpha: float) -> dict:
     """
     out = {"alpha": alpha}
     for name, (mode, a) in (("product", ("pow", alpha)), ("cls", ("cls", 0.0))):
-        pre, kept, uncapped, nms_iou = ranking_nms(dump, mode, a)
+        pre, kept, uncapped, nms_iou = nms_under(dump, Fusion(mode, a, 0.5))
         ws = wrong_survivor_rate(pre, kept, nms_kept=uncapped, nms_iou=nms_iou)
         out[f"rate {name}"], out[f"kept {name}"] = ws["rate"], ws["kept"]
     return out
@@ -466,7 +457,6 @@ def dump_ranking_wrong_survivors(model: str, dump, alpha: float) -> dict:
 
 def dump_negative_obj_share(model: str, dump) -> dict:
     """:func:`analysis.metrics.negative_obj_share` of one dump's pre-NMS anchors (cls > 0.05)."""
-
     return negative_obj_share(dump.candidates)
 
 
@@ -474,12 +464,10 @@ def dump_product_low_obj_share(model: str, dump, alpha: float = 0.4) -> dict:
     """:func:`analysis.metrics.low_obj_share` of one dump's detections after NMS ranked by
     obj^α·cls^(1−α) under its own inference settings (score threshold, at most ``max_per_img``
     per image)."""
-
     return low_obj_share(rescore(dump.candidates, "pow", alpha, **inference_kwargs(dump.meta)))
 
 
 def cls_only_matched_iou(model: str, dump) -> dict:
     """:func:`analysis.metrics.matched_mean_iou` of one dump's detections with NMS ranked by cls
     alone (Table 1's protocol, at most ``max_per_img`` per image)."""
-
     return matched_mean_iou(rescore(dump.candidates, "cls", 0.0, **inference_kwargs(dump.meta)))

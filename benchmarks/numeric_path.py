@@ -42,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 
 BASE = "retinanet"
 PROTOCOLS = {"deployed": "AP({m}) − AP(RetinaNet)", "cls only": "AP({m}, cls) − AP(RetinaNet)"}
-OLD_WHAT = {"deployed": "AP({m}) − AP(RetinaNet)", "cls only": "AP({m}, cls) − AP(RetinaNet)"}
 ALIASES = {"IoU-aware": "iou_aware"}  # an older page's spelling of a detector
 
 
@@ -85,7 +84,7 @@ def _from_page(text: str) -> dict[tuple[str, str], dict[int, float]]:
     block = re.search(r'<div class="findings">(.*?)</div>', text, re.S)
     for item in re.findall(r"<li>(.*?)</li>", block.group(1) if block else ""):
         item = html.unescape(re.sub(r"<[^>]+>", "", item))
-        for protocol, pattern in OLD_WHAT.items():
+        for protocol, pattern in PROTOCOLS.items():
             m = re.search(": " + re.escape(pattern).replace(r"\{m\}", "(?P<m>[A-Za-z_-]+)") + " = ", item)
             seeds = re.search(r"per seed: ([^;]+)", item)
             if m and seeds:
@@ -105,10 +104,6 @@ def load_arm(spec: str) -> dict[tuple[str, str], dict[int, float]]:
     if p.is_dir():
         return _from_run(p)
     return _from_page(p.read_text())
-
-
-def _sd(v: list[float]) -> float:
-    return float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
 
 
 def compare(arms: dict[str, dict[tuple[str, str], dict[int, float]]]) -> dict:

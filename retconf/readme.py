@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+from analysis.findings import counted_here, verdict_label
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- (?P<name>[a-z0-9-]+):begin -->\n)(?P<body>.*?)(<!-- (?P=name):end -->)", re.S)
 DETECTOR_NAMES = {"retinanet": "RetinaNet", "iou_aware": "IoU-aware RetinaNet", "retinanet_conf": "RetinaNet-Conf"}
@@ -78,12 +80,12 @@ def results_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     lines += ["", "The paper's claims this table tests (paired per seed; 95 % interval):", "",
               "| claim | the paper | ours | verdict |", "|---|---|---|---|"]
     for f in data["findings"]:
-        if f["own"] or not f["claim_id"] or f["home"] not in ("", data["page"]):
+        if f["own"] or not f["claim_id"] or not counted_here(f["home"], data["page"]):
             continue
         if not f["claim"].startswith("AP("):
             continue
         paper = re.search(r"the paper's value: ([^;]+)", f["evidence"])
-        verdict = f["verdict"] + (" (fragile)" if f["fragile"] else "")
+        verdict = verdict_label(f)
         lines.append(f"| `{f['claim_id']}`: {f['claim']} | {paper.group(1) if paper else ''} | {_interval(f)} | {verdict} |")
     return "\n".join(lines) + "\n"
 
@@ -99,13 +101,13 @@ def claims_block(reports: Path, number: str, doc_dir: Path = CHECKOUT) -> str:
     lines = [f"From [page {number}]({_link(pages[0].with_suffix('.html'), doc_dir)}) of `{rel}` (each claim's words and protocol: "
              "`analysis/paper/claims.csv`):", "", "| claim | measured | ours | verdict |", "|---|---|---|---|"]
     for f in data["findings"]:
-        if f["own"] or not f["claim_id"] or f["home"] not in ("", data["page"]):
+        if f["own"] or not f["claim_id"] or not counted_here(f["home"], data["page"]):
             continue
         what = f["evidence"].split(" = ")[0] if " = " in f["evidence"] else f["claim"]
         what = what.replace("](", "] (").replace("|", "\\|")  # text, not a markdown link or a cell break
         digits = 4 if f["mean"] is not None and abs(f["mean"]) < 0.01 else 3
         lines.append(f"| `{f['claim_id']}` | {what} | {_interval(f, digits)} | "
-                     f"{f['verdict'] + (' (fragile)' if f['fragile'] else '')} |")
+                     f"{verdict_label(f)} |")
     return "\n".join(lines) + "\n"
 
 

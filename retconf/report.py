@@ -24,6 +24,7 @@ from typing import Optional
 
 import analysis
 from analysis import runs
+from analysis.findings import counted_here, verdict_label
 
 from .errors import ReportError, UsageError
 from .io import atomic_write_text
@@ -261,7 +262,7 @@ def page_findings(page: Path, own: Optional[bool] = None) -> list[str]:
     if data is not None:
         name = page.stem
         return [f["verdict"] for f in data["findings"]
-                if (own is None or bool(f["own"]) == own) and (f["own"] or not f["home"] or f["home"] == name)]
+                if (own is None or bool(f["own"]) == own) and (f["own"] or counted_here(f["home"], name))]
     try:  # a page written before pages carried their findings as data
         m = _FINDINGS.search(page.read_text())
     except OSError:
@@ -403,7 +404,7 @@ def registry_verdicts(out: Path) -> dict[str, list[dict]]:
     for page in sorted(out.glob("[0-9][0-9]_*.html")):
         data = page_data(page)
         for f in (data or {}).get("findings", []):
-            if f.get("claim_id") and not f["own"] and f.get("home", page.stem) in ("", page.stem):
+            if f.get("claim_id") and not f["own"] and counted_here(f.get("home", ""), page.stem):
                 found.setdefault(f["claim_id"], []).append({**f, "page": page.name})
     return found
 
@@ -422,13 +423,14 @@ def registry_html(out: Path) -> str:
     found = registry_verdicts(out)
     if not found:
         return ""
+    claims = list(load_claims().values())
     decisive = out.parent / DECISIVE_SET
     other = registry_verdicts(decisive) if decisive.is_dir() and out.resolve() != decisive.resolve() else {}
     rows, verdicts = [], []
-    for c in load_claims().values():
+    for c in claims:
         hits = found.get(c.same_as or c.id, [])
         if hits:
-            v = "; ".join(h["verdict"] + (" (fragile)" if h.get("fragile") else "") for h in hits)
+            v = "; ".join(verdict_label(h) for h in hits)
             if not c.same_as:  # a restatement shares its claim's finding: counted once
                 verdicts.extend(h["verdict"] for h in hits[:1])
             where = f'<a href="{html.escape(hits[0]["page"])}">{html.escape(hits[0]["page"][:-5])}</a>'
@@ -442,11 +444,10 @@ def registry_html(out: Path) -> str:
         if other:
             hit = other.get(c.same_as or c.id, [])
             extra = (f'<td><a href="../{DECISIVE_SET}/{html.escape(hit[0]["page"])}">'
-                     f'{html.escape(hit[0]["verdict"] + (" (fragile)" if hit[0].get("fragile") else ""))}</a></td>'
+                     f'{html.escape(verdict_label(hit[0]))}</a></td>'
                      if hit else "<td></td>")
         rows.append(f"<tr><td><code>{html.escape(c.id)}</code></td><td>{html.escape(c.section)}</td>"
                     f"<td>“{html.escape(c.quote)}”</td><td>{html.escape(v)}</td><td>{where}</td>{extra}</tr>")
-    claims = list(load_claims().values())
     untested = sum(1 for c in claims if not c.testable)
     pending = sum(1 for c in claims if c.testable and not c.computed)
     restated = sum(1 for c in claims if c.same_as)
