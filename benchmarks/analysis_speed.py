@@ -21,8 +21,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.metrics import count_table, proportions, rank_correlation  # noqa: E402
-from analysis.tables import ALPHAS  # noqa: E402
+from analysis.measures.metrics import count_table, proportions, rank_correlation  # noqa: E402
+from analysis.studies.tables import ALPHAS  # noqa: E402
 
 
 def synthetic_dump(n_images: int, per_image: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -65,9 +65,9 @@ def time_sweep_vs_reinference(dump_dir: str, config: str, checkpoint: str, data_
     from mmdet.utils import register_all_modules
     from mmengine.runner import Runner
 
-    from analysis.io import load_dump
-    from analysis.coco import coco_ap
-    from analysis.rescore import inference_kwargs, rescore
+    from analysis.inputs.io import load_dump
+    from analysis.measures.coco import coco_ap
+    from analysis.scoring.rescore import inference_kwargs, rescore
     from retconf.apis import prepare
     from retconf.checkpoint import load_checkpoint_file
 
@@ -117,7 +117,7 @@ def time_evaluators(dump_dir: str) -> dict:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from analysis.io import load_dump
+    from analysis.inputs.io import load_dump
 
     d = load_dump(dump_dir)
     ann = d.meta["ann_file"]

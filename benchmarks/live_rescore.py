@@ -1,6 +1,6 @@
-"""Live re-scoring (the JupyterLab sliders, :class:`analysis.explore.LiveRescorer`): seconds per
-slider move, this checkout's code against an earlier revision's ``analysis/explore.py`` and the
-``analysis/rescore.py`` it imports (read from git, default the ones before the speed-up), on the same dumps, the same moves, interleaved
+"""Live re-scoring (the JupyterLab sliders, :class:`analysis.studies.explorer.LiveRescorer`): seconds per
+slider move, this checkout's code against an earlier revision's ``analysis/studies/explorer.py`` and the
+``analysis/scoring/rescore.py`` it imports (read from git, default the ones before the speed-up), on the same dumps, the same moves, interleaved
 move by move in one process so both see the same machine load. Every move's metrics must agree
 between the two (checked, recorded). Also one move split into selection, NMS and evaluation,
 and the explorer page's precomputed α × NMS-IoU grid (``slider_data``) by both.
@@ -31,7 +31,7 @@ MOVES: tuple[tuple[float, float], ...] = (
     (0.9, 0.52), (0.9, 0.3), (0.4, 0.3), (0.4, 0.5))
 
 
-def module_at(rev: str, path: str = "analysis/explore.py", name: str = "analysis.explore_before"):
+def module_at(rev: str, path: str = "analysis/studies/explorer.py", name: str = "analysis.explore_before"):
     """The module ``path`` as it was at git revision ``rev``, imported inside the ``analysis``
     package (its relative imports resolve against this checkout)."""
     source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True, capture_output=True,
@@ -45,27 +45,29 @@ def module_at(rev: str, path: str = "analysis/explore.py", name: str = "analysis
 
 
 def explore_at(rev: str):
-    """``analysis/explore.py`` at ``rev`` bound to ``analysis/rescore.py`` at ``rev`` (its other
+    """``analysis/studies/explorer.py`` at ``rev`` bound to ``analysis/scoring/rescore.py`` at ``rev`` (its other
     imports from this checkout): the re-scoring as it was."""
-    rescore = module_at(rev, "analysis/rescore.py", "analysis.rescore_before")
-    current = sys.modules["analysis.rescore"]
-    sys.modules["analysis.rescore"] = rescore
+    rescore = module_at(rev, "analysis/scoring/rescore.py", "analysis.rescore_before")
+    current = sys.modules["analysis.scoring.rescore"]
+    sys.modules["analysis.scoring.rescore"] = rescore
     try:
         return module_at(rev)
     finally:
-        sys.modules["analysis.rescore"] = current
+        sys.modules["analysis.scoring.rescore"] = current
 
 
 def split_move(ex, dumps: dict, gts: dict, alpha: float, nms_iou: float) -> dict:
     """Seconds of selection, NMS and evaluation per detector for one cold move (no hints)."""
+    from analysis.scoring import fast
+
     out = {}
-    with ex.one_torch_thread():
+    with fast.one_torch_thread():
         for name, dump in dumps.items():
-            prep = ex.prepare(dump.candidates, dump.meta)
+            prep = fast.prepare(dump.candidates, dump.meta)
             t0 = time.perf_counter()
-            rows, score = ex.select(prep, ex.alpha_rule(dump.meta, alpha))
+            rows, score = fast.nms_inputs(prep, ex.alpha_rule(dump.meta, alpha))
             t1 = time.perf_counter()
-            kept, kscore = ex.nms_rows(prep, rows, score, nms_iou)
+            kept, kscore = fast.nms_rows(prep, rows, score, nms_iou)
             t2 = time.perf_counter()
             ex.grid_cell(gts[name], prep.candidates.iloc[kept].assign(score=kscore))
             t3 = time.perf_counter()
@@ -83,8 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="write OUT.json and OUT.md")
     args = p.parse_args(argv)
 
-    from analysis import explore as ex
-    from analysis.seeds import load_seed_dump
+    from analysis.studies import explorer as ex
+    from analysis.scoring import fast
+    from analysis.measures.seeds import load_seed_dump
     from retconf.machine import cpu_name
 
     old = explore_at(args.before)
@@ -123,7 +126,7 @@ def main(argv=None) -> int:
         "one_cold_move": {"new": split_move(ex, dumps, new_live.gts, 0.45, 0.55),
                           "before": split_move(old, dumps, old_live.gts, 0.45, 0.55)}}
     result["median_speedup"] = round(result["median_s"]["before"] / result["median_s"]["new"], 1)
-    with ex.one_torch_thread():
+    with fast.one_torch_thread():
         t = time.perf_counter()
         grid_new = ex.slider_data(dumps)
         t1 = time.perf_counter()
@@ -153,7 +156,7 @@ def markdown(r: dict) -> str:
         f"`{r['run']}` seed {r['seed']}, detectors {', '.join(r['detectors'])} "
         f"({', '.join(f'{v:,}' for v in r['candidates'].values())} candidates); {r['cpu']}, {r['cpus']} CPUs, "
         f"load average {r['load_average_start'][0]} at the start, {r['load_average_end'][0]} at the end. "
-        f"\"before\": `analysis/explore.py` and `analysis/rescore.py` at {r['before']}, run in the same process, move by move alternately.\n\n"
+        f"\"before\": `analysis/studies/explorer.py` and `analysis/scoring/rescore.py` at {r['before']}, run in the same process, move by move alternately.\n\n"
         "| | before | this code |\n|---|---|---|\n"
         f"| first draw (nothing cached) | {r['first_draw_s']['before']} s | {r['first_draw_s']['new']} s |\n"
         f"| median of the next {r['later_moves']} moves | {r['median_s']['before']} s | **{r['median_s']['new']} s** |\n"
@@ -162,7 +165,7 @@ def markdown(r: dict) -> str:
         f"the two: {r['all_moves_same_metrics']}. An α move re-scores the detectors with a quality score, an NMS "
         "move every detector.\n\n"
         f"The explorer page's grid ({r['explorer_grid']['cells']} α × NMS IoU cells per detector, "
-        "`analysis.explore.slider_data`): "
+        "`analysis.studies.explorer.slider_data`): "
         f"{r['explorer_grid']['before_s']} s before, {r['explorer_grid']['new_s']} s now, the same data: "
         f"{r['explorer_grid']['same']}.\n\n"
         "One cold move (α 0.45, NMS IoU 0.55), seconds:\n\n| detector | selection | NMS | evaluation | code |\n"

@@ -15,7 +15,7 @@ detector − RetinaNet) and both protocols (deployed fusion; NMS on cls only, Ta
   differences across arms near 0, the changes' mean within its interval) or a systematic shift
   (the changes' mean resolved away from 0);
 - ``path_shift``: the pooled path sd over every pair and protocol, which the reports use to mark
-  a verdict fragile (:func:`analysis.findings.fragility`); written to ``analysis/numeric_path.json``
+  a verdict fragile (:func:`analysis.paper.findings.fragility`); written to ``analysis/numeric_path.json``
   with ``--write-shift``.
 
     python benchmarks/numeric_path.py --arm "Intel Xeon AMX=git:507da43:reports/tiny/04_main_results.html" \\
@@ -49,9 +49,9 @@ def _from_run(run: Path) -> dict[tuple[str, str], dict[int, float]]:
     """(protocol, model) -> seed -> AP(model) − AP(RetinaNet), from a run directory's dumps: the
     paper's three detectors on every seed whose three dumps are finished (a run still training
     has no summary.json yet)."""
-    from analysis.io import load_dump
-    from analysis.runs import dump_dir
-    from analysis.tables import cls_only_ap, live_ap
+    from analysis.inputs.io import load_dump
+    from analysis.inputs.runs import dump_dir
+    from analysis.studies.tables import cls_only_ap, live_ap
 
     models = ["retinanet", "iou_aware", "retinanet_conf"]
     seeds = sorted(int(p.name.split("_")[1]) for p in run.glob("seed_*")
@@ -109,7 +109,7 @@ def load_arm(spec: str) -> dict[tuple[str, str], dict[int, float]]:
 def compare(arms: dict[str, dict[tuple[str, str], dict[int, float]]]) -> dict:
     """Per (protocol, model): each arm's values, seed sd, and per pair of arms the per-seed
     changes, their mean, sd, t interval and the across-seed correlation; ``path_shift`` pooled."""
-    from analysis.seeds import interval
+    from analysis.measures.seeds import interval
 
     rows, changes_all = [], []
     keys = sorted(set().union(*[set(a) for a in arms.values()]))

@@ -1,6 +1,6 @@
 """A full post-processing grid replayed on one dump against its floor: every NMS IoU threshold ×
 NMS kind (hard, linear and Gaussian Soft-NMS) × ranking of the dump's fusion grid, with
-:func:`analysis.postprocess.sweep`; the floor is the same mmcv ``batched_nms`` calls, per image,
+:func:`analysis.studies.postprocess.sweep`; the floor is the same mmcv ``batched_nms`` calls, per image,
 on tensors built beforehand (what any exact replay must pay). The evaluation of every cell (COCO
 AP, oLRP, best score thresholds) is timed apart.
 
@@ -26,7 +26,7 @@ def nms_floor(frame, nms_cfg: dict, max_per_img) -> float:
     """Seconds of mmcv ``batched_nms`` per image (and the cap) on tensors built beforehand."""
     from mmcv.ops import batched_nms
 
-    from analysis.rescore import nms_inputs
+    from analysis.scoring.rescore import nms_inputs
 
     if frame.empty:
         return 0.0
@@ -50,10 +50,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from analysis.io import load_dump
-    from analysis.postprocess import NMS_THRESHOLDS, detection_metrics, grid_rules, sweep
-    from analysis.quality import ann_path, dump_ground_truth
-    from analysis.rescore import inference_kwargs, select_candidates
+    from analysis.inputs.io import load_dump
+    from analysis.studies.postprocess import NMS_THRESHOLDS, detection_metrics, grid_rules, sweep
+    from analysis.measures.quality import ann_path, dump_ground_truth
+    from analysis.scoring.rescore import inference_kwargs, select_candidates
     from retconf.fusion import Fusion
 
     dump = load_dump(args.dump)
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
           f"({'the first ' + str(len(fusions)) + ' of ' if args.rankings else ''}the dump's fusion grid) = {n_cells} cells (Gaussian Soft-NMS ignores the IoU threshold; its cells "
           "are run anyway).\n\n"
           "| part | seconds |\n|---|---|\n"
-          f"| replay: selection once per ranking + NMS per cell (`analysis.postprocess.sweep`) | {result['sweep_s']} |\n"
+          f"| replay: selection once per ranking + NMS per cell (`analysis.studies.postprocess.sweep`) | {result['sweep_s']} |\n"
           f"| floor: the same `batched_nms` calls alone, per image (timed right after each cell) | {result['floor_nms_only_s']} |\n"
           + "".join(f"| — of which {k} | {v} |\n" for k, v in result["floor_by_kind_s"].items())
           + (f"| evaluation of every cell (COCO AP, oLRP, best F1/LRP threshold) | {result['eval_s']} |\n"

@@ -24,9 +24,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis import quality  # noqa: E402
-from analysis.matching import ground_truth  # noqa: E402
-from analysis.tide import tide_errors  # noqa: E402
+from analysis.measures import quality  # noqa: E402
+from analysis.geometry.matching import ground_truth  # noqa: E402
+from analysis.measures.tide import tide_errors  # noqa: E402
 
 FUSION = {"mode": "pow", "alpha": 0.4, "thr": 0.5}
 
@@ -105,9 +105,9 @@ def imports() -> None:
     import netcal.metrics  # noqa: F401
     import tidecv  # noqa: F401
 
-    from analysis.rescore import fused_scores
+    from analysis.scoring.fusion import fuse_arrays
 
-    fused_scores(np.ones(1, np.float32), np.ones(1, np.float32), "pow", 0.4, 0.5)
+    fuse_arrays(np.ones(1, np.float32), np.ones(1, np.float32), "pow", 0.4, 0.5)
 
 
 def measure(n_images: int, dets: int, cands: int, tide_sizes: bool = True) -> dict:

@@ -19,14 +19,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.tables import ALPHAS  # noqa: E402
+from analysis.studies.tables import ALPHAS  # noqa: E402
 
 
 def nms_only(frame, nms_iou: float, max_per_img: int) -> float:
     """Seconds of mmcv batched_nms per image on tensors built beforehand (the floor)."""
     from mmcv.ops import batched_nms
 
-    from analysis.rescore import nms_inputs
+    from analysis.scoring.rescore import nms_inputs
 
     boxes, scores, labels, starts, ends = nms_inputs(frame)
     cfg = dict(type="nms", iou_threshold=nms_iou)
@@ -43,16 +43,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from analysis.io import load_dump
-    from analysis.rescore import fused_scores, inference_kwargs, nms_per_image, preselect
+    from analysis.inputs.io import load_dump
+    from analysis.scoring.fusion import Fusion, fuse_arrays
+    from analysis.scoring.rescore import inference_kwargs, nms_per_image, select_candidates
 
     dump = load_dump(args.dump)
     cands, kw = dump.candidates, inference_kwargs(dump.meta)
-    fused_scores(np.array([0.5], np.float32), np.array([0.5], np.float32), "pow", 0.4, 0.5)  # warm up
+    fuse_arrays(np.array([0.5], np.float32), np.array([0.5], np.float32), "pow", 0.4, 0.5)  # warm up
     sel_s = nms_s = floor_s = 0.0
     for a in ALPHAS:
         t = time.perf_counter()
-        frame = preselect(cands, "pow", a, 0.5, kw["score_thr"], kw["nms_pre"], kw["min_bbox_size"])
+        frame = select_candidates(cands, Fusion("pow", a, 0.5), kw["score_thr"], kw["nms_pre"], kw["min_bbox_size"])
         t1 = time.perf_counter()
         nms_per_image(frame, kw["nms_iou"], kw["max_per_img"])
         t2 = time.perf_counter()

@@ -3,7 +3,7 @@
 and writes ``OUT.json`` and ``OUT.md``.
 
 Every AP is COCO AP (0.50:0.95) of a dump's deployed detections (what live inference returns),
-computed by :func:`analysis.bootstrap.weighted_ap` with unit weights (equal to faster-coco-eval).
+computed by :func:`analysis.measures.bootstrap.weighted_ap` with unit weights (equal to faster-coco-eval).
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ TARGET = 0.01  # the issue's goal for the 95 % paired half-width
 
 def seeds_needed(sd: float, half_width: float = TARGET) -> Optional[int]:
     """The fewest seeds whose 95 % paired half-width is below ``half_width`` at a seed-to-seed
-    spread ``sd`` (:func:`analysis.seeds.seeds_to_resolve`; None when ``sd`` is not finite)."""
-    from analysis.seeds import seeds_to_resolve
+    spread ``sd`` (:func:`analysis.measures.seeds.seeds_to_resolve`; None when ``sd`` is not finite)."""
+    from analysis.measures.seeds import seeds_to_resolve
 
     return seeds_to_resolve(half_width, sd) if np.isfinite(sd) else None
 
@@ -36,10 +36,10 @@ def seeds_needed(sd: float, half_width: float = TARGET) -> Optional[int]:
 def run_rows(run: Path, resamples: int) -> tuple[dict, list[dict]]:
     """(the run's ``variance.json`` + training seconds, one row per (seed, pair)) with the AP
     of each detector, the paired difference and its image-bootstrap sd."""
-    from analysis.bootstrap import match_all, paired_bootstrap, weighted_ap
-    from analysis.io import load_dump
-    from analysis.quality import dump_ground_truth
-    from analysis.runs import dump_dir, load_summary
+    from analysis.measures.bootstrap import match_all, paired_bootstrap, weighted_ap
+    from analysis.inputs.io import load_dump
+    from analysis.measures.quality import dump_ground_truth
+    from analysis.inputs.runs import dump_dir, load_summary
 
     info = json.loads((run / "variance.json").read_text())
     summary = load_summary(run)
@@ -67,7 +67,7 @@ def decompose(rows: list[dict], infos: dict) -> list[dict]:
     path), its 95 % half-width at the seeds run and the seeds a ±0.01 half-width needs, the mean
     bootstrap sd (evaluation sampling), the numeric-path change of the difference at a fixed
     seed, the sd of single detectors' AP over seeds, and the time per training."""
-    from analysis.seeds import interval
+    from analysis.measures.seeds import interval
 
     out = []
     levers = sorted({r["lever"] for r in rows}, key=lambda s: (s != "default", s))

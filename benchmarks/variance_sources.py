@@ -6,7 +6,7 @@ For each lever the paired differences Conf − RetinaNet and IoU-aware − Retin
 dumps, re-scored by the deployed rule) are split into:
 
 - **evaluation sampling**: a paired image bootstrap of the difference on fixed checkpoints
-  (resampling the validation images; :func:`analysis.bootstrap.paired_bootstrap`);
+  (resampling the validation images; :func:`analysis.measures.bootstrap.paired_bootstrap`);
 - **numeric noise at a fixed seed**: the same seed trained on two floating-point paths (the
   difference of the paired difference between the paths);
 - **seed-to-seed noise**: the sd of the paired difference over seeds (which already removes what

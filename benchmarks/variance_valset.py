@@ -11,7 +11,7 @@ bootstrap sd (evaluation sampling).
         --result reports/benchmarks/variance_valset
 
 ``dump`` resumes (a complete dump of the same checkpoint is kept). Every AP is COCO AP of a
-dump's deployed detections (:func:`analysis.bootstrap.weighted_ap` at unit weights).
+dump's deployed detections (:func:`analysis.measures.bootstrap.weighted_ap` at unit weights).
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,7 +33,7 @@ DEFAULT_VAL = 300
 def dump_all(run: Path, images: int, out: Path) -> int:
     """Generate the ``images``-image validation set into ``out/data`` and dump every checkpoint
     of ``run`` on it into ``out/seed_<s>/dumps/<model>``."""
-    from analysis.runs import load_summary
+    from analysis.inputs.runs import load_summary
     from retconf.data.digits import DigitsConfig, generate
     from retconf.pipeline import _dump_current
     from retconf.presets import PRESETS
@@ -73,10 +72,10 @@ def first_images(gt, dets, n: int):
 def report(run: Path, out: Path, result: str, resamples: int) -> int:
     """Per seed and pair: the difference and its bootstrap sd on the first 300 images, on all of
     them, and (check) on the run's own 300-image dumps; then the split per pair and set size."""
-    from analysis.bootstrap import match_all, paired_bootstrap, spread_sources
-    from analysis.io import load_dump
-    from analysis.quality import dump_ground_truth
-    from analysis.runs import dump_dir, load_summary
+    from analysis.measures.bootstrap import match_all, paired_bootstrap, spread_sources
+    from analysis.inputs.io import load_dump
+    from analysis.measures.quality import dump_ground_truth
+    from analysis.inputs.runs import dump_dir, load_summary
     from benchmarks.results import write_results
 
     summary = load_summary(run)

@@ -37,7 +37,7 @@ dump's ``score_thr``/``nms_pre`` sees exactly the candidates live inference woul
 family); other α values or a lower ``score_thr`` are approximations. Besides the ranking rule,
 each adapter states the rest of its head's post-processing (:attr:`Adapter.post_process`:
 selection, score voting, whether ``min_bbox_size`` and ``max_per_img`` apply), which the dump
-records and :func:`analysis.rescore.inference_kwargs` follows. PAA's voted boxes match to float32
+records and :func:`analysis.scoring.rescore.inference_kwargs` follows. PAA's voted boxes match to float32
 rounding only: on a level with fewer anchors than ``nms_pre`` PAA keeps its candidates in anchor
 order, which a dump does not record, so the vote sums in another order. Heads that
 post-process in yet another way (CenterNet, YOLOv3, FoveaBox, RepPoints, ...) have no adapter
@@ -156,7 +156,7 @@ def base_rule(head: Any, record: Record) -> Optional[Fusion]:
     A quality head with ``fusion.legacy_level_bug`` (the original code's per-level rule, no
     :class:`Fusion`) gets its product without the flag: that rule builds the candidate grid, while
     the dump's ``meta['fusion']`` (``head.fusion`` itself) keeps the flag, and re-scoring the
-    deployed rule of such a dump is refused (:func:`analysis.rescore.deployed_fusion`)."""
+    deployed rule of such a dump is refused (:func:`analysis.scoring.rescore.deployed_fusion`)."""
     if hasattr(head, "fusion"):
         return Fusion.of({k: v for k, v in head.fusion.items() if k != "legacy_level_bug"})
     has_factors = record.args["score_factor_list"][0] is not None
@@ -350,6 +350,6 @@ def positive_priors(priors: Tensor, gt_input: Tensor, thr: float = 0.5) -> int:
         x, y = priors[:, :1], priors[:, 1:2]
         inside = (x > gt_input[:, 0]) & (x < gt_input[:, 2]) & (y > gt_input[:, 1]) & (y < gt_input[:, 3])
         return int(inside.any(1).sum())
-    from analysis.boxes import box_iou  # mmdet's bbox_overlaps to the bit
+    from analysis.geometry.boxes import box_iou  # mmdet's bbox_overlaps to the bit
 
     return int((box_iou(priors, gt_input).max(1).values > thr).sum())

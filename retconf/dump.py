@@ -10,7 +10,7 @@ Files in the output directory:
 - ``images-NNNNN.parquet``: one row per image (positive-anchor count, number of ground truths).
 - ``metadata.json``: config, checkpoint hash, the annotation file matched against and its SHA-256
   (``ann_sha256``: an analysis against a changed or different file is refused,
-  :func:`analysis.io.annotation_file`), versions, seed, test settings, the candidate rule,
+  :func:`analysis.inputs.io.annotation_file`), versions, seed, test settings, the candidate rule,
   the schema and, per shard, its image ids and each file's SHA-256,
   so that a replaced, duplicated, missing or foreign shard is detected on loading. Written last: a dump without it is incomplete, and rerunning the same
   command resumes after the last complete shard.
@@ -25,7 +25,7 @@ and ``metadata.json`` names the head, its quality score (``quality``) and the ru
 None: ``cls``) and the rest of its post-processing (``post_process``: how it selects candidates
 per level — top-k over pairs, over anchors (PAA) or one class per anchor (YOLOX) — score voting,
 whether ``min_bbox_size`` and ``max_per_img`` apply). The ranking score of a candidate is that
-rule applied to its ``cls`` and ``obj`` (:func:`analysis.rescore.select_candidates`).
+rule applied to its ``cls`` and ``obj`` (:func:`analysis.scoring.rescore.select_candidates`).
 
 Candidate rule (:func:`retconf.fusion.fusion_grid`): for each level, the union over a grid of
 rules (the deployed one, ``cls``, ``mul``, ``cls_thr``, ``mul_thr``, ``pow`` with α = 0.0, 0.1,
@@ -46,8 +46,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from analysis.boxes import box_iou, match_gt  # noqa: F401  (the matching rule, in the analysis layer; re-exported)
-from analysis.schema import (BY_IOU, CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, IOU_POPULATION,
+from analysis.geometry.boxes import box_iou, match_gt  # noqa: F401  (the matching rule, in the analysis layer; re-exported)
+from analysis.inputs.schema import (BY_IOU, CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, IOU_POPULATION,
                              SCHEMA_VERSION, SELECTED)
 
 from .io import atomic_write_bytes, atomic_write_text

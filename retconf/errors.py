@@ -1,12 +1,12 @@
 """The errors retconf's library code raises. Each names the offending file, field or option in
 its message; ``retconf`` (:mod:`retconf.cli`) prints it as one line and turns the class into an
 exit status (:data:`EXIT_CODES`). Importing this module loads nothing else but the light
-:mod:`analysis.errors`, where :class:`RetconfError` and :class:`DatasetError` are defined.
+:mod:`analysis.inputs.errors`, where :class:`RetconfError` and :class:`DatasetError` are defined.
 """
 from __future__ import annotations
 
 # the two the analysis layer raises itself (COCO checks) live there; re-exported here
-from analysis.errors import DatasetError, RetconfError
+from analysis.inputs.errors import DatasetError, RetconfError  # noqa: F401  (re-exported)
 
 
 class UsageError(RetconfError, ValueError):

@@ -1,12 +1,12 @@
 """The static explorer page of a run (``REPORTS/explore.html``): an α slider and an NMS IoU
 slider that redraw each detector's exactly re-scored AP and precision–recall curves, and a
-candidate browser per image, both from data precomputed by :mod:`analysis.explore` and embedded
+candidate browser per image, both from data precomputed by :mod:`analysis.studies.explorer` and embedded
 in the page. It needs no kernel and no network: Plotly's JavaScript is copied beside the page
 (``plotly.min.js``), the images are embedded as JPEG data URIs. Drawing only.
 
 Page weight: at most :data:`PAGE_BUDGET_BYTES` for the page (``plotly.min.js``, about 4.8 MB,
 comes on top, shared by every page that uses it); the browser embeds at most
-``analysis.explore.TOP_N`` + 3 · ``SURVIVORS_N`` candidates per image and detector and at most
+``analysis.studies.explorer.TOP_N`` + 3 · ``SURVIVORS_N`` candidates per image and detector and at most
 ``MAX_IMAGES`` images, each downscaled to :data:`IMAGE_PX` px.
 """
 from __future__ import annotations
@@ -175,8 +175,8 @@ init();
 
 
 def explorer_html(slider: dict, browser: dict, run_note: str = "", fingerprint: str = "") -> str:
-    """The explorer page for :func:`analysis.explore.slider_data` and
-    :func:`analysis.explore.browser_data` output (images' ``src``: data URIs or None)."""
+    """The explorer page for :func:`analysis.studies.explorer.slider_data` and
+    :func:`analysis.studies.explorer.browser_data` output (images' ``src``: data URIs or None)."""
     det_names = [d["name"] for d in slider["detectors"]]
     deployed = {d["name"]: d["deployed"] for d in slider["detectors"]}
     first = slider["detectors"][0]["deployed"] if slider["detectors"] else {"alpha": 0.4, "nms_iou": 0.5}
@@ -204,7 +204,7 @@ def explorer_html(slider: dict, browser: dict, run_note: str = "", fingerprint: 
         f"<h1>{html.escape(TITLE)}</h1>"
         f'<p class="note">{run_note} Everything on this page was computed when the reports were written and is '
         "embedded in it: it works offline, without a kernel. For any α or NMS threshold, live, use "
-        "<code>analysis.explore.live_widgets</code> in JupyterLab (notebook 02).</p>"
+        "<code>analysis.views.widgets.live_widgets</code> in JupyterLab (notebook 02).</p>"
         "<h2>α and NMS IoU: AP and precision–recall, re-scored from the dumps</h2>"
         '<div class="controls"><label>α <input type="range" id="alpha" min="0" step="1"> <b id="alpha-value"></b></label>'
         '<label>NMS IoU threshold <input type="range" id="nms" min="0" step="1"> <b id="nms-value"></b></label></div>'
@@ -212,7 +212,7 @@ def explorer_html(slider: dict, browser: dict, run_note: str = "", fingerprint: 
         f"<th>ranked by</th><th>deployed</th></tr>{rows}</table>"
         '<p class="note">Each cell is the COCO metric (0.50:0.95, 100 detections per image) of the dump\'s candidates '
         "re-scored with that α and NMS IoU under the detector's own inference settings (score threshold, per-level "
-        f"top-k, per-image cap): the numbers <code>analysis.rescore</code> and <code>analysis.coco</code> give. α "
+        f"top-k, per-image cap): the numbers <code>analysis.scoring.rescore</code> and <code>analysis.measures.coco</code> give. α "
         f"{slider['alphas'][0]:g} … {slider['alphas'][-1]:g} is the dump's candidate grid, so re-scoring equals live "
         "inference there. Curves: precision at 101 recall points, averaged over the classes (solid: also over "
         "the IoU thresholds 0.50:0.95, the curve whose mean is AP; dotted: IoU 0.50).</p>"
@@ -251,7 +251,7 @@ def explorer_inputs(run_dir: Path, seed: int, detectors: Sequence[str]) -> str:
 
     import analysis
 
-    from analysis import runs
+    from analysis.inputs import runs
 
     h = hashlib.sha256()
     for source in [Path(__file__), *sorted(Path(analysis.__file__).parent.rglob("*.py"))]:
@@ -266,7 +266,7 @@ def explorer_plan(full_run: Path, summary: dict, seed: Optional[int] = None,
                   detectors: Optional[Sequence[str]] = None) -> tuple[int, list[str]]:
     """(seed, detectors) the page shows: ``seed`` or the run's first; ``detectors`` or the
     paper's detectors whose dump of that seed exists."""
-    from analysis import runs
+    from analysis.inputs import runs
 
     seed = int(summary["seeds"][0]) if seed is None else seed
     names = list(detectors) if detectors is not None else [
@@ -283,9 +283,10 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
     Raises:
         ValueError: when the run has no dump to show.
     """
-    from analysis import explore, runs
-    from analysis.explore import one_torch_thread
-    from analysis.seeds import load_seed_dump
+    from analysis.studies import explorer as explore
+    from analysis.inputs import runs
+    from analysis.scoring.fast import one_torch_thread
+    from analysis.measures.seeds import load_seed_dump
 
     start = time.perf_counter()
     project, out = Path(project), Path(out)

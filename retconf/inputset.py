@@ -3,7 +3,7 @@ dumps or COCO results files of one's own, without a ``retconf reproduce`` run.
 
 The inputs become an **input set**: ``OUT/summary.json`` with the seeds and detectors and an
 ``inputs`` field listing, per (seed, detector), the dump directory or results file and its
-annotation file (:mod:`analysis.runs`). Nothing is trained or copied; the notebooks read the
+annotation file (:mod:`analysis.inputs.runs`). Nothing is trained or copied; the notebooks read the
 inputs where they are, exactly as they read a run's dumps, and the index says what was analysed
 and which pages were left out, and why.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from analysis import runs
+from analysis.inputs import runs
 
 from .errors import ReportError, UsageError
 from .io import atomic_write_text
@@ -110,7 +110,7 @@ class Entry:
 
 
 def _dump_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
-    from analysis.io import DumpError, annotation_file, load_dump
+    from analysis.inputs.io import DumpError, annotation_file, load_dump
 
     try:
         dump = load_dump(spec.path)  # every shard against its record: a broken dump stops here
@@ -126,7 +126,7 @@ def _dump_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
 
 
 def _results_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
-    from analysis.results import load_results
+    from analysis.measures.results import load_results
 
     if not ann_file:
         raise UsageError(f"{spec.path}: a COCO results file needs its annotation file: pass --ann-file FILE")
@@ -195,7 +195,7 @@ def content_key(kind: str, entry: Entry) -> str:
     shard it wrote), a results file's SHA-256."""
     if kind == "dumps":
         return json.dumps([r.get("sha256") for r in entry.meta.get("shards", [])], sort_keys=True)
-    from analysis.io import file_sha256
+    from analysis.inputs.io import file_sha256
 
     return file_sha256(entry.path)
 
@@ -225,8 +225,8 @@ PAPER_REFERENCE = "page 04 compares the paper's detectors by name: retinanet wit
 
 def soft_nms_available() -> bool:
     """Whether page 07's Soft-NMS can run here: mmcv's compiled ops import (not in the light
-    install, where :mod:`analysis.nms` has hard NMS only)."""
-    from analysis.nms import mmcv_ops
+    install, where :mod:`analysis.geometry.nms` has hard NMS only)."""
+    from analysis.geometry.nms import mmcv_ops
 
     return mmcv_ops() is not None
 
@@ -287,7 +287,7 @@ def input_pages(kind: str, entries: list[Entry], available: list[str]) -> tuple[
 
 
 def input_summary(kind: str, entries: list[Entry], command: str) -> dict:
-    """The input set's ``summary.json`` (:mod:`analysis.runs`): no training metrics, the inputs listed."""
+    """The input set's ``summary.json`` (:mod:`analysis.inputs.runs`): no training metrics, the inputs listed."""
     models = list(dict.fromkeys(e.model for e in entries))
     seeds = sorted({e.seed for e in entries})
     files = [{"model": e.model, "seed": e.seed, "path": str(e.path), "ann_file": e.ann_file} for e in entries]
@@ -363,7 +363,7 @@ def make_input_reports(inputs: list[str], out: str | Path, ann_file: Optional[st
     unchecked = [e for e in entries if kind == "dumps" and not e.meta.get("ann_sha256")]
     pages = [(nb_dir / f"{stem}.ipynb", {"run_dir": str(out), **params}) for stem, params in chosen]
     written = _run_pages(pages, out, show_code, jobs, run_digest(out), lambda path: "", quiet_unhashed=bool(unchecked))
-    from analysis.tables import headline
+    from analysis.studies.tables import headline
 
     models = list(summary["detectors"])
     found = [out / f"{stem}.html" for stem, _ in input_pages(kind, entries, available)[0]]

@@ -3,7 +3,7 @@ detector -> reports.
 
 The layout of a run directory (``RUN/seed_<s>/<model>/``, ``RUN/seed_<s>/dumps/<model>/``,
 ``RUN/pretrain/``, ``RUN/logs/``) and the fields of ``RUN/summary.json`` are defined once, in
-:mod:`analysis.runs`.
+:mod:`analysis.inputs.runs`.
 
 Every detector of a seed trains with ``randomness.seed = s``, so the detectors of one seed differ
 only by their head; ``--seeds N`` repeats the whole comparison for s = 0 .. N-1 and the reports
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
-from analysis import runs
-from analysis.schema import SCHEMA_VERSION
+from analysis.inputs import runs
+from analysis.inputs.schema import SCHEMA_VERSION
 
 from .io import atomic_write_text, sha256_file
 from .presets import PRESETS, Preset
@@ -455,7 +455,7 @@ def _record(done: JobResult, log: RunLog) -> None:
 
 
 def write_summary(run: RunPlan, log: RunLog) -> dict:
-    """Write ``RUN/summary.json`` (:mod:`analysis.runs`); reused stages keep the seconds they
+    """Write ``RUN/summary.json`` (:mod:`analysis.inputs.runs`); reused stages keep the seconds they
     took when they last ran; ``machine`` names the machine of this invocation."""
     from .machine import machine_record
 

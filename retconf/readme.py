@@ -1,7 +1,7 @@
 """Numbers the README and docs quote from a report set, generated from the pages' data.
 
 A report page writes its findings and key numbers beside its HTML (``NN_name.json``,
-:func:`analysis.findings.page_record`). Text that quotes them holds a generated block::
+:func:`analysis.paper.findings.page_record`). Text that quotes them holds a generated block::
 
     <!-- results:begin -->
     ...
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from analysis.findings import counted_here, verdict_label
+from analysis.paper.findings import counted_here, verdict_label
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- (?P<name>[a-z0-9-]+):begin -->\n)(?P<body>.*?)(<!-- (?P=name):end -->)", re.S)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 import analysis
-from analysis import runs
-from analysis.findings import counted_here, verdict_label
+from analysis.inputs import runs
+from analysis.paper.findings import counted_here, verdict_label
 
 from .errors import ReportError, UsageError
 from .io import atomic_write_text
@@ -125,7 +125,7 @@ def run_digest(run_dir: Path) -> str:
         h.update(str(meta.relative_to(run_dir) if meta.is_relative_to(run_dir) else meta).encode())
         h.update(meta.read_bytes())
     if runs.input_kind(summary) == "results":  # the files themselves and their annotation files
-        from analysis.io import file_sha256
+        from analysis.inputs.io import file_sha256
 
         for f in summary["inputs"]["files"]:
             h.update(f"{file_sha256(Path(f['path']))} {file_sha256(Path(f['ann_file']))}".encode())
@@ -237,7 +237,7 @@ _DATA = re.compile(r'<script[^>]*\bclass="retconf-findings"[^>]*>(.*?)</script>'
 
 
 def findings_data(page_html: str) -> Optional[dict]:
-    """The findings data a page embeds (:func:`analysis.findings.page_record`), or None."""
+    """The findings data a page embeds (:func:`analysis.paper.findings.page_record`), or None."""
     m = _DATA.search(page_html)
     return json.loads(m.group(1)) if m else None
 
@@ -369,7 +369,7 @@ def model_and_schedule(preset, project: Path = CHECKOUT) -> str:
 
 
 def headline_html(rows: list[dict], source: str = "its dump's detections under its deployed ranking") -> str:
-    """The index's headline box from :func:`analysis.tables.headline` rows: each detector's AP and
+    """The index's headline box from :func:`analysis.studies.tables.headline` rows: each detector's AP and
     each detector difference with the half-width the run resolves and, while unresolved, the
     seeds that would resolve it."""
     import math
@@ -594,7 +594,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]
 
         # every numbered page in ``out``, also those a run limited to ``names`` did not redo
         found = [out / f"{p.stem}.html" for p in notebooks(None, nb_dir)] + [out / PAGE]
-        from analysis.tables import headline
+        from analysis.studies.tables import headline
 
         atomic_write_text(out / "index.html", index_html([(page_title_of(p), p.name) for p in found if p.is_file()],
                                                          run_dir, summary, out, project,
@@ -607,12 +607,12 @@ ANN_WARNED_ENV = "RETCONF_UNHASHED_ANN_WARNED"  # set for the kernels: the comma
 
 def check_annotation_files(metadata_files: list[Path]) -> list[Path]:
     """Check every dump's annotation file against its recorded hash before any page runs
-    (:func:`analysis.io.annotation_file`); return the dumps that record no hash (warned once).
+    (:func:`analysis.inputs.io.annotation_file`); return the dumps that record no hash (warned once).
 
     Raises:
         ReportError: naming the first annotation file that is missing, changed or another.
     """
-    from analysis.io import ANN_HASH_FIELD, DumpError, annotation_file
+    from analysis.inputs.io import ANN_HASH_FIELD, DumpError, annotation_file
 
     unchecked = []
     for meta_file in metadata_files:

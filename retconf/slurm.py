@@ -5,7 +5,7 @@ detectron2 and many research codebases use it): each (seed, detector) training w
 one task of a Slurm job array, submitted from the machine that runs ``retconf reproduce``. The
 dataset, the shared backbone pretraining (seconds to minutes on the tiny presets; the COCO
 presets have none) and the reports run in the submitting process, before and after the array.
-The run directory is the same as a local run's (:mod:`analysis.runs`), and so are its caching
+The run directory is the same as a local run's (:mod:`analysis.inputs.runs`), and so are its caching
 and resume rules, because each task runs :func:`retconf.pipeline.run_job`:
 
 - a finished training with the same inputs is not rerun, nor a dump of the same checkpoint;

@@ -114,7 +114,7 @@ def conf_run(small_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     """A briefly trained RetinaNet-Conf (a small overfit on 16 images), its mmdet-evaluated live
     AP, a dump with the deployed alpha and, for comparison, dumps whose *live* inference used
     other alphas, the other fusion order and the filtered product."""
-    from analysis.io import load_dump
+    from analysis.inputs.io import load_dump
     from retconf.apis import evaluate, train
     from retconf.dump import dump_predictions
 

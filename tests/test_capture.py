@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.io import load_dump
-from analysis.rescore import deployed_fusion, inference_kwargs, rescore
+from analysis.inputs.io import load_dump
+from analysis.scoring.rescore import deployed_fusion, inference_kwargs, rescore
 from retconf.capture import UnsupportedHead, adapter_for, positive_priors
 from retconf.dump import dump_predictions
 from retconf.presets import FAMILY_DETECTORS, TINY_DETECTORS
@@ -205,9 +205,9 @@ def test_a_legacy_heads_dump_records_the_flag_and_refuses_its_deployed_rule(smal
     rule's candidates on the smaller ones: the metadata keeps the flag, the deployed rule is
     refused naming the metadata file and the field (the plain product it used to fall back to
     is not what the head returned), and explicit rules still re-score the dump."""
-    from analysis.postprocess import BASELINE, dump_detections
-    from analysis.rescore import LegacyRuleError, deployed_rule
-    from analysis.tables import deployed_ap
+    from analysis.studies.postprocess import BASELINE, dump_detections
+    from analysis.scoring.rescore import LegacyRuleError, deployed_rule
+    from analysis.studies.tables import deployed_ap
     from retconf.errors import RetconfError
 
     config = str(ROOT / CONFIGS["retinanet_conf"])

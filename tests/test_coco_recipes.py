@@ -149,8 +149,8 @@ def test_results_json_by_pycocotools_agrees_with_retconf(coco_run: dict) -> None
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from analysis.io import load_dump
-    from analysis.coco import coco_ap
+    from analysis.inputs.io import load_dump
+    from analysis.measures.coco import coco_ap
 
     ann_file, test_dir = coco_run["ann_file"], coco_run["test_dir"]
     results = json.loads((test_dir / "mmdet.bbox.json").read_text())
@@ -213,7 +213,7 @@ def test_results_json_by_pycocotools_agrees_with_retconf(coco_run: dict) -> None
 def test_dump_ious_are_in_original_image_coordinates(coco_run: dict, model: str) -> None:
     """Every IoU of the dump, recomputed with numpy from the annotation file's boxes (original
     pixels) and the label -> category id mapping, matches: detections and candidates alike."""
-    from analysis.io import load_dump
+    from analysis.inputs.io import load_dump
 
     ann_file = coco_run["ann_file"]
     dump = load_dump(coco_run["run"] / "seed_0" / "dumps" / model)
@@ -250,7 +250,7 @@ def test_positive_anchors_are_counted_in_the_input_frame(coco_run: dict) -> None
     from mmdet.structures.bbox import bbox_overlaps
     from mmengine.config import Config
 
-    from analysis.io import load_dump
+    from analysis.inputs.io import load_dump
 
     ann_file = coco_run["ann_file"]
     dump = load_dump(coco_run["run"] / "seed_0" / "dumps" / "retinanet_conf")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.io import DumpError, load_dump
+from analysis.inputs.io import DumpError, load_dump
 from retconf.dump import dump_predictions
 from tests.conftest import ROOT, same_detections
 
@@ -139,7 +139,7 @@ def test_the_iou_population_chooses_anchors_by_their_iou_alone(dumps: dict) -> N
     """Every anchor whose box overlaps a ground truth with IoU ≥ IOU_POPULATION is recorded once,
     labelled with that ground truth's class, whatever its scores — also anchors no ranking rule
     keeps (so it selects on neither score); the rule-selected candidates stay as they were."""
-    from analysis.schema import IOU_POPULATION
+    from analysis.inputs.schema import IOU_POPULATION
 
     d = dumps["xy 400x200 ann after"]
     pop, cands = d.iou_population, d.candidates
@@ -212,7 +212,7 @@ def _shuffled_categories(src: Path, out: Path) -> Path:
 def test_category_ids_follow_mmdets_dataset(small_digits: Path, tmp_path: Path) -> None:
     from mmdet.datasets import CocoDataset
 
-    from analysis.coco import category_ids
+    from analysis.measures.coco import category_ids
 
     data = _shuffled_categories(small_digits, tmp_path / "d")
     classes = tuple(str(i) for i in range(10))
@@ -232,7 +232,7 @@ def test_rescored_ap_equals_mmdets_cocometric_with_shuffled_ids(small_digits: Pa
     from mmdet.datasets import CocoDataset
     from mmdet.evaluation import CocoMetric
 
-    from analysis.coco import coco_ap, detections_from_coco_results
+    from analysis.measures.coco import coco_ap, detections_from_coco_results
 
     data = _shuffled_categories(small_digits, tmp_path / "d")
     ann_file = str(data / "annotations" / "instances_val.json")

@@ -1,6 +1,6 @@
 """The explorer page (explore.html) of the quick run in a real browser: Playwright driving
 Debian's Chromium (never ``playwright install``). Moving the α and NMS sliders shows the AP that
-analysis.rescore + analysis.coco compute from the Parquet dump; the browser's filters draw the
+analysis.scoring.rescore + analysis.measures.coco compute from the Parquet dump; the browser's filters draw the
 boxes the embedded data says; no console error; the page keeps its weight budget; screenshots go
 to test-artefacts/screenshots/."""
 from __future__ import annotations
@@ -42,9 +42,9 @@ def set_range(page, selector: str, value: float) -> None:
 
 def check_explorer(page_file: Path, run: Path, shots: Path) -> None:
     """Drive the page in Chromium and check it against the run's seed-0 dumps."""
-    from analysis.coco import dump_coco_ap
-    from analysis.io import load_dump
-    from analysis.rescore import inference_kwargs, rescore
+    from analysis.measures.coco import dump_coco_ap
+    from analysis.inputs.io import load_dump
+    from analysis.scoring.rescore import inference_kwargs, rescore
     from retconf.explore import PAGE_BUDGET_BYTES, PLOTLY_JS
 
     sync_playwright = _playwright().sync_playwright

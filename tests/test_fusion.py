@@ -103,11 +103,11 @@ def test_fusion_of_refuses_the_legacy_level_rule_instead_of_dropping_it() -> Non
 
 @pytest.mark.parametrize("nms_pre", [-1, 0, 3, 100])
 def test_numpy_selection_is_the_torch_selection(nms_pre: int) -> None:
-    """analysis.rescore.select_rows (all images at once, numpy) keeps per level the pairs
+    """analysis.scoring.rescore.select_rows (all images at once, numpy) keeps per level the pairs
     Fusion.select keeps (one level, torch), including mmdet's slice semantics of nms_pre."""
     import numpy as np
 
-    from analysis.rescore import select_rows
+    from analysis.scoring.rescore import select_rows
 
     g = torch.Generator().manual_seed(3)
     cls = torch.rand(20, 3, generator=g)
@@ -163,12 +163,12 @@ def test_unknown_selection_is_refused() -> None:
 
 @pytest.mark.parametrize("nms_pre", [-1, 0, 3, 100])
 def test_numpy_anchor_selection_is_the_torch_selection(nms_pre: int) -> None:
-    """analysis.rescore.select_anchor_rows (all images at once) keeps, per level, the pairs and
+    """analysis.scoring.rescore.select_anchor_rows (all images at once) keeps, per level, the pairs and
     the order of topk_anchors, also when the rows hold only the pairs above the threshold (a
     dump's candidates) and come in another order."""
     import numpy as np
 
-    from analysis.rescore import select_anchor_rows
+    from analysis.scoring.rescore import select_anchor_rows
 
     g = torch.Generator().manual_seed(4)
     scores = torch.rand(2, 30, 3, generator=g)
@@ -191,7 +191,7 @@ def test_numpy_anchor_selection_is_the_torch_selection(nms_pre: int) -> None:
 def test_numpy_argmax_selection_keeps_each_anchors_best_class() -> None:
     import numpy as np
 
-    from analysis.rescore import select_argmax_rows
+    from analysis.scoring.rescore import select_argmax_rows
 
     cls = np.array([0.2, 0.7, 0.4, 0.9, 0.1], np.float32)
     anchor = np.array([0, 0, 1, 2, 2])

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 import analysis, retconf
 from analysis.paper import load_table
-from analysis import runs, tables  # noqa: F401
+from analysis.inputs import runs  # noqa: F401
+from analysis.studies import tables  # noqa: F401
 import retconf.report as report
 where = Path(sys.argv[1])
 assert Path(analysis.__file__).is_relative_to(where) and Path(retconf.__file__).is_relative_to(where), (analysis.__file__, retconf.__file__)
@@ -51,7 +52,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_ships_both_packages_and_the_paper_tables(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"analysis/runs.py", "analysis/tables.py", "retconf/report.py", "retconf/errors.py"} <= set(names)
+    assert {"analysis/inputs/runs.py", "analysis/studies/tables.py", "retconf/report.py", "retconf/errors.py"} <= set(names)
     assert any(n.startswith("analysis/paper/") and n.endswith(".csv") for n in names)
     assert not any(n.startswith(("notebooks/", "tests/")) for n in names)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from retconf import readme
-from tests.conftest import ROOT
 
 
 def test_every_generated_block_matches_the_committed_reports() -> None:

@@ -64,8 +64,8 @@ def test_eight_numbered_notebooks_with_a_parameters_cell() -> None:
 def _any_paired_seed(run: Path) -> bool:
     """Whether some seed of the run has the AP (of its dump) of RetinaNet and of another
     detector (page 04 then shows the paired differences)."""
-    from analysis.seeds import over_seeds, paired_deltas
-    from analysis.tables import live_ap
+    from analysis.measures.seeds import over_seeds, paired_deltas
+    from analysis.studies.tables import live_ap
 
     per_seed = over_seeds(run, ["retinanet", "iou_aware", "retinanet_conf"], live_ap)
     pairs = [(m, "retinanet") for m in ("iou_aware", "retinanet_conf")]
@@ -74,7 +74,7 @@ def _any_paired_seed(run: Path) -> bool:
 
 def _left_out(page: str) -> str:
     """The notes under a page's tables naming the columns left out as empty throughout
-    (:func:`analysis.display.frame_html`)."""
+    (:func:`analysis.views.display.frame_html`)."""
     return " ".join(re.findall(r"Left out, empty throughout[^<]*", page))
 
 
@@ -109,7 +109,7 @@ def test_report_html_has_tables_and_figures(reports: Path, quick_run: dict, name
     if name == "04_main_results":
         assert ("nothing to compare" in text) != paired
     assert "rows ×" not in text and "<td>...</td>" not in text and "<th>...</th>" not in text  # never truncated
-    assert "data-outside=" not in text  # no figure draws data outside its axes (analysis.display.figure_html)
+    assert "data-outside=" not in text  # no figure draws data outside its axes (analysis.views.display.figure_html)
 
 
 @pytest.mark.parametrize("name", ["01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results",
@@ -301,8 +301,8 @@ def test_main_results_show_mean_and_spread_over_two_seeds(reports: Path, quick_r
     assert conf["seeds"] == "2"
     # two seeds give a spread: "mean ± sd" (one seed shows the mean alone), here of the
     # cls-only AP of each seed's dump, computed again from the dumps
-    from analysis.tables import cls_only_ap
-    from analysis.seeds import over_seeds
+    from analysis.studies.tables import cls_only_ap
+    from analysis.measures.seeds import over_seeds
 
     per_seed = over_seeds(quick_run["run"], ["retinanet_conf"], cls_only_ap)
     assert per_seed["seed"].tolist() == [0, 1]
@@ -476,7 +476,7 @@ def test_families_note_only_on_paper_pages_of_a_families_run(tmp_path: Path) -> 
 
 
 def test_verdict_line_and_command_of(tmp_path: Path) -> None:
-    from analysis.findings import claim, not_measured, render
+    from analysis.paper.findings import claim, not_measured, render
     from retconf.report import command_of, page_findings, verdict_line
 
     page = tmp_path / "p.html"

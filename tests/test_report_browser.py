@@ -106,7 +106,7 @@ def test_the_width_check_sees_a_wide_table(tmp_path: Path) -> None:
     cells = "".join(f"<th>column number {i}</th>" for i in range(40))
     page.write_text(f"<html><body><table><tr>{cells}</tr></table></body></html>")
     assert len(wide_tables([page])["wide.html"]) == 1
-    from analysis.display import details_html  # the same table collapsed scrolls inside its section
+    from analysis.views.display import details_html  # the same table collapsed scrolls inside its section
 
     page.write_text(f"<html><body>{details_html(f'<table><tr>{cells}</tr></table>', 'x')}</body></html>")
     assert wide_tables([page])["wide.html"] == []

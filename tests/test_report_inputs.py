@@ -83,13 +83,13 @@ def test_without_mmcv_page_07_is_left_out_and_the_index_says_why(monkeypatch: py
     """The light install (no mmcv) has hard NMS only: page 07's Soft-NMS rows cannot run there."""
     from types import SimpleNamespace
 
-    import analysis.nms
+    import analysis.geometry.nms
     from retconf.inputset import input_pages
 
     entries = [SimpleNamespace(model="conf", meta={"head": "RetinaConfHead", "quality": "obj"})]
     stems = ["01_misalignment", "07_postprocessing"]
     assert [s for s, _ in input_pages("dumps", entries, stems)[0]] == stems  # mmcv here
-    monkeypatch.setattr(analysis.nms, "mmcv_ops", lambda: None)
+    monkeypatch.setattr(analysis.geometry.nms, "mmcv_ops", lambda: None)
     pages, left = input_pages("dumps", entries, stems)
     assert [s for s, _ in pages] == ["01_misalignment"]
     assert "Soft-NMS rows need mmcv's compiled ops" in left["07_postprocessing"]
@@ -225,7 +225,7 @@ def test_a_results_file_that_looks_wrong_is_reported_naming_the_file_and_the_sha
     """Corner boxes, logits and boxes off their images are valid JSON of the right shape: the
     report goes on (a user may know better) but says, on stderr, what looks wrong and in how
     many entries, naming the file; the untouched fixture gets no warning."""
-    from analysis.results import load_results
+    from analysis.measures.results import load_results
 
     path = _results_variant(tmp_path, name, change)
     warnings = load_results(path, FIXTURE_GT).meta["warnings"]
@@ -243,7 +243,7 @@ def test_warnings_reach_stderr_before_the_pages(tmp_path: Path, capsys: pytest.C
 
 
 def test_calibration_of_scores_outside_0_1_is_refused_naming_the_file(tmp_path: Path) -> None:
-    from analysis.results import load_results, probability_problem, results_calibration, results_lrp
+    from analysis.measures.results import load_results, probability_problem, results_calibration, results_lrp
 
     res = load_results(_results_variant(tmp_path, "logits", _as_logit), FIXTURE_GT)
     assert f"{res.path}: 230 of 242 scores lie outside [0, 1] (field 'score'" in probability_problem(res)

@@ -8,6 +8,8 @@ import pandas as pd
 
 from .claims import PaperClaim, load_claims, paper_claim
 
+__all__ = ["TABLES", "PaperClaim", "load_claims", "load_table", "paper_claim"]
+
 HERE = Path(__file__).resolve().parent
 TABLES = tuple(sorted(p.stem for p in HERE.glob("*.csv") if p.stem != "claims"))  # claims.csv: the registry
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.matching import ground_truth
+from analysis.geometry.matching import ground_truth
 
 DATA = Path(__file__).parent / "data"
 FIXTURE_GT = DATA / "fixture_gt.json"
@@ -53,7 +53,7 @@ def write_fake_run(out: Path, seeds: tuple = (0, 1), ablations: tuple = (), fami
     training metrics (03, 05) without training anything. Its numbers mean nothing."""
     import numpy as np
 
-    from analysis.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, SCHEMA_VERSION
+    from analysis.inputs.schema import CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, SCHEMA_VERSION
     from retconf.dump import shard_record
 
     schema = {"candidates": CANDIDATE_COLUMNS, "detections": DETECTION_COLUMNS, "images": IMAGE_COLUMNS}

@@ -1,11 +1,11 @@
-"""analysis/bootstrap.py: COCO AP with image weights, and the paired image bootstrap."""
+"""analysis/measures/bootstrap.py: COCO AP with image weights, and the paired image bootstrap."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from analysis.bootstrap import match_all, paired_bootstrap, weighted_ap
-from analysis.coco import coco_ap
+from analysis.measures.bootstrap import match_all, paired_bootstrap, weighted_ap
+from analysis.measures.coco import coco_ap
 from tests.analysis.quality_cases import FIXTURE_GT, load_fixture
 
 
@@ -39,7 +39,7 @@ def test_paired_bootstrap_of_a_detector_and_a_worse_copy() -> None:
 
 
 def test_spread_sources_splits_the_seed_variance_into_evaluation_and_training() -> None:
-    from analysis.bootstrap import spread_sources
+    from analysis.measures.bootstrap import spread_sources
 
     out = spread_sources([-0.008, 0.059, 0.02], [0.006, 0.007, 0.005])
     sd = float(np.std([-0.008, 0.059, 0.02], ddof=1))

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import calibration as cal
-from analysis.matching import coco_match, ground_truth
+from analysis.measures import calibration as cal
+from analysis.geometry.matching import coco_match, ground_truth
 from tests.analysis.quality_cases import dets_frame, load_fixture, write_gt
 
 A, B, C, D = (0, 0, 10, 10), (50, 50, 60, 60), (100, 0, 110, 10), (0, 100, 10, 110)
@@ -104,7 +104,7 @@ def test_isotonic_recalibration_fixes_a_miscalibrated_score(tmp_path: Path) -> N
 # (bins, tau, is_dece) = (25, 0.0, False) -> LaECE_0, (25, 0.5, False) -> LaECE at 0.5,
 # (10, 0.5, True) -> D-ECE.
 REFERENCE = {"LaECE_0": 0.14235332998865804, "LaECE_0.5": 0.12808426258700994, "D-ECE": 0.06523099173553717}
-# The same code's protocol on the fixture split by analysis.calibration.split_images(ids, 0.5, 0)
+# The same code's protocol on the fixture split by analysis.measures.calibration.split_images(ids, 0.5, 0)
 # into fit / eval annotation and detection files: DetectionCalibration(fit_ann, eval_ann)
 # .fit(fit_dets, calibrator_type) / .transform(eval_dets, ...) then LaECE_0 as above; for D-ECE
 # DetectionCalibration(..., is_dece=True, tau=0.5, bin_count=10).fit(..., classagnostic=True,

@@ -1,5 +1,5 @@
 """Hand-computed checks of the quantities that single registry claims are tested on
-(analysis.metrics, the 'quantities of single paper claims' block)."""
+(analysis.measures.metrics, the 'quantities of single paper claims' block)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.metrics import (alpha_gains, band_correlations, credible_share, figure1_bands, gain_summary, low_obj_share,
+from analysis.measures.metrics import (alpha_gains, band_correlations, credible_share, figure1_bands, gain_summary, low_obj_share,
                               matched_mean_iou, mid_iou_obj_gap, negative_obj_share, per_image_share_gap, positive_obj_share,
                               positives_comparison, product_lift_share, size_correlation_gap)
 
@@ -171,7 +171,7 @@ def _fake_dump(population: pd.DataFrame | None = None):
     (IoU 90/110 > 0.5) and fits it at 0.8 with a high obj, C lies elsewhere."""
     from pathlib import Path
 
-    from analysis.io import Dump
+    from analysis.inputs.io import Dump
 
     boxes = [(0, 0, 10, 10), (1, 0, 11, 10), (50, 50, 60, 60)]
     cands = pd.DataFrame({"image_id": 1, "level": 0, "anchor": [0, 1, 2], "label": 0,
@@ -185,7 +185,7 @@ def _fake_dump(population: pd.DataFrame | None = None):
 
 
 def test_ranking_wrong_survivors_on_one_checkpoint_by_hand() -> None:
-    from analysis.tables import dump_ranking_wrong_survivors
+    from analysis.studies.tables import dump_ranking_wrong_survivors
 
     r = dump_ranking_wrong_survivors("m", _fake_dump(), alpha=0.4)
     # by cls, A (0.9) suppresses B, which fits 0.2 better: A is a wrong survivor (1 of 1)
@@ -195,7 +195,7 @@ def test_ranking_wrong_survivors_on_one_checkpoint_by_hand() -> None:
 
 
 def test_cls_only_matched_iou_and_product_low_obj_share_by_hand() -> None:
-    from analysis.tables import cls_only_matched_iou, dump_product_low_obj_share
+    from analysis.studies.tables import cls_only_matched_iou, dump_product_low_obj_share
 
     # cls NMS keeps A (matched, IoU 0.6) and C (no ground truth)
     assert cls_only_matched_iou("m", _fake_dump()) == {"matched": 1, "mean IoU": pytest.approx(0.6)}
@@ -205,7 +205,7 @@ def test_cls_only_matched_iou_and_product_low_obj_share_by_hand() -> None:
 
 
 def test_population_claims_nan_without_a_quality_score() -> None:
-    from analysis.tables import dump_population_claims
+    from analysis.studies.tables import dump_population_claims
 
     pop = POP.assign(obj=np.nan, image_id=1, level=0, anchor=range(len(POP)), label=0)
     r = dump_population_claims("retinanet", _fake_dump(pop))

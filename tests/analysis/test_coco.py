@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.coco import coco_ap, detections_from_coco_results
+from analysis.measures.coco import coco_ap, detections_from_coco_results
 
 GT = {
     "images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100},

@@ -1,4 +1,4 @@
-"""analysis.coco_fast: every value equal to faster-coco-eval's (bit for bit) on detection sets
+"""analysis.measures.coco_fast: every value equal to faster-coco-eval's (bit for bit) on detection sets
 with crowds, score ties, a category without ground truth, more than 100 detections in one
 (image, category), images without ground truth and detections of unknown images or categories."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from faster_coco_eval import COCO, COCOeval_faster
 
-from analysis import coco_fast as cf
+from analysis.measures import coco_fast as cf
 
 
 def reference(coco: COCO, dets: np.ndarray, cats: list[int]) -> tuple[dict, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.display import COUNT_DIGITS, flat, tidy
+from analysis.views.display import COUNT_DIGITS, flat, tidy
 
 NAN = float("nan")
 
@@ -52,7 +52,7 @@ def test_an_unnamed_sort_index_is_dropped() -> None:
 
 
 def test_with_spread_reads_coco_undefined_as_not_available() -> None:
-    from analysis.display import COCO_UNDEFINED, with_spread
+    from analysis.views.display import COCO_UNDEFINED, with_spread
 
     df = pd.DataFrame({"model": ["a"], "AP": [0.3371], "AP_sd": [0.0271], "APl": [-1.0], "APl_sd": [0.0]})
     out = with_spread(df, ["AP", "APl"], undefined=COCO_UNDEFINED)
@@ -69,7 +69,7 @@ def test_numeric_pivot_columns_keep_their_axis_name_as_a_prefix() -> None:
 def test_frame_html_drops_only_a_leftover_index() -> None:
     import re
 
-    from analysis.display import frame_html, leftover_index
+    from analysis.views.display import frame_html, leftover_index
 
     plain = pd.DataFrame({"model": ["a", "b"], "AP": [0.3, 0.4]})
     assert leftover_index(plain)
@@ -83,7 +83,7 @@ def test_frame_html_drops_only_a_leftover_index() -> None:
 
 
 def test_merge_spread_puts_mean_and_sd_in_one_cell() -> None:
-    from analysis.display import merge_spread
+    from analysis.views.display import merge_spread
 
     df = tidy(pd.DataFrame({"model": ["a", "b"], "seeds": [3, 3], "AP": [0.30712, 0.31], "AP_sd": [0.0061, NAN],
                             "n": [12.0, 13.0], "n_sd": [0.5, 1.0], "note_sd": ["x", "y"]}), counts=["n"])
@@ -94,7 +94,7 @@ def test_merge_spread_puts_mean_and_sd_in_one_cell() -> None:
 
 
 def test_frame_html_merges_spreads_and_names_the_empty_columns_it_leaves_out() -> None:
-    from analysis.display import frame_html
+    from analysis.views.display import frame_html
 
     df = pd.DataFrame({"size": ["small", "medium"], "AP": [0.5, 0.25], "AP_sd": [0.01, 0.02], "APl": [NAN, NAN]})
     text = frame_html(df)
@@ -110,7 +110,7 @@ def test_data_outside_axes_sees_a_clipped_curve_and_accepts_a_fitted_one() -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.display import data_outside_axes, figure_html
+    from analysis.views.display import data_outside_axes, figure_html
 
     fig, (a, b) = plt.subplots(1, 2)
     a.plot([0, 1], [0.0, 0.12], label="IoU > t")
@@ -131,8 +131,8 @@ def test_figure1_panel_spreads_iou_zero_boxes_in_a_counted_strip() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.display import data_outside_axes
-    from analysis.plots import ZERO_STRIP, scatter_score_iou
+    from analysis.views.display import data_outside_axes
+    from analysis.views.plots import ZERO_STRIP, scatter_score_iou
 
     df = pd.DataFrame({"iou_same": [0.0] * 300 + [0.6, 0.8], "cls": [0.1] * 300 + [0.3, 0.9]})
     fig, ax = plt.subplots()
@@ -145,7 +145,7 @@ def test_figure1_panel_spreads_iou_zero_boxes_in_a_counted_strip() -> None:
 
 
 def test_show_details_collapses_a_table_under_its_title() -> None:
-    from analysis.display import details_html, frame_html
+    from analysis.views.display import details_html, frame_html
 
     df = pd.DataFrame({"image": [1, 2], "n": [3, 4]})
     text = details_html(frame_html(df), "per-image counts (open)")
@@ -153,7 +153,7 @@ def test_show_details_collapses_a_table_under_its_title() -> None:
 
 
 def test_key_view_keeps_the_named_columns_and_each_key_metric_with_its_paper_value() -> None:
-    from analysis.display import key_view
+    from analysis.views.display import key_view
 
     wide = pd.DataFrame({"fusion": ["cls"], "seeds": [3], "AP": [0.3], "AP_sd": [0.01], "APs": [0.2], "AP_paper": [0.35],
                          "AP_delta": [-0.05], "AP50": [0.5], "AP50_paper": [0.55], "APs_paper": [0.1]})

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from analysis.effects import delta_intervals, deltas_to_baseline  # noqa: E402
+from analysis.measures.effects import delta_intervals, deltas_to_baseline  # noqa: E402
 
 # two detectors, seeds 0 and 1, α 0 (baseline), 0.4, 0.9; seed 1 of "b" lacks α 0.9
 PER_SEED = pd.DataFrame(
@@ -55,7 +55,7 @@ def test_categorical_settings_without_groups_keep_their_order() -> None:
 
 
 def test_paired_effects_plot_draws_seeds_mean_and_zero() -> None:
-    from analysis import plots
+    from analysis.views import plots
 
     d = deltas_to_baseline(PER_SEED[PER_SEED["model"] == "a"], "alpha", "AP", 0.0)
     fig, axes = plt.subplots(1, 2)

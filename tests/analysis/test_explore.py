@@ -1,5 +1,5 @@
-"""analysis.explore: the fast re-scoring equals analysis.rescore, the grid's metrics equal
-analysis.coco's, the browser's caps, bits and worst-image orderings hold (a synthetic dump with
+"""analysis.studies.explorer: the fast re-scoring equals analysis.scoring.rescore, the grid's metrics equal
+analysis.measures.coco's, the browser's caps, bits and worst-image orderings hold (a synthetic dump with
 many score ties and a per-image cap far below its survivors)."""
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import explore as ex
-from analysis.coco import dump_coco_ap
-from analysis.io import Dump
-from analysis.metrics import _pairwise_iou
-from analysis.rescore import inference_kwargs, rescore
-from analysis.tables import dump_wrong_survivors
+from analysis.studies import explorer as ex
+from analysis.measures import coco
+from analysis.scoring import fast
+from analysis.measures.coco import dump_coco_ap
+from analysis.inputs.io import Dump
+from analysis.geometry.boxes import box_iou_np
+from analysis.scoring.rescore import inference_kwargs, rescore
+from analysis.studies.tables import dump_wrong_survivors
 from retconf.fusion import Fusion
 
 KEY = ["image_id", "level", "anchor", "label"]
@@ -29,7 +31,7 @@ def _match(cands: pd.DataFrame, gt: dict) -> pd.DataFrame:
                                                     ("gt_area", np.float32))}
     for i, rows in cands.groupby("image_id").indices.items():
         g = np.array(gt[i], np.float64)
-        iou = _pairwise_iou(cands.iloc[rows][["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g[:, :4])
+        iou = box_iou_np(cands.iloc[rows][["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g[:, :4])
         same = np.where(cands.iloc[rows]["label"].to_numpy()[:, None] == g[None, :, 4], iou, -1.0)
         cols["gt_any"][rows], cols["iou_any"][rows] = iou.argmax(1), iou.max(1)
         cols["gt_same"][rows] = np.where(same.max(1) > 0, same.argmax(1), -1)
@@ -101,29 +103,29 @@ def test_fast_rescore_gives_analysis_rescores_detections(synthetic: dict, alpha:
     """Same rows, same order, same scores, with ties and a per-image cap that needs NMS beyond
     the first 4·cap boxes on some images; also without a cap."""
     dump = synthetic["dumps"]["quality"]
-    prep = ex.prepare(dump.candidates, dump.meta)
+    prep = fast.prepare(dump.candidates, dump.meta)
     kw = {**inference_kwargs(dump.meta), "nms_iou": nms_iou}
-    assert same_rows(ex.fast_rescore(prep, Fusion("pow", alpha), nms_iou), rescore(dump.candidates, "pow", alpha, **kw))
-    assert same_rows(ex.fast_rescore(prep, Fusion("pow", alpha), nms_iou, None),
+    assert same_rows(fast.fast_rescore(prep, Fusion("pow", alpha), nms_iou), rescore(dump.candidates, "pow", alpha, **kw))
+    assert same_rows(fast.fast_rescore(prep, Fusion("pow", alpha), nms_iou, None),
                      rescore(dump.candidates, "pow", alpha, **{**kw, "max_per_img": None}))
-    fast = ex.fast_rescore(prep, Fusion("pow", alpha), nms_iou)
-    assert np.array_equal(dump.candidates.iloc[fast["row"]][KEY].to_numpy(), fast[KEY].to_numpy())
+    out = fast.fast_rescore(prep, Fusion("pow", alpha), nms_iou)
+    assert np.array_equal(dump.candidates.iloc[out["row"]][KEY].to_numpy(), out[KEY].to_numpy())
 
 
 def test_evaluate_gives_coco_ap_and_curves_whose_mean_is_ap(synthetic: dict) -> None:
     dump = synthetic["dumps"]["quality"]
-    gt = ex.dump_ground_truth(dump)
-    stats, precision = ex.evaluate(gt, dump.detections)
+    gt = coco.dump_coco_truth(dump)
+    stats, precision = coco.coco_precision(gt, dump.detections)
     assert stats == dump_coco_ap(dump, dump.detections)
     assert 0 < stats["AP"] < 1 and precision.shape == (10, 101, 2)
-    curves = ex.pr_curves(precision)
+    curves = coco.pr_curves(precision)
     assert len(curves["iou50"]) == len(curves["mean"]) == 101
     assert np.mean(curves["mean"]) == pytest.approx(stats["AP"], abs=1e-4)  # both classes have values everywhere
-    assert ex.evaluate(gt, dump.detections)[0] == stats  # the loaded ground truth is reusable
+    assert coco.coco_precision(gt, dump.detections)[0] == stats  # the loaded ground truth is reusable
 
 
 def test_slider_grid_holds_the_exact_re_scored_metrics(synthetic: dict) -> None:
-    """Every cell equals analysis.rescore + analysis.coco at its α and NMS IoU; a detector without
+    """Every cell equals analysis.scoring.rescore + analysis.measures.coco at its α and NMS IoU; a detector without
     a quality score ranks by cls whatever α."""
     alphas, nms_ious = (0.0, 0.4, 0.9), (0.4, 0.6)
     data = ex.slider_data(synthetic["dumps"], alphas=alphas, nms_ious=nms_ious)
@@ -208,21 +210,21 @@ def test_nms_prefix_hints_change_the_time_not_the_survivors(synthetic: dict) -> 
     """Survivors and scores are the same whatever the hints (too short, too long, stale from
     another NMS IoU), and the hints come back as each image's needed prefix."""
     dump = synthetic["dumps"]["quality"]
-    prep = ex.prepare(dump.candidates, dump.meta)
-    rows, score = ex.select(prep, Fusion("pow", 0.4))
-    want = ex.nms_rows(prep, rows, score, 0.5)
+    prep = fast.prepare(dump.candidates, dump.meta)
+    rows, score = fast.nms_inputs(prep, Fusion("pow", 0.4))
+    want = fast.nms_rows(prep, rows, score, 0.5)
     for hints in ({}, {i: 1 for i in range(1, 7)}, {i: 10_000 for i in range(1, 7)}):
-        got = ex.nms_rows(prep, rows, score, 0.5, hints=hints)
+        got = fast.nms_rows(prep, rows, score, 0.5, hints=hints)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
         assert set(hints) == set(range(1, 7)) and all(1 <= v <= 10_000 for v in hints.values())
-    stale = ex.nms_rows(prep, rows, score, 0.7, hints=hints)
-    assert np.array_equal(stale[0], ex.nms_rows(prep, rows, score, 0.7)[0])
+    stale = fast.nms_rows(prep, rows, score, 0.7, hints=hints)
+    assert np.array_equal(stale[0], fast.nms_rows(prep, rows, score, 0.7)[0])
 
 
 def test_grid_cell_falls_back_to_faster_coco_eval_beyond_the_array_budget(synthetic: dict,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     dump = synthetic["dumps"]["quality"]
-    gt = ex.dump_ground_truth(dump)
+    gt = coco.dump_coco_truth(dump)
     fast = ex.grid_cell(gt, dump.detections)
     monkeypatch.setattr(ex.coco_fast, "MAX_CELLS", 0)
     assert not ex.coco_fast.fits(gt.truth, len(dump.detections))

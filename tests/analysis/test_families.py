@@ -1,10 +1,10 @@
-"""analysis.families: the cross-family page's text helpers (its numbers are tested on a fake
+"""analysis.studies.families: the cross-family page's text helpers (its numbers are tested on a fake
 families run in tests/test_report.py)."""
 from __future__ import annotations
 
 import pytest
 
-from analysis.families import ranking_formula
+from analysis.studies.families import ranking_formula
 
 GEO = {"mode": "geo", "alpha": 0.5, "thr": 0.5, "order": "before_topk"}
 

@@ -1,4 +1,4 @@
-"""Findings blocks (analysis/findings.py): verdicts from per-seed numbers, by hand."""
+"""Findings blocks (analysis/paper/findings.py): verdicts from per-seed numbers, by hand."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.findings import NOT_REPRODUCED, REPRODUCED, claim, interval, not_measured, render, verdict
+from analysis.paper.findings import NOT_REPRODUCED, REPRODUCED, claim, interval, not_measured, render, verdict
 
 
 def test_interval_is_the_paired_t_interval() -> None:
@@ -78,7 +78,7 @@ def test_render_is_one_findings_div_with_every_claim_escaped() -> None:
 
 
 def test_paired_claims_compare_each_model_with_the_base_seed_by_seed() -> None:
-    from analysis.findings import paired_claims
+    from analysis.paper.findings import paired_claims
 
     df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1, 2, 2], "model": ["r", "c", "i"] * 2 + ["r", "c"],
                        "rate": [0.5, 0.3, 0.45, 0.6, 0.35, 0.5, 0.55, 0.3]})
@@ -91,7 +91,7 @@ def test_paired_claims_compare_each_model_with_the_base_seed_by_seed() -> None:
 
 
 def test_a_difference_claim_prints_its_half_width_and_the_seeds_that_would_resolve_it() -> None:
-    from analysis.findings import claim
+    from analysis.paper.findings import claim
 
     open_ = claim("x", [0.01, 0.05, 0.02], "AP(a) − AP(b)")
     assert open_.verdict == "inconclusive at 3 seeds"
@@ -106,7 +106,7 @@ def test_a_difference_claim_prints_its_half_width_and_the_seeds_that_would_resol
 
 
 def test_a_verdict_near_its_boundary_is_marked_fragile_by_the_measured_path_shift() -> None:
-    from analysis.findings import fragility
+    from analysis.paper.findings import fragility
 
     # interval +0.0050 … +0.0150: resolved, but a shift of 0.012 / √3 = 0.0069 brings it past 0
     values = [0.008, 0.012, 0.010]
@@ -124,7 +124,7 @@ def test_own_questions_sit_in_their_own_block_and_the_page_data_travels_with_the
     import json
     import re
 
-    from analysis.findings import Finding, render
+    from analysis.paper.findings import Finding, render
 
     paper_here = Finding("AP(c) − AP(r)", REPRODUCED, "ev", claim_id="t1-x", quote="improve AP", section="Table 1",
                          home="04_main_results", values=(0.1, float("nan")), seeds=(0, 1))

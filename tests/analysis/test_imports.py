@@ -28,15 +28,16 @@ CHECK = BLOCK + """
 import importlib, json, pkgutil
 import numpy as np, pandas as pd, torch
 import analysis
-for m in pkgutil.iter_modules(analysis.__path__):
-    importlib.import_module("analysis." + m.name)
+for m in pkgutil.walk_packages(analysis.__path__, "analysis."):
+    importlib.import_module(m.name)
 loaded = sorted({k.split(".")[0] for k in sys.modules} & {"mmdet", "mmengine", "mmcv", "retconf"})
 print("loaded:", loaded, flush=True)
-from analysis.rescore import fused_scores, nms_per_image
-fused_scores(np.array([0.5], np.float32), np.array([0.2], np.float32), "pow", 0.4, 0.5)
+from analysis.scoring.fusion import fuse_arrays
+from analysis.scoring.rescore import nms_per_image
+fuse_arrays(np.array([0.5], np.float32), np.array([0.2], np.float32), "pow", 0.4, 0.5)
 kept = nms_per_image(pd.DataFrame(json.loads(sys.argv[1])), 0.5, 100)
 print("kept:", json.dumps([[int(i), int(l), float(s)] for i, l, s in zip(kept.image_id, kept.label, kept.score)]))
-from analysis.boxes import match_gt
+from analysis.geometry.boxes import match_gt
 match_gt(torch.tensor([[0., 0., 10., 10.]]), torch.tensor([1]), torch.tensor([[0., 0., 10., 5.]]), torch.tensor([1]))
 loaded = sorted({k.split(".")[0] for k in sys.modules} & {"mmdet", "mmengine", "mmcv", "retconf"})
 print("still loaded:", loaded)
@@ -45,7 +46,7 @@ sys.exit(1 if loaded else 0)
 
 
 def _frame() -> dict:
-    """Two images of overlapping boxes on a coarse grid with tied scores (a preselect output)."""
+    """Two images of overlapping boxes on a coarse grid with tied scores (a select_candidates output)."""
     import numpy as np
 
     rng = np.random.default_rng(3)
@@ -68,7 +69,7 @@ def test_analysis_imports_and_rescores_with_mmdet_mmengine_mmcv_blocked() -> Non
     assert "loaded: []" in res.stdout, res.stdout + res.stderr[-3000:]
     assert res.returncode == 0 and "still loaded: []" in res.stdout, res.stdout + res.stderr[-3000:]
     # the NMS that ran without mmcv keeps what mmcv's batched_nms keeps (this process has mmcv)
-    from analysis.rescore import nms_per_image
+    from analysis.scoring.rescore import nms_per_image
 
     want = nms_per_image(pd.DataFrame(frame), 0.5, 100)
     got = json.loads(res.stdout.split("kept: ", 1)[1].splitlines()[0])
@@ -103,11 +104,11 @@ def test_capture_and_dump_do_not_import_each_other() -> None:
 
 
 def test_old_retconf_names_are_the_analysis_objects() -> None:
-    import analysis.ablation_tables as at
-    import analysis.boxes as boxes
-    import analysis.coco_check as cc
-    import analysis.errors as errors
-    import analysis.fusion as fusion
+    import analysis.paper.ablation_tables as at
+    import analysis.geometry.boxes as boxes
+    import analysis.inputs.coco_check as cc
+    import analysis.inputs.errors as errors
+    import analysis.scoring.fusion as fusion
     import retconf.ablations
     import retconf.data.coco_check
     import retconf.dump

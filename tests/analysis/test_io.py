@@ -10,7 +10,7 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-from analysis.io import DumpError, load_dump
+from analysis.inputs.io import DumpError, load_dump
 from tests.conftest import fast_train_options
 from tests.test_bad_inputs import TINY_CONF, _model_checkpoint
 
@@ -106,7 +106,7 @@ def _with_meta(dump_dir: Path, out: Path, change: Callable[[dict], None]) -> Pat
 def test_dump_refuses_a_changed_annotation_file(dump_dir: Path, tmp_path: Path) -> None:
     """The dump records the SHA-256 of the annotation file it matched against; an analysis
     against a changed copy of it is refused, naming the file and the field."""
-    from analysis.coco import dump_coco_ap
+    from analysis.measures.coco import dump_coco_ap
     from retconf.io import sha256_file
 
     d = load_dump(dump_dir)

@@ -1,4 +1,4 @@
-"""Hand-computed checks of analysis.metrics."""
+"""Hand-computed checks of analysis.measures.metrics."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.metrics import (alignment_table, compare_with_paper, correlation, count_table, obj_above,
+from analysis.measures.metrics import (alignment_table, compare_with_paper, correlation, count_table, obj_above,
                               oracle_candidates, per_anchor, proportions, rank_correlation,
                               wrong_survivor_rate)
 
@@ -81,7 +81,7 @@ def test_wrong_survivor_rate_by_hand() -> None:
 def test_wrong_survivor_rate_separates_ranking_rules() -> None:
     """Candidate clusters around ground truths, NMS'd by a score unrelated to the IoU and by the
     true IoU itself: the IoU ranking leaves (almost) no wrong survivor, the random one many."""
-    from analysis.rescore import nms_per_image
+    from analysis.scoring.rescore import nms_per_image
 
     rng = np.random.default_rng(0)
     rows = []
@@ -175,7 +175,7 @@ def test_compare_with_paper() -> None:
 
 
 def test_low_cls_share_counts_well_localized_pairs_only() -> None:
-    from analysis.metrics import low_cls_share
+    from analysis.measures.metrics import low_cls_share
 
     cands = pd.DataFrame({"cls": [0.9, 0.3, 0.2, 0.04, 0.6], "iou_same": [0.8, 0.7, 0.4, 0.9, 0.5]})
     # cls > 0.05 and IoU >= 0.5: rows 0, 1, 4; of them cls < 0.5: row 1
@@ -183,7 +183,7 @@ def test_low_cls_share_counts_well_localized_pairs_only() -> None:
 
 
 def test_nms_shift_is_the_iou_share_change_minus_the_cls_share_change() -> None:
-    from analysis.metrics import nms_shift
+    from analysis.measures.metrics import nms_shift
 
     props = pd.DataFrame({"seed": [0] * 4, "model": ["m"] * 4, "stage": ["before NMS", "after NMS"] * 2,
                           "thr": [0.5, 0.5, 0.6, 0.6], "cls_share": [0.1, 0.4, 0.0, 0.0],
@@ -196,7 +196,7 @@ def test_nms_shift_is_the_iou_share_change_minus_the_cls_share_change() -> None:
 
 
 def test_gaps_to_pairs_per_seed_and_sets_the_paper_gap_beside() -> None:
-    from analysis.metrics import gaps_to
+    from analysis.measures.metrics import gaps_to
 
     ours = pd.DataFrame({"seed": [0, 0, 1, 1], "model": ["retinanet", "conf"] * 2, "AP": [0.30, 0.33, 0.40, 0.41]})
     paper = pd.DataFrame({"model": ["retinanet", "conf"], "AP": [0.353, 0.357]})
@@ -208,7 +208,7 @@ def test_gaps_to_pairs_per_seed_and_sets_the_paper_gap_beside() -> None:
 
 
 def test_gap_grid_puts_ours_and_the_paper_in_rows_and_metrics_in_columns() -> None:
-    from analysis.metrics import gap_grid, gaps_to
+    from analysis.measures.metrics import gap_grid, gaps_to
 
     ours = pd.DataFrame({"seed": [0, 0, 1, 1], "model": ["retinanet", "conf"] * 2, "AP": [0.30, 0.33, 0.40, 0.41],
                          "AR": [0.5, 0.5, 0.6, 0.6]})
@@ -221,7 +221,7 @@ def test_gap_grid_puts_ours_and_the_paper_in_rows_and_metrics_in_columns() -> No
 
 
 def test_gaps_to_leaves_out_metrics_coco_left_undefined() -> None:
-    from analysis.metrics import gaps_to
+    from analysis.measures.metrics import gaps_to
 
     ours = pd.DataFrame({"seed": [0, 0], "model": ["retinanet", "conf"], "AP": [0.3, 0.33], "APl": [-1.0, -1.0]})
     paper = pd.DataFrame({"model": ["retinanet", "conf"], "AP": [0.353, 0.357], "APl": [0.48, 0.485]})
@@ -229,7 +229,7 @@ def test_gaps_to_leaves_out_metrics_coco_left_undefined() -> None:
 
 
 def test_with_deployed_score_is_the_fused_score_nms_ranks_by() -> None:
-    from analysis.metrics import with_deployed_score
+    from analysis.measures.metrics import with_deployed_score
 
     cands = pd.DataFrame({"cls": [0.25, 0.64, 0.09], "obj": [1.0, 0.25, 0.36]})
     pow_ = with_deployed_score(cands, {"mode": "pow", "alpha": 0.5, "thr": 0.5})["score"]
@@ -243,7 +243,7 @@ def test_with_deployed_score_is_the_fused_score_nms_ranks_by() -> None:
 
 
 def test_fusion_formula_and_figure1_scores() -> None:
-    from analysis.metrics import figure1_scores, fusion_formula
+    from analysis.measures.metrics import figure1_scores, fusion_formula
 
     conf = {"mode": "pow", "alpha": 0.4, "thr": 0.5}
     assert fusion_formula(conf) == "obj^0.4·cls^0.6"
@@ -259,7 +259,7 @@ def test_fusion_formula_and_figure1_scores() -> None:
 def test_count_shift_of_the_papers_intro_table_is_its_stated_drop() -> None:
     """The paper: the IoU > 0.5 share drops by 19.52 % and the cls > 0.5 share by 1.09 % on average
     over its ten images."""
-    from analysis.metrics import count_shift
+    from analysis.measures.metrics import count_shift
     from analysis.paper import load_table
 
     s = count_shift(load_table("intro_table1_box_counts"))

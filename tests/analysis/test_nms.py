@@ -1,4 +1,4 @@
-"""analysis.nms: without mmcv, hard NMS (:func:`analysis.nms.nms_reference` and the
+"""analysis.geometry.nms: without mmcv, hard NMS (:func:`analysis.geometry.nms.nms_reference` and the
 ``batched_nms`` around it) keeps exactly what mmcv 2.1's compiled op keeps, ties and IoUs at the
 threshold included; Soft-NMS without mmcv is refused in one line naming what to install."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import nms as N
+from analysis.geometry import nms as N
 
 mmcv_ops = pytest.importorskip("mmcv.ops")
 

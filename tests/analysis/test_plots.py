@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import plots  # noqa: E402
-from analysis.metrics import proportions  # noqa: E402
+from analysis.views import plots  # noqa: E402
+from analysis.measures.metrics import proportions  # noqa: E402
 
 
 def _df(n: int = 300) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def test_density_of_no_boxes() -> None:
 
 
 def test_quality_plots_draw(tmp_path) -> None:
-    from analysis.calibration import reliability
+    from analysis.measures.calibration import reliability
 
     rng = np.random.default_rng(0)
     table = reliability(rng.random(200), (rng.random(200) > 0.5).astype(float), 10)
@@ -79,7 +79,7 @@ def test_quality_plots_draw(tmp_path) -> None:
 
 
 def test_tidy_shows_counts_as_integers_and_drops_one_seed_spreads() -> None:
-    from analysis.display import tidy
+    from analysis.views.display import tidy
 
     df = pd.DataFrame({"n": [1080.0, 12.0], "AP": [0.12345, 0.5], "AP_sd": [float("nan")] * 2,
                        "n_sd": [0.5, float("nan")]}, index=[7, 3])
@@ -96,7 +96,7 @@ def test_show_figure_embeds_a_png_with_alt_text(monkeypatch) -> None:
     import matplotlib.pyplot as plt
     from IPython import display as ipd
 
-    from analysis.display import show_figure
+    from analysis.views.display import show_figure
 
     shown = []
     monkeypatch.setattr(ipd, "display", lambda obj, **kw: shown.append(obj))
@@ -110,7 +110,7 @@ def test_show_figure_embeds_a_png_with_alt_text(monkeypatch) -> None:
 
 
 def test_with_spread_joins_mean_and_sd() -> None:
-    from analysis.display import with_spread
+    from analysis.views.display import with_spread
 
     df = pd.DataFrame({"model": ["a", "b"], "seeds": [3, 1], "AP": [0.3371, 0.5], "AP_sd": [0.0271, float("nan")]})
     out = with_spread(df, ["AP", "AR"])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.postprocess import (BASELINE, NMS_KINDS, PostProcess, apply_rule, deployed_postprocess, dump_detections,
+from analysis.studies.postprocess import (BASELINE, NMS_KINDS, PostProcess, apply_rule, deployed_postprocess, dump_detections,
                                   exactness, grid_rules, page_rules)
 from tests.conftest import DETECTION_COLUMNS, TINY_CONF, same_detections, threshold_in_gap
 
@@ -144,7 +144,7 @@ def test_score_voting_equals_paas_own_score_voting(conf_run: dict) -> None:
     from mmcv.ops import batched_nms
     from mmdet.models.dense_heads.paa_head import PAAHead
 
-    from analysis.rescore import deployed_rule, inference_kwargs, select_candidates
+    from analysis.scoring.rescore import deployed_rule, inference_kwargs, select_candidates
 
     d = conf_run["dump"]
     rule = PostProcess(score_voting=True)
@@ -274,8 +274,8 @@ def test_apply_rule_by_hand_soft_nms_decays_and_agnostic_suppresses_across_class
 
 
 def test_dump_rows_record_each_rule_and_the_deployed_rows_equal_live_metrics(conf_run: dict) -> None:
-    from analysis.coco import coco_ap
-    from analysis.postprocess import dump_postprocess_rows
+    from analysis.measures.coco import coco_ap
+    from analysis.studies.postprocess import dump_postprocess_rows
 
     d = conf_run["dump"]
     rules = [BASELINE, PostProcess(kind="soft_nms_linear", iou_threshold=0.3), PostProcess(score_thr=0.001)]
@@ -301,7 +301,7 @@ def test_threshold_curves_by_hand() -> None:
     """Class 0 (2 GT): TP 0.9 (IoU 0.75), FP 0.8, TP 0.6 (IoU 1.0); class 1 (1 GT): FP 0.7.
     At t = 0.9: TP 1, FP 0, F1 = 2/(1 + 0 + 3); LRP_0 = (0.25/0.5 + 0 + 1)/2 = 0.75, LRP_1 = 1.
     At t = 0.6: TP 2, FP 2, F1 = 4/7; LRP_0 = (0.5 + 1 + 0)/3 = 0.5, LRP_1 = (0 + 1 + 1)/2 = 1."""
-    from analysis.lrp import best_thresholds, class_olrp, threshold_curves
+    from analysis.measures.lrp import best_thresholds, class_olrp, threshold_curves
 
     m = _matched([0.9, 0.8, 0.6, 0.7], [True, False, True, False], [0.75, 0.0, 1.0, 0.0], [0, 0, 0, 1], {0: 2, 1: 1})
     c = threshold_curves(m)
@@ -331,7 +331,7 @@ def _per_seed() -> pd.DataFrame:
 
 
 def test_effects_gain_and_interaction_by_hand() -> None:
-    from analysis.postprocess import difference, ranking_gain, rule_effects, threshold_interaction, threshold_table
+    from analysis.studies.postprocess import difference, ranking_gain, rule_effects, threshold_interaction, threshold_table
 
     ps = _per_seed()
     eff = rule_effects(ps, "AP").set_index(["ranking", "rule"])
@@ -352,8 +352,8 @@ def test_effects_gain_and_interaction_by_hand() -> None:
 
 
 def test_sweep_equals_apply_rule_cell_by_cell(conf_run: dict) -> None:
-    from analysis.postprocess import sweep
-    from analysis.rescore import inference_kwargs
+    from analysis.studies.postprocess import sweep
+    from analysis.scoring.rescore import inference_kwargs
     from retconf.fusion import Fusion
 
     d = conf_run["dump"]

@@ -1,4 +1,4 @@
-"""Per-dump rows of the beyond-AP metrics (analysis.quality) on a small fake dump."""
+"""Per-dump rows of the beyond-AP metrics (analysis.measures.quality) on a small fake dump."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import quality
-from analysis.io import Dump
+from analysis.measures import quality
+from analysis.inputs.io import Dump
 from tests.analysis.quality_cases import FIXTURE_DETS, FIXTURE_GT, load_fixture
 
 CONF = {"mode": "pow", "alpha": 0.4, "thr": 0.5}
@@ -127,7 +127,7 @@ def test_post_nms_metrics_do_not_move_when_the_config_lists_classes_in_another_o
         pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(quality.dump_tide("m", d), quality.dump_tide("m", shuffled))
     pd.testing.assert_frame_equal(quality.dump_ap_iou("m", d), quality.dump_ap_iou("m", shuffled))
-    from analysis.matching import ground_truth
+    from analysis.geometry.matching import ground_truth
 
     with pytest.raises(ValueError, match="shuffled.json: no category with id 7"):
         ground_truth(ann, cat_ids=[1, 7])

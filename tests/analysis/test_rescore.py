@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.coco import coco_ap
-from analysis.rescore import rescore, inference_kwargs
+from analysis.measures.coco import coco_ap
+from analysis.scoring.rescore import rescore, inference_kwargs
 from tests.conftest import OTHER_ALPHAS, same_detections
 
 
@@ -22,10 +22,10 @@ def test_rescoring_with_the_deployed_fusion_reproduces_live_inference(conf_run: 
 
 
 def test_rescoring_without_mmcv_reproduces_live_inference(conf_run: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The light install's NMS (analysis.nms without mmcv's ops) gives the live detections too."""
-    import analysis.nms
+    """The light install's NMS (analysis.geometry.nms without mmcv's ops) gives the live detections too."""
+    import analysis.geometry.nms
 
-    monkeypatch.setattr(analysis.nms, "mmcv_ops", lambda: None)
+    monkeypatch.setattr(analysis.geometry.nms, "mmcv_ops", lambda: None)
     d = conf_run["dump"]
     for alpha in (0.4, *OTHER_ALPHAS):
         same_detections(rescore(d.candidates, "pow", alpha, **inference_kwargs(d.meta)),
@@ -55,18 +55,19 @@ def test_rescoring_the_filtered_product_matches_live_inference(conf_run: dict) -
     same_detections(rescore(d.candidates, "pow_thr", 0.4, thr, **inference_kwargs(d.meta)), live)
 
 
-def test_preselect_order_by_hand() -> None:
+def test_select_candidates_order_by_hand() -> None:
     """One level, nms_pre 1: fused first, B (cls 0.8, obj 0.9) wins; by cls first, A (cls 0.9,
     obj 0.1) is kept and then fused to 0.1^0.4 * 0.9^0.6."""
     import pandas as pd
 
-    from analysis.rescore import preselect
+    from analysis.scoring.fusion import Fusion
+    from analysis.scoring.rescore import select_candidates
 
     cands = pd.DataFrame({"image_id": [1, 1], "level": [0, 0], "anchor": [0, 1], "label": [0, 0],
                           "cls": [0.9, 0.8], "obj": [0.1, 0.9], "x1": [0.0, 0.0], "y1": [0.0, 0.0],
                           "x2": [9.0, 9.0], "y2": [9.0, 9.0]}).astype({"cls": "float32", "obj": "float32"})
-    before = preselect(cands, "pow", 0.4, 0.5, 0.05, nms_pre=1)
-    after = preselect(cands, "pow", 0.4, 0.5, 0.05, nms_pre=1, order="after_topk")
+    before = select_candidates(cands, Fusion("pow", 0.4, 0.5), 0.05, nms_pre=1)
+    after = select_candidates(cands, Fusion("pow", 0.4, 0.5, "after_topk"), 0.05, nms_pre=1)
     assert list(before["anchor"]) == [1] and before["score"].item() == pytest.approx(0.9 ** 0.4 * 0.8 ** 0.6, rel=1e-5)
     assert list(after["anchor"]) == [0] and after["score"].item() == pytest.approx(0.1 ** 0.4 * 0.9 ** 0.6, rel=1e-5)
 
@@ -74,7 +75,7 @@ def test_preselect_order_by_hand() -> None:
 def test_select_rows_orders_by_image_level_and_rank_with_ties_in_input_order() -> None:
     import numpy as np
 
-    from analysis.rescore import select_rows
+    from analysis.scoring.rescore import select_rows
 
     image = np.array([2, 1, 1, 1, 1, 2, 1])
     level = np.array([0, 1, 0, 0, 0, 0, 1])
@@ -100,12 +101,12 @@ def test_the_deployed_rule_of_a_legacy_dump_is_refused_naming_file_and_field(tmp
 
     import pandas as pd
 
-    from analysis.errors import RetconfError
-    from analysis.fusion import Fusion
-    from analysis.io import Dump, DumpError
-    from analysis.postprocess import BASELINE, dump_detections, exactness, rankings
-    from analysis.rescore import LegacyRuleError, deployed_fusion, deployed_rule, select_candidates
-    from analysis.tables import deployed_ap, deployed_nms
+    from analysis.inputs.errors import RetconfError
+    from analysis.scoring.fusion import Fusion
+    from analysis.inputs.io import Dump, DumpError
+    from analysis.studies.postprocess import BASELINE, dump_detections, exactness, rankings
+    from analysis.scoring.rescore import LegacyRuleError, deployed_fusion, deployed_rule, select_candidates
+    from analysis.studies.tables import deployed_ap, deployed_nms
 
     dump = Dump(tmp_path / "legacy", LEGACY_META, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     where = re.escape(f"{tmp_path / 'legacy' / 'metadata.json'}: field 'fusion.legacy_level_bug'")
@@ -134,7 +135,7 @@ def test_select_rows_int64_key_sort_equals_its_lexsort_with_ties_and_shuffled_ro
     three-key lexsort (taken for the same images numbered from 2^28, beyond the key): ties
     (scores on a 0.01 grid) in row order, groups cut at nms_pre (a slice end when negative), rows
     not sorted by image."""
-    from analysis.rescore import _fits_key, select_rows
+    from analysis.scoring.rescore import _fits_key, select_rows
 
     rng = np.random.default_rng(nms_pre + 10)
     n = 4000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import runs
+from analysis.inputs import runs
 
 
 def test_layout_paths() -> None:

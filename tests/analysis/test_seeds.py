@@ -1,4 +1,4 @@
-"""Aggregation over training seeds (analysis/seeds.py)."""
+"""Aggregation over training seeds (analysis/measures/seeds.py)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.io import DumpError
-from analysis.runs import load_summary
-from analysis.seeds import (mean_sd, over_seeds, run_seeds, seeds_note,
+from analysis.inputs.io import DumpError
+from analysis.inputs.runs import load_summary
+from analysis.measures.seeds import (mean_sd, over_seeds, run_seeds, seeds_note,
                             summary_metrics)
 
 
@@ -70,7 +70,7 @@ def test_over_seeds_reads_every_seed_of_a_real_run(quick_run: dict) -> None:
 
 
 def test_paired_deltas_and_their_resolution_by_hand() -> None:
-    from analysis.seeds import paired_deltas, paired_summary
+    from analysis.measures.seeds import paired_deltas, paired_summary
 
     per_seed = pd.DataFrame({"seed": [0, 0, 1, 1, 2, 2, 3], "model": ["conf", "ret"] * 3 + ["conf"],
                              "AP": [0.40, 0.39, 0.40, 0.38, 0.36, 0.33, 0.5]})
@@ -90,7 +90,7 @@ def test_paired_deltas_and_their_resolution_by_hand() -> None:
 def test_seeds_to_resolve_is_the_smallest_n_whose_half_width_is_below_the_effect() -> None:
     from scipy.stats import t as student_t
 
-    from analysis.seeds import seeds_to_resolve
+    from analysis.measures.seeds import seeds_to_resolve
 
     for effect, sd in [(0.028, 0.038), (0.007, 0.047), (0.01, 0.05), (0.3, 0.1)]:
         n = seeds_to_resolve(effect, sd)

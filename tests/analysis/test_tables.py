@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.rescore import inference_kwargs
-from analysis.tables import alpha_table, fusion_table
+from analysis.scoring.rescore import inference_kwargs
+from analysis.studies.tables import alpha_table, fusion_table
 
 
 def test_fusion_table_rows_are_the_papers_table4_rows(conf_run: dict) -> None:
@@ -34,8 +34,8 @@ def test_paper_protocol_counts_without_caps_and_by_cls() -> None:
     import pandas as pd
     import pytest
 
-    from analysis.io import Dump
-    from analysis.tables import after_nms, dump_counts, paper_after_nms, paper_protocol_truncated
+    from analysis.inputs.io import Dump
+    from analysis.studies.tables import after_nms, dump_counts, paper_after_nms, paper_protocol_truncated
 
     boxes = [(0, 0, 10, 10), (1, 0, 11, 10), (50, 50, 60, 60), (100, 0, 110, 10), (0, 100, 10, 110)]
     cands = pd.DataFrame({"image_id": 1, "level": [0, 0, 0, 1, 1], "anchor": range(5), "label": 0,
@@ -59,8 +59,8 @@ def test_paper_protocol_counts_without_caps_and_by_cls() -> None:
 
 
 def test_difference_sources_splits_each_pairs_spread_over_the_runs_seeds(tmp_path: Path) -> None:
-    from analysis.seeds import over_seeds
-    from analysis.tables import difference_sources, live_ap
+    from analysis.measures.seeds import over_seeds
+    from analysis.studies.tables import difference_sources, live_ap
     from tests.analysis.quality_cases import write_fake_run
 
     run = write_fake_run(tmp_path / "run", seeds=(0, 1, 2))
@@ -74,8 +74,8 @@ def test_difference_sources_splits_each_pairs_spread_over_the_runs_seeds(tmp_pat
 
 
 def test_headline_quotes_each_ap_and_each_difference_with_its_resolution(tmp_path: Path) -> None:
-    from analysis.seeds import interval, over_seeds
-    from analysis.tables import headline, live_ap
+    from analysis.measures.seeds import interval, over_seeds
+    from analysis.studies.tables import headline, live_ap
     from tests.analysis.quality_cases import write_fake_run
 
     run = write_fake_run(tmp_path / "run", seeds=(0, 1, 2))

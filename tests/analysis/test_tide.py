@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.matching import ground_truth
-from analysis.tide import IOU_THRS, ap_by_iou, tide_errors
+from analysis.geometry.matching import ground_truth
+from analysis.measures.tide import IOU_THRS, ap_by_iou, tide_errors
 from tests.analysis.quality_cases import dets_frame, write_gt
 
 A, B = (0, 0, 10, 10), (50, 50, 60, 60)

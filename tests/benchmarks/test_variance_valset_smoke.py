@@ -8,8 +8,8 @@ import pytest
 
 
 def test_first_images_keeps_the_first_n_images_and_their_detections(tmp_path: Path) -> None:
-    from analysis.io import load_dump
-    from analysis.quality import dump_ground_truth
+    from analysis.inputs.io import load_dump
+    from analysis.measures.quality import dump_ground_truth
     from benchmarks.variance_valset import first_images
     from tests.analysis.quality_cases import write_fake_run
 

@@ -1,0 +1,209 @@
+"""Results over training seeds: every comparison of detectors is computed per seed, then shown
+as mean and spread (sample standard deviation) with the number of seeds.
+
+A run directory from ``retconf reproduce --seeds N`` holds ``seed_<s>/dumps/<model>/`` for
+s = 0 .. N-1 and a ``summary.json`` listing them (the layout: :mod:`analysis.inputs.runs`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..inputs.io import Dump, load_dump
+from ..inputs.runs import dump_dir, input_entry, input_kind, load_summary, run_path
+from .results import Results, load_results
+
+# summary.json metric keys -> the paper's column names
+METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mAP_75": "AP75",
+                "coco/bbox_mAP_s": "APs", "coco/bbox_mAP_m": "APm", "coco/bbox_mAP_l": "APl"}
+
+
+def run_seeds(run_dir: str | Path) -> list[int]:
+    """The seeds of a run, from its summary."""
+    return [int(s) for s in load_summary(run_dir)["seeds"]]
+
+
+def load_seed_dump(run_dir: str | Path, seed: int, model: str) -> Dump | Results:
+    """One dump of a multi-seed run; of an input set (:mod:`analysis.inputs.runs`), the dump or COCO
+    results file (:class:`analysis.measures.results.Results`: post-NMS only) listed for (seed, model),
+    with the annotation file given for it, if any."""
+    summary = load_summary(run_dir)
+    if input_kind(summary) is None:
+        return load_dump(dump_dir(run_path(run_dir), seed, model))
+    entry = input_entry(summary, seed, model)
+    if input_kind(summary) == "results":
+        return load_results(entry["path"], entry["ann_file"])
+    dump = load_dump(entry["path"])
+    if entry.get("ann_file"):
+        dump.meta["ann_file"] = entry["ann_file"]  # where it is now; checked against the dump's hash
+    return dump
+
+
+def over_seeds(run_dir: str | Path, models: Sequence[str],
+               fn: Callable[[str, Any], Any], seeds: Optional[Iterable[int]] = None) -> pd.DataFrame:
+    """Apply ``fn(model, dump)`` to every (seed, model) dump, one dump in memory at a time (``dump``:
+    what :func:`load_seed_dump` returns, a :class:`~analysis.inputs.io.Dump` or a results file).
+
+    ``fn`` returns a dict (one row), a list of dicts or a DataFrame (several rows). Returns the
+    rows with ``seed`` and ``model`` columns first.
+    """
+    frames = []
+    for seed in (run_seeds(run_dir) if seeds is None else seeds):
+        for model in models:
+            out = fn(model, load_seed_dump(run_dir, seed, model))
+            df = out.copy() if isinstance(out, pd.DataFrame) else pd.DataFrame([out] if isinstance(out, dict) else out)
+            df.insert(0, "model", model)
+            df.insert(0, "seed", seed)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_sd(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean and sample standard deviation of ``metrics`` over the seeds of each ``by`` group.
+
+    Args:
+        df: rows with a ``seed`` column, e.g. from :func:`over_seeds`.
+    Returns:
+        One row per group: ``by`` columns, ``seeds`` (how many), then for each metric ``m`` the
+        mean as ``m`` and the spread as ``m_sd`` (NaN for a single seed). Groups keep their
+        first-appearance order.
+    """
+    by, metrics = list(by), [m for m in metrics if m in df.columns]
+    g = df.groupby(by, sort=False)
+    out = g[metrics].mean()
+    sd = g[metrics].std(ddof=1).add_suffix("_sd")
+    n = g["seed"].nunique().rename("seeds")
+    table = pd.concat([n, out, sd], axis=1)
+    ordered = ["seeds"] + [c for m in metrics for c in (m, f"{m}_sd")]
+    return table[ordered].reset_index()
+
+
+def n_seeds(n: int) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a seed count for titles."""
+    return f"{n} seed{'s' * (n != 1)}"
+
+
+def seeds_note(n: int) -> str:
+    """How a table's numbers came about, for the line above it."""
+    if n == 1:
+        return "1 seed: no spread (rerun with `retconf reproduce --seeds N` for mean ± sd)"
+    return f"mean ± sd (sample standard deviation) over {n} training seeds"
+
+
+def summary_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """Final validation metrics of every (seed, model) of a run, in the paper's column names;
+    models in the run's detector order, then its ablation variants."""
+    summary = load_summary(run_dir)
+    rows = []
+    for seed in summary["seeds"]:
+        records = summary["metrics"][str(seed)]
+        order = [m for m in summary.get("detectors", []) if m in records] + \
+            [m for m in records if m not in summary.get("detectors", [])]
+        for model in order:
+            record = records[model]
+            rows.append({"seed": int(seed), "model": model,
+                         **{METRIC_NAMES[k]: v for k, v in record.items() if k in METRIC_NAMES}})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------- paired seed statistics
+def paired_deltas(df: pd.DataFrame, key: str, metric: str,
+                  pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Per-seed differences ``metric(a) − metric(b)`` for each pair ``(a, b)`` of ``key``
+    values: detectors (or fusions) of one seed share everything else, so their difference is
+    the paired effect.
+
+    Args:
+        df: rows with ``seed``, ``key`` and ``metric`` (e.g. from :func:`over_seeds`).
+    Returns:
+        rows ``comparison`` (``"a − b"``), ``seed``, ``delta``; seeds where either side is
+        missing are left out.
+    """
+    wide = df.pivot_table(index="seed", columns=key, values=metric, aggfunc="first")
+    rows = []
+    for a, b in pairs:
+        if a not in wide or b not in wide:
+            continue
+        for seed, delta in (wide[a] - wide[b]).dropna().items():
+            rows.append({"comparison": f"{a} − {b}", "seed": int(seed), "delta": float(delta)})
+    return pd.DataFrame(rows, columns=["comparison", "seed", "delta"])
+
+
+def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, sd, half-width of the two-sided t interval, n) of per-seed ``values``, non-finite
+    values left out: the half-width ``t(1 − (1 − confidence)/2, n − 1) · sd / √n`` is the
+    smallest mean the seeds resolve from 0 (sd and half-width NaN for one value)."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(v.mean())
+    if n == 1:
+        return mean, float("nan"), float("nan"), 1
+    sd = float(v.std(ddof=1))
+    return mean, sd, float(student_t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / np.sqrt(n)), n
+
+
+def seeds_to_resolve(effect: float, sd: float, confidence: float = 0.95, limit: int = 100_000) -> int:
+    """The smallest number of seeds n ≥ 2 whose two-sided paired t half-width
+    ``t(1 − (1 − confidence)/2, n − 1) · sd / √n`` is below ``|effect|``: how many seeds would
+    resolve a mean difference of ``effect`` at a seed-to-seed spread of ``sd`` (the power line
+    of a finding; it assumes the spread stays what was measured). ``limit`` when the effect is 0
+    or the seeds needed exceed it; else 2 when ``sd`` is 0.
+    """
+    from scipy.stats import t as student_t
+
+    effect, sd = abs(float(effect)), float(sd)
+    if not (np.isfinite(effect) and np.isfinite(sd)) or sd < 0:
+        raise ValueError(f"seeds_to_resolve needs a finite effect and sd >= 0, got {effect!r}, {sd!r}")
+    if effect == 0:
+        return limit
+    if sd == 0:
+        return 2
+    q = 1 - (1 - confidence) / 2
+
+    def resolves(n: int) -> bool:
+        return float(student_t.ppf(q, n - 1)) * sd / np.sqrt(n) < effect
+
+    lo, hi = 2, 2  # doubling, then bisection (the half-width falls monotonically with n)
+    while not resolves(hi):
+        if hi >= limit:
+            return limit
+        lo, hi = hi, min(2 * hi, limit)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if resolves(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def paired_summary(deltas: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean ± sd of paired differences, sign agreement and the smallest resolvable difference.
+
+    The resolution rule is the half-width of the two-sided paired t interval,
+    ``t(1 − (1 − confidence)/2, n − 1) · sd / √n``: a mean difference smaller than that is not
+    distinguishable from 0 at ``confidence`` with these ``n`` seeds (NaN for one seed).
+
+    Args:
+        deltas: rows ``comparison``, ``seed``, ``delta`` (:func:`paired_deltas`).
+    Returns:
+        one row per comparison: ``seeds``, ``mean``, ``sd``, ``agree`` (seeds whose delta has
+        the sign of the mean), ``resolution`` (the half-width), ``resolved`` (|mean| >
+        resolution).
+    """
+    rows = []
+    for comparison, g in deltas.groupby("comparison", sort=False):
+        d = g["delta"].to_numpy(dtype=float)
+        mean, sd, half, n = interval(d, confidence)
+        sign = np.sign(mean)
+        rows.append({"comparison": comparison, "seeds": n, "mean": mean, "sd": sd,
+                     "agree": int((np.sign(d) == sign).sum()) if sign != 0 else 0,
+                     "resolution": half, "resolved": bool(n > 1 and abs(mean) > half)})
+    return pd.DataFrame(rows, columns=["comparison", "seeds", "mean", "sd", "agree", "resolution", "resolved"])
