@@ -79,7 +79,7 @@ def time_sweep_vs_reinference(dump_dir: str, config: str, checkpoint: str, data_
     sweeps = {a: rescore(candidates, "pow", a, **kw) for a in ALPHAS}
     rescore_s = time.perf_counter() - s
     s = time.perf_counter()
-    for a, det in sweeps.items():
+    for det in sweeps.values():
         coco_ap(det, d.meta["ann_file"], d.meta["classes"])
     eval_s = time.perf_counter() - s
 
@@ -113,7 +113,8 @@ def time_evaluators(dump_dir: str) -> dict:
     import contextlib
     import io
 
-    from faster_coco_eval import COCO as FCOCO, COCOeval_faster
+    from faster_coco_eval import COCO as FCOCO
+    from faster_coco_eval import COCOeval_faster
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

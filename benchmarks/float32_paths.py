@@ -44,7 +44,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,16 +64,16 @@ y.float().sum().backward()
 """
 
 
-def arm_name(dtype: str, cap: Optional[str]) -> str:
+def arm_name(dtype: str, cap: str | None) -> str:
     return f"{dtype}-{cap or 'default'}"
 
 
-def arms() -> list[tuple[str, Optional[str]]]:
+def arms() -> list[tuple[str, str | None]]:
     """(dtype, cap) in run order: per cap, bf16 then fp32."""
     return [(dtype, cap) for cap in CAPS for dtype in DTYPES]
 
 
-def arm_env(cap: Optional[str], threads: int) -> dict:
+def arm_env(cap: str | None, threads: int) -> dict:
     """This process's environment with the arm's cap set (or removed) and the thread count."""
     env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
     if cap:
@@ -83,7 +82,7 @@ def arm_env(cap: Optional[str], threads: int) -> dict:
     return env
 
 
-def probe(dtype: str, cap: Optional[str], threads: int) -> dict:
+def probe(dtype: str, cap: str | None, threads: int) -> dict:
     """What oneDNN reports and runs for a ``dtype`` convolution under ``cap`` (fresh process)."""
     env = {**arm_env(cap, threads), "ONEDNN_VERBOSE": "1"}
     res = subprocess.run([sys.executable, "-c", _PROBE, dtype], env=env, capture_output=True, text=True,
@@ -144,16 +143,16 @@ def iter_seconds(work_dir: Path) -> list[float]:
     return out
 
 
-def run_dir(work: Path, rep: int, dtype: str, cap: Optional[str]) -> Path:
+def run_dir(work: Path, rep: int, dtype: str, cap: str | None) -> Path:
     return work / f"r{rep}" / arm_name(dtype, cap)
 
 
-def checkpoint(out: Path) -> Optional[Path]:
+def checkpoint(out: Path) -> Path | None:
     cks = sorted((out / f"seed_{SEED}" / DETECTOR).glob("epoch_*.pth"))
     return cks[-1] if cks else None
 
 
-def train_arm(work: Path, out: Path, dtype: str, cap: Optional[str], threads: int, first: Optional[Path]) -> dict:
+def train_arm(work: Path, out: Path, dtype: str, cap: str | None, threads: int, first: Path | None) -> dict:
     """Train one arm into ``out`` (unless done) in its own process; return its wall seconds and
     the machine's load around it."""
     if (out / "summary.json").is_file() and checkpoint(out) is not None:
@@ -341,7 +340,7 @@ def markdown(result: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default=str(ROOT / "runs" / "float32_paths"),
                    help="where the shared dataset and the arms' run directories go")

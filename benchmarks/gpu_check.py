@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 R50_MODELS = {
@@ -113,8 +113,9 @@ def time_r50(name: str, spec: str, batch: int, steps: int, warmup: int, width: i
     from mmengine.optim import build_optim_wrapper
 
     register_all_modules()
-    import retconf.plugin  # noqa: F401  (registration)
     from mmengine.logging import MMLogger
+
+    import retconf.plugin  # noqa: F401  (registration)
 
     MMLogger.get_current_instance().setLevel("WARNING")  # init_weights logs every parameter
 
@@ -236,7 +237,7 @@ def stage_tiny(args: argparse.Namespace, record: dict, save) -> None:
         procs[seed] = (subprocess.Popen(" && ".join(cmds), shell=True, stdout=log, stderr=subprocess.STDOUT,
                                         cwd=ROOT, start_new_session=True), log)
     timed_out = False
-    for seed, (p, log) in procs.items():
+    for p, log in procs.values():
         try:
             p.wait(timeout=max(1.0, args.deadline - time.time()))
         except subprocess.TimeoutExpired:
@@ -308,7 +309,7 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(ROOT / "reports" / "benchmarks"), help="folder for gpu_check[_dryrun].{json,md}")
     p.add_argument("--work", default="/tmp/retconf-gpu-check", help="scratch folder (data, work dirs)")

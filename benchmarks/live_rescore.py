@@ -85,9 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="write OUT.json and OUT.md")
     args = p.parse_args(argv)
 
-    from analysis.studies import explorer as ex
-    from analysis.scoring import fast
     from analysis.measures.seeds import load_seed_dump
+    from analysis.scoring import fast
+    from analysis.studies import explorer as ex
     from retconf.machine import cpu_name
 
     old = explore_at(args.before)

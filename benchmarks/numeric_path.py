@@ -33,7 +33,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -165,7 +164,7 @@ def markdown(result: dict, arms: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arm", action="append", required=True, metavar="NAME=SOURCE",
                         help="a numeric path: a run directory, a page 04 (.json or .html), or git:REV:PATH")

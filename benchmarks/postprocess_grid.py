@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     import torch
 
     from analysis.inputs.io import load_dump
-    from analysis.studies.postprocess import NMS_THRESHOLDS, detection_metrics, grid_rules, sweep
     from analysis.measures.quality import ann_path, dump_ground_truth
     from analysis.scoring.rescore import inference_kwargs, select_candidates
+    from analysis.studies.postprocess import NMS_THRESHOLDS, detection_metrics, grid_rules, sweep
     from retconf.fusion import Fusion
 
     dump = load_dump(args.dump)

@@ -24,8 +24,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.measures import quality  # noqa: E402
 from analysis.geometry.matching import ground_truth  # noqa: E402
+from analysis.measures import quality  # noqa: E402
 from analysis.measures.tide import tide_errors  # noqa: E402
 
 FUSION = {"mode": "pow", "alpha": 0.4, "thr": 0.5}

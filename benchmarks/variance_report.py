@@ -11,7 +11,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -25,7 +24,7 @@ MODELS = ("retinanet", "iou_aware", "retinanet_conf")
 TARGET = 0.01  # the issue's goal for the 95 % paired half-width
 
 
-def seeds_needed(sd: float, half_width: float = TARGET) -> Optional[int]:
+def seeds_needed(sd: float, half_width: float = TARGET) -> int | None:
     """The fewest seeds whose 95 % paired half-width is below ``half_width`` at a seed-to-seed
     spread ``sd`` (:func:`analysis.measures.seeds.seeds_to_resolve`; None when ``sd`` is not finite)."""
     from analysis.measures.seeds import seeds_to_resolve
@@ -36,10 +35,10 @@ def seeds_needed(sd: float, half_width: float = TARGET) -> Optional[int]:
 def run_rows(run: Path, resamples: int) -> tuple[dict, list[dict]]:
     """(the run's ``variance.json`` + training seconds, one row per (seed, pair)) with the AP
     of each detector, the paired difference and its image-bootstrap sd."""
-    from analysis.measures.bootstrap import match_all, paired_bootstrap, weighted_ap
     from analysis.inputs.io import load_dump
-    from analysis.measures.quality import dump_ground_truth
     from analysis.inputs.runs import dump_dir, load_summary
+    from analysis.measures.bootstrap import match_all, paired_bootstrap, weighted_ap
+    from analysis.measures.quality import dump_ground_truth
 
     info = json.loads((run / "variance.json").read_text())
     summary = load_summary(run)
@@ -95,7 +94,7 @@ def decompose(rows: list[dict], infos: dict) -> list[dict]:
     return out
 
 
-def fmt(v: Optional[float], digits: int = 3) -> str:
+def fmt(v: float | None, digits: int = 3) -> str:
     """A number to ``digits`` decimals, "–" when missing or not finite."""
     if v is None or not np.isfinite(v):
         return "–"

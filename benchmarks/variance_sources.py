@@ -36,7 +36,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,7 +64,7 @@ LEVERS: dict[str, dict] = {
 }
 
 
-def run_dir(lever: str, isa: Optional[str]) -> Path:
+def run_dir(lever: str, isa: str | None) -> Path:
     """``runs/variance/<lever>`` or ``runs/variance/<lever>-<isa>``."""
     return RUNS / (lever if not isa else f"{lever}-{isa}")
 
@@ -83,7 +82,7 @@ def share_backbone(target: Path) -> None:
         return
 
 
-def train(lever: str, seeds: int, isa: Optional[str]) -> int:
+def train(lever: str, seeds: int, isa: str | None) -> int:
     """Train and dump the three detectors of ``lever`` for ``seeds`` seeds (in a subprocess
     with ``ONEDNN_MAX_CPU_ISA`` set when ``isa`` is given: oneDNN reads it once, at start)."""
     if isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != isa:
@@ -93,8 +92,15 @@ def train(lever: str, seeds: int, isa: Optional[str]) -> int:
     import retconf
 
     print(f"retconf from {Path(retconf.__file__).parent}, ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(default)')}")
-    from retconf.pipeline import (RunLog, job_context, make_dataset, plan_run, pretrain_shared_backbone,
-                                  train_and_dump, write_summary)
+    from retconf.pipeline import (
+        RunLog,
+        job_context,
+        make_dataset,
+        plan_run,
+        pretrain_shared_backbone,
+        train_and_dump,
+        write_summary,
+    )
 
     out = run_dir(lever, isa)
     share_backbone(out)
@@ -114,7 +120,7 @@ def train(lever: str, seeds: int, isa: Optional[str]) -> int:
 
 
 def time_levers(levers: list[str], config: str, data_root: str, backbone: str, iters: int, rounds: int,
-                out: Optional[str]) -> dict:
+                out: str | None) -> dict:
     """Median seconds of one training step (one thread, bfloat16 autocast, channels-last: the
     recipe's step) of each lever's model on the same batches, the levers interleaved round by
     round so that they share the machine's load; each lever's ratio to the first."""
@@ -166,7 +172,7 @@ def time_levers(levers: list[str], config: str, data_root: str, backbone: str, i
     return result
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train and dump one lever's three detectors")

@@ -22,7 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -72,10 +71,10 @@ def first_images(gt, dets, n: int):
 def report(run: Path, out: Path, result: str, resamples: int) -> int:
     """Per seed and pair: the difference and its bootstrap sd on the first 300 images, on all of
     them, and (check) on the run's own 300-image dumps; then the split per pair and set size."""
-    from analysis.measures.bootstrap import match_all, paired_bootstrap, spread_sources
     from analysis.inputs.io import load_dump
-    from analysis.measures.quality import dump_ground_truth
     from analysis.inputs.runs import dump_dir, load_summary
+    from analysis.measures.bootstrap import match_all, paired_bootstrap, spread_sources
+    from analysis.measures.quality import dump_ground_truth
     from benchmarks.results import write_results
 
     summary = load_summary(run)

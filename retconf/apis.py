@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .errors import UsageError
-from .runtime import (ConfigError, build_runner, finish_cfg, load_config, preflight,
-                      release_runner_dataloaders, setup_launcher, undo_outputs_on)
+from .runtime import (
+    ConfigError,
+    build_runner,
+    finish_cfg,
+    load_config,
+    preflight,
+    release_runner_dataloaders,
+    setup_launcher,
+    undo_outputs_on,
+)
 
 # Input errors found after the Runner has made its directories; their outputs are taken back.
 _INPUT_ERRORS = (ConfigError, CheckpointError)
 
 
-def prepare(config: str, work_dir: Optional[str], cfg_options: Optional[dict],
-            data_root: Optional[str], launcher: str, splits: tuple[str, ...]) -> Any:
+def prepare(config: str, work_dir: str | None, cfg_options: dict | None,
+            data_root: str | None, launcher: str, splits: tuple[str, ...]) -> Any:
     """Load and complete a config, check its inputs exist and set up the launcher."""
     cfg = load_config(config, cfg_options, data_root)
     finish_cfg(cfg, config, work_dir)
@@ -25,8 +33,8 @@ def prepare(config: str, work_dir: Optional[str], cfg_options: Optional[dict],
     return cfg
 
 
-def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
-          data_root: Optional[str] = None, resume: Optional[str] = None,
+def train(config: str, work_dir: str | None = None, cfg_options: dict | None = None,
+          data_root: str | None = None, resume: str | None = None,
           launcher: str = "none", amp: bool = False, allow_partial_checkpoint: bool = False) -> dict:
     """Train ``config``; return the last validation record written to metrics.json (or {}).
 
@@ -71,8 +79,8 @@ def train(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dic
     return json.loads(metrics.read_text()) if metrics.is_file() else {}
 
 
-def evaluate(config: str, checkpoint: str, work_dir: Optional[str] = None,
-         cfg_options: Optional[dict] = None, data_root: Optional[str] = None,
+def evaluate(config: str, checkpoint: str, work_dir: str | None = None,
+         cfg_options: dict | None = None, data_root: str | None = None,
          launcher: str = "none", allow_partial_checkpoint: bool = False) -> dict:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics dict.
 

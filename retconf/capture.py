@@ -46,9 +46,10 @@ and are refused with a message naming the method.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import torch
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
@@ -107,7 +108,7 @@ class Adapter:
 
     name: str
     levels: Callable[[Any, Record], list[Level]]
-    rule: Callable[[Any, Record], Optional[Fusion]]
+    rule: Callable[[Any, Record], Fusion | None]
     hooks: tuple[str, ...] = ()
     method: str = "_predict_by_feat_single"
     post_process: Callable[[Any], dict] = base_post_process
@@ -148,7 +149,7 @@ def base_levels(head: Any, record: Record) -> list[Level]:
     return levels
 
 
-def base_rule(head: Any, record: Record) -> Optional[Fusion]:
+def base_rule(head: Any, record: Record) -> Fusion | None:
     """Our quality heads deploy their ``fusion``; other base heads with score factors (FCOS,
     ATSS, DDOD) multiply them into the classification score after the per-level top-k (mmdet's
     ``_bbox_post_process``); heads without (RetinaNet, VFNet) rank by ``cls``.
@@ -324,7 +325,7 @@ class Capture:
 
     levels: list[Level]
     detections: Any
-    rule: Optional[Fusion]
+    rule: Fusion | None
     adapter: str
     post_process: dict = field(default_factory=lambda: dict(BASE_POST_PROCESS))
 

@@ -11,8 +11,9 @@ the duration of a ``with`` block.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from .errors import CheckpointError
 
@@ -115,7 +116,7 @@ def checkpoint_mismatch(state: dict, target: dict) -> tuple[list[str], list[str]
     return mismatched, missing, unexpected
 
 
-def check_checkpoint_fits(path: str | Path, model: Any, ckpt: Optional[dict] = None,
+def check_checkpoint_fits(path: str | Path, model: Any, ckpt: dict | None = None,
                           allow_partial: bool = False) -> None:
     """Refuse a checkpoint that does not fit the model exactly.
 

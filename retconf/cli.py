@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Optional, Sequence
-
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import RetconfError, UsageError, exit_code
 
@@ -249,11 +249,10 @@ def cmd_data(args: argparse.Namespace) -> int:
                   f"{counts['thin_boxes'][0]}); mmdet leaves them out of training, COCO evaluation "
                   "counts them")
         return 0
-    from .progress import progress as progress_bar
-
     from dataclasses import replace
 
     from .data.digits import DigitsConfig, coco_shaped, generate
+    from .progress import progress as progress_bar
 
     base = coco_shaped() if args.coco else DigitsConfig()
     given = {k: getattr(args, k) for k in ("image_size", "min_size", "max_size", "max_objects")
@@ -324,7 +323,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 _SLURM_ARGS = ("partition", "account", "gpus", "cpus", "time_min", "mem_gb", "sbatch")
 
 
-def _slurm_options(args: argparse.Namespace) -> Optional[Any]:
+def _slurm_options(args: argparse.Namespace) -> Any | None:
     """The Slurm options of ``--executor slurm`` (None for the local executor).
 
     Raises:
@@ -420,7 +419,7 @@ COMMANDS = {"data": cmd_data, "pretrain": cmd_pretrain, "train": cmd_train, "tes
             "ablations": cmd_ablations, "dump": cmd_dump, "report": cmd_report, "jobs": cmd_jobs}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; library errors (:mod:`retconf.errors`) become one line on stderr and
     their exit status (:func:`retconf.errors.exit_code`)."""
     args = build_parser().parse_args(argv)

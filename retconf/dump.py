@@ -42,13 +42,20 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from analysis.geometry.boxes import box_iou, match_gt  # noqa: F401  (the matching rule, in the analysis layer; re-exported)
-from analysis.inputs.schema import (BY_IOU, CANDIDATE_COLUMNS, DETECTION_COLUMNS, IMAGE_COLUMNS, IOU_POPULATION,
-                             SCHEMA_VERSION, SELECTED)
+from analysis.inputs.schema import (
+    BY_IOU,
+    CANDIDATE_COLUMNS,
+    DETECTION_COLUMNS,
+    IMAGE_COLUMNS,
+    IOU_POPULATION,
+    SCHEMA_VERSION,
+    SELECTED,
+)
 
 from .io import atomic_write_bytes, atomic_write_text
 from .io import sha256_file as _sha256  # the one file hash (checkpoints, shards)
@@ -124,8 +131,8 @@ def _start_or_resume(out: Path, key: dict) -> None:
     atomic_write_text(marker, text)
 
 
-def load_model(config: str, checkpoint: str, out: Path, cfg_options: Optional[dict],
-               data_root: Optional[str], allow_partial_checkpoint: bool) -> tuple[Any, Any]:
+def load_model(config: str, checkpoint: str, out: Path, cfg_options: dict | None,
+               data_root: str | None, allow_partial_checkpoint: bool) -> tuple[Any, Any]:
     """The test config (batch size 1, no backbone download) and the model with the checkpoint
     loaded, in eval mode. Raises the checkpoint errors of :mod:`retconf.checkpoint`."""
     from mmdet.registry import MODELS
@@ -301,7 +308,7 @@ def complete_shards(out: Path, n_shards: int) -> set[int]:
                                                for kind, _ in ShardWriter.KINDS)}
 
 
-def quality_name(head: Any, rule: Any) -> Optional[str]:
+def quality_name(head: Any, rule: Any) -> str | None:
     """What the dump's ``obj`` column holds for this head, in words (None: NaN, no separate
     quality score)."""
     names = {"RetinaConfHead": "object confidence (predicted IoU, classification tower)",
@@ -313,7 +320,7 @@ def quality_name(head: Any, rule: Any) -> Optional[str]:
     return names.get(type(head).__name__, "score factor (sigmoid)")
 
 
-def ann_sha256(cfg: Any) -> Optional[str]:
+def ann_sha256(cfg: Any) -> str | None:
     """SHA-256 of the test evaluator's annotation file (the ground truth the dump matches
     against; None when the config names none)."""
     ann = cfg.test_evaluator.get("ann_file")
@@ -358,8 +365,8 @@ def dump_metadata(cfg: Any, config: str, checkpoint: str, checkpoint_sha256: str
     }
 
 
-def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: Optional[str] = None,
-                     cfg_options: Optional[dict] = None, shard_size: int = 64,
+def dump_predictions(config: str, checkpoint: str, out: str | Path, data_root: str | None = None,
+                     cfg_options: dict | None = None, shard_size: int = 64,
                      progress: bool = True, allow_partial_checkpoint: bool = False) -> dict:
     """Run the detector on its test set and write the dump (see the module docstring).
 

@@ -17,8 +17,8 @@ import io
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .io import atomic_write_text
 
@@ -40,7 +40,7 @@ def plotly_js() -> Path:
     return path
 
 
-def image_uri(path: Optional[str | Path], max_side: int = IMAGE_PX) -> Optional[str]:
+def image_uri(path: str | Path | None, max_side: int = IMAGE_PX) -> str | None:
     """A JPEG data URI of the image at ``path`` downscaled to ``max_side`` px (None: no file)."""
     if not path or not Path(path).is_file():
         return None
@@ -250,7 +250,6 @@ def explorer_inputs(run_dir: Path, seed: int, detectors: Sequence[str]) -> str:
     import hashlib
 
     import analysis
-
     from analysis.inputs import runs
 
     h = hashlib.sha256()
@@ -262,8 +261,8 @@ def explorer_inputs(run_dir: Path, seed: int, detectors: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def explorer_plan(full_run: Path, summary: dict, seed: Optional[int] = None,
-                  detectors: Optional[Sequence[str]] = None) -> tuple[int, list[str]]:
+def explorer_plan(full_run: Path, summary: dict, seed: int | None = None,
+                  detectors: Sequence[str] | None = None) -> tuple[int, list[str]]:
     """(seed, detectors) the page shows: ``seed`` or the run's first; ``detectors`` or the
     paper's detectors whose dump of that seed exists."""
     from analysis.inputs import runs
@@ -274,8 +273,8 @@ def explorer_plan(full_run: Path, summary: dict, seed: Optional[int] = None,
     return seed, names
 
 
-def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = ".", seed: Optional[int] = None,
-                   detectors: Optional[Sequence[str]] = None, fingerprint: str = "") -> tuple[Path, dict]:
+def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = ".", seed: int | None = None,
+                   detectors: Sequence[str] | None = None, fingerprint: str = "") -> tuple[Path, dict]:
     """Write ``out/explore.html`` and ``out/plotly.min.js`` for the dumps of one seed and
     detectors (:func:`explorer_plan`). Relative paths (the run, the dumps' annotation files) are
     read from ``project``. Returns the page and ``{"seconds", "bytes", "images", "candidates"}``.
@@ -283,10 +282,10 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
     Raises:
         ValueError: when the run has no dump to show.
     """
-    from analysis.studies import explorer as explore
     from analysis.inputs import runs
-    from analysis.scoring.fast import one_torch_thread
     from analysis.measures.seeds import load_seed_dump
+    from analysis.scoring.fast import one_torch_thread
+    from analysis.studies import explorer as explore
 
     start = time.perf_counter()
     project, out = Path(project), Path(out)

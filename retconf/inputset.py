@@ -22,7 +22,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from analysis.inputs import runs
 
@@ -37,8 +36,8 @@ class InputSpec:
     """One input as given: ``path`` and, when given, its detector name and seed."""
 
     path: Path
-    model: Optional[str] = None
-    seed: Optional[int] = None
+    model: str | None = None
+    seed: int | None = None
 
 
 def parse_input(text: str) -> InputSpec:
@@ -109,7 +108,7 @@ class Entry:
     meta: dict
 
 
-def _dump_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
+def _dump_entry(spec: InputSpec, ann_file: str | None) -> Entry:
     from analysis.inputs.io import DumpError, annotation_file, load_dump
 
     try:
@@ -125,7 +124,7 @@ def _dump_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
                  seed if isinstance(seed, int) else 0, spec.path.absolute(), str(Path(ann).absolute()), dump.meta)
 
 
-def _results_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
+def _results_entry(spec: InputSpec, ann_file: str | None) -> Entry:
     from analysis.measures.results import load_results
 
     if not ann_file:
@@ -141,7 +140,7 @@ def _results_entry(spec: InputSpec, ann_file: Optional[str]) -> Entry:
                  str(Path(ann_file).absolute()), res.meta)
 
 
-def read_inputs(specs: list[InputSpec], ann_file: Optional[str] = None) -> tuple[str, list[Entry]]:
+def read_inputs(specs: list[InputSpec], ann_file: str | None = None) -> tuple[str, list[Entry]]:
     """The kind (``'dumps'`` or ``'results'``) and the checked entries of ``specs``: each dump
     loaded and checked (shards, annotation file against its hash), each results file read
     against ``ann_file``; detectors paired by seed.
@@ -313,7 +312,7 @@ def _input_rows(kind: str, entries: list[Entry]) -> str:
 
 
 def input_index_html(pages: list[tuple[str, str]], kind: str, entries: list[Entry], left: dict[str, str],
-                     out: Path, command: str, headline: Optional[list[dict]] = None) -> str:
+                     out: Path, command: str, headline: list[dict] | None = None) -> str:
     """The landing page of an input set: what was analysed (no training: the inputs as given),
     one line of computed findings per page with its link, the pages left out and why."""
     from .report import INDEX_HEADING, headline_html, page_findings, verdict_line
@@ -340,9 +339,9 @@ def input_index_html(pages: list[tuple[str, str]], kind: str, entries: list[Entr
         + f"<h2>Provenance</h2><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p></body></html>\n")
 
 
-def make_input_reports(inputs: list[str], out: str | Path, ann_file: Optional[str] = None,
-                       names: Optional[list[str]] = None, show_code: bool = False, jobs: Optional[int] = None,
-                       notebooks_from: Optional[str | Path] = None, command: str = "") -> list:
+def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None = None,
+                       names: list[str] | None = None, show_code: bool = False, jobs: int | None = None,
+                       notebooks_from: str | Path | None = None, command: str = "") -> list:
     """Reports of dumps or COCO results files (see the module docstring): check every input,
     write ``OUT/summary.json`` (the input set), run the pages that apply and the index. Nothing
     is written before every input has been checked. Returns the written (or kept)

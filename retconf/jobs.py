@@ -24,9 +24,10 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
 
 from .errors import UsageError
 
@@ -51,8 +52,8 @@ def cuda_available() -> bool:
 CPU_TRAINING_THREADS = 1
 
 
-def resolve_jobs(requested: Optional[int], n_pending: int, cpus: Optional[int] = None,
-                 has_cuda: Optional[Callable[[], bool]] = None) -> tuple[int, int]:
+def resolve_jobs(requested: int | None, n_pending: int, cpus: int | None = None,
+                 has_cuda: Callable[[], bool] | None = None) -> tuple[int, int]:
     """(jobs, threads per job) for ``n_pending`` trainings.
 
     ``requested`` None means automatic: 1 with CUDA (one device), else :func:`balanced_jobs`

@@ -9,7 +9,6 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 # oneDNN prints the kernel it picked for a bfloat16 convolution when ONEDNN_VERBOSE is set.
 _PROBE = ("import torch\nwith torch.autocast('cpu', dtype=torch.bfloat16):\n"
@@ -27,7 +26,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def onednn_isa(cap: Optional[str] = None) -> str:
+def onednn_isa(cap: str | None = None) -> str:
     """The instruction set oneDNN reports for a bfloat16 convolution in a fresh process, under
     ``ONEDNN_MAX_CPU_ISA=cap`` when given (else under this process's setting). "unknown" when
     the probe prints nothing (e.g. a torch build without oneDNN verbose output)."""

@@ -25,16 +25,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING
 
 from analysis.inputs import runs
 from analysis.inputs.schema import SCHEMA_VERSION
 
+from .errors import UsageError
 from .io import atomic_write_text, sha256_file
 from .presets import PRESETS, Preset
-from .errors import UsageError
 
 if TYPE_CHECKING:
     from .slurm import SlurmOptions
@@ -84,7 +85,7 @@ def _file_digest(path: Path) -> str:
     return sha256_file(path) if path.is_file() else "missing"
 
 
-def inputs_record(cfg: object, extra: dict, placeholders: Optional[dict[str, str]] = None) -> dict:
+def inputs_record(cfg: object, extra: dict, placeholders: dict[str, str] | None = None) -> dict:
     """What a training depends on: the resolved config plus fingerprints of files it reads
     (``extra``: backbone and dataset digests). ``cfg`` is an mmengine Config.
 
@@ -97,7 +98,7 @@ def inputs_record(cfg: object, extra: dict, placeholders: Optional[dict[str, str
     return {"config_sha256": hashlib.sha256(blob.encode()).hexdigest(), **extra}
 
 
-def _finished(work_dir: Path, max_epochs: int) -> Optional[dict]:
+def _finished(work_dir: Path, max_epochs: int) -> dict | None:
     path = work_dir / "metrics.json"
     if path.is_file():
         record = json.loads(path.read_text())
@@ -164,7 +165,7 @@ class JobResult:
     cached: list
 
 
-def run_job(job: Job, context: JobContext, runtime_options: Optional[dict] = None) -> JobResult:
+def run_job(job: Job, context: JobContext, runtime_options: dict | None = None) -> JobResult:
     """Train ``job`` (or reuse a finished training of the same inputs) and dump its final
     checkpoint (or reuse a dump of it). ``runtime_options`` are extra ``--cfg-options`` that
     change how the job runs but not what it computes (not part of its recorded inputs)."""
@@ -277,11 +278,11 @@ class RunLog:
     executor: dict = field(default_factory=lambda: {"kind": "local"})
 
 
-def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
-              data_root: Optional[str] = None, reports: Optional[str] = None, seeds: int = 3,
-              full: bool = False, cfg_options: Optional[dict] = None,
-              dry_run: bool = False, parallel: Optional[int] = None,
-              detectors: Optional[list[str]] = None, slurm: Optional["SlurmOptions"] = None,
+def reproduce(preset_name: str = "tiny", out: str | None = None,
+              data_root: str | None = None, reports: str | None = None, seeds: int = 3,
+              full: bool = False, cfg_options: dict | None = None,
+              dry_run: bool = False, parallel: int | None = None,
+              detectors: list[str] | None = None, slurm: SlurmOptions | None = None,
               reports_stage: bool = True) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
@@ -314,9 +315,9 @@ def reproduce(preset_name: str = "tiny", out: Optional[str] = None,
     return summary
 
 
-def plan_run(preset_name: str, out: Optional[str], data_root: Optional[str], reports: Optional[str],
-             seeds: int, full: bool, cfg_options: Optional[dict],
-             detectors: Optional[list[str]] = None) -> RunPlan:
+def plan_run(preset_name: str, out: str | None, data_root: str | None, reports: str | None,
+             seeds: int, full: bool, cfg_options: dict | None,
+             detectors: list[str] | None = None) -> RunPlan:
     """Resolve the preset, its detectors, the directories and the options, and plan the
     trainings."""
     if preset_name not in PRESETS:
@@ -397,8 +398,8 @@ def job_context(run: RunPlan) -> JobContext:
     return JobContext(str(run.data_dir), digests, placeholders)
 
 
-def train_and_dump(run: RunPlan, context: JobContext, parallel: Optional[int], log: RunLog,
-                   slurm: Optional["SlurmOptions"] = None) -> None:
+def train_and_dump(run: RunPlan, context: JobContext, parallel: int | None, log: RunLog,
+                   slurm: SlurmOptions | None = None) -> None:
     """Stage 3: every training and its dump, one after the other or ``parallel`` at a time, or
     as a Slurm job array (``slurm``); ``log.results`` ends in plan order (seeds, then
     detectors, then ablations)."""
@@ -506,7 +507,7 @@ def _print_plan(preset: Preset, jobs: list[Job], data_dir: Path, run_dir: Path, 
     return {"preset": preset.name, "jobs": [j.key for j in jobs]}
 
 
-def _print_summary(summary: dict, cached: list[str], reports_dir: Optional[Path]) -> None:
+def _print_summary(summary: dict, cached: list[str], reports_dir: Path | None) -> None:
     """AP per model as mean ± sd over seeds (NaN where a metric is missing), then where
     everything is."""
     import numpy as np

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 from .data.digits import DigitsConfig
 from .pretrain import PretrainConfig
@@ -21,14 +20,14 @@ class Preset:
 
     name: str
     description: str
-    data: Optional[DigitsConfig]
-    pretrain: Optional[PretrainConfig]
+    data: DigitsConfig | None
+    pretrain: PretrainConfig | None
     detectors: dict[str, str]  # name -> config path (relative to the project root)
     cfg_options: dict = field(default_factory=dict)
     # More detectors trained on request (``--detectors``), under the same recipe.
     more_detectors: dict[str, str] = field(default_factory=dict)
 
-    def choose(self, names: Optional[list[str]]) -> "Preset":
+    def choose(self, names: list[str] | None) -> Preset:
         """The preset with the detectors ``names`` (None: the default ones). Besides detector
         names, ``paper`` stands for the default detectors, ``families`` for all of
         :attr:`more_detectors` and ``all`` for both. Raises ``ValueError`` naming an unknown one."""

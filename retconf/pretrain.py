@@ -136,6 +136,7 @@ def pretrain_backbone(detector_cfg: Any, out: str | Path, cfg: PretrainConfig = 
     """
     import torch
     from mmdet.utils import register_all_modules
+
     from .progress import progress as progress_bar
 
     register_all_modules()

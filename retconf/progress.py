@@ -7,7 +7,8 @@ there it prints one whole line per 10 % of the work instead.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 
 class _Lines:
@@ -22,7 +23,7 @@ class _Lines:
         sys.stderr.flush()
 
 
-def progress(iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: str = "",
+def progress(iterable: Iterable | None = None, total: int | None = None, desc: str = "",
              unit: str = "it", disable: bool = False) -> Any:
     """A tqdm bar over ``iterable`` (or updated by hand with ``total``); see the module docstring."""
     from tqdm import tqdm

@@ -20,8 +20,8 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from analysis.paper.findings import counted_here, verdict_label
 
@@ -160,7 +160,7 @@ def documents(root: Path = CHECKOUT) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m retconf.readme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", default=str(CHECKOUT / "reports" / "tiny"),
                         help="the report set the numbers come from (default reports/tiny)")

@@ -20,7 +20,6 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import analysis
 from analysis.inputs import runs
@@ -36,7 +35,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_ENV = "RETCONF_NOTEBOOKS"
 
 
-def notebooks_dir(directory: Optional[str | Path] = None) -> Path:
+def notebooks_dir(directory: str | Path | None = None) -> Path:
     """Where the numbered notebooks are: ``directory``, else ``$RETCONF_NOTEBOOKS``, else the
     checkout's ``notebooks/``. They run with their parent directory (the project) as working
     directory.
@@ -54,7 +53,7 @@ def notebooks_dir(directory: Optional[str | Path] = None) -> Path:
     return path.resolve()
 
 
-def notebooks(names: Optional[list[str]] = None, directory: Optional[str | Path] = None) -> list[Path]:
+def notebooks(names: list[str] | None = None, directory: str | Path | None = None) -> list[Path]:
     """The numbered notebooks of :func:`notebooks_dir` (all, or those whose name starts with
     one of ``names``)."""
     found = sorted(notebooks_dir(directory).glob("[0-9][0-9]_*.ipynb"))
@@ -63,7 +62,7 @@ def notebooks(names: Optional[list[str]] = None, directory: Optional[str | Path]
     return found
 
 
-def check_page_names(names: list[str], directory: Optional[str | Path] = None) -> None:
+def check_page_names(names: list[str], directory: str | Path | None = None) -> None:
     """Refuse ``--only`` names that match no numbered notebook (``99``, ``O1``).
 
     Raises:
@@ -78,8 +77,8 @@ FAMILIES_NOTEBOOK = "06_families"  # only for runs with detectors beyond the pap
 RESULTS_NOTEBOOK = "08_results"  # only for input sets of COCO results files
 
 
-def run_notebooks(summary: dict, names: Optional[list[str]] = None,
-                  directory: Optional[str | Path] = None) -> list[Path]:
+def run_notebooks(summary: dict, names: list[str] | None = None,
+                  directory: str | Path | None = None) -> list[Path]:
     """:func:`notebooks` that apply to a run: the families page only where the run has other
     families than the paper's three."""
     found = [p for p in notebooks(names, directory) if p.stem != RESULTS_NOTEBOOK]
@@ -142,7 +141,7 @@ def inputs_fingerprint(notebook: Path, parameters: dict, show_code: bool, run: s
     return h.hexdigest()
 
 
-def report_fingerprint(page: Path) -> Optional[str]:
+def report_fingerprint(page: Path) -> str | None:
     """The inputs fingerprint recorded in an HTML report (None: absent or unreadable)."""
     try:
         with open(page, encoding="utf-8", errors="replace") as f:
@@ -236,13 +235,13 @@ _VERDICT = re.compile(r'<li( class="own")?><b>(.*?)</b>')
 _DATA = re.compile(r'<script[^>]*\bclass="retconf-findings"[^>]*>(.*?)</script>', re.S)  # nbconvert reorders attributes
 
 
-def findings_data(page_html: str) -> Optional[dict]:
+def findings_data(page_html: str) -> dict | None:
     """The findings data a page embeds (:func:`analysis.paper.findings.page_record`), or None."""
     m = _DATA.search(page_html)
     return json.loads(m.group(1)) if m else None
 
 
-def page_data(page: Path) -> Optional[dict]:
+def page_data(page: Path) -> dict | None:
     """A report page's findings data: its ``NN_name.json`` beside it, else what the HTML embeds
     (None for a page without findings data, e.g. one written before pages had it)."""
     sidecar = page.with_suffix(".json")
@@ -254,7 +253,7 @@ def page_data(page: Path) -> Optional[dict]:
         return None
 
 
-def page_findings(page: Path, own: Optional[bool] = None) -> list[str]:
+def page_findings(page: Path, own: bool | None = None) -> list[str]:
     """The verdicts a report page counts (empty when it has none): all of them, or only the
     paper's claims (``own`` False) or only the project's own questions (``own`` True). A paper
     claim whose home is another page is shown there but counted on its home only."""
@@ -280,7 +279,7 @@ def _tally(verdicts: list[str]) -> str:
     return ", ".join(f"{counts[v]} {v}" for v in order)
 
 
-def verdict_line(verdicts: list[str], own: Optional[list[str]] = None) -> str:
+def verdict_line(verdicts: list[str], own: list[str] | None = None) -> str:
     """'2 reproduced, 1 not reproduced, 3 inconclusive at 3 seeds' (in that order) for the
     paper's claims, then '; own questions: 1 holds, …' for the project's own."""
     line = _tally(verdicts) or "no paper claim on this page"
@@ -464,8 +463,8 @@ def registry_html(out: Path) -> str:
             f"<th>page</th>{'<th>decisive run</th>' if other else ''}</tr>{''.join(rows)}</table>")
 
 
-def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Optional[Path] = None,
-               project: Path = CHECKOUT, headline: Optional[list[dict]] = None) -> str:
+def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out: Path | None = None,
+               project: Path = CHECKOUT, headline: list[dict] | None = None) -> str:
     """The landing page: what was run (paper, data, models, seeds, command), one line of
     computed findings per report with its link, links to sibling report sets and benchmarks,
     and the run's provenance. Relative paths of the summary are read from ``project``."""
@@ -528,7 +527,7 @@ def _one_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the notebook kernels this worker starts
 
 
-def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Optional[Report]:
+def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Report | None:
     """The explorer page (:mod:`retconf.explore`: α / NMS sliders and the candidate browser),
     kept when its inputs fingerprint matches; None when the run has no dump to show."""
     from tqdm import tqdm
@@ -562,9 +561,9 @@ def notebook_parameters(path: Path, parameters: dict) -> dict:
     return {**parameters, LIVE_PARAMETER: False} if LIVE_PARAMETER in declared else dict(parameters)
 
 
-def make_reports(run_dir: str | Path, out: str | Path, names: Optional[list[str]] = None,
-                 show_code: bool = False, jobs: Optional[int] = None,
-                 notebooks_from: Optional[str | Path] = None, explore: bool = True) -> list[Report]:
+def make_reports(run_dir: str | Path, out: str | Path, names: list[str] | None = None,
+                 show_code: bool = False, jobs: int | None = None,
+                 notebooks_from: str | Path | None = None, explore: bool = True) -> list[Report]:
     """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``;
     reports whose recorded inputs fingerprint still matches are kept. ``jobs`` notebooks run at
     once, each in its own process (default: one per CPU core; 1 runs them in this process).
@@ -628,7 +627,7 @@ def check_annotation_files(metadata_files: list[Path]) -> list[Path]:
     return unchecked
 
 
-def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs: Optional[int], digest: str,
+def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs: int | None, digest: str,
                note_of, quiet_unhashed: bool = False) -> list[Report]:
     """Execute each (notebook, parameters) into ``out`` unless its page records the same inputs
     fingerprint (``digest``: :func:`run_digest`); ``note_of(notebook)`` is the HTML note under

@@ -12,8 +12,9 @@ import os.path as osp
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from .errors import ConfigError
 
@@ -31,8 +32,8 @@ def resolve_config(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_config(path: str | os.PathLike, cfg_options: Optional[dict] = None,
-                data_root: Optional[str] = None) -> Any:
+def load_config(path: str | os.PathLike, cfg_options: dict | None = None,
+                data_root: str | None = None) -> Any:
     """Load an mmdet config (a file, or ``mmdet::NAME`` for one of mmdet's), apply
     ``--cfg-options`` and an optional dataset root."""
     from mmengine.config import Config
@@ -64,7 +65,7 @@ def det_registries() -> list[Any]:
     return [reg for reg in vars(det_registry).values() if isinstance(reg, Registry)]
 
 
-def component_accepts(type_name: Any, argument: str, registries: Optional[list[Any]] = None) -> bool:
+def component_accepts(type_name: Any, argument: str, registries: list[Any] | None = None) -> bool:
     """Whether the class registered as ``type_name`` in one of ``registries`` (Registry
     instances; default :func:`det_registries`) takes ``argument`` as a named parameter of its
     constructor."""
@@ -83,7 +84,7 @@ def component_accepts(type_name: Any, argument: str, registries: Optional[list[A
 
 
 def check_option_key(cfg: Any, key: str, config_path: Any = "config",
-                     options: Optional[dict] = None) -> None:
+                     options: dict | None = None) -> None:
     """Refuse a ``--cfg-options`` key that is most likely a typo.
 
     The parent of ``key`` must exist. A new leaf key is allowed (configs take new keyword
@@ -145,7 +146,7 @@ def check_writable_dir(path: str | os.PathLike, what: str) -> None:
         raise ConfigError(f"{what}: {probe} is not writable")
 
 
-def _local_missing(path: Optional[str]) -> bool:
+def _local_missing(path: str | None) -> bool:
     return bool(path) and not str(path).startswith(_REMOTE_PREFIXES) and not osp.isfile(path)
 
 
@@ -201,7 +202,7 @@ def setup_launcher(cfg: Any, launcher: str) -> None:
     cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None)
 
 
-def finish_cfg(cfg: Any, config_path: str | os.PathLike, work_dir: Optional[str]) -> None:
+def finish_cfg(cfg: Any, config_path: str | os.PathLike, work_dir: str | None) -> None:
     """Resolve work_dir the mmdet way; add the runner type, the metrics-file and loss-guard hooks."""
     if work_dir:
         cfg.work_dir = work_dir

@@ -30,9 +30,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 from .errors import RetconfError, UsageError
 from .io import atomic_write_text
@@ -58,12 +59,12 @@ class SlurmOptions:
     ``array_parallelism``, tasks of the array running at once; ``poll_s``, seconds between two
     looks at the queue."""
 
-    partition: Optional[str] = None
-    account: Optional[str] = None
+    partition: str | None = None
+    account: str | None = None
     gpus: int = 0
     cpus: int = 1
     time_min: int = 24 * 60
-    mem_gb: Optional[float] = None
+    mem_gb: float | None = None
     sbatch: tuple[str, ...] = ()
     array_parallelism: int = 256
     poll_s: float = 10.0
@@ -83,7 +84,7 @@ class SlurmOptions:
                 raise UsageError(f"--slurm-sbatch {opt!r}: give an sbatch option as NAME=VALUE, e.g. qos=high")
 
     @classmethod
-    def load(cls, path: str | Path) -> "SlurmOptions":
+    def load(cls, path: str | Path) -> SlurmOptions:
         """The ``[slurm]`` table of a TOML file (keys as the fields of this class).
 
         Raises:
@@ -114,7 +115,7 @@ class SlurmOptions:
             raise UsageError(f"{path}: field 'slurm.{str(e).split(':')[0].removeprefix('--slurm-').replace('-', '_')}'"
                              f":{str(e).split(':', 1)[1]}") from None
 
-    def with_overrides(self, **given: Any) -> "SlurmOptions":
+    def with_overrides(self, **given: Any) -> SlurmOptions:
         """These options with every ``given`` value that is not None."""
         return replace(self, **{k: v for k, v in given.items() if v is not None})
 

@@ -17,6 +17,9 @@ if [[ ${#want[@]} -gt 0 && $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null) \
     || echo "${want[*]} could not be installed: the browser or Slurm check is skipped"
 fi
+# Lint and type check first (pyproject.toml: [tool.ruff], [tool.mypy]); either failing fails the run.
+"$VENV/bin/ruff" check .
+"$VENV/bin/mypy"
 set +e
 if [[ $# -eq 0 ]]; then set -- -m "not slow"; fi
 "$VENV/bin/python" -m pytest "$@"

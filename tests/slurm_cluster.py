@@ -13,7 +13,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
@@ -54,7 +53,7 @@ def slurm_conf(root: Path, host: str, cpus: int, ctld_port: int, slurmd_port: in
         f"PartitionName={partition} Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""])
 
 
-def start(root: Path, partition: str = "debug") -> Union[Cluster, str]:
+def start(root: Path, partition: str = "debug") -> Cluster | str:
     """Start the cluster under ``root``; the :class:`Cluster`, or why it cannot run."""
     if os.geteuid() != 0:
         return "a single-node Slurm needs root (munged and slurmd as root)"
@@ -122,7 +121,7 @@ def stop(cluster: Cluster) -> None:
                 pass
 
 
-def _pid(path: Path) -> Optional[int]:
+def _pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):

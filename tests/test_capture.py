@@ -205,8 +205,8 @@ def test_a_legacy_heads_dump_records_the_flag_and_refuses_its_deployed_rule(smal
     rule's candidates on the smaller ones: the metadata keeps the flag, the deployed rule is
     refused naming the metadata file and the field (the plain product it used to fall back to
     is not what the head returned), and explicit rules still re-score the dump."""
-    from analysis.studies.postprocess import BASELINE, dump_detections
     from analysis.scoring.rescore import LegacyRuleError, deployed_rule
+    from analysis.studies.postprocess import BASELINE, dump_detections
     from analysis.studies.tables import deployed_ap
     from retconf.errors import RetconfError
 

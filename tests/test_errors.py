@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from retconf.errors import (CheckpointError, ConfigError, DatasetError, ReportError, RetconfError,
-                            TrainingDiverged, UsageError, exit_code)
+from retconf.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ReportError,
+    RetconfError,
+    TrainingDiverged,
+    UsageError,
+    exit_code,
+)
 
 
 @pytest.mark.parametrize("error, code", [

@@ -42,8 +42,8 @@ def set_range(page, selector: str, value: float) -> None:
 
 def check_explorer(page_file: Path, run: Path, shots: Path) -> None:
     """Drive the page in Chromium and check it against the run's seed-0 dumps."""
-    from analysis.measures.coco import dump_coco_ap
     from analysis.inputs.io import load_dump
+    from analysis.measures.coco import dump_coco_ap
     from analysis.scoring.rescore import inference_kwargs, rescore
     from retconf.explore import PAGE_BUDGET_BYTES, PLOTLY_JS
 

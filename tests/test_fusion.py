@@ -3,8 +3,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retconf.fusion import (ALPHA_GRID, FUSION_MODES, Fusion, argmax_pairs, fuse_scores, fusion_grid, legacy_level_scores,
-                            topk_anchors, topk_pairs)
+from retconf.fusion import (
+    ALPHA_GRID,
+    FUSION_MODES,
+    Fusion,
+    argmax_pairs,
+    fuse_scores,
+    fusion_grid,
+    legacy_level_scores,
+    topk_anchors,
+    topk_pairs,
+)
 
 CLS = torch.tensor([[0.25, 0.04], [0.81, 0.5]])
 OBJ = torch.tensor([0.64, 0.3])
@@ -177,7 +186,10 @@ def test_numpy_anchor_selection_is_the_torch_selection(nms_pre: int) -> None:
         anchors, labels = topk_anchors(scores[lvl], 0.5, nms_pre)
         expected += [(lvl, a, c) for a, c in zip(anchors.tolist(), labels.tolist())]
         a, c = torch.nonzero(scores[lvl] > 0.5).unbind(1)  # what a dump keeps
-        image += [0] * len(a); level += [lvl] * len(a); anchor += a.tolist(); label += c.tolist()
+        image += [0] * len(a)
+        level += [lvl] * len(a)
+        anchor += a.tolist()
+        label += c.tolist()
         rank += scores[lvl][a, c].tolist()
     perm = np.random.default_rng(0).permutation(len(rank))
     cols = [np.asarray(v)[perm] for v in (image, level, anchor, label)]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from retconf.jobs import balanced_jobs, resolve_jobs, where
 from retconf.errors import UsageError
+from retconf.jobs import balanced_jobs, resolve_jobs, where
 from tests.conftest import ROOT
 
 

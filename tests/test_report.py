@@ -301,8 +301,8 @@ def test_main_results_show_mean_and_spread_over_two_seeds(reports: Path, quick_r
     assert conf["seeds"] == "2"
     # two seeds give a spread: "mean ± sd" (one seed shows the mean alone), here of the
     # cls-only AP of each seed's dump, computed again from the dumps
-    from analysis.studies.tables import cls_only_ap
     from analysis.measures.seeds import over_seeds
+    from analysis.studies.tables import cls_only_ap
 
     per_seed = over_seeds(quick_run["run"], ["retinanet_conf"], cls_only_ap)
     assert per_seed["seed"].tolist() == [0, 1]

@@ -21,8 +21,8 @@ box area where it is absent), small [0, 32²], medium [32², 96²], large [96²,
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ BOX = ["x1", "y1", "x2", "y2"]
 GT_COLUMNS = ["image_id", "label", *BOX, "area", "iscrowd"]
 
 
-def category_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = None) -> list[int]:
+def category_ids(categories: Sequence[dict], classes: Sequence[str] | None = None) -> list[int]:
     """Category id of each label, by mmdet's rule (``CocoDataset.cat_ids``, ``CocoMetric``):
     the annotation file's categories whose name is in ``classes``, in the file's order; label
     ``i`` is the ``i``-th of them. ``classes`` None: every category, in the file's order.
@@ -54,8 +54,8 @@ def category_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = 
     return [int(c["id"]) for c in categories if c["name"] in wanted]
 
 
-def label_cat_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] = None,
-                  cat_ids: Optional[Sequence[int]] = None) -> list[int]:
+def label_cat_ids(categories: Sequence[dict], classes: Sequence[str] | None = None,
+                  cat_ids: Sequence[int] | None = None) -> list[int]:
     """Category id of each label: ``cat_ids`` as given (a dump's ``meta['cat_ids']``, what the
     model was trained with) or else :func:`category_ids` of the file's ``categories``. Raises
     ``ValueError`` naming a class or id the file lacks."""
@@ -74,8 +74,8 @@ def label_cat_ids(categories: Sequence[dict], classes: Optional[Sequence[str]] =
     return category_ids(categories, classes)
 
 
-def ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None,
-                 cat_ids: Optional[Sequence[int]] = None) -> pd.DataFrame:
+def ground_truth(ann_file: str | Path, classes: Sequence[str] | None = None,
+                 cat_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """The ground truths of a COCO annotation file, one row per box.
 
     ``label`` follows the one label rule of the project (:func:`label_cat_ids`): label ``i`` is

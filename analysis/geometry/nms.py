@@ -13,7 +13,7 @@ Glossary: M boxes of one image, K kept boxes.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ class MissingOpError(RetconfError, ImportError):
     """An NMS kind the light install lacks (Soft-NMS needs mmcv's compiled ops)."""
 
 
-def mmcv_ops() -> Optional[Any]:
+def mmcv_ops() -> Any | None:
     """``mmcv.ops`` when it imports with its compiled ops, else None (the light install)."""
     try:
         from mmcv import ops
@@ -87,7 +87,7 @@ def nms_indices(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return nms_reference(boxes, scores, iou_threshold)
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Optional[dict],
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: dict | None,
                 class_agnostic: bool = False) -> tuple[Tensor, Tensor]:
     """``mmcv.ops.batched_nms``: NMS per class (``idxs``) through mmcv's coordinate offsets, or
     over all boxes with ``class_agnostic``; mmcv's own where it is installed, else its code

@@ -10,7 +10,6 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Optional
 
 from .errors import DatasetError
 
@@ -183,7 +182,7 @@ def check_image_file(f: Path, img: dict, ann_name: str, decode: bool,
                            f"height {img['height']} {where}")
 
 
-def validate_coco(ann_file: str | os.PathLike, img_dir: Optional[str | os.PathLike] = None,
+def validate_coco(ann_file: str | os.PathLike, img_dir: str | os.PathLike | None = None,
                   decode: bool = False, max_pixels: int = MAX_IMAGE_PIXELS) -> dict:
     """Check a COCO detection json (and, with ``img_dir``, its image files: see
     :func:`check_image_file`; ``decode`` selects the full decode over the header-only check).
@@ -212,7 +211,8 @@ def validate_coco(ann_file: str | os.PathLike, img_dir: Optional[str | os.PathLi
         for field in ("id", "file_name", "width", "height"):
             if not isinstance(img, dict) or field not in img:
                 raise DatasetError(f"{path.name}: images[{i}] has no field {field!r}")
-        if not (isinstance(img["width"], int) and isinstance(img["height"], int)) or img["width"] <= 0 or img["height"] <= 0:
+        sized = isinstance(img["width"], int) and isinstance(img["height"], int)
+        if not sized or img["width"] <= 0 or img["height"] <= 0:
             raise DatasetError(f"{path.name}: images[{i}] (id {img['id']}) width/height must be positive integers")
         if img["width"] * img["height"] > max_pixels:
             raise DatasetError(f"{path.name}: images[{i}] (id {img['id']}) claims {img['width']}x{img['height']} "

@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -97,7 +97,7 @@ class Dump:
     candidates: pd.DataFrame
     detections: pd.DataFrame
     images: pd.DataFrame
-    iou_population: Optional[pd.DataFrame] = None
+    iou_population: pd.DataFrame | None = None
 
     @property
     def meta_file(self) -> Path:
@@ -109,7 +109,7 @@ class Dump:
         return annotation_file(self.meta, self.meta_file)
 
 
-def split_population(cands: pd.DataFrame) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
+def split_population(cands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(the rule-selected candidates, the IoU-chosen population) of a dump's candidate rows by
     their ``population`` bits (:mod:`analysis.inputs.schema`); a frame without the column is all
     selected, with no population."""

@@ -19,7 +19,7 @@ files it analyses, each as (detector, seed, path): nothing was trained, and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 
@@ -141,7 +141,8 @@ def check_inputs(summary: dict, where: str | Path) -> None:
     if inputs.get("kind") not in INPUT_KINDS:
         raise RunError(f"{where}: field 'inputs.kind' must be one of {list(INPUT_KINDS)}, got {inputs.get('kind')!r}")
     files = inputs.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, dict) and {"model", "seed", "path"} <= set(f) for f in files):
+    if not isinstance(files, list) or not all(isinstance(f, dict) and {"model", "seed", "path"} <= set(f)
+                                              for f in files):
         raise RunError(f"{where}: field 'inputs.files' must be a list of {{'model', 'seed', 'path'}} records")
     have = {(f["seed"], f["model"]) for f in files}
     for seed in summary["seeds"]:
@@ -150,7 +151,7 @@ def check_inputs(summary: dict, where: str | Path) -> None:
                 raise RunError(f"{where}: field 'inputs.files' has no entry for detector {model!r}, seed {seed}")
 
 
-def input_kind(summary: dict) -> Optional[str]:
+def input_kind(summary: dict) -> str | None:
     """``'dumps'`` or ``'results'`` for an input set, None for a ``retconf reproduce`` run."""
     return (summary.get("inputs") or {}).get("kind")
 

@@ -13,8 +13,8 @@ Glossary: D detections, I images, T IoU thresholds (0.50 … 0.95), K classes.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,7 +62,8 @@ def match_all(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score") ->
         tp[t], ignore[t] = m["tp"].to_numpy(bool), m["ignore"].to_numpy(bool)
     regular = gt[(gt["iscrowd"].to_numpy() == 0) & np.isin(gt["image_id"].to_numpy(), image_ids)]
     npig = np.zeros((len(image_ids), len(labels)), np.int64)
-    np.add.at(npig, (regular["image_id"].map(pos).to_numpy(np.int64), regular["label"].map(lab_pos).to_numpy(np.int64)), 1)
+    np.add.at(npig, (regular["image_id"].map(pos).to_numpy(np.int64),
+                     regular["label"].map(lab_pos).to_numpy(np.int64)), 1)
     return Matched(image_ids, labels, base["image_id"].map(pos).to_numpy(np.int64),
                    base["label"].map(lab_pos).to_numpy(np.int64), base["score"].to_numpy(np.float64),
                    tp, ignore, npig)

@@ -37,7 +37,7 @@ candidate (no matching, no NMS) against its own IoU.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -267,8 +267,8 @@ def detection_reliability(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str,
     return pd.concat(parts, ignore_index=True)
 
 
-def anchor_reliability(cands: Optional[pd.DataFrame], score: np.ndarray, iou: np.ndarray, n_bins: int = DECE_BINS,
-                       iou_thr: float = 0.5, by: Optional[np.ndarray] = None) -> pd.DataFrame:
+def anchor_reliability(cands: pd.DataFrame | None, score: np.ndarray, iou: np.ndarray, n_bins: int = DECE_BINS,
+                       iou_thr: float = 0.5, by: np.ndarray | None = None) -> pd.DataFrame:
     """Pre-NMS reliability of a score against each candidate's own IoU (no matching): views
     ``precision`` (IoU >= ``iou_thr``) and ``precision x IoU`` (the IoU itself), overall
     (``group='all'``) and per value of ``by`` (e.g. the pyramid level). Rows: :func:`reliability`

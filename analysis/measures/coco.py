@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +47,8 @@ def evaluated(gt: Any, dt: Any, cat_ids: Iterable[int], summarize: bool = True) 
         ev.summarize()
     return ev
 
-def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Optional[Sequence[str]] = None,
-            cat_ids: Optional[Sequence[int]] = None) -> dict:
+def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Sequence[str] | None = None,
+            cat_ids: Sequence[int] | None = None) -> dict:
     """COCO bbox metrics of ``detections`` (columns image_id, label, score, x1..y2) with the
     faster-coco-eval evaluator. Labels become category ids by ``cat_ids`` (a dump's
     ``meta['cat_ids']``) or else by :func:`category_ids`, evaluated on those categories as
@@ -95,15 +95,18 @@ def check_coco_results(results: list, gt: dict, results_json: str, ann_file: str
         if "score" in r and not _is_number(r["score"]):
             raise ValueError(f"{results_json}: entry {i} field 'score' must be a number, got "
                              f"{type(r['score']).__name__} {r['score']!r}")
-        if "bbox" in r and not (isinstance(r["bbox"], list) and len(r["bbox"]) == 4 and all(map(_is_number, r["bbox"]))):
-            raise ValueError(f"{results_json}: entry {i} field 'bbox' must be 4 numbers [x, y, w, h], got {r['bbox']!r}")
+        if "bbox" in r and not (isinstance(r["bbox"], list) and len(r["bbox"]) == 4
+                                and all(map(_is_number, r["bbox"]))):
+            raise ValueError(f"{results_json}: entry {i} field 'bbox' must be 4 numbers [x, y, w, h], "
+                             f"got {r['bbox']!r}")
         box: list = r["bbox"] if isinstance(r.get("bbox"), list) else []
         if any(isinstance(v, float) and not math.isfinite(v) for v in [r.get("score"), *box]):
-            raise ValueError(f"{results_json}: entry {i} has a non-finite score or bbox ({r.get('score')!r}, {r.get('bbox')!r})")
+            raise ValueError(f"{results_json}: entry {i} has a non-finite score or bbox "
+                             f"({r.get('score')!r}, {r.get('bbox')!r})")
 
 
 def detections_from_coco_results(results_json: str, ann_file: str,
-                                 classes: Optional[Sequence[str]] = None) -> pd.DataFrame:
+                                 classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Post-NMS detections of any detector, from a standard COCO results json, with the columns
     post-NMS analyses use (``image_id``, ``label``, ``score``, ``cls`` = score, ``obj`` = NaN,
     box corners and the :data:`analysis.inputs.schema.MATCH_COLUMNS`). Labels follow
@@ -161,8 +164,8 @@ class GroundTruth:
     truth: coco_fast.Truth
 
 
-def coco_ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = None,
-                      cat_ids: Optional[Sequence[int]] = None) -> GroundTruth:
+def coco_ground_truth(ann_file: str | Path, classes: Sequence[str] | None = None,
+                      cat_ids: Sequence[int] | None = None) -> GroundTruth:
     """:class:`GroundTruth` of ``ann_file`` with the project's label rule
     (:func:`analysis.geometry.matching.label_cat_ids`; ``cat_ids``: a dump's ``meta['cat_ids']``)."""
     coco = COCO(str(ann_file))
@@ -170,7 +173,7 @@ def coco_ground_truth(ann_file: str | Path, classes: Optional[Sequence[str]] = N
     return GroundTruth(coco, ids, coco_fast.truth(coco, ids))
 
 
-def ann_path(dump: Dump, root: Optional[str | Path] = None) -> Path:
+def ann_path(dump: Dump, root: str | Path | None = None) -> Path:
     """A dump's annotation file, checked against the hash the dump recorded like every other
     reader of it (:meth:`analysis.inputs.io.Dump.ann_file`): a relative ``ann_file`` is taken relative to
     ``root`` when given, else as :func:`analysis.inputs.runs.run_path` finds it."""
@@ -180,7 +183,7 @@ def ann_path(dump: Dump, root: Optional[str | Path] = None) -> Path:
     return Path(annotation_file(meta, dump.path / "metadata.json"))
 
 
-def dump_coco_truth(dump: Dump, root: Optional[str | Path] = None) -> GroundTruth:
+def dump_coco_truth(dump: Dump, root: str | Path | None = None) -> GroundTruth:
     """:func:`coco_ground_truth` of a dump's annotation file (:func:`ann_path`)."""
     return coco_ground_truth(ann_path(dump, root), dump.meta["classes"], dump.meta.get("cat_ids"))
 

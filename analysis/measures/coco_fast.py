@@ -19,8 +19,9 @@ thresholds (10), R recall points (101), K categories, I images.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -6,7 +6,7 @@ same class, ``gt_same`` that ground truth's index (-1: none).
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ IOU_THRS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def count_table(before: pd.DataFrame, after: pd.DataFrame, images: pd.DataFrame,
-                image_ids: Optional[Sequence[int]] = None, cls_thrs: Iterable[float] = CLS_THRS,
+                image_ids: Sequence[int] | None = None, cls_thrs: Iterable[float] = CLS_THRS,
                 iou_thrs: Iterable[float] = IOU_THRS, base_cls: float = 0.05,
                 iou_col: str = "iou_same") -> pd.DataFrame:
     """Box counts per image in the layout of the paper's intro Table 1.
@@ -129,8 +129,8 @@ WRONG_SURVIVOR_MARGIN = 0.05
 
 
 def wrong_survivors(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 0.5,
-                    margin: float = WRONG_SURVIVOR_MARGIN, nms_kept: Optional[pd.DataFrame] = None,
-                    nms_iou: Optional[float] = None) -> pd.DataFrame:
+                    margin: float = WRONG_SURVIVOR_MARGIN, nms_kept: pd.DataFrame | None = None,
+                    nms_iou: float | None = None) -> pd.DataFrame:
     """The survivors :func:`wrong_survivor_rate` judges, one row each: the rows of ``kept``
     matched to a same-class ground truth with IoU >= ``min_iou``, with ``gap`` (the IoU by which
     their best suppressed rival beats them; NaN without a rival) and ``wrong`` (gap >=
@@ -158,8 +158,8 @@ def wrong_survivors(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 
 
 
 def wrong_survivor_rate(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 0.5,
-                        margin: float = WRONG_SURVIVOR_MARGIN, nms_kept: Optional[pd.DataFrame] = None,
-                        nms_iou: Optional[float] = None) -> dict:
+                        margin: float = WRONG_SURVIVOR_MARGIN, nms_kept: pd.DataFrame | None = None,
+                        nms_iou: float | None = None) -> dict:
     """How often NMS keeps a box while a box it suppressed on the same ground truth fits better.
 
     For every kept box matched to a same-class ground truth with IoU >= ``min_iou``, look at
@@ -287,7 +287,7 @@ def alignment_table(candidates: pd.DataFrame, detections: pd.DataFrame,
     return pd.DataFrame(rows)
 
 
-def population_alignment(pop: Optional[pd.DataFrame], fusion: Optional[dict] = None) -> dict:
+def population_alignment(pop: pd.DataFrame | None, fusion: dict | None = None) -> dict:
     """Spearman correlation of each score with the IoU it can know on a population chosen by
     the IoU alone (a dump's :attr:`analysis.inputs.io.Dump.iou_population`: one row per anchor whose box
     overlaps a ground truth enough, labelled with that ground truth's class, whatever its
@@ -302,7 +302,8 @@ def population_alignment(pop: Optional[pd.DataFrame], fusion: Optional[dict] = N
     nan = float("nan")
     if pop is None or pop.empty:
         return {"n": 0, "cls~IoU": nan, "obj~IoU": nan, "ranking~IoU": nan}
-    ranked = with_deployed_score(pop.assign(obj=pop["obj"].fillna(1.0)), fusion or {"mode": "cls", "alpha": 0.0, "thr": 0.5})
+    ranked = with_deployed_score(pop.assign(obj=pop["obj"].fillna(1.0)),
+                                 fusion or {"mode": "cls", "alpha": 0.0, "thr": 0.5})
     has_obj = pop["obj"].notna().any()
     return {"n": len(pop), "cls~IoU": rank_correlation(pop, "cls", "iou_same"),
             "obj~IoU": rank_correlation(pop, "obj", "iou_any") if has_obj else nan,
@@ -360,7 +361,8 @@ def fusion_formula(fusion: dict) -> str:
     """The fused score of ``fusion`` (``mode``, ``alpha``, ``thr``) as text, e.g.
     ``obj^0.4·cls^0.6`` (see :mod:`analysis.scoring.fusion` for the modes)."""
     mode, alpha, thr = fusion["mode"], float(fusion["alpha"]), float(fusion["thr"])
-    base = {"cls": "cls", "mul": "cls·obj", "geo": "sqrt(cls·obj)", "pow": f"obj^{alpha:g}·cls^{round(1 - alpha, 6):g}"}.get(mode.removesuffix("_thr"))
+    base = {"cls": "cls", "mul": "cls·obj", "geo": "sqrt(cls·obj)",
+            "pow": f"obj^{alpha:g}·cls^{round(1 - alpha, 6):g}"}.get(mode.removesuffix("_thr"))
     if base is None:
         raise ValueError(f"fusion mode {mode!r} has no formula")
     return f"{base} where obj > {thr:g}" if mode.endswith("_thr") else base
@@ -395,8 +397,8 @@ def count_shift(counts: pd.DataFrame, thr: float = 0.5, base_cls: float = 0.05) 
     images = [c for c in t.columns if str(c).startswith("image")]
     t = t[images].astype(float)
     base = {s: t.loc[(s, f"cls>{base_cls:g}")] for s in ("before_nms", "after_nms")}
-    d = {k: t.loc[("after_nms", f"{k}>{thr:g}")] / base["after_nms"] - t.loc[("before_nms", f"{k}>{thr:g}")] / base["before_nms"]
-         for k in ("iou", "cls")}
+    d = {k: t.loc[("after_nms", f"{k}>{thr:g}")] / base["after_nms"]
+         - t.loc[("before_nms", f"{k}>{thr:g}")] / base["before_nms"] for k in ("iou", "cls")}
     return {"d_iou_share": float(d["iou"].mean()), "d_cls_share": float(d["cls"].mean()),
             "shift": float((d["iou"] - d["cls"]).mean()), "images": len(images)}
 
@@ -482,11 +484,13 @@ def gaps_to(per_seed: pd.DataFrame, paper: pd.DataFrame, metrics: Sequence[str],
             continue
         for other in [m for m in wide.columns if m != base]:
             d = (wide[other] - wide[base]).dropna()
-            p = float(paper.loc[other, metric] - paper.loc[base, metric]) if other in paper.index and base in paper.index else float("nan")
+            both = other in paper.index and base in paper.index
+            p = float(paper.loc[other, metric] - paper.loc[base, metric]) if both else float("nan")
             ours = float(d.mean()) if len(d) else float("nan")
             rows.append({"comparison": f"{other} − {base}", "metric": metric, "seeds": len(d), "ours": ours,
                          "ours_sd": float(d.std(ddof=1)) if len(d) > 1 else float("nan"), "paper": p,
-                         "same sign": bool(np.sign(ours) == np.sign(p)) if np.isfinite(ours) and np.isfinite(p) else None})
+                         "same sign": (bool(np.sign(ours) == np.sign(p))
+                                       if np.isfinite(ours) and np.isfinite(p) else None)})
     return pd.DataFrame(rows, columns=["comparison", "metric", "seeds", "ours", "ours_sd", "paper", "same sign"])
 
 

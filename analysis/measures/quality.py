@@ -25,8 +25,8 @@ against COCO matching (class-aware).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,13 +45,13 @@ SCORES = ("cls", "obj", "fused", "oracle")
 ORACLE_DEFAULT = {"mode": "pow", "alpha": 0.4, "thr": 0.5}
 
 
-def oracle_fusion(meta: Optional[dict]) -> dict:
+def oracle_fusion(meta: dict | None) -> dict:
     """The fusion the oracle uses: the deployed one when it uses ``obj``, else ``pow`` α 0.4."""
     f = deployed_fusion(meta or {})
     return f if f["mode"] != "cls" else dict(ORACLE_DEFAULT)
 
 
-def ranking_scores(frame: pd.DataFrame, meta: Optional[dict] = None, stage: str = "post") -> dict:
+def ranking_scores(frame: pd.DataFrame, meta: dict | None = None, stage: str = "post") -> dict:
     """Score name -> float[N] for the rows of ``frame`` (see the module docstring); ``obj`` is
     left out when it is all NaN. ``stage='pre'`` recomputes the deployed fusion from cls/obj,
     ``'post'`` takes the ``score`` column."""
@@ -132,7 +132,7 @@ def reliability_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, n_bins:
                      ignore_index=True)
 
 
-def anchor_rows(cands: pd.DataFrame, meta: Optional[dict] = None, n_bins: int = cal.DECE_BINS) -> pd.DataFrame:
+def anchor_rows(cands: pd.DataFrame, meta: dict | None = None, n_bins: int = cal.DECE_BINS) -> pd.DataFrame:
     """Pre-NMS reliability data of each score, overall and per pyramid level (``group``), in the
     views of the module docstring."""
     scores = ranking_scores(cands, meta, stage="pre")
@@ -158,7 +158,7 @@ def lrp_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, sizes=tuple(SIZ
 
 
 def ap_iou_rows(dets: pd.DataFrame, ann_file: str, classes, scores: dict,
-                cat_ids: Optional[Sequence[int]] = None) -> pd.DataFrame:
+                cat_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """AP at each IoU threshold (0.50 ... 0.95), overall and per size, of each score (labels to
     category ids as :func:`analysis.measures.tide.ap_by_iou`)."""
     frame = scored(dets, scores)
@@ -192,7 +192,8 @@ def level_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, levels: np.nd
     """Post-NMS calibration per pyramid level: the detections are matched all together (IoU 0.5
     for precision, 0.0 for precision × IoU) and then split by the level they came from; no
     operating threshold; detections of classes without ground truth are left out (as in D-ECE
-    and LaECE). Rows ``score``, ``level`` (named "P3" … "P7", :func:`analysis.measures.metrics.level_name`), ``D-ECE-style ECE`` and ``LaECE-style ECE``
+    and LaECE). Rows ``score``, ``level`` (named "P3" … "P7", :func:`analysis.measures.metrics.level_name`),
+    ``D-ECE-style ECE`` and ``LaECE-style ECE``
     (class-agnostic, 10 bins) and ``n``."""
     frame = scored(dets, scores).assign(_level=levels)
     rows = []
@@ -220,7 +221,8 @@ def size_rows(dets: pd.DataFrame, gt: pd.DataFrame, scores: dict, sizes=("small"
     for s in scores:
         for size in sizes:
             row = {"score": s, "size": size}
-            for name, tau, col in (("precision ECE", cal.DECE_TAU, "tp"), ("precision x IoU ECE", cal.LAECE_TAU, "iou")):
+            for name, tau, col in (("precision ECE", cal.DECE_TAU, "tp"),
+                                   ("precision x IoU ECE", cal.LAECE_TAU, "iou")):
                 live = cal.rows_with_gt(coco_match(frame, gt, s, tau, area=SIZES[size]))
                 t = cal.reliability(live["score"].to_numpy(), live[col].to_numpy(np.float64), cal.DECE_BINS)
                 row.update({name: cal.expected_error(t), "n": int(len(live))})

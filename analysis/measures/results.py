@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ from .coco import coco_ap, detections_from_coco_results
 from .quality import ap_iou_rows, calibration_rows, lrp_rows, ranking_scores, reliability_rows, size_rows
 from .tide import tide_errors
 
-_CACHE: dict[tuple, "Results"] = {}  # (results path, size, mtime, annotation path, size, mtime) -> Results
+_CACHE: dict[tuple, Results] = {}  # (results path, size, mtime, annotation path, size, mtime) -> Results
 
 
 @dataclass
@@ -37,7 +36,7 @@ class Results:
     path: Path
     meta: dict
     detections: pd.DataFrame
-    images: Optional[pd.DataFrame] = field(default=None)
+    images: pd.DataFrame | None = field(default=None)
 
     @property
     def candidates(self) -> pd.DataFrame:
@@ -107,7 +106,8 @@ def suspicious_results(dets: pd.DataFrame, sizes: dict[int, tuple[float, float]]
     beyond = (x + w > W * 1.02 + 1) | (y + h > H * 1.02 + 1)
     corners = known & (w >= x) & (h >= y) & beyond
     if corners.sum() > share * known.sum():
-        out.append(f"{corners.sum()} of {known.sum()} boxes ({corners.sum() / known.sum():.0%}) reach beyond their image "
+        out.append(f"{corners.sum()} of {known.sum()} boxes ({corners.sum() / known.sum():.0%}) reach beyond "
+                   "their image "
                    "with w ≥ x and h ≥ y: they look like corners [x1, y1, x2, y2]; COCO results boxes are [x, y, w, h]")
     outside = known & ((x >= W) | (y >= H) | (x + w <= 0) | (y + h <= 0))
     if outside.sum() > share * known.sum():
@@ -129,7 +129,7 @@ def _image_sizes(ann_file: Path) -> dict[int, tuple[float, float]]:
             for im in json.loads(ann_file.read_text()).get("images", []) if "width" in im and "height" in im}
 
 
-def probability_problem(res) -> Optional[str]:
+def probability_problem(res) -> str | None:
     """Why the calibration of a results file's scores is refused (scores outside [0, 1]: a
     calibration error compares a score with a frequency), or None where it can be measured."""
     score = res.detections["score"]

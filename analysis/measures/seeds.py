@@ -6,8 +6,9 @@ s = 0 .. N-1 and a ``summary.json`` listing them (the layout: :mod:`analysis.inp
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ def load_seed_dump(run_dir: str | Path, seed: int, model: str) -> Dump | Results
 
 
 def over_seeds(run_dir: str | Path, models: Sequence[str],
-               fn: Callable[[str, Any], Any], seeds: Optional[Iterable[int]] = None) -> pd.DataFrame:
+               fn: Callable[[str, Any], Any], seeds: Iterable[int] | None = None) -> pd.DataFrame:
     """Apply ``fn(model, dump)`` to every (seed, model) dump, one dump in memory at a time (``dump``:
     what :func:`load_seed_dump` returns, a :class:`~analysis.inputs.io.Dump` or a results file).
 

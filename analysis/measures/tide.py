@@ -17,7 +17,7 @@ Both need post-NMS detections only (any COCO results json works).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ def _tide_data(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, image_ids: 
 
 
 def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
-                image_ids: Optional[Sequence[int]] = None, sizes: bool = True) -> pd.DataFrame:
+                image_ids: Sequence[int] | None = None, sizes: bool = True) -> pd.DataFrame:
     """TIDE dAP per error type (see the module docstring).
 
     Args:
@@ -91,8 +91,8 @@ def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
     return pd.DataFrame(rows)
 
 
-def ap_by_iou(dets: pd.DataFrame, ann_file: str, classes: Optional[Sequence[str]] = None,
-              score_col: str = "score", cat_ids: Optional[Sequence[int]] = None) -> pd.DataFrame:
+def ap_by_iou(dets: pd.DataFrame, ann_file: str, classes: Sequence[str] | None = None,
+              score_col: str = "score", cat_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """COCO AP at each IoU threshold 0.50 ... 0.95, overall and per COCO size (faster-coco-eval).
 
     Labels become category ids by the project's one rule (:func:`analysis.geometry.matching.label_cat_ids`:

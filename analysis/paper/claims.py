@@ -13,9 +13,8 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Optional, Union
 
 HERE = Path(__file__).resolve().parent
 CLAIMS_FILE = HERE / "claims.csv"
@@ -24,7 +23,7 @@ PAPER_TEXT = HERE / "paper.txt"
 COLUMNS: tuple[str, ...] = ("id", "section", "quote", "quantity", "protocol", "stated", "expected", "margin",
                             "paper_value", "status", "home", "conflicts", "same_as", "note")
 # What a row may state, and the sign of the quantity each statement expects (None: no sign).
-EXPECTED: dict[str, Optional[int]] = {"greater": 1, "less": -1, "equal": 0, "peak-inside": None}
+EXPECTED: dict[str, int | None] = {"greater": 1, "less": -1, "equal": 0, "peak-inside": None}
 STATED: tuple[str, ...] = tuple(EXPECTED)
 HOMES: tuple[str, ...] = ("01_misalignment", "02_alpha_sweep", "03_ablations", "04_main_results")
 TESTED = "tested"
@@ -43,8 +42,8 @@ class PaperClaim:
     quantity: str
     protocol: str
     stated: str
-    expected: Optional[int]
-    margin: Optional[float]
+    expected: int | None
+    margin: float | None
     paper_value: str
     status: str
     home: str
@@ -74,7 +73,7 @@ def _problem(path: Path, claim_id: str, field: str, what: str) -> ValueError:
     return ValueError(f"{path}: claim {claim_id!r}, field {field!r}: {what}")
 
 
-def _expected(path: Path, row: dict[str, str]) -> Optional[int]:
+def _expected(path: Path, row: dict[str, str]) -> int | None:
     """The ``expected`` sign of a row, checked against its ``stated``."""
     stated, raw = row["stated"], row["expected"].strip()
     if stated not in EXPECTED:
@@ -91,7 +90,7 @@ def _expected(path: Path, row: dict[str, str]) -> Optional[int]:
     return got
 
 
-def _margin(path: Path, row: dict[str, str]) -> Optional[float]:
+def _margin(path: Path, row: dict[str, str]) -> float | None:
     """The equivalence margin: a number ≥ 0 exactly when the row states ``equal``, justified in ``note``."""
     raw = row["margin"].strip()
     if row["stated"] != "equal":
@@ -127,7 +126,7 @@ def _status_and_home(path: Path, row: dict[str, str]) -> None:
                                                   f"{NOT_TESTABLE + '<reason>'!r}")
 
 
-def _claim(path: Path, row: dict[str, str], paper: Optional[str]) -> PaperClaim:
+def _claim(path: Path, row: dict[str, str], paper: str | None) -> PaperClaim:
     """One validated row (everything but the cross-row checks of :func:`_check_rows`)."""
     claim_id = row["id"]
     if not _SLUG.fullmatch(claim_id):
@@ -204,7 +203,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: Path) -> tuple[PaperClaim, ...]:
     """The validated registry at ``path`` (cached per file)."""
     if not path.is_file():
@@ -221,7 +220,7 @@ def _load(path: Path) -> tuple[PaperClaim, ...]:
     return tuple(claims.values())
 
 
-def load_claims(path: Union[str, Path, None] = None) -> dict[str, PaperClaim]:
+def load_claims(path: str | Path | None = None) -> dict[str, PaperClaim]:
     """The registry (default: :data:`CLAIMS_FILE`) as id -> :class:`PaperClaim`, in the file's
     order, validated and cached.
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class Finding:
         return out
 
 
-def verdict(values: Sequence[float], expected: int = 1, margin: Optional[float] = None) -> str:
+def verdict(values: Sequence[float], expected: int = 1, margin: float | None = None) -> str:
     """The verdict on per-seed ``values`` (already minus the reference).
 
     Args:
@@ -113,7 +114,7 @@ def verdict(values: Sequence[float], expected: int = 1, margin: Optional[float] 
 
 
 def evidence(values: Sequence[float], what: str, digits: int = 3, reference: float = 0.0,
-             bounds: Optional[tuple[float, float]] = None) -> str:
+             bounds: tuple[float, float] | None = None) -> str:
     """'what = mean ± sd over n seeds (95 % interval lo … hi; k/n seeds above reference)';
     ``bounds``: the range the quantity can take (e.g. (0, 1) for a share), which the shown
     interval is clipped to."""
@@ -133,8 +134,8 @@ def evidence(values: Sequence[float], what: str, digits: int = 3, reference: flo
             f"{above}/{n} seeds {'above' if reference else 'positive'}{f' {reference:g}' if reference else ''})")
 
 
-def left_out(values: Sequence[float], seeds: Optional[Sequence[int]] = None,
-             missing: Optional[Mapping[int, str]] = None, signed: bool = True) -> str:
+def left_out(values: Sequence[float], seeds: Sequence[int] | None = None,
+             missing: Mapping[int, str] | None = None, signed: bool = True) -> str:
     """'; per seed: 0 +0.012, 1 undefined; seed 1 left out: why' for per-seed ``values`` — the
     per-seed numbers behind a finding and every seed whose value is undefined (NaN) with the
     reason from ``missing`` (seed -> why), so no seed is dropped silently. Empty for fewer than
@@ -184,7 +185,7 @@ def power_line(values: Sequence[float], digits: int = 3, limit: int = 10_000) ->
 NUMERIC_PATH_FILE = Path(__file__).resolve().parents[1] / "numeric_path.json"
 
 
-def measured_path_shift(path: Optional[Path] = None) -> Optional[float]:
+def measured_path_shift(path: Path | None = None) -> float | None:
     """One seed's measured shift of a paired AP difference between two numeric paths (the
     ``path_shift_ap`` that ``benchmarks/numeric_path.py --write-shift`` writes to
     ``analysis/numeric_path.json``), or None when it was not measured."""
@@ -195,8 +196,8 @@ def measured_path_shift(path: Optional[Path] = None) -> Optional[float]:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
-def fragility(values: Sequence[float], expected: int = 1, margin: Optional[float] = None,
-              path_shift: Optional[float] = None) -> str:
+def fragility(values: Sequence[float], expected: int = 1, margin: float | None = None,
+              path_shift: float | None = None) -> str:
     """Why a resolved verdict on per-seed ``values`` may not survive another numeric path, or ""
     when it does (or is not resolved, or ``path_shift`` is unknown).
 
@@ -218,9 +219,9 @@ def fragility(values: Sequence[float], expected: int = 1, margin: Optional[float
 
 
 def claim(text: str, values: Sequence[float], what: str, expected: int = 1, reference: float = 0.0,
-          margin: Optional[float] = None, digits: int = 3, seeds: Optional[Sequence[int]] = None,
-          missing: Optional[Mapping[int, str]] = None, own: bool = False,
-          bounds: Optional[tuple[float, float]] = None, path_shift: Optional[float] = None) -> Finding:
+          margin: float | None = None, digits: int = 3, seeds: Sequence[int] | None = None,
+          missing: Mapping[int, str] | None = None, own: bool = False,
+          bounds: tuple[float, float] | None = None, path_shift: float | None = None) -> Finding:
     """A :class:`Finding` for per-seed ``values`` of a quantity claimed to be above
     (``expected`` = +1) or below (−1) ``reference`` (or within ± ``margin`` of it). The evidence
     lists the per-seed values (of ``seeds``) and names each seed whose value is undefined, with
@@ -230,7 +231,8 @@ def claim(text: str, values: Sequence[float], what: str, expected: int = 1, refe
     ``path_shift``: the quantity's measured cross-path sd per seed (:func:`fragility`)."""
     d = [float(v) - reference for v in values]
     ev = evidence(d, what, digits, reference, bounds) + ("" if margin is not None else power_line(d, digits)) + (
-        left_out(d, seeds, missing) if reference == 0.0 else left_out([float(v) for v in values], seeds, missing, False))
+        left_out(d, seeds, missing) if reference == 0.0
+        else left_out([float(v) for v in values], seeds, missing, False))
     if margin is not None:
         ev += f"; equal means within ± {margin:g}"
     v = verdict(d, expected, margin)
@@ -243,8 +245,8 @@ def claim(text: str, values: Sequence[float], what: str, expected: int = 1, refe
 
 
 def paper(claim_id: str, values: Sequence[float], what: str, text: str = "", reference: float = 0.0,
-          digits: int = 3, seeds: Optional[Sequence[int]] = None, missing: Optional[Mapping[int, str]] = None,
-          bounds: Optional[tuple[float, float]] = None, path_shift: Optional[float] = None) -> Finding:
+          digits: int = 3, seeds: Sequence[int] | None = None, missing: Mapping[int, str] | None = None,
+          bounds: tuple[float, float] | None = None, path_shift: float | None = None) -> Finding:
     """A :class:`Finding` on the paper's claim ``claim_id`` of the registry
     (:mod:`analysis.paper.claims`): the direction or equivalence margin is the registry's (what
     the paper's words state), so a page cannot test another statement under the paper's name.
@@ -288,8 +290,8 @@ def not_computed(claim_id: str, why: str) -> Finding:
 
 
 def peak_inside(claim_id: str, rising: Sequence[float], falling: Sequence[float], what: str, text: str = "",
-                digits: int = 4, seeds: Optional[Sequence[int]] = None,
-                path_shift: Optional[float] = None) -> Finding:
+                digits: int = 4, seeds: Sequence[int] | None = None,
+                path_shift: float | None = None) -> Finding:
     """A :class:`Finding` on a registry claim that a curve peaks inside a range: ``rising`` are
     the per-seed differences value(optimum) − value(low end) and ``falling`` value(optimum) −
     value(high end), both claimed > 0. Reproduced when both sides are, not reproduced when
@@ -357,14 +359,15 @@ def _paper_item(f: Finding, here: bool) -> str:
             if f.claim_id else "")
     where = "" if here else f' <i>Counted on <a href="{html.escape(f.home)}.html">{html.escape(f.home)}</a>.</i>'
     if f.also:
-        where += f" <small>The paper restates it as {', '.join(f'<code>{html.escape(a)}</code>' for a in f.also)}.</small>"
+        also = ", ".join(f"<code>{html.escape(a)}</code>" for a in f.also)
+        where += f" <small>The paper restates it as {also}.</small>"
     cls = "paper" if here else "elsewhere"
     data = f' data-claim="{html.escape(f.claim_id)}"' if f.claim_id else ""
     return (f'<li class="{cls}"{data}><b>{html.escape(f.verdict)}</b> — {cite}tested as {html.escape(f.claim)}: '
             f"{html.escape(f.evidence)}{_fragile_html(f)}{where}</li>")
 
 
-def page_record(findings: Sequence[Finding], page: str = "", numbers: Optional[Mapping[str, Any]] = None) -> dict:
+def page_record(findings: Sequence[Finding], page: str = "", numbers: Mapping[str, Any] | None = None) -> dict:
     """The findings of a page (and its key ``numbers``) as JSON-ready data: what
     ``retconf report`` writes beside the page as ``NN_name.json``."""
     return {"page": page, "findings": [f.record() for f in findings], "numbers": _plain(dict(numbers or {}))}
@@ -383,7 +386,7 @@ def verdict_label(record: Mapping[str, Any]) -> str:
 
 
 def render(findings: Sequence[Finding], note: str = "", page: str = "",
-           numbers: Optional[Mapping[str, Any]] = None) -> str:
+           numbers: Mapping[str, Any] | None = None) -> str:
     """The findings block as HTML (a ``<div class="findings">`` the report tests look for): the
     paper's claims counted on this ``page``, those counted on another page (linked), and the
     project's own questions in a block of their own; the same data as JSON in a

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -77,7 +76,7 @@ def nms_inputs(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _first_survivors(boxes_at: Callable[[np.ndarray], np.ndarray], score: np.ndarray, nms_iou: float, cap: int,
-                     start: Optional[int] = None) -> tuple[np.ndarray, int]:
+                     start: int | None = None) -> tuple[np.ndarray, int]:
     """The first ``cap`` survivors of greedy NMS over one image's M boxes with scores float32[M]
     (``boxes_at(positions)``: those boxes, float32[n, 4], offset per class as ``batched_nms``
     does; only the prefix NMS needs is made): positions into the M boxes,
@@ -92,7 +91,8 @@ def _first_survivors(boxes_at: Callable[[np.ndarray], np.ndarray], score: np.nda
     m = min(n, max(cap, 4 * cap if start is None else start))
     while True:
         top = order[:m]
-        keep = nms_indices(torch.from_numpy(boxes_at(top)), torch.arange(m, 0, -1, dtype=torch.float32), nms_iou).numpy()
+        keep = nms_indices(torch.from_numpy(boxes_at(top)), torch.arange(m, 0, -1, dtype=torch.float32),
+                           nms_iou).numpy()
         if len(keep) >= cap or m == n:
             keep = keep[:cap]
             return top[keep], int(keep[-1]) + 1 if len(keep) == cap else n
@@ -100,7 +100,7 @@ def _first_survivors(boxes_at: Callable[[np.ndarray], np.ndarray], score: np.nda
 
 
 def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float,
-             max_per_img: Optional[int] = -1, hints: Optional[dict] = None) -> tuple[np.ndarray, np.ndarray]:
+             max_per_img: int | None = -1, hints: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-image NMS of :func:`nms_inputs`'s output, as :func:`analysis.scoring.rescore.nms_per_image` (mmcv
     ``batched_nms``, then the top ``max_per_img``): the surviving rows int64[D] (by image, then in
     NMS order) and their scores float32[D]. ``max_per_img`` -1: the dump's setting; None: no cap
@@ -149,8 +149,8 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
     return rows[out], score[out]
 
 
-def fast_rescore(prep: Prepared, rule: Fusion, nms_iou: Optional[float] = None,
-                 max_per_img: Optional[int] = -1) -> pd.DataFrame:
+def fast_rescore(prep: Prepared, rule: Fusion, nms_iou: float | None = None,
+                 max_per_img: int | None = -1) -> pd.DataFrame:
     """Detections of every image re-scored with ``rule`` and NMS at ``nms_iou`` (None: the dump's):
     the rows of :func:`analysis.scoring.rescore.rescore` (same candidates, same order, ``score`` the fused
     score) with ``row``, the candidate's row number in ``prep.candidates``."""
@@ -164,7 +164,7 @@ class one_torch_thread:
     """Context manager: torch on one thread inside (small tensors gain nothing from more, and on
     a busy machine its thread pool is many times slower), the previous count restored after."""
 
-    def __enter__(self) -> "one_torch_thread":
+    def __enter__(self) -> one_torch_thread:
         import torch
 
         self.threads = torch.get_num_threads()

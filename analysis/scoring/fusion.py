@@ -28,7 +28,6 @@ quality head (:class:`retconf.models.dense_heads.QualityRetinaHead`), the dump's
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
 
 import numpy as np
 import torch
@@ -122,7 +121,7 @@ class Fusion:
         check_fusion(self.mode, self.alpha, self.thr, self.order)
 
     @classmethod
-    def of(cls, spec: Optional[dict]) -> "Fusion":
+    def of(cls, spec: dict | None) -> Fusion:
         """From a config / metadata dict (other keys ignored; ``legacy_level_bug`` only while
         false); None is plain ``cls`` ranking.
 
@@ -255,7 +254,7 @@ TABLE4_RULES: dict[str, Fusion] = {
 PAPER_TABLE4: tuple[str, ...] = ("cls", "cls(obj>0.5)", "cls*obj", "cls*obj(obj>0.5)", "product(alpha=0.4)")
 
 
-def fusion_grid(deployed: Optional[Fusion]) -> list[Fusion]:
+def fusion_grid(deployed: Fusion | None) -> list[Fusion]:
     """The fusions whose live selections a dump keeps: the deployed one, the rules of
     :data:`TABLE4_RULES` (at the deployed threshold), ``pow`` at every α of :data:`ALPHA_GRID`
     and ``pow_thr`` at the deployed α. None (no separate quality score): ``cls`` only.

@@ -14,7 +14,6 @@ family :mod:`retconf.capture` dumps; the deployed rule of a dump with ``fusion.l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -195,16 +194,16 @@ def vote_boxes(boxes: torch.Tensor, labels: torch.Tensor, cand_boxes: torch.Tens
     return torch.stack(voted), torch.tensor(order, dtype=torch.long)
 
 
-def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: Optional[int],
-                  score_voting: bool = False, nms_cfg: Optional[dict] = None) -> pd.DataFrame:
-    """mmcv ``batched_nms`` (:func:`analysis.geometry.nms.batched_nms`) on each image of a :func:`select_candidates` output, then the top
-    ``max_per_img`` (None: all); ``score`` is replaced by the score NMS returns. ``nms_cfg``: the
-    ``test_cfg.nms`` dict passed to ``batched_nms`` as mmdet passes it (Soft-NMS,
-    ``class_agnostic``; :meth:`analysis.studies.postprocess.PostProcess.nms_cfg`); None: class-aware
-    hard NMS at ``nms_iou``. ``score_voting`` (PAA): the kept boxes are then moved by
-    :func:`vote_boxes` over the image's candidates (their IoU and ground-truth columns stay
-    those of the box before voting; COCO AP, from :mod:`analysis.measures.coco`, matches the voted boxes
-    itself)."""
+def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int | None,
+                  score_voting: bool = False, nms_cfg: dict | None = None) -> pd.DataFrame:
+    """mmcv ``batched_nms`` (:func:`analysis.geometry.nms.batched_nms`) on each image of a
+    :func:`select_candidates` output, then the top ``max_per_img`` (None: all); ``score`` is
+    replaced by the score NMS returns. ``nms_cfg``: the ``test_cfg.nms`` dict passed to
+    ``batched_nms`` as mmdet passes it (Soft-NMS, ``class_agnostic``;
+    :meth:`analysis.studies.postprocess.PostProcess.nms_cfg`); None: class-aware hard NMS at
+    ``nms_iou``. ``score_voting`` (PAA): the kept boxes are then moved by :func:`vote_boxes` over
+    the image's candidates (their IoU and ground-truth columns stay those of the box before
+    voting; COCO AP, from :mod:`analysis.measures.coco`, matches the voted boxes itself)."""
     if frame.empty:
         return frame
     boxes, scores, labels, starts, ends = nms_inputs(frame)
@@ -241,8 +240,8 @@ def nms_inputs(frame: pd.DataFrame) -> tuple:
 
 def rescore(candidates: pd.DataFrame, mode: str = "pow", alpha: float = 0.4, thr: float = 0.5,
             score_thr: float = 0.05, nms_pre: int = 1000, nms_iou: float = 0.5,
-            max_per_img: Optional[int] = 100, min_bbox_size: float = 0.0, order: str = "before_topk",
-            selection: str = "pairs", score_voting: bool = False, nms_cfg: Optional[dict] = None) -> pd.DataFrame:
+            max_per_img: int | None = 100, min_bbox_size: float = 0.0, order: str = "before_topk",
+            selection: str = "pairs", score_voting: bool = False, nms_cfg: dict | None = None) -> pd.DataFrame:
     """Detections of every image after re-scoring (one row per detection); ``nms_cfg`` as in
     :func:`nms_per_image` (other post-processing: :mod:`analysis.studies.postprocess`)."""
     pre = select_candidates(candidates, Fusion(mode, alpha, thr, order), score_thr, nms_pre, min_bbox_size, selection)

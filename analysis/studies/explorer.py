@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ def grid_cell(gt: GroundTruth, dets: pd.DataFrame) -> dict:
 
 
 def rows_cell(gt: GroundTruth, image: np.ndarray, label: np.ndarray, score: np.ndarray, boxes: np.ndarray,
-              dets: Optional[pd.DataFrame] = None) -> dict:
+              dets: pd.DataFrame | None = None) -> dict:
     """:func:`grid_cell` of D detections given as arrays: ``image``, ``label`` int64[D], ``score``
     float[D], ``boxes`` float[D, 4] (x1, y1, x2, y2; float32 as in a dump, or float64); ``dets``
     the same as a frame, when at hand, for the fallback."""
@@ -101,7 +102,7 @@ def detector_grid(prep: Prepared, meta: dict, gt: GroundTruth, alphas: Sequence[
     return out
 
 
-def slider_data(dumps: Mapping[str, Dump], root: Optional[str | Path] = None, alphas: Sequence[float] = ALPHAS,
+def slider_data(dumps: Mapping[str, Dump], root: str | Path | None = None, alphas: Sequence[float] = ALPHAS,
                 nms_ious: Sequence[float] = NMS_IOUS) -> dict:
     """The α × NMS-IoU grid of every dump (name → :class:`analysis.inputs.io.Dump`), JSON-able:
     ``{"alphas": [A], "nms_ious": [N], "recall": [R], "detectors": [{"name", "rule", "deployed":
@@ -234,7 +235,7 @@ def browser_images(counts: Mapping[str, pd.DataFrame], image_ids: Sequence[int],
     return sorted(chosen[:max_images])
 
 
-def browser_data(dumps: Mapping[str, Dump], root: Optional[str | Path] = None, top_n: int = TOP_N,
+def browser_data(dumps: Mapping[str, Dump], root: str | Path | None = None, top_n: int = TOP_N,
                  survivors_n: int = SURVIVORS_N, worst_n: int = WORST_N, max_images: int = MAX_IMAGES) -> dict:
     """The candidate browser's data for dumps (name → :class:`analysis.inputs.io.Dump`) of one test set:
     ``{"detectors": [{"name", "rules": {rule: formula}}], "rules": RULES, "caps": {...},
@@ -260,8 +261,9 @@ def browser_data(dumps: Mapping[str, Dump], root: Optional[str | Path] = None, t
         rows = embedded_rows(cands, deployed, rule_survivors(dump), top_n, survivors_n)
         rows = rows[rows["image_id"].isin(wanted)]
         per[name] = {int(i): _columns(g) for i, g in rows.groupby("image_id", sort=False)}
-        detectors.append({"name": name, "rules": {n: fusion_formula(f.as_dict()) + (" with obj := IoU_any" if n == "IoU oracle" else "")
-                                                  for n, f in rule_fusions(dump.meta).items()}})
+        rules = {n: fusion_formula(f.as_dict()) + (" with obj := IoU_any" if n == "IoU oracle" else "")
+                 for n, f in rule_fusions(dump.meta).items()}
+        detectors.append({"name": name, "rules": rules})
     by_image = {int(i): g for i, g in gt.groupby("image_id", sort=False)}
     empty: dict[str, list] = {"b": [], "l": [], "v": [], "c": [], "o": [], "i": [], "s": [], "r": []}
     images = []
@@ -291,7 +293,7 @@ class LiveRescorer:
     """Re-scores dumps (name → :class:`analysis.inputs.io.Dump`) for any α and NMS IoU:
     :meth:`update` returns each detector's :func:`grid_cell` and how long it took."""
 
-    def __init__(self, dumps: Mapping[str, Any], root: Optional[str | Path] = None):
+    def __init__(self, dumps: Mapping[str, Any], root: str | Path | None = None):
         self.dumps = dict(dumps)
         self.preps = {n: prepare(d.candidates, d.meta) for n, d in self.dumps.items()}
         self.gts = {n: dump_coco_truth(d, root) for n, d in self.dumps.items()}

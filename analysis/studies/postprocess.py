@@ -25,9 +25,9 @@ exp(−IoU²/σ)).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,9 +64,9 @@ class PostProcess:
     kind: str = "nms"
     iou_threshold: float = 0.5
     class_agnostic: bool = False
-    max_per_img: Optional[int] = 100
-    score_thr: Optional[float] = None
-    nms_pre: Optional[int] = None
+    max_per_img: int | None = 100
+    score_thr: float | None = None
+    nms_pre: int | None = None
     sigma: float = 0.5
     min_score: float = 1e-3
     score_voting: bool = False
@@ -128,7 +128,7 @@ class PostProcess:
             out["nms_pre"] = self.nms_pre
         return out
 
-    def as_test_cfg(self, base: dict, post_process: Optional[dict] = None) -> Optional[dict]:
+    def as_test_cfg(self, base: dict, post_process: dict | None = None) -> dict | None:
         """mmdet's ``test_cfg`` for this rule on a head whose own ``test_cfg`` is ``base``
         (a dump's ``meta['test_cfg']``), or None where no ``test_cfg`` expresses it: score voting on
         a head without it (``post_process['score_voting']`` False: only PAA votes) or its absence on
@@ -144,7 +144,7 @@ class PostProcess:
         return cfg
 
     @classmethod
-    def of_test_cfg(cls, test_cfg: dict, score_voting: bool = False) -> "PostProcess":
+    def of_test_cfg(cls, test_cfg: dict, score_voting: bool = False) -> PostProcess:
         """The rule an mmdet ``test_cfg`` (e.g. a dump's ``meta['test_cfg']``) deploys."""
         nms = dict(test_cfg.get("nms") or {})
         kind = "nms" if nms.get("type", "nms") == "nms" else f"soft_nms_{nms.get('method', 'linear')}"
@@ -160,7 +160,7 @@ def deployed_postprocess(meta: dict) -> PostProcess:
     return PostProcess.of_test_cfg(meta["test_cfg"], kw["score_voting"])
 
 
-def exactness(rule: PostProcess, meta: dict, fusion: Optional[Fusion] = None) -> tuple[bool, str]:
+def exactness(rule: PostProcess, meta: dict, fusion: Fusion | None = None) -> tuple[bool, str]:
     """Whether replaying ``rule`` (with ranking ``fusion``, default the deployed one) on a dump
     sees every candidate live inference would, and if not why (empty string when exact).
 
@@ -179,7 +179,8 @@ def exactness(rule: PostProcess, meta: dict, fusion: Optional[Fusion] = None) ->
                    "are missing (Soft-NMS may keep such boxes live)")
     pre = kw["nms_pre"] if rule.nms_pre is None else rule.nms_pre
     if dump_pre > 0 and (pre <= 0 or pre > dump_pre):
-        why.append(f"nms_pre {pre} exceeds the dump's {dump_pre}: a level's pairs beyond its top {dump_pre} are missing")
+        why.append(f"nms_pre {pre} exceeds the dump's {dump_pre}: a level's pairs beyond its top {dump_pre} "
+                   "are missing")
     fusions = [Fusion.of(f) for f in grid.get("fusions", [])]
     if fusions and fusion not in fusions:
         why.append(f"fusion {fusion.as_dict()} is outside the dump's candidate grid")
@@ -198,7 +199,7 @@ def apply_rule(candidates: pd.DataFrame, rule: PostProcess, fusion: Fusion, base
     return out
 
 
-def dump_detections(dump: Dump, rule: PostProcess, fusion: Optional[Fusion] = None) -> pd.DataFrame:
+def dump_detections(dump: Dump, rule: PostProcess, fusion: Fusion | None = None) -> pd.DataFrame:
     """:func:`apply_rule` on a dump (``fusion`` default: the deployed ranking), with
     ``attrs['exact']`` and ``attrs['why']`` from :func:`exactness`."""
     fusion = deployed_rule(dump.meta, dump.meta_file) if fusion is None else fusion
@@ -247,7 +248,7 @@ def rankings(meta: dict, where: str | Path = METADATA) -> dict[str, Fusion]:
     return out
 
 
-def detection_metrics(dets: pd.DataFrame, ann_file: str, classes: Sequence[str], cat_ids: Optional[Sequence[int]],
+def detection_metrics(dets: pd.DataFrame, ann_file: str, classes: Sequence[str], cat_ids: Sequence[int] | None,
                       gt: pd.DataFrame, num_images: int) -> dict:
     """AP, AP50, AP75 (COCO), oLRP (:mod:`analysis.measures.lrp`, per-class optimal thresholds), the
     after-NMS count per image and the best single score threshold by F1 and by mean LRP
@@ -260,7 +261,7 @@ def detection_metrics(dets: pd.DataFrame, ann_file: str, classes: Sequence[str],
             "after_nms": len(dets) / max(num_images, 1), **best_thresholds(threshold_curves(matched, 0.5))}
 
 
-def dump_postprocess_rows(model: str, dump: Dump, rules: Optional[Sequence[PostProcess]] = None) -> pd.DataFrame:
+def dump_postprocess_rows(model: str, dump: Dump, rules: Sequence[PostProcess] | None = None) -> pd.DataFrame:
     """:func:`detection_metrics` of one dump for every ranking of :func:`rankings` × every rule
     (default :func:`page_rules`), each row recording its rule (``rule`` = its label, and its
     fields), ranking (``ranking``, ``fusion``) and whether the replay is exact (``exact``,
@@ -275,7 +276,8 @@ def dump_postprocess_rows(model: str, dump: Dump, rules: Optional[Sequence[PostP
         for rule in rules:
             dets = apply_rule(dump.candidates, rule, fusion, base)
             exact, why = exactness(rule, dump.meta, fusion)
-            rows.append({"ranking": ranking, "fusion": fusion_formula(fusion.as_dict()), "rule": rule.label, **asdict(rule),
+            rows.append({"ranking": ranking, "fusion": fusion_formula(fusion.as_dict()), "rule": rule.label,
+                         **asdict(rule),
                          "exact": exact, "why": why,
                          **detection_metrics(dets, ann, dump.meta["classes"], dump.meta.get("cat_ids"), gt, n_images)})
     return pd.DataFrame(rows)

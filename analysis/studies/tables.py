@@ -26,7 +26,7 @@ The computing lives in :mod:`analysis.measures.metrics` (counts, correlations), 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -88,7 +88,7 @@ TABLE6_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # ---------------------------------------------------------------- one dump, one fusion: COCO AP
 
 def dump_ap(dump: Dump, mode: str, alpha: float, thr: float = 0.5, order: str = "before_topk",
-            candidates: Optional[pd.DataFrame] = None) -> dict:
+            candidates: pd.DataFrame | None = None) -> dict:
     """COCO metrics of one dump re-scored with one fusion under the dump's own inference
     settings (``candidates`` replaces the dump's, e.g. by :func:`analysis.measures.metrics.oracle_candidates`)."""
     cands = dump.candidates if candidates is None else candidates
@@ -254,7 +254,7 @@ TABLE4_FUSIONS = {label: (f.mode, f.alpha) for label, f in TABLE4_RULES.items()}
 
 
 def fusion_table(candidates: pd.DataFrame, ann_file: str, classes: list[str], thr: float = 0.5,
-                 fusions: dict = TABLE4_FUSIONS, cat_ids: Optional[Sequence[int]] = None,
+                 fusions: dict = TABLE4_FUSIONS, cat_ids: Sequence[int] | None = None,
                  **kwargs) -> pd.DataFrame:
     """AP of each fusion mode on one dump (Table 4 layout: one row per fusion); labels map to
     categories as in :func:`coco_ap`."""
@@ -282,7 +282,7 @@ ALPHAS: tuple[float, ...] = ALPHA_GRID  # the dump's grid: every α of it re-sco
 
 
 def alpha_sweep(candidates: pd.DataFrame, ann_file: str, alphas: list[float], classes: list[str],
-                cat_ids: Optional[Sequence[int]] = None, **kwargs) -> pd.DataFrame:
+                cat_ids: Sequence[int] | None = None, **kwargs) -> pd.DataFrame:
     """AP for each α of the ``pow`` fusion (Table 5 layout: one row per α); labels map to
     categories as in :func:`coco_ap`."""
     rows = []
@@ -381,7 +381,7 @@ def difference_sources(run_dir: str, pairs: Sequence[tuple[str, str]], resamples
     return pd.DataFrame(rows)
 
 
-def headline(run_dir: str, base: str = "retinanet", models: Optional[Sequence[str]] = None) -> list[dict]:
+def headline(run_dir: str, base: str = "retinanet", models: Sequence[str] | None = None) -> list[dict]:
     """The numbers a reader of a run would quote, each with what the run can resolve: every
     paper detector's AP (its dump's detections, deployed ranking) as mean ± sd over seeds, and
     each detector's paired AP difference to ``base`` with its 95 % paired half-width and the
@@ -463,7 +463,8 @@ def dump_population_claims(model: str, dump: Dump) -> dict:
     bands = band_correlations(pop)
     nan = float("nan")
     has_obj = bool(pop["obj"].notna().any())  # plain RetinaNet: no object confidence, its quantities NaN
-    return {"n": len(pop), "cls ρ IoU<0.7": bands["low ρ"], "cls ρ IoU≥0.7": bands["high ρ"], "cls band ρ": bands["larger ρ"],
+    return {"n": len(pop), "cls ρ IoU<0.7": bands["low ρ"], "cls ρ IoU≥0.7": bands["high ρ"],
+            "cls band ρ": bands["larger ρ"],
             "ρ(cls, obj)": correlation(pop, "cls", "obj")["spearman"] if has_obj else nan,
             "positive obj>0.5": positive_obj_share(pop)["share"] if has_obj else nan,
             "lifted by obj^0.4·cls^0.6": product_lift_share(pop, 0.4)["share"] if has_obj else nan,

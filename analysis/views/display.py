@@ -2,7 +2,7 @@
 truncation), counts as integers, and figures with alt text."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -56,7 +56,7 @@ def spread_cell(mean: float, sd: float, digits: int, sd_digits: int) -> str:
     return f"{mean:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd:.{sd_digits}f}")
 
 
-def merge_spread(df: pd.DataFrame, digits: Optional[int] = None) -> pd.DataFrame:
+def merge_spread(df: pd.DataFrame, digits: int | None = None) -> pd.DataFrame:
     """Each numeric column ``m`` with a ``m_sd`` beside it as one text column "mean ± sd" (the
     mean alone where the spread is missing: one seed), so a table over seeds is half as wide.
     The mean keeps the decimals :func:`tidy` left it (at most ``digits``, default pandas'
@@ -247,7 +247,7 @@ def figure_html(fig, alt: str, width: int | None = None) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}"{size}{flag}>'
 
 
-def show_figure(fig, alt: str, width: int | None = None, collapsed: Optional[str] = None) -> None:
+def show_figure(fig, alt: str, width: int | None = None, collapsed: str | None = None) -> None:
     """Show ``fig`` as an inline PNG ``<img>`` with ``alt`` text (what the figure shows, for
     screen readers and for a reader of the raw HTML; :func:`figure_html`), then close it;
     ``collapsed``: the title of a closed ``<details>`` section to show it in."""
@@ -260,7 +260,7 @@ def show_figure(fig, alt: str, width: int | None = None, collapsed: Optional[str
 
 
 def with_spread(df: pd.DataFrame, metrics: list[str], digits: int = 3,
-                undefined: Optional[float] = None) -> pd.DataFrame:
+                undefined: float | None = None) -> pd.DataFrame:
     """A compact mean ± sd table: each metric ``m`` with an ``m_sd`` column becomes one text
     column "mean ± sd" (the mean alone when the spread is NaN: one seed); a mean equal to
     ``undefined`` (e.g. :data:`COCO_UNDEFINED`) reads "n/a"; other columns stay."""

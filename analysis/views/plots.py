@@ -4,7 +4,8 @@ Nothing here computes a metric (see :mod:`analysis.measures.metrics`); the noteb
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,7 +125,7 @@ def seed_points(per_seed: pd.DataFrame, ax: Any, metric: str = "AP", by: str = "
 
 
 def reliability_diagram(table: pd.DataFrame, ax: Any, title: str = "", target_label: str = "precision",
-                        error: Optional[float] = None, error_name: str = "ECE", legend: bool = True) -> Any:
+                        error: float | None = None, error_name: str = "ECE", legend: bool = True) -> Any:
     """Reliability diagram of one score: per bin the mean target (precision, or precision × IoU)
     as bars over the bin, the share of rows in the bin as hatched bars, the diagonal, and the
     bin's mean score as a dot over the bin centre (its gap to the bar is the bin's error; from

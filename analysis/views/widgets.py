@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +13,8 @@ from ..measures.coco import RECALL
 from ..studies.explorer import GRID_METRICS, LiveRescorer
 
 
-def live_widgets(dumps: Mapping[str, Dump], root: Optional[str | Path] = None, alpha: float = 0.4, nms_iou: float = 0.5) -> Any:
+def live_widgets(dumps: Mapping[str, Dump], root: str | Path | None = None, alpha: float = 0.4,
+                 nms_iou: float = 0.5) -> Any:
     """An ipywidgets box for JupyterLab: α and NMS IoU sliders (any value, step 0.01), each detector's
     AP, AP50, AP75 and AR re-scored from its dump on every move (:class:`LiveRescorer`), the time
     the move took, and the precision–recall curves (matplotlib)."""

@@ -14,13 +14,14 @@ values in the usual layout once loaded.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
+from mmdet.registry import HOOKS, OPTIM_WRAPPERS
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
-from mmdet.registry import HOOKS, OPTIM_WRAPPERS
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import math
 import os.path as osp
-from typing import Any, Optional
+from typing import Any
 
-from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
 
 from ..errors import TrainingDiverged  # re-exported for the hook's callers
 from ..io import atomic_write_text
@@ -29,20 +29,20 @@ class MetricsFileHook(Hook):
 
     priority = "LOW"
 
-    def _write(self, runner: Any, name: str, metrics: Optional[dict]) -> None:
+    def _write(self, runner: Any, name: str, metrics: dict | None) -> None:
         if runner.rank != 0:
             return
         record = {"epoch": runner.epoch, "iter": runner.iter, "metrics": _plain(metrics or {})}
         atomic_write_text(osp.join(runner.work_dir, name), json.dumps(record, indent=1, sort_keys=True))
 
-    def after_val_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:
+    def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
         self._write(runner, "metrics.json", metrics)
 
-    def after_test_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:
+    def after_test_epoch(self, runner: Any, metrics: dict | None = None) -> None:
         self._write(runner, "test_metrics.json", metrics)
 
 
-def first_bad_loss(log_vars: dict) -> Optional[tuple[str, float]]:
+def first_bad_loss(log_vars: dict) -> tuple[str, float] | None:
     """The first ``loss*`` entry of ``log_vars`` that is not finite, as (name, value)."""
     for name, value in log_vars.items():
         if "loss" not in name:
@@ -64,7 +64,7 @@ class LossGuardHook(Hook):
     priority = "VERY_HIGH"
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
-                         outputs: Optional[dict] = None) -> None:
+                         outputs: dict | None = None) -> None:
         bad = first_bad_loss(outputs or {})
         if bad is not None:
             name, value = bad

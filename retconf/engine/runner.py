@@ -5,8 +5,8 @@ import os
 import os.path as osp
 from typing import Any
 
-from mmengine.runner import Runner
 from mmdet.registry import RUNNERS
+from mmengine.runner import Runner
 
 from ..checkpoint import check_checkpoint_fits, mmengine_safe_globals
 

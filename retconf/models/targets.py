@@ -10,9 +10,8 @@ from the quality loss into the regression branch through the target; ``detach=Tr
 """
 from __future__ import annotations
 
-from torch import Tensor
-
 from mmdet.structures.bbox import bbox_overlaps
+from torch import Tensor
 
 
 def iou_targets(pred_boxes: Tensor, gt_boxes: Tensor, detach: bool = True) -> Tensor:

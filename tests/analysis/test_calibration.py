@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.measures import calibration as cal
 from analysis.geometry.matching import coco_match, ground_truth
+from analysis.measures import calibration as cal
 from tests.analysis.quality_cases import dets_frame, load_fixture, write_gt
 
 A, B, C, D = (0, 0, 10, 10), (50, 50, 60, 60), (100, 0, 110, 10), (0, 100, 10, 110)

@@ -8,9 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.measures.metrics import (alpha_gains, band_correlations, credible_share, figure1_bands, gain_summary, low_obj_share,
-                              matched_mean_iou, mid_iou_obj_gap, negative_obj_share, per_image_share_gap, positive_obj_share,
-                              positives_comparison, product_lift_share, size_correlation_gap)
+from analysis.measures.metrics import (
+    alpha_gains,
+    band_correlations,
+    credible_share,
+    figure1_bands,
+    gain_summary,
+    low_obj_share,
+    matched_mean_iou,
+    mid_iou_obj_gap,
+    negative_obj_share,
+    per_image_share_gap,
+    positive_obj_share,
+    positives_comparison,
+    product_lift_share,
+    size_correlation_gap,
+)
 
 # pre-NMS (anchor, label) pairs: image, level, anchor, label, cls, obj, iou_same, iou_any, gt_same, gt_area
 PAIRS = pd.DataFrame([

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.studies import explorer as ex
-from analysis.measures import coco
-from analysis.scoring import fast
-from analysis.measures.coco import dump_coco_ap
-from analysis.inputs.io import Dump
 from analysis.geometry.boxes import box_iou_np
+from analysis.inputs.io import Dump
+from analysis.measures import coco
+from analysis.measures.coco import dump_coco_ap
+from analysis.scoring import fast
 from analysis.scoring.rescore import inference_kwargs, rescore
+from analysis.studies import explorer as ex
 from analysis.studies.tables import dump_wrong_survivors
 from retconf.fusion import Fusion
 
@@ -180,7 +180,7 @@ def test_browser_caps_candidates_marks_survivors_and_lists_the_worst(synthetic: 
     survivors = ex.rule_survivors(dumps["quality"])
     for im in data["images"]:
         assert len(im["gt"]) == 3
-        for name, c in im["cands"].items():
+        for c in im["cands"].values():
             n = len(c["s"])
             assert n <= 4 + 3 * 2 and len(c["b"]) == 4 * n and all(len(c[k]) == n for k in "lvcoir")
             assert c["s"] == sorted(c["s"], reverse=True)

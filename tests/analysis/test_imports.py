@@ -104,10 +104,10 @@ def test_capture_and_dump_do_not_import_each_other() -> None:
 
 
 def test_old_retconf_names_are_the_analysis_objects() -> None:
-    import analysis.paper.ablation_tables as at
     import analysis.geometry.boxes as boxes
     import analysis.inputs.coco_check as cc
     import analysis.inputs.errors as errors
+    import analysis.paper.ablation_tables as at
     import analysis.scoring.fusion as fusion
     import retconf.ablations
     import retconf.data.coco_check

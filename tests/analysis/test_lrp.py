@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.measures.lrp import class_olrp, lrp_curve, olrp, olrp_per_class
 from analysis.geometry.matching import SIZES, coco_match, ground_truth
+from analysis.measures.lrp import class_olrp, lrp_curve, olrp, olrp_per_class
 from tests.analysis.quality_cases import dets_frame, load_fixture, write_gt
 
 A, B = (0, 0, 10, 10), (50, 50, 60, 60)

@@ -4,13 +4,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pandas as pd
 import pytest
 
-from analysis.measures.metrics import (alignment_table, compare_with_paper, correlation, count_table, obj_above,
-                              oracle_candidates, per_anchor, proportions, rank_correlation,
-                              wrong_survivor_rate)
+from analysis.measures.metrics import (
+    alignment_table,
+    compare_with_paper,
+    correlation,
+    count_table,
+    obj_above,
+    oracle_candidates,
+    per_anchor,
+    proportions,
+    rank_correlation,
+    wrong_survivor_rate,
+)
 
 
 def _boxes(rows: list[tuple]) -> pd.DataFrame:

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.views import plots  # noqa: E402
 from analysis.measures.metrics import proportions  # noqa: E402
+from analysis.views import plots  # noqa: E402
 
 
 def _df(n: int = 300) -> pd.DataFrame:

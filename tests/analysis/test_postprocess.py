@@ -9,8 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.studies.postprocess import (BASELINE, NMS_KINDS, PostProcess, apply_rule, deployed_postprocess, dump_detections,
-                                  exactness, grid_rules, page_rules)
+from analysis.studies.postprocess import (
+    BASELINE,
+    NMS_KINDS,
+    PostProcess,
+    apply_rule,
+    deployed_postprocess,
+    dump_detections,
+    exactness,
+    grid_rules,
+    page_rules,
+)
 from tests.conftest import DETECTION_COLUMNS, TINY_CONF, same_detections, threshold_in_gap
 
 # every post-processing mmdet's test_cfg can give a BaseDenseHead, one at a time and combined
@@ -331,7 +340,13 @@ def _per_seed() -> pd.DataFrame:
 
 
 def test_effects_gain_and_interaction_by_hand() -> None:
-    from analysis.studies.postprocess import difference, ranking_gain, rule_effects, threshold_interaction, threshold_table
+    from analysis.studies.postprocess import (
+        difference,
+        ranking_gain,
+        rule_effects,
+        threshold_interaction,
+        threshold_table,
+    )
 
     ps = _per_seed()
     eff = rule_effects(ps, "AP").set_index(["ranking", "rule"])
@@ -352,8 +367,8 @@ def test_effects_gain_and_interaction_by_hand() -> None:
 
 
 def test_sweep_equals_apply_rule_cell_by_cell(conf_run: dict) -> None:
-    from analysis.studies.postprocess import sweep
     from analysis.scoring.rescore import inference_kwargs
+    from analysis.studies.postprocess import sweep
     from retconf.fusion import Fusion
 
     d = conf_run["dump"]

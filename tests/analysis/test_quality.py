@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.measures import quality
 from analysis.inputs.io import Dump
+from analysis.measures import quality
 from tests.analysis.quality_cases import FIXTURE_DETS, FIXTURE_GT, load_fixture
 
 CONF = {"mode": "pow", "alpha": 0.4, "thr": 0.5}

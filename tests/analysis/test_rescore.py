@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analysis.measures.coco import coco_ap
-from analysis.scoring.rescore import rescore, inference_kwargs
+from analysis.scoring.rescore import inference_kwargs, rescore
 from tests.conftest import OTHER_ALPHAS, same_detections
 
 
@@ -102,10 +102,10 @@ def test_the_deployed_rule_of_a_legacy_dump_is_refused_naming_file_and_field(tmp
     import pandas as pd
 
     from analysis.inputs.errors import RetconfError
-    from analysis.scoring.fusion import Fusion
     from analysis.inputs.io import Dump, DumpError
-    from analysis.studies.postprocess import BASELINE, dump_detections, exactness, rankings
+    from analysis.scoring.fusion import Fusion
     from analysis.scoring.rescore import LegacyRuleError, deployed_fusion, deployed_rule, select_candidates
+    from analysis.studies.postprocess import BASELINE, dump_detections, exactness, rankings
     from analysis.studies.tables import deployed_ap, deployed_nms
 
     dump = Dump(tmp_path / "legacy", LEGACY_META, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())

@@ -11,8 +11,7 @@ import pytest
 
 from analysis.inputs.io import DumpError
 from analysis.inputs.runs import load_summary
-from analysis.measures.seeds import (mean_sd, over_seeds, run_seeds, seeds_note,
-                            summary_metrics)
+from analysis.measures.seeds import mean_sd, over_seeds, run_seeds, seeds_note, summary_metrics
 
 
 def test_mean_sd_by_hand() -> None:
@@ -94,7 +93,7 @@ def test_seeds_to_resolve_is_the_smallest_n_whose_half_width_is_below_the_effect
 
     for effect, sd in [(0.028, 0.038), (0.007, 0.047), (0.01, 0.05), (0.3, 0.1)]:
         n = seeds_to_resolve(effect, sd)
-        half = lambda k: student_t.ppf(0.975, k - 1) * sd / np.sqrt(k)  # noqa: E731
+        half = lambda k, sd=sd: student_t.ppf(0.975, k - 1) * sd / np.sqrt(k)  # noqa: E731
         assert half(n) < effect and (n == 2 or half(n - 1) >= effect), (effect, sd, n)
     assert seeds_to_resolve(-0.028, 0.038) == seeds_to_resolve(0.028, 0.038)  # the sign does not matter
     assert seeds_to_resolve(0.028, 0.038) == 10  # t(0.975, 9) · 0.038 / √10 = 0.0272 < 0.028

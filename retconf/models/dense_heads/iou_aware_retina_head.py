@@ -2,8 +2,6 @@
 ``iou^0.5 · cls^0.5`` (the IoU-aware authors' setting)."""
 from __future__ import annotations
 
-from typing import Optional
-
 from mmdet.registry import MODELS
 
 from .quality_retina_head import QualityRetinaHead
@@ -13,6 +11,6 @@ from .quality_retina_head import QualityRetinaHead
 class IoUAwareRetinaHead(QualityRetinaHead):
     """RetinaNet + IoU prediction branch on the regression tower (IoU-aware RetinaNet)."""
 
-    def __init__(self, *args, fusion: Optional[dict] = None, **kwargs) -> None:
+    def __init__(self, *args, fusion: dict | None = None, **kwargs) -> None:
         super().__init__(*args, quality_tower="reg",
                          fusion={"mode": "pow", "alpha": 0.5, **(fusion or {})}, **kwargs)

@@ -15,18 +15,16 @@ score threshold.
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Tuple
 
 import torch
-from mmengine.config import ConfigDict
-from mmengine.structures import InstanceData
-from torch import Tensor, nn
-
 from mmdet.models.dense_heads import RetinaHead
 from mmdet.models.utils import filter_scores_and_topk, images_to_levels, multi_apply
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import cat_boxes, get_box_tensor
 from mmdet.utils import InstanceList, OptInstanceList
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
 
 from ...fusion import Fusion, check_fusion, legacy_level_scores
 from ..targets import iou_targets
@@ -51,8 +49,8 @@ class QualityRetinaHead(RetinaHead):
     """
 
     def __init__(self, *args, quality_tower: str = "cls",
-                 loss_quality: dict = dict(type="QualityLoss", loss="bce", loss_weight=1.0),
-                 target_grad: bool = False, fusion: Optional[dict] = None, **kwargs) -> None:
+                 loss_quality: dict = dict(type="QualityLoss", loss="bce", loss_weight=1.0),  # noqa: B006 (mmdet style; never mutated)
+                 target_grad: bool = False, fusion: dict | None = None, **kwargs) -> None:
         if quality_tower not in ("cls", "reg"):
             raise ValueError(f"quality_tower={quality_tower!r} must be 'cls' or 'reg'")
         self.quality_tower = quality_tower
@@ -70,7 +68,7 @@ class QualityRetinaHead(RetinaHead):
         in_channels = self.feat_channels if self.stacked_convs > 0 else self.in_channels
         self.retina_quality = nn.Conv2d(in_channels, self.num_base_priors, 3, padding=1)
 
-    def forward_single(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One level: x (Tensor[B, C, H, W]) → cls (Tensor[B, A·K, H, W]),
         box deltas (Tensor[B, A·4, H, W]), quality logits (Tensor[B, A, H, W])."""
         cls_feat = reg_feat = x
@@ -82,9 +80,9 @@ class QualityRetinaHead(RetinaHead):
         return self.retina_cls(cls_feat), self.retina_reg(reg_feat), self.retina_quality(quality_feat)
 
     # ------------------------------------------------------------------ training
-    def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                     quality_preds: List[Tensor], batch_gt_instances: InstanceList,
-                     batch_img_metas: List[dict],
+    def loss_by_feat(self, cls_scores: list[Tensor], bbox_preds: list[Tensor],
+                     quality_preds: list[Tensor], batch_gt_instances: InstanceList,
+                     batch_img_metas: list[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> dict:
         """RetinaNet's losses plus ``loss_quality`` (one value over all levels)."""
         featmap_sizes = [f.size()[-2:] for f in cls_scores]
@@ -104,9 +102,9 @@ class QualityRetinaHead(RetinaHead):
             bbox_targets_list, avg_factor)
         return dict(loss_cls=losses_cls, loss_bbox=losses_bbox, loss_quality=loss_quality)
 
-    def quality_loss_all_levels(self, quality_preds: List[Tensor], bbox_preds: List[Tensor],
-                                anchors: List[Tensor], labels: List[Tensor],
-                                label_weights: List[Tensor], bbox_targets: List[Tensor],
+    def quality_loss_all_levels(self, quality_preds: list[Tensor], bbox_preds: list[Tensor],
+                                anchors: list[Tensor], labels: list[Tensor],
+                                label_weights: list[Tensor], bbox_targets: list[Tensor],
                                 avg_factor: float) -> Tensor:
         """Quality loss over all levels; per-level inputs as in ``loss_by_feat_single``:
         quality (Tensor[B, A, H, W]), boxes (Tensor[B, A·4, H, W]), anchors/targets
@@ -131,8 +129,8 @@ class QualityRetinaHead(RetinaHead):
         return self.loss_quality(logits, iou, pos, neg, avg_factor)
 
     # ------------------------------------------------------------------ inference
-    def _predict_by_feat_single(self, cls_score_list: List[Tensor], bbox_pred_list: List[Tensor],
-                                score_factor_list: List[Tensor], mlvl_priors: List[Tensor],
+    def _predict_by_feat_single(self, cls_score_list: list[Tensor], bbox_pred_list: list[Tensor],
+                                score_factor_list: list[Tensor], mlvl_priors: list[Tensor],
                                 img_meta: dict, cfg: ConfigDict, rescale: bool = False,
                                 with_nms: bool = True) -> InstanceData:
         """Fuse on every level, filter, decode and NMS one image.

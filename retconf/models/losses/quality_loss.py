@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from mmdet.registry import MODELS
+from torch import Tensor, nn
 
 QUALITY_LOSSES: tuple[str, ...] = ("bce", "bce_neg", "l1", "smooth_l1", "l2", "gfocal")
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 import retconf.plugin  # noqa: F401  (registration)
-from mmdet.registry import MODELS
 
 IMG = 128
 METAS = [{"img_shape": (IMG, IMG), "pad_shape": (IMG, IMG), "scale_factor": (1.0, 1.0)}]
