@@ -523,8 +523,12 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
         "</body></html>\n")
 
 
+# The thread settings of every notebook kernel (see :func:`_run_pages`).
+KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
 def _one_thread() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the notebook kernels this worker starts
+    os.environ.update(KERNEL_THREADS)  # inherited by the notebook kernels this worker starts
 
 
 def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Report | None:
@@ -652,9 +656,12 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
             todo.append((path, parameters, fp))
     jobs = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(todo)))
     bar = progress(total=len(todo), desc="reports", unit="notebook")
-    previous = os.environ.get(ANN_WARNED_ENV)
-    if quiet_unhashed:  # the kernels inherit it: each page would repeat the command's warnings
-        os.environ[ANN_WARNED_ENV] = "1"
+    # The kernels inherit the environment. One BLAS thread in every kernel, however many pages run
+    # at once: numpy's BLAS sums in another order with another thread count, which moved a page's
+    # correlations in the last bits between a page regenerated alone and one run beside others.
+    kernel_env = {**KERNEL_THREADS, **({ANN_WARNED_ENV: "1"} if quiet_unhashed else {})}
+    previous = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)  # ANN_WARNED_ENV: each page would repeat the command's warnings
     try:
         if jobs == 1:
             for path, parameters, fp in todo:
@@ -672,9 +679,10 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
                     written[futures[fut]] = Report(fut.result(), False)
                     bar.update()
     finally:
-        if previous is None:
-            os.environ.pop(ANN_WARNED_ENV, None)
-        else:
-            os.environ[ANN_WARNED_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     bar.close()
     return [written[path] for path, _ in pages]
