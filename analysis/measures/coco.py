@@ -156,7 +156,7 @@ def _matches(frame: pd.DataFrame, gts: dict) -> pd.DataFrame:
 @dataclass(frozen=True)
 class GroundTruth:
     """A loaded COCO annotation file (faster-coco-eval ``COCO``), the category id of each label
-    (int64[K]) and the file arranged for :func:`analysis.measures.coco_fast.evaluate`, for evaluating many
+    (int64[K]) and the file arranged for :func:`analysis.measures.coco_fast.array_precision`, for evaluating many
     detection sets (:func:`evaluate`, :func:`grid_cell`)."""
 
     coco: Any

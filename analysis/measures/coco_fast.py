@@ -36,7 +36,7 @@ MAX_CELLS = 50_000_000  # detections × most ground truths in one pair, beyond w
 
 @dataclass(frozen=True)
 class Truth:
-    """Ground truth arranged for :func:`evaluate`: ``image_ids`` int64[I] and ``cat_ids`` int64[K]
+    """Ground truth arranged for :func:`array_precision`: ``image_ids`` int64[I] and ``cat_ids`` int64[K]
     (sorted, as COCOeval's params), and per ground truth (G, sorted by pair ``img·K + cat``, then
     non-ignored first, then file order): ``pair`` int64[G], ``box`` float64[G, 4] (x, y, w, h),
     ``crowd`` and ``ignore`` bool[G]; ``npig`` int64[K], non-ignored ground truths per category."""
@@ -80,14 +80,14 @@ def _index(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def fits(truth: Truth, n_dets: int) -> bool:
-    """Whether :func:`evaluate` of ``n_dets`` detections stays within :data:`MAX_CELLS` IoU cells
+    """Whether :func:`array_precision` of ``n_dets`` detections stays within :data:`MAX_CELLS` IoU cells
     (an upper bound: every detection against the largest pair)."""
     if not len(truth.pair):
         return True
     return n_dets * int(np.bincount(truth.pair - truth.pair.min()).max()) <= MAX_CELLS
 
 
-def evaluate(truth: Truth, image_id: np.ndarray, cat_id: np.ndarray, score: np.ndarray,
+def array_precision(truth: Truth, image_id: np.ndarray, cat_id: np.ndarray, score: np.ndarray,
              box: np.ndarray) -> tuple[dict, np.ndarray]:
     """COCO bbox ``AP``, ``AP50``, ``AP75`` and ``AR`` (100 detections, all areas) of D detections
     (``image_id``, ``cat_id`` int64[D], ``score`` float64[D], ``box`` float64[D, 4] as x, y, w, h)

@@ -59,7 +59,7 @@ def alpha_rule(meta: dict, alpha: float) -> Fusion:
 def grid_cell(gt: GroundTruth, dets: pd.DataFrame) -> dict:
     """One (α, NMS IoU) cell of the slider grid: :data:`GRID_METRICS` (full precision) and
     the :func:`pr_curves`; the values of :func:`evaluate`, computed by
-    :func:`analysis.measures.coco_fast.evaluate` (faster-coco-eval itself for detection sets too large
+    :func:`analysis.measures.coco_fast.array_precision` (faster-coco-eval itself for detection sets too large
     for its arrays, :func:`analysis.measures.coco_fast.fits`)."""
     return rows_cell(gt, dets["image_id"].to_numpy(np.int64), dets["label"].to_numpy(np.int64),
                      dets["score"].to_numpy(np.float64), dets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), dets)
@@ -72,7 +72,7 @@ def rows_cell(gt: GroundTruth, image: np.ndarray, label: np.ndarray, score: np.n
     the same as a frame, when at hand, for the fallback."""
     if len(image) and coco_fast.fits(gt.truth, len(image)):
         b = boxes.astype(np.float64)
-        stats, precision = coco_fast.evaluate(gt.truth, image, gt.cat_ids[label], score.astype(np.float64),
+        stats, precision = coco_fast.array_precision(gt.truth, image, gt.cat_ids[label], score.astype(np.float64),
                                               np.c_[b[:, :2], b[:, 2:] - b[:, :2]])
     else:
         if dets is None:

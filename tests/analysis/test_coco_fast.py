@@ -57,7 +57,7 @@ def dataset(seed: int, crowd_p: float, step: float) -> tuple[COCO, np.ndarray, l
 
 
 def fast(coco: COCO, dets: np.ndarray, cats: list[int]) -> tuple[dict, np.ndarray]:
-    return cf.evaluate(cf.truth(coco, cats), dets[:, 0].astype(np.int64), dets[:, 6].astype(np.int64),
+    return cf.array_precision(cf.truth(coco, cats), dets[:, 0].astype(np.int64), dets[:, 6].astype(np.int64),
                        dets[:, 5], dets[:, 1:5])
 
 
