@@ -207,11 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="notebooks run at once, each in its own process (default: one per CPU core)")
     rep.add_argument("--out", default="reports", help="output directory (default %(default)s); for dumps or results "
                      "files it also gets summary.json, the list of inputs the pages read")
-    rep.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, e.g. 01 02")
+    rep.add_argument("--only", nargs="+", metavar="NN", help="only these pages, e.g. 01 02; 'explore' names the "
+                     "explorer page")
     rep.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
     rep.add_argument("--no-explore", action="store_true",
-                     help="skip the explorer page explore.html (α / NMS sliders, candidate browser; "
-                          "about half a minute of CPU on the tiny run)")
+                     help="skip the explorer page explore.html (α / NMS sliders, candidate browser; for a "
+                          "run or dumps, not results files; about half a minute of CPU on the tiny run)")
     rep.add_argument("--notebooks", metavar="DIR", default=None,
                      help="the numbered notebooks (default: $RETCONF_NOTEBOOKS, else the source tree's "
                           "notebooks/; a non-editable install needs one of the two)")
@@ -394,7 +395,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         command = "retconf report " + " ".join(args.inputs) + (f" --ann-file {args.ann_file}" if args.ann_file else "") \
             + f" --out {args.out}"
         made = make_input_reports(args.inputs, Path(args.out), args.ann_file, args.only, args.show_code, args.jobs,
-                                  args.notebooks, command)
+                                  args.notebooks, command, explore=not args.no_explore)
     kept = sum(r.reused for r in made)
     print(f"{len(made) - kept} reports written, {kept} up to date and kept, in {args.out} "
           f"(open {args.out}/index.html; {time.perf_counter() - start:.0f} s)")

@@ -256,21 +256,32 @@ def explorer_inputs(run_dir: Path, seed: int, detectors: Sequence[str]) -> str:
     for source in [Path(__file__), *sorted(Path(analysis.__file__).parent.rglob("*.py"))]:
         h.update(source.read_bytes())
     h.update(json.dumps({"seed": seed, "detectors": list(detectors)}).encode())
+    summary = runs.load_summary(run_dir)
     for name in detectors:
-        h.update((runs.dump_dir(run_dir, seed, name) / "metadata.json").read_bytes())
+        where = (Path(runs.input_entry(summary, seed, name)["path"]) if runs.input_kind(summary)
+                 else runs.dump_dir(run_dir, seed, name))
+        h.update((where / "metadata.json").read_bytes())
     return h.hexdigest()
 
 
 def explorer_plan(full_run: Path, summary: dict, seed: int | None = None,
                   detectors: Sequence[str] | None = None) -> tuple[int, list[str]]:
     """(seed, detectors) the page shows: ``seed`` or the run's first; ``detectors`` or the
-    paper's detectors whose dump of that seed exists."""
+    paper's detectors whose dump of that seed exists. Of an input set (``retconf report`` on dumps),
+    every detector given for that seed; of COCO results files, none (they hold no candidates)."""
     from analysis.inputs import runs
 
     seed = int(summary["seeds"][0]) if seed is None else seed
-    names = list(detectors) if detectors is not None else [
-        m for m in runs.paper_detectors(summary) if (runs.dump_dir(full_run, seed, m) / "metadata.json").is_file()]
-    return seed, names
+    if detectors is not None:
+        return seed, list(detectors)
+    kind = runs.input_kind(summary)
+    if kind == "results":
+        return seed, []
+    if kind == "dumps":
+        given = {(int(f["seed"]), f["model"]) for f in summary["inputs"]["files"]}
+        return seed, [m for m in summary["detectors"] if (seed, m) in given]
+    return seed, [m for m in runs.paper_detectors(summary)
+                  if (runs.dump_dir(full_run, seed, m) / "metadata.json").is_file()]
 
 
 def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = ".", seed: int | None = None,
@@ -299,7 +310,8 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
         browser = explore.browser_data(dumps, project)
     for im in browser["images"]:
         im["src"] = image_uri(im.pop("path"))
-    note = (f"Run <code>{html.escape(str(run_dir))}</code>, seed {seed} (one seed: the spread over seeds is on pages "
+    what = "Input set" if runs.input_kind(runs.load_summary(full_run)) else "Run"
+    note = (f"{what} <code>{html.escape(str(run_dir))}</code>, seed {seed} (one seed: the spread over seeds is on pages "
             "02 and 04), detectors " + ", ".join(f"<code>{html.escape(n)}</code>" for n in names) + ".")
     page = explorer_html(slider, browser, note, fingerprint)
     out.mkdir(parents=True, exist_ok=True)

@@ -341,9 +341,10 @@ def input_index_html(pages: list[tuple[str, str]], kind: str, entries: list[Entr
 
 def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None = None,
                        names: list[str] | None = None, show_code: bool = False, jobs: int | None = None,
-                       notebooks_from: str | Path | None = None, command: str = "") -> list:
+                       notebooks_from: str | Path | None = None, command: str = "", explore: bool = True) -> list:
     """Reports of dumps or COCO results files (see the module docstring): check every input,
-    write ``OUT/summary.json`` (the input set), run the pages that apply and the index. Nothing
+    write ``OUT/summary.json`` (the input set), run the pages that apply, the explorer page
+    (``explore``, dumps only: :func:`retconf.report.explorer_report`) and the index. Nothing
     is written before every input has been checked. Returns the written (or kept)
     :class:`retconf.report.Report` pages."""
     from .report import _run_pages, notebooks, notebooks_dir, page_title_of, run_digest
@@ -362,10 +363,17 @@ def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None 
     unchecked = [e for e in entries if kind == "dumps" and not e.meta.get("ann_sha256")]
     pages = [(nb_dir / f"{stem}.ipynb", {"run_dir": str(out), **params}) for stem, params in chosen]
     written = _run_pages(pages, out, show_code, jobs, run_digest(out), lambda path: "", quiet_unhashed=bool(unchecked))
+    from .report import explorer_report, wants_explorer
+
+    if explore and kind == "dumps" and wants_explorer(names):  # the sliders and the browser need candidates
+        explorer = explorer_report(Path("."), out, summary, out)
+        written += [explorer] if explorer else []
     from analysis.studies.tables import headline
 
     models = list(summary["detectors"])
-    found = [out / f"{stem}.html" for stem, _ in input_pages(kind, entries, available)[0]]
+    from .explore import PAGE
+
+    found = [out / f"{stem}.html" for stem, _ in input_pages(kind, entries, available)[0]] + [out / PAGE]
     atomic_write_text(out / "index.html", input_index_html(
         [(page_title_of(p), p.name) for p in found if p.is_file()], kind, entries, left, out, summary["inputs"]["command"],
         headline(str(out), base=models[0], models=models)))

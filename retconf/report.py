@@ -62,15 +62,26 @@ def notebooks(names: list[str] | None = None, directory: str | Path | None = Non
     return found
 
 
+# ``--only`` name of the explorer page (explore.html), beside the notebooks' numbers
+EXPLORER_NAME = "explore"
+
+
+def wants_explorer(names: list[str] | None) -> bool:
+    """Whether a report limited to ``names`` (None: every page) includes the explorer page."""
+    return not names or EXPLORER_NAME in names
+
+
 def check_page_names(names: list[str], directory: str | Path | None = None) -> None:
-    """Refuse ``--only`` names that match no numbered notebook (``99``, ``O1``).
+    """Refuse ``--only`` names that match no numbered notebook (``99``, ``O1``) and are not
+    :data:`EXPLORER_NAME`.
 
     Raises:
         UsageError: naming the first unknown name and the pages there are."""
     stems = [p.stem for p in notebooks(None, directory)]
     for n in names:
-        if not any(stem.startswith(n) for stem in stems):
-            raise UsageError(f"--only {n}: no such page; the pages are {', '.join(s.split('_')[0] for s in stems)}")
+        if n != EXPLORER_NAME and not any(stem.startswith(n) for stem in stems):
+            raise UsageError(f"--only {n}: no such page; the pages are {', '.join(s.split('_')[0] for s in stems)} "
+                             f"and {EXPLORER_NAME}")
 
 
 FAMILIES_NOTEBOOK = "06_families"  # only for runs with detectors beyond the paper's three
@@ -590,7 +601,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: list[str] | None =
     pages = [(path, parameters) for path in run_notebooks(summary, names, nb_dir)]
     written = _run_pages(pages, out, show_code, jobs, run_digest(project / run_dir),
                          lambda path: families_note(summary, path, out), quiet_unhashed=bool(unchecked))
-    explorer = explorer_report(project, run_dir, summary, out) if explore and not names else None
+    explorer = explorer_report(project, run_dir, summary, out) if explore and wants_explorer(names) else None
     written += [explorer] if explorer else []
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         from .explore import PAGE

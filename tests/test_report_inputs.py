@@ -178,14 +178,22 @@ def test_dumps_against_a_changed_annotation_file_are_refused(fake: Path, tmp_pat
 @pytest.mark.slow
 def test_report_of_a_real_dump_runs_every_page_that_applies(conf_run: dict, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
-    """A briefly trained RetinaNet-Conf's dump alone: pages 01, 02, 03, 05 and 07 run on it."""
+    """A briefly trained RetinaNet-Conf's dump alone: pages 01, 02, 03, 05 and 07 run on it, and
+    the explorer page (sliders and candidate browser) of the input set, linked from the index."""
     out = tmp_path / "out"
     dump = Path(conf_run["dump"].path)
     code, err = run(capsys, "report", f"mine={dump}", "--out", out)
     assert (code, err) == (0, "")
     assert sorted(p.name for p in out.glob("*.html")) == [
         "01_misalignment.html", "02_alpha_sweep.html", "03_ablations.html", "05_calibration.html",
-        "07_postprocessing.html", "index.html"]
+        "07_postprocessing.html", "explore.html", "index.html"]
+    explorer = (out / "explore.html").read_text()
+    assert "Input set <code>" in explorer and "<code>mine</code>" in explorer and (out / "plotly.min.js").is_file()
+    assert 'href="explore.html"' in (out / "index.html").read_text()
+    only = tmp_path / "only"  # --only explore: the explorer page alone, and the index
+    code, err = run(capsys, "report", f"mine={dump}", "--out", only, "--only", "explore")
+    assert (code, err) == (0, "")
+    assert sorted(p.name for p in only.glob("*.html")) == ["explore.html", "index.html"]
 
 
 # ------------------------------------------------------------------ careless inputs (issue 40, point 4)

@@ -1,0 +1,240 @@
+"""`retconf report` on a COCO-shaped input set of dumps: time and peak memory per page as the
+set grows (issue 40). The input set is made from a finished run's dumps of one seed by tiling:
+tile ``t`` copies every image of the run's test set under a new image id and file name, and
+moves every label (dumps and annotations alike) to ``label + K·(t mod G)``, so that ``G·K``
+classes are in use (10 · 8 = 80 for the tiny preset: COCO's count). Every shard record,
+SHA-256 and the annotation file's hash are rewritten, so the tiled dumps pass
+:func:`analysis.inputs.io.load_dump`'s checks like real ones. Each page then runs alone
+(``retconf report ... --only NN --jobs 1 --no-explore``), then the explorer alone, while a
+sampler adds up the resident memory of the command and all its child processes every 0.2 s.
+
+    python benchmarks/coco_scale.py make --run runs/tiny --images 1200 --out runs/coco-scale-1200
+    python benchmarks/coco_scale.py measure --sets runs/coco-scale-300 runs/coco-scale-1200 \
+        --result reports/benchmarks/coco_scale
+
+``measure`` writes RESULT.json and RESULT.md: per set and page the wall seconds and the peak
+memory, and per page how both grow from the smallest set to the largest (the ratio per image).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS = ("retinanet", "iou_aware", "retinanet_conf")
+GROUPS = 8  # label groups: K classes become GROUPS·K (80 for the tiny preset's 10)
+PAGES = ("01", "02", "03", "05", "07")  # the pages an input set of dumps gets (04 and 06 need run names)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tile_annotations(ann: dict, tiles: int, images: int) -> tuple[dict, dict[int, tuple[int, int]]]:
+    """The annotation file tiled (see the module docstring) to ``images`` images; returns it
+    and ``new image id -> (tile, old image id)``."""
+    k = len(ann["categories"])
+    old_cat = {c["id"]: i for i, c in enumerate(ann["categories"])}  # category id -> label (file order)
+    cats = [{"id": j + 1, "name": f"c{j}", "supercategory": "tiled"} for j in range(k * GROUPS)]
+    step = max(im["id"] for im in ann["images"]) + 1
+    out_images, where, anns = [], {}, []
+    by_image: dict[int, list[dict]] = {}
+    for a in ann["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    next_ann = 1
+    for t in range(tiles):
+        for im in ann["images"]:
+            if len(out_images) == images:
+                break
+            new_id = t * step + im["id"]
+            out_images.append({**im, "id": new_id, "file_name": f"tile{t:03d}_{im['file_name']}"})
+            where[new_id] = (t, im["id"])
+            for a in by_image.get(im["id"], []):
+                label = old_cat[a["category_id"]] + k * (t % GROUPS)
+                anns.append({**a, "id": next_ann, "image_id": new_id, "category_id": label + 1})
+                next_ann += 1
+    return {**ann, "images": out_images, "annotations": anns, "categories": cats}, where
+
+
+def tile_dump(src: Path, dst: Path, where: dict[int, tuple[int, int]], step: int, k: int,
+              ann_file: Path, shard_images: int) -> int:
+    """Write the tiled copy of the dump ``src`` to ``dst`` (shards of ``shard_images`` images);
+    returns its candidate rows."""
+    from analysis.inputs.io import load_dump
+
+    meta = json.loads((src / "metadata.json").read_text())
+    frames = {}
+    for kind in ("images", "candidates", "detections"):
+        frames[kind] = pd.concat([pd.read_parquet(src / f"{kind}-{s:05d}.parquet") for s in range(meta["num_shards"])],
+                                 ignore_index=True)
+    groups = {kind: frame.groupby("image_id", sort=False).indices for kind, frame in frames.items()}
+    ids = sorted(where)
+    dst.mkdir(parents=True, exist_ok=True)
+    records, rows = [], 0
+    for s, start in enumerate(range(0, len(ids), shard_images)):
+        chunk = ids[start:start + shard_images]
+        record = {"image_ids": chunk, "sha256": {}}
+        for kind, frame in frames.items():
+            parts = []
+            for new_id in chunk:
+                t, old = where[new_id]
+                part = frame.take(groups[kind].get(old, []))
+                part = part.assign(image_id=np.full(len(part), new_id, np.int64))
+                if "label" in part:
+                    part["label"] = (part["label"].astype("int64") + k * (t % GROUPS)).astype(part["label"].dtype)
+                parts.append(part)
+            shard = pd.concat(parts, ignore_index=True).astype({c: str(d) for c, d in frame.dtypes.items()})
+            f = dst / f"{kind}-{s:05d}.parquet"
+            shard.to_parquet(f, index=False)
+            record["sha256"][kind] = _sha256(f)
+            rows += len(shard) if kind == "candidates" else 0
+        records.append(record)
+    meta.update(num_images=len(ids), num_shards=len(records), shards=records, ann_file=str(ann_file.resolve()),
+                ann_sha256=_sha256(ann_file), classes=[f"c{j}" for j in range(k * GROUPS)],
+                cat_ids=list(range(1, k * GROUPS + 1)))
+    (dst / "metadata.json").write_text(json.dumps(meta, indent=1))
+    load_dump(dst)  # the copy passes every check a real dump passes
+    return rows
+
+
+def make(args: argparse.Namespace) -> None:
+    from analysis.inputs import runs
+
+    run = Path(args.run)
+    dumps = {m: runs.dump_dir(run, args.seed, m) for m in MODELS}
+    meta = json.loads((dumps[MODELS[0]] / "metadata.json").read_text())
+    ann = json.loads((ROOT / meta["ann_file"]).read_text() if not Path(meta["ann_file"]).is_absolute()
+                     else Path(meta["ann_file"]).read_text())
+    n0 = len(ann["images"])
+    tiles = -(-args.images // n0)
+    tiled, where = tile_annotations(ann, tiles, args.images)
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    ann_file = out / "instances_val.json"
+    ann_file.write_text(json.dumps(tiled))
+    step = max(im["id"] for im in ann["images"]) + 1
+    info = {"images": len(tiled["images"]), "classes": len(tiled["categories"]),
+            "annotations": len(tiled["annotations"]), "run": str(run), "seed": args.seed, "candidates": {}}
+    for m, src in dumps.items():
+        start = time.perf_counter()
+        info["candidates"][m] = tile_dump(src, out / m, where, step, len(ann["categories"]), ann_file,
+                                          args.shard_images)
+        print(f"{m}: {info['candidates'][m]:,} candidate rows, {time.perf_counter() - start:.0f} s", flush=True)
+    (out / "set.json").write_text(json.dumps(info, indent=1))
+
+
+class Sampler(threading.Thread):
+    """Peak of the summed resident memory of ``pid`` and its descendants, sampled every 0.2 s."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, False
+
+    def run(self) -> None:
+        import psutil
+
+        root = psutil.Process(self.pid)
+        while not self.done:
+            try:
+                procs = [root, *root.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            time.sleep(0.2)
+
+
+def run_measured(cmd: list[str], log: Path) -> dict:
+    """Wall seconds, peak memory (GB, all processes) and exit status of ``cmd``."""
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        sampler = Sampler(proc.pid)
+        sampler.start()
+        rc = proc.wait()
+        sampler.done = True
+        sampler.join()
+    return {"seconds": round(time.perf_counter() - start, 1), "peak_gb": round(sampler.peak / 1e9, 2), "rc": rc}
+
+
+def measure(args: argparse.Namespace) -> None:
+    from retconf.machine import cpu_name
+
+    result: dict = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M"), "sets": {}}
+    for s in args.sets:
+        s = Path(s)
+        info = json.loads((s / "set.json").read_text())
+        out = s / "report"
+        inputs = [f"{m}={s / m}" for m in MODELS]
+        rows = {}
+        for page in [*PAGES, "explore"]:
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [sys.executable, "-m", "retconf.cli", "report", *inputs, "--ann-file", str(s / "instances_val.json"),
+                   "--out", str(out), "--jobs", "1"]
+            cmd += ["--only", page]
+            rows[page] = run_measured(cmd, s / f"report-{page}.log")
+            print(f"{s.name} {page}: {rows[page]}", flush=True)
+        result["sets"][s.name] = {**info, "pages": rows}
+    Path(args.result).with_suffix(".json").write_text(json.dumps(result, indent=1))
+    Path(args.result).with_suffix(".md").write_text(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    sets = sorted(result["sets"].values(), key=lambda r: r["images"])
+    head = "| page | " + " | ".join(f"{r['images']} images: s / GB" for r in sets) + " | growth per image, time / memory |"
+    lines = [f"# `retconf report` on COCO-shaped input sets of dumps ({result['cpu']}, {result['date']})", "",
+             "Three detectors' dumps (seed 0 of the tiny run) tiled to the size given, "
+             f"{sets[-1]['classes']} classes; candidate rows per dump: " +
+             "; ".join(f"{r['images']} images: " + ", ".join(f"{m} {n:,}" for m, n in r["candidates"].items()) for r in sets) +
+             ". Each page alone (`--jobs 1`); peak = summed resident memory of the command and its kernels.", "",
+             head, "|---" * (len(sets) + 2) + "|"]
+    small, big = sets[0], sets[-1]
+    scale = big["images"] / small["images"]
+    for page in small["pages"]:
+        cells = [f"{r['pages'][page]['seconds']:.0f} / {r['pages'][page]['peak_gb']:.2f}" for r in sets]
+        a, b = small["pages"][page], big["pages"][page]
+        grow = (f"× {b['seconds'] / a['seconds'] / scale:.2f} / × {b['peak_gb'] / a['peak_gb'] / scale:.2f} "
+                f"of linear") if a["seconds"] and a["peak_gb"] else "—"
+        lines.append(f"| {page} | " + " | ".join(cells) + f" | {grow} |")
+    lines += ["", "Growth: the ratio of the largest set's figure to the smallest's, divided by the ratio of their "
+              "images (1.00: linear in the images; below 1: a fixed part dominates)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    mk = sub.add_parser("make", help="tile a run's dumps into a COCO-shaped input set")
+    mk.add_argument("--run", default="runs/tiny")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--images", type=int, required=True)
+    mk.add_argument("--shard-images", type=int, default=500)
+    mk.add_argument("--out", required=True)
+    ms = sub.add_parser("measure", help="time each page of `retconf report` on input sets made by `make`")
+    ms.add_argument("--sets", nargs="+", required=True)
+    ms.add_argument("--result", default="reports/benchmarks/coco_scale")
+    args = p.parse_args(argv)
+    make(args) if args.cmd == "make" else measure(args)
+
+
+if __name__ == "__main__":
+    main()
