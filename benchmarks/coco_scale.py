@@ -186,12 +186,14 @@ def measure(args: argparse.Namespace) -> None:
         out = s / "report"
         inputs = [f"{m}={s / m}" for m in MODELS]
         rows = {}
-        for page in [*PAGES, "explore"]:
+        for page in args.pages:
             shutil.rmtree(out, ignore_errors=True)
             cmd = [sys.executable, "-m", "retconf.cli", "report", *inputs, "--ann-file", str(s / "instances_val.json"),
                    "--out", str(out), "--jobs", "1"]
             cmd += ["--only", page]
             rows[page] = run_measured(cmd, s / f"report-{page}.log")
+            if page == "explore" and (out / "explore.html").is_file():
+                rows[page]["page_mb"] = round((out / "explore.html").stat().st_size / 1e6, 2)
             print(f"{s.name} {page}: {rows[page]}", flush=True)
         result["sets"][s.name] = {**info, "pages": rows}
     Path(args.result).with_suffix(".json").write_text(json.dumps(result, indent=1))
@@ -207,14 +209,21 @@ def markdown(result: dict) -> str:
              "; ".join(f"{r['images']} images: " + ", ".join(f"{m} {n:,}" for m, n in r["candidates"].items()) for r in sets) +
              ". Each page alone (`--jobs 1`); peak = summed resident memory of the command and its kernels.", "",
              head, "|---" * (len(sets) + 2) + "|"]
-    small, big = sets[0], sets[-1]
-    scale = big["images"] / small["images"]
-    for page in small["pages"]:
-        cells = [f"{r['pages'][page]['seconds']:.0f} / {r['pages'][page]['peak_gb']:.2f}" for r in sets]
-        a, b = small["pages"][page], big["pages"][page]
-        grow = (f"× {b['seconds'] / a['seconds'] / scale:.2f} / × {b['peak_gb'] / a['peak_gb'] / scale:.2f} "
-                f"of linear") if a["seconds"] and a["peak_gb"] else "—"
+    pages = list(dict.fromkeys(p for r in sets for p in r["pages"]))
+    for page in pages:
+        cells = [f"{r['pages'][page]['seconds']:.0f} / {r['pages'][page]['peak_gb']:.2f}" if page in r["pages"] else "—"
+                 for r in sets]
+        have = [r for r in sets if page in r["pages"]]
+        grow = "—"
+        if len(have) > 1:
+            a, b = have[0]["pages"][page], have[-1]["pages"][page]
+            k = have[-1]["images"] / have[0]["images"]
+            grow = f"× {b['seconds'] / a['seconds'] / k:.2f} / × {b['peak_gb'] / a['peak_gb'] / k:.2f} of linear"
         lines.append(f"| {page} | " + " | ".join(cells) + f" | {grow} |")
+    weights = [f"{r['images']} images: {r['pages']['explore']['page_mb']} MB" for r in sets
+               if "page_mb" in r["pages"].get("explore", {})]
+    if weights:
+        lines += ["", "The explorer page's weight (explore.html, without plotly.min.js): " + "; ".join(weights) + "."]
     lines += ["", "Growth: the ratio of the largest set's figure to the smallest's, divided by the ratio of their "
               "images (1.00: linear in the images; below 1: a fixed part dominates)."]
     return "\n".join(lines) + "\n"
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     mk.add_argument("--out", required=True)
     ms = sub.add_parser("measure", help="time each page of `retconf report` on input sets made by `make`")
     ms.add_argument("--sets", nargs="+", required=True)
+    ms.add_argument("--pages", nargs="+", default=[*PAGES, "explore"], help="pages to time (default: all)")
     ms.add_argument("--result", default="reports/benchmarks/coco_scale")
     args = p.parse_args(argv)
     make(args) if args.cmd == "make" else measure(args)

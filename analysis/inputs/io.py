@@ -220,7 +220,15 @@ def load_dump(path: str | Path) -> Dump:
                 raise DumpError(f"{f}: differs from the file the dump wrote (SHA-256 {digest[:12]}… "
                                 f"instead of {records[shard]['sha256'][kind][:12]}…): replaced or "
                                 "modified after dumping")
-            parts.append(df)
-        frames[kind] = pd.concat(parts, ignore_index=True)
-    candidates, population = split_population(frames["candidates"])
-    return Dump(path, meta, candidates, frames["detections"], frames["images"], population)
+            # candidates: split per shard, so that the whole table and its two parts are never
+            # held at once (a third less memory at load)
+            parts.append(split_population(df) if kind == "candidates" else df)
+            del df
+        if kind == "candidates":
+            selected = pd.concat([c for c, _ in parts], ignore_index=True)
+            chosen = [p for _, p in parts]
+            population = None if not chosen or chosen[0] is None else pd.concat(chosen, ignore_index=True)
+            parts.clear()
+        else:
+            frames[kind] = pd.concat(parts, ignore_index=True)
+    return Dump(path, meta, selected, frames["detections"], frames["images"], population)
