@@ -304,9 +304,15 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
     seed, names = explorer_plan(full_run, runs.load_summary(full_run), seed, detectors)
     if not names:
         raise ValueError(f"{full_run}: no dump of the paper's detectors for seed {seed}: nothing to explore")
-    dumps = {m: load_seed_dump(full_run, seed, m) for m in names}
+    from .progress import progress
+
+    dumps = {}
+    for m in progress(names, desc="explore: loading dumps", unit="dump"):
+        dumps[m] = load_seed_dump(full_run, seed, m)
+    cells = len(dumps) * len(explore.ALPHAS) * len(explore.NMS_IOUS)
+    with one_torch_thread(), progress(total=cells, desc="explore: α × NMS IoU grid", unit="cell") as bar:
+        slider = explore.slider_data(dumps, project, done=bar.update)
     with one_torch_thread():
-        slider = explore.slider_data(dumps, project)
         browser = explore.browser_data(dumps, project)
     for im in browser["images"]:
         im["src"] = image_uri(im.pop("path"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -83,15 +83,19 @@ def rows_cell(gt: GroundTruth, image: np.ndarray, label: np.ndarray, score: np.n
 
 
 def detector_grid(prep: Prepared, meta: dict, gt: GroundTruth, alphas: Sequence[float] = ALPHAS,
-                  nms_ious: Sequence[float] = NMS_IOUS) -> list[list[dict]]:
+                  nms_ious: Sequence[float] = NMS_IOUS, done: Callable[[int], None] | None = None
+                  ) -> list[list[dict]]:
     """:func:`grid_cell` for each α (A rows) and NMS IoU (N columns) of one dump
-    (:func:`alpha_rule`); a detector without a quality score is re-scored once per NMS IoU."""
+    (:func:`alpha_rule`); a detector without a quality score is re-scored once per NMS IoU.
+    ``done(n)`` is called after each α row with its N cells (progress)."""
     out: list[list[dict]] = []
     hints: dict = {}
     for a in alphas:
         rule = alpha_rule(meta, a)
         if rule.mode == "cls" and out:
             out.append(out[0])
+            if done:
+                done(len(nms_ious))
             continue
         rows, score = nms_inputs(prep, rule)
         row = []
@@ -99,15 +103,18 @@ def detector_grid(prep: Prepared, meta: dict, gt: GroundTruth, alphas: Sequence[
             kept, kscore = nms_rows(prep, rows, score, t, hints=hints)
             row.append(rows_cell(gt, prep.image[kept], prep.label[kept], kscore, prep.boxes[kept]))
         out.append(row)
+        if done:
+            done(len(nms_ious))
     return out
 
 
 def slider_data(dumps: Mapping[str, Dump], root: str | Path | None = None, alphas: Sequence[float] = ALPHAS,
-                nms_ious: Sequence[float] = NMS_IOUS) -> dict:
+                nms_ious: Sequence[float] = NMS_IOUS, done: Callable[[int], None] | None = None) -> dict:
     """The α × NMS-IoU grid of every dump (name → :class:`analysis.inputs.io.Dump`), JSON-able:
     ``{"alphas": [A], "nms_ious": [N], "recall": [R], "detectors": [{"name", "rule", "deployed":
     {"alpha", "nms_iou"}, "alpha_applies", "grid": A × N :func:`grid_cell`}]}``. Relative
-    annotation paths are read from ``root``."""
+    annotation paths are read from ``root``. ``done(n)``: called as cells are finished, A · N
+    per dump in all (progress)."""
     detectors = []
     for name, dump in dumps.items():
         prep, f = prepare(dump.candidates, dump.meta), deployed_fusion(dump.meta)
@@ -118,7 +125,7 @@ def slider_data(dumps: Mapping[str, Dump], root: str | Path | None = None, alpha
             if applies else "cls (no quality score: α does not apply)",
             "deployed": {"rule": fusion_formula(f), "alpha": f["alpha"] if f["mode"] == "pow" else None,
                          "nms_iou": prep.settings["nms_iou"]},
-            "grid": detector_grid(prep, dump.meta, dump_coco_truth(dump, root), alphas, nms_ious)})
+            "grid": detector_grid(prep, dump.meta, dump_coco_truth(dump, root), alphas, nms_ious, done)})
     return {"alphas": list(alphas), "nms_ious": list(nms_ious), "recall": [round(float(r), 2) for r in RECALL],
             "detectors": detectors}
 
