@@ -1,4 +1,4 @@
-"""The static explorer page of a run (``REPORTS/explore.html``): an α slider and an NMS IoU
+"""The static explorer page of a run or of an input set of dumps (``REPORTS/explore.html``): an α slider and an NMS IoU
 slider that redraw each detector's exactly re-scored AP and precision–recall curves, and a
 candidate browser per image, both from data precomputed by :mod:`analysis.studies.explorer` and embedded
 in the page. It needs no kernel and no network: Plotly's JavaScript is copied beside the page
@@ -298,14 +298,14 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
     from analysis.scoring.fast import one_torch_thread
     from analysis.studies import explorer as explore
 
+    from .progress import progress
+
     start = time.perf_counter()
     project, out = Path(project), Path(out)
     full_run = project / run_dir
     seed, names = explorer_plan(full_run, runs.load_summary(full_run), seed, detectors)
     if not names:
         raise ValueError(f"{full_run}: no dump of the paper's detectors for seed {seed}: nothing to explore")
-    from .progress import progress
-
     dumps = {}
     for m in progress(names, desc="explore: loading dumps", unit="dump"):
         dumps[m] = load_seed_dump(full_run, seed, m)
