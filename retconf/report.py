@@ -185,7 +185,12 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
     import papermill as pm
     from nbconvert import HTMLExporter
 
+    from analysis.measures.seeds import PROGRESS_ENV
+
     executed = out_dir / f"{path.stem}.ipynb"
+    progress_file = out_dir / f".{path.stem}.progress"  # the kernel's progress (:class:`PageProgress`)
+    progress_file.unlink(missing_ok=True)
+    os.environ[PROGRESS_ENV] = str(progress_file)  # inherited by the kernel papermill starts
     try:
         pm.execute_notebook(str(path), str(executed), parameters=parameters, cwd=str(path.parent.parent),
                             progress_bar=False, kernel_name="python3",
@@ -198,6 +203,9 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
     except pm.PapermillExecutionError as e:
         raise ReportError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                           f"(executed notebook kept at {executed})") from e
+    finally:
+        os.environ.pop(PROGRESS_ENV, None)
+        progress_file.unlink(missing_ok=True)
     exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
@@ -211,6 +219,58 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
     atomic_write_text(target, body)
     executed.unlink()  # kept only when the notebook fails
     return target
+
+
+def progress_line(stem: str, lines: list[str], now: float) -> str | None:
+    """One console line on a running page from its progress file's JSON ``lines``
+    (:func:`analysis.measures.seeds.note_progress`): the page, what it computes, dumps done of the
+    total, seconds since that computation started and an estimate of the seconds left. None
+    before the first line."""
+    records = [json.loads(line) for line in lines if line.strip()]
+    if not records:
+        return None
+    last = records[-1]
+    start = next(r["time"] for r in reversed(records) if r["done"] == 0 and r["what"] == last["what"])
+    elapsed = now - start
+    text = f"{stem}: {last['what']}, {last['done']}/{last['total']} dumps, {elapsed:.0f} s"
+    if 0 < last["done"] < last["total"]:
+        text += f", about {elapsed / last['done'] * (last['total'] - last['done']):.0f} s left"
+    return text
+
+
+class PageProgress:
+    """Prints :func:`progress_line` of every running page of ``out`` (its ``.NN_name.progress``
+    file) every ``every`` seconds when it changed, from a background thread; a context manager."""
+
+    def __init__(self, out: Path, every: float = 20.0):
+        import threading
+
+        self.out, self.every = out, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._shown: dict[str, str] = {}
+
+    def __enter__(self) -> PageProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        from tqdm import tqdm
+
+        while not self._stop.wait(self.every):
+            for f in sorted(self.out.glob(".*.progress")):
+                try:
+                    line = progress_line(f.stem.lstrip("."), f.read_text().splitlines(), time.time())
+                except (OSError, ValueError, KeyError, StopIteration):
+                    continue  # being written or removed
+                done = line and line.split(", ")[:2]
+                if line and self._shown.get(f.name) != str(done):
+                    self._shown[f.name] = str(done)
+                    tqdm.write(line)
 
 
 def page_title(notebook: Path) -> str:
@@ -674,21 +734,22 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
     previous = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)  # ANN_WARNED_ENV: each page would repeat the command's warnings
     try:
-        if jobs == 1:
-            for path, parameters, fp in todo:
-                written[path] = Report(run_notebook(path, out, parameters, show_code, fp, note_of(path)), False)
-                bar.update()
-        else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_one_thread) as pool:
-                futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp, note_of(path)): path
-                           for path, parameters, fp in todo}
-                for fut in as_completed(futures):
-                    written[futures[fut]] = Report(fut.result(), False)
+        with PageProgress(out):  # a line per running page: what it computes, dumps done, time left
+            if jobs == 1:
+                for path, parameters, fp in todo:
+                    written[path] = Report(run_notebook(path, out, parameters, show_code, fp, note_of(path)), False)
                     bar.update()
+            else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor, as_completed
+
+                with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_one_thread) as pool:
+                    futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp, note_of(path)): path
+                               for path, parameters, fp in todo}
+                    for fut in as_completed(futures):
+                        written[futures[fut]] = Report(fut.result(), False)
+                        bar.update()
     finally:
         for key, value in previous.items():
             if value is None:

@@ -600,3 +600,19 @@ def test_every_notebook_cell_has_a_unique_id() -> None:
         cells = json.loads(path.read_text())["cells"]
         ids = [c.get("id") for c in cells]
         assert None not in ids and len(set(ids)) == len(ids), path.name
+
+
+def test_a_running_page_reports_what_it_computes_the_dumps_done_and_the_time_left() -> None:
+    import json
+
+    from retconf.report import progress_line
+
+    def line(done: int, total: int, what: str, t: float) -> str:
+        return json.dumps({"done": done, "total": total, "what": what, "time": t})
+
+    assert progress_line("07_postprocessing", [], 0.0) is None
+    lines = [line(0, 3, "alpha_rows", 0.0), line(3, 3, "alpha_rows", 9.0),
+             line(0, 6, "dump_postprocess_rows", 10.0), line(1, 6, "dump_postprocess_rows", 40.0)]
+    assert progress_line("07_postprocessing", lines, 70.0) == (
+        "07_postprocessing: dump_postprocess_rows, 1/6 dumps, 60 s, about 300 s left")
+    assert progress_line("07_postprocessing", lines[:2], 9.0) == "07_postprocessing: alpha_rows, 3/3 dumps, 9 s"

@@ -6,6 +6,9 @@ s = 0 .. N-1 and a ``summary.json`` listing them (the layout: :mod:`analysis.inp
 """
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,22 +46,39 @@ def load_seed_dump(run_dir: str | Path, seed: int, model: str) -> Dump | Results
     return dump
 
 
+# The file a page's kernel reports its progress to (set by ``retconf report`` for each notebook).
+PROGRESS_ENV = "RETCONF_PROGRESS_FILE"
+
+
+def note_progress(done: int, total: int, what: str) -> None:
+    """Append ``{"done", "total", "what", "time"}`` as one JSON line to the file named by
+    ``$RETCONF_PROGRESS_FILE``; nothing when it is unset (a notebook run by hand)."""
+    path = os.environ.get(PROGRESS_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"done": done, "total": total, "what": what, "time": time.time()}) + "\n")
+
+
 def over_seeds(run_dir: str | Path, models: Sequence[str],
                fn: Callable[[str, Any], Any], seeds: Iterable[int] | None = None) -> pd.DataFrame:
     """Apply ``fn(model, dump)`` to every (seed, model) dump, one dump in memory at a time (``dump``:
     what :func:`load_seed_dump` returns, a :class:`~analysis.inputs.io.Dump` or a results file).
 
     ``fn`` returns a dict (one row), a list of dicts or a DataFrame (several rows). Returns the
-    rows with ``seed`` and ``model`` columns first.
+    rows with ``seed`` and ``model`` columns first. Reports its progress (:func:`note_progress`)
+    after each dump.
     """
     frames = []
-    for seed in (run_seeds(run_dir) if seeds is None else seeds):
-        for model in models:
-            out = fn(model, load_seed_dump(run_dir, seed, model))
-            df = out.copy() if isinstance(out, pd.DataFrame) else pd.DataFrame([out] if isinstance(out, dict) else out)
-            df.insert(0, "model", model)
-            df.insert(0, "seed", seed)
-            frames.append(df)
+    pairs = [(seed, model) for seed in (run_seeds(run_dir) if seeds is None else seeds) for model in models]
+    what = getattr(fn, "__name__", "dumps")
+    note_progress(0, len(pairs), what)
+    for i, (seed, model) in enumerate(pairs):
+        out = fn(model, load_seed_dump(run_dir, seed, model))
+        df = out.copy() if isinstance(out, pd.DataFrame) else pd.DataFrame([out] if isinstance(out, dict) else out)
+        df.insert(0, "model", model)
+        df.insert(0, "seed", seed)
+        frames.append(df)
+        note_progress(i + 1, len(pairs), what)
     return pd.concat(frames, ignore_index=True)
 
 

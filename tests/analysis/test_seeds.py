@@ -101,3 +101,26 @@ def test_seeds_to_resolve_is_the_smallest_n_whose_half_width_is_below_the_effect
     assert seeds_to_resolve(0.0, 0.0, limit=500) == 500  # nothing to resolve, even without spread
     with pytest.raises(ValueError, match="finite effect"):
         seeds_to_resolve(float("nan"), 0.1)
+
+
+def test_over_seeds_reports_its_progress_to_the_file_retconf_report_names(tmp_path, monkeypatch) -> None:
+    """One JSON line at the start and one after each dump, naming the function; nothing without
+    the variable."""
+    import json
+
+    from analysis.measures import seeds
+
+    monkeypatch.setattr(seeds, "load_seed_dump", lambda run, seed, model: f"{model}@{seed}")
+    def rows(model, dump):
+        return {"dump": dump}
+
+    progress = tmp_path / "page.progress"
+    monkeypatch.setenv(seeds.PROGRESS_ENV, str(progress))
+    out = seeds.over_seeds("run", ["a", "b"], rows, seeds=[0, 1])
+    assert list(out["dump"]) == ["a@0", "b@0", "a@1", "b@1"]
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [(r["done"], r["total"], r["what"]) for r in lines] == [(i, 4, "rows") for i in range(5)]
+    monkeypatch.delenv(seeds.PROGRESS_ENV)
+    progress.unlink()
+    seeds.over_seeds("run", ["a"], rows, seeds=[0])
+    assert not progress.exists()
