@@ -316,9 +316,10 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
         browser = explore.browser_data(dumps, project)
     for im in browser["images"]:
         im["src"] = image_uri(im.pop("path"))
-    what = "Input set" if runs.input_kind(runs.load_summary(full_run)) else "Run"
-    note = (f"{what} <code>{html.escape(str(run_dir))}</code>, seed {seed} (one seed: the spread over seeds is on pages "
-            "02 and 04), detectors " + ", ".join(f"<code>{html.escape(n)}</code>" for n in names) + ".")
+    given = runs.input_kind(runs.load_summary(full_run))
+    what, spread = ("Input set", "page 02") if given else ("Run", "pages 02 and 04")
+    note = (f"{what} <code>{html.escape(str(run_dir))}</code>, seed {seed} (one seed: the spread over seeds is on "
+            f"{spread}), detectors " + ", ".join(f"<code>{html.escape(n)}</code>" for n in names) + ".")
     page = explorer_html(slider, browser, note, fingerprint)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(plotly_js(), out / PLOTLY_JS)
