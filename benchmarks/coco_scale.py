@@ -69,7 +69,7 @@ def tile_annotations(ann: dict, tiles: int, images: int) -> tuple[dict, dict[int
     return {**ann, "images": out_images, "annotations": anns, "categories": cats}, where
 
 
-def tile_dump(src: Path, dst: Path, where: dict[int, tuple[int, int]], step: int, k: int,
+def tile_dump(src: Path, dst: Path, where: dict[int, tuple[int, int]], k: int,
               ann_file: Path, shard_images: int) -> int:
     """Write the tiled copy of the dump ``src`` to ``dst`` (shards of ``shard_images`` images);
     returns its candidate rows."""
@@ -127,12 +127,11 @@ def make(args: argparse.Namespace) -> None:
     out.mkdir(parents=True)
     ann_file = out / "instances_val.json"
     ann_file.write_text(json.dumps(tiled))
-    step = max(im["id"] for im in ann["images"]) + 1
     info = {"images": len(tiled["images"]), "classes": len(tiled["categories"]),
             "annotations": len(tiled["annotations"]), "run": str(run), "seed": args.seed, "candidates": {}}
     for m, src in dumps.items():
         start = time.perf_counter()
-        info["candidates"][m] = tile_dump(src, out / m, where, step, len(ann["categories"]), ann_file,
+        info["candidates"][m] = tile_dump(src, out / m, where, len(ann["categories"]), ann_file,
                                           args.shard_images)
         print(f"{m}: {info['candidates'][m]:,} candidate rows, {time.perf_counter() - start:.0f} s", flush=True)
     (out / "set.json").write_text(json.dumps(info, indent=1))

@@ -303,7 +303,8 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
     start = time.perf_counter()
     project, out = Path(project), Path(out)
     full_run = project / run_dir
-    seed, names = explorer_plan(full_run, runs.load_summary(full_run), seed, detectors)
+    summary = runs.load_summary(full_run)
+    seed, names = explorer_plan(full_run, summary, seed, detectors)
     if not names:
         raise ValueError(f"{full_run}: no dump of the paper's detectors for seed {seed}: nothing to explore")
     dumps = {}
@@ -316,7 +317,7 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
         browser = explore.browser_data(dumps, project)
     for im in browser["images"]:
         im["src"] = image_uri(im.pop("path"))
-    given = runs.input_kind(runs.load_summary(full_run))
+    given = runs.input_kind(summary)
     what, spread = ("Input set", "page 02") if given else ("Run", "pages 02 and 04")
     note = (f"{what} <code>{html.escape(str(run_dir))}</code>, seed {seed} (one seed: the spread over seeds is on "
             f"{spread}), detectors " + ", ".join(f"<code>{html.escape(n)}</code>" for n in names) + ".")

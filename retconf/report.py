@@ -23,6 +23,7 @@ from pathlib import Path
 
 import analysis
 from analysis.inputs import runs
+from analysis.measures.seeds import PROGRESS_ENV
 from analysis.paper.findings import counted_here, verdict_label
 
 from .errors import ReportError, UsageError
@@ -185,8 +186,6 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
     import papermill as pm
     from nbconvert import HTMLExporter
 
-    from analysis.measures.seeds import PROGRESS_ENV
-
     executed = out_dir / f"{path.stem}.ipynb"
     progress_file = out_dir / f".{path.stem}.progress"  # the kernel's progress (:class:`PageProgress`)
     progress_file.unlink(missing_ok=True)
@@ -264,12 +263,12 @@ class PageProgress:
         while not self._stop.wait(self.every):
             for f in sorted(self.out.glob(".*.progress")):
                 try:
-                    line = progress_line(f.stem.lstrip("."), f.read_text().splitlines(), time.time())
+                    records = f.read_text().splitlines()
+                    line = progress_line(f.stem.lstrip("."), records, time.time())
                 except (OSError, ValueError, KeyError, StopIteration):
                     continue  # being written or removed
-                done = line and line.split(", ")[:2]
-                if line and self._shown.get(f.name) != str(done):
-                    self._shown[f.name] = str(done)
+                if line and self._shown.get(f.name) != records[-1]:  # a record since the last line shown
+                    self._shown[f.name] = records[-1]
                     tqdm.write(line)
 
 
@@ -598,10 +597,6 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
 KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def _one_thread() -> None:
-    os.environ.update(KERNEL_THREADS)  # inherited by the notebook kernels this worker starts
-
-
 def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Report | None:
     """The explorer page (:mod:`retconf.explore`: α / NMS sliders and the candidate browser),
     kept when its inputs fingerprint matches; None when the run has no dump to show."""
@@ -743,8 +738,8 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-                with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_one_thread) as pool:
+                # the workers inherit KERNEL_THREADS from this process's environment, set above
+                with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                     futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp, note_of(path)): path
                                for path, parameters, fp in todo}
                     for fut in as_completed(futures):
