@@ -35,8 +35,13 @@ def prepare(config: str, work_dir: str | None, cfg_options: dict | None,
 
 def train(config: str, work_dir: str | None = None, cfg_options: dict | None = None,
           data_root: str | None = None, resume: str | None = None,
-          launcher: str = "none", amp: bool = False, allow_partial_checkpoint: bool = False) -> dict:
+          launcher: str = "none", amp: bool = False, allow_partial_checkpoint: bool = False,
+          feature_cache: bool = False) -> dict:
     """Train ``config``; return the last validation record written to metrics.json (or {}).
+
+    ``feature_cache`` adds :class:`retconf.engine.FrozenFeatureCacheHook`: a frozen backbone's
+    features of each training image are kept after their first pass (the same bits; the hook
+    turns itself off, saying why, where that cannot hold).
 
     ``resume='auto'`` continues from the latest checkpoint in the work dir (fresh start when
     there is none); a path resumes from that checkpoint. A checkpoint (``--resume`` or the
@@ -45,6 +50,8 @@ def train(config: str, work_dir: str | None = None, cfg_options: dict | None = N
     cfg = prepare(config, work_dir, cfg_options, data_root, launcher, ("train", "val"))
     if allow_partial_checkpoint:
         cfg.allow_partial_checkpoint = True
+    if feature_cache:
+        cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="FrozenFeatureCacheHook")]
     if amp:
         import torch
 

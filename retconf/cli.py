@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", nargs="?", type=str, const="auto",
                     help="resume from CHECKPOINT, or from the latest checkpoint in the work dir "
                     "when given without a value")
+    tr.add_argument("--feature-cache", action="store_true",
+                    help="keep a frozen backbone's features of each training image after their first pass "
+                    "and reuse them in later epochs: the same bits, fewer CPU-seconds (turns itself off, "
+                    "saying why, unless every backbone weight and batch norm is frozen)")
     tr.add_argument("--amp", action="store_true", help="automatic mixed precision: float16 AmpOptimWrapper on CUDA, bfloat16 CPUAutocastOptimWrapper on a CPU with native bfloat16 (refused on other CPUs)")
 
     te = sub.add_parser("test", help="evaluate a checkpoint (mmdet tools/test.py)",
@@ -147,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trainings (each with its dump) run at once, each in its own process "
                     "(default: 1 with CUDA, else one per CPU core up to 8); on a CPU each has one compute "
                     "thread whatever N, since the thread count changes a training's bits")
+    rp.add_argument("--no-feature-cache", action="store_true",
+                    help="run the frozen backbone on every batch instead of keeping each training image's "
+                    "features after their first pass (the cache gives the same bits; this is for timing "
+                    "and checking it)")
     rp.add_argument("--dry-run", action="store_true",
                     help="check the configs and dataset, print the trainings, run nothing")
     rp.add_argument("--no-reports", action="store_true",
@@ -296,7 +304,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .apis import train
 
     record = train(args.config, args.work_dir, args.cfg_options, args.data_root, args.resume,
-                   args.launcher, args.amp, args.allow_partial_checkpoint)
+                   args.launcher, args.amp, args.allow_partial_checkpoint, args.feature_cache)
     if record:
         print(f"final val: {_ap_text(record['metrics'])} (epoch {record['epoch']}, iter {record['iter']})")
     return 0
@@ -317,7 +325,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     slurm = _slurm_options(args)
     reproduce(args.preset, out=args.out, data_root=args.data_root, reports=args.reports,
               seeds=args.seeds, full=args.full, cfg_options=args.cfg_options, dry_run=args.dry_run,
-              parallel=args.jobs, detectors=args.detectors, slurm=slurm, reports_stage=not args.no_reports)
+              parallel=args.jobs, detectors=args.detectors, slurm=slurm, reports_stage=not args.no_reports,
+              feature_cache=not args.no_feature_cache)
     return 0
 
 

@@ -153,6 +153,7 @@ class JobContext:
     data_dir: str
     digests: dict
     placeholders: dict
+    feature_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ def run_job(job: Job, context: JobContext, runtime_options: dict | None = None) 
     if record is None:
         job.work_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(job.work_dir / "inputs.json", json.dumps(inputs, indent=1, sort_keys=True))
-        record = train(job.config, str(job.work_dir), options, context.data_dir, resume="auto")
+        record = train(job.config, str(job.work_dir), options, context.data_dir, resume="auto",
+                       feature_cache=context.feature_cache)
     else:
         cached.append(f"{job.key}/train")
     seconds[f"{job.key}/train"] = time.time() - t
@@ -283,7 +285,7 @@ def reproduce(preset_name: str = "tiny", out: str | None = None,
               full: bool = False, cfg_options: dict | None = None,
               dry_run: bool = False, parallel: int | None = None,
               detectors: list[str] | None = None, slurm: SlurmOptions | None = None,
-              reports_stage: bool = True) -> dict:
+              reports_stage: bool = True, feature_cache: bool = True) -> dict:
     """Run the preset's pipeline; return and write ``out/summary.json``; reports go to
     ``reports`` (default ``reports/<preset>``). ``dry_run`` checks the inputs and prints the
     plan without training anything. ``parallel``: trainings run at once (None: see
@@ -292,6 +294,8 @@ def reproduce(preset_name: str = "tiny", out: str | None = None,
     ``slurm``: run the trainings and dumps as a Slurm job array with these sbatch settings
     (:mod:`retconf.slurm`) instead of on this machine. ``reports_stage`` False stops after the
     dumps and ``summary.json`` (``retconf report RUN`` writes the pages later).
+    ``feature_cache``: trainings keep a frozen backbone's features after their first pass
+    (:mod:`retconf.engine.feature_cache`; same bits, fewer CPU-seconds).
 
     Raises:
         UsageError: an unknown preset, ``seeds`` < 1, a COCO preset without ``data_root``.
@@ -303,7 +307,7 @@ def reproduce(preset_name: str = "tiny", out: str | None = None,
     log = RunLog(t_start, _previous_seconds(run.run_dir))
     make_dataset(run, log)
     pretrain_shared_backbone(run, log)
-    train_and_dump(run, job_context(run), parallel, log, slurm)
+    train_and_dump(run, job_context(run, feature_cache), parallel, log, slurm)
     summary = write_summary(run, log)  # the notebooks read it
     if reports_stage:
         make_run_reports(run, log)
@@ -386,16 +390,17 @@ def pretrain_shared_backbone(run: RunPlan, log: RunLog) -> None:
         _stage(f"[2/{N_STAGES}] backbone: the configs' own init (model.backbone.init_cfg)")
 
 
-def job_context(run: RunPlan) -> JobContext:
+def job_context(run: RunPlan, feature_cache: bool = True) -> JobContext:
     """The dataset, the fingerprints of the dataset and backbone, and their path placeholders
-    (:func:`inputs_record`) shared by every job."""
+    (:func:`inputs_record`) shared by every job, and whether its trainings use the feature
+    cache (not part of their recorded inputs: it does not change their bits)."""
     pretrained = run.preset.pretrain is not None
     digests = {"data": _data_digest(run.preset, run.data_dir),
                "backbone": _file_digest(run.backbone) if pretrained else "config"}
     placeholders = {str(run.data_dir).rstrip("/"): "<data>"}
     if pretrained:
         placeholders[str(run.backbone)] = "<backbone>"
-    return JobContext(str(run.data_dir), digests, placeholders)
+    return JobContext(str(run.data_dir), digests, placeholders, feature_cache)
 
 
 def train_and_dump(run: RunPlan, context: JobContext, parallel: int | None, log: RunLog,
