@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,20 +66,52 @@ def over_seeds(run_dir: str | Path, models: Sequence[str],
 
     ``fn`` returns a dict (one row), a list of dicts or a DataFrame (several rows). Returns the
     rows with ``seed`` and ``model`` columns first. Reports its progress (:func:`note_progress`)
-    after each dump.
+    after each dump. Several functions over the same dumps: :func:`over_seeds_many`.
     """
-    frames = []
-    pairs = [(seed, model) for seed in (run_seeds(run_dir) if seeds is None else seeds) for model in models]
     what = getattr(fn, "__name__", "dumps")
+    return over_seeds_many(run_dir, models, {what: fn}, seeds)[what]
+
+
+PerDump = Callable[[str, Any], Any]
+
+
+def over_seeds_many(run_dir: str | Path, models: Sequence[str],
+                    fns: Mapping[str, PerDump | tuple[PerDump, Sequence[str]]],
+                    seeds: Iterable[int] | None = None) -> dict[str, pd.DataFrame]:
+    """:func:`over_seeds` for several functions in one pass: each (seed, model) dump is read once
+    and given to every function, instead of once per function.
+
+    ``fns`` maps a name to ``fn(model, dump)``, or to ``(fn, models)`` for a function meant for
+    some of the models only (``models`` in the order its rows should come, each model's seeds
+    in turn, as ``over_seeds(run_dir, [m], fn)`` for each ``m`` concatenated). Returns each
+    name's rows, exactly as :func:`over_seeds` would give them.
+    """
+    seed_list = list(run_seeds(run_dir) if seeds is None else seeds)
+    plans = {name: (spec if isinstance(spec, tuple) else (spec, list(models))) for name, spec in fns.items()}
+    wanted = dict.fromkeys(m for _, ms in plans.values() for m in ms)
+    pairs = [(seed, model) for seed in seed_list for model in [*models, *(m for m in wanted if m not in models)]
+             if model in wanted]
+    frames: dict[str, dict[tuple[int, str], pd.DataFrame]] = {name: {} for name in plans}
+    what = next(iter(plans)) if len(plans) == 1 else f"{len(plans)} tables"
     note_progress(0, len(pairs), what)
     for i, (seed, model) in enumerate(pairs):
-        out = fn(model, load_seed_dump(run_dir, seed, model))
-        df = out.copy() if isinstance(out, pd.DataFrame) else pd.DataFrame([out] if isinstance(out, dict) else out)
-        df.insert(0, "model", model)
-        df.insert(0, "seed", seed)
-        frames.append(df)
+        dump = load_seed_dump(run_dir, seed, model)
+        for name, (fn, ms) in plans.items():
+            if model in ms:
+                rows = fn(model, dump)
+                df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame([rows] if isinstance(rows, dict)
+                                                                                    else rows)
+                df.insert(0, "model", model)
+                df.insert(0, "seed", seed)
+                frames[name][seed, model] = df
+        del dump
         note_progress(i + 1, len(pairs), what)
-    return pd.concat(frames, ignore_index=True)
+    out: dict[str, pd.DataFrame] = {}
+    for name, (_, ms) in plans.items():
+        order = ([(s, m) for m in ms for s in seed_list] if isinstance(fns[name], tuple)
+                 else [(s, m) for s in seed_list for m in ms])
+        out[name] = pd.concat([frames[name][k] for k in order], ignore_index=True)
+    return out
 
 
 def mean_sd(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:

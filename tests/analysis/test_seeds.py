@@ -124,3 +124,37 @@ def test_over_seeds_reports_its_progress_to_the_file_retconf_report_names(tmp_pa
     progress.unlink()
     seeds.over_seeds("run", ["a"], rows, seeds=[0])
     assert not progress.exists()
+
+
+def test_over_seeds_many_reads_each_dump_once_and_gives_what_over_seeds_gives(monkeypatch) -> None:
+    from analysis.measures import seeds
+
+    loads = []
+
+    def load(run, seed, model):
+        loads.append((seed, model))
+        return f"{model}@{seed}"
+
+    monkeypatch.setattr(seeds, "load_seed_dump", load)
+
+    def one(model, dump):
+        return {"dump": dump}
+
+    def two(model, dump):
+        return pd.DataFrame({"dump": [dump, dump], "k": [1, 2]})
+
+    def only_b(model, dump):
+        return [{"dump": dump, "x": 1.5}]
+
+    many = seeds.over_seeds_many("run", ["a", "b", "c"], {"one": one, "two": two,
+                                                          "b then c": (only_b, ["b", "c"])}, seeds=[0, 1])
+    assert loads == [(0, "a"), (0, "b"), (0, "c"), (1, "a"), (1, "b"), (1, "c")]  # each dump once
+    loads.clear()
+    singly = {"one": seeds.over_seeds("run", ["a", "b", "c"], one, seeds=[0, 1]),
+              "two": seeds.over_seeds("run", ["a", "b", "c"], two, seeds=[0, 1]),
+              "b then c": pd.concat([seeds.over_seeds("run", [m], only_b, seeds=[0, 1]) for m in ("b", "c")],
+                                    ignore_index=True)}
+    assert len(loads) == 6 + 6 + 4
+    for name, frame in singly.items():
+        pd.testing.assert_frame_equal(many[name], frame)
+    assert list(many["b then c"]["dump"]) == ["b@0", "b@1", "c@0", "c@1"]
