@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from faster_coco_eval import COCO
@@ -76,18 +77,21 @@ def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
         names = ("AP", *MAIN_ERRORS, *SPECIAL_ERRORS)
         return pd.DataFrame({"size": "all", "error": names, "dAP": [0.0] + [float("nan")] * (len(names) - 1)})
     g, p = _tide_data(dets, gt[gt["image_id"].isin(set(ids))], score_col, ids)
-    tide = TIDE()
-    run = tide.evaluate(g, p, mode=TIDE.BOX, name="run")
-    rows = [{"size": "all", "error": "AP", "dAP": float(run.ap)}]
-    rows += [{"size": "all", "error": e.short_name, "dAP": float(v)} for e, v in run.fix_main_errors().items()]
-    rows += [{"size": "all", "error": e.short_name, "dAP": float(v)} for e, v in run.fix_special_errors().items()]
-    if sizes:
-        for q in AREA:
-            try:
-                fixed = {e.short_name: float(v) for e, v in run.fix_main_errors(qual=q).items()}
-            except ZeroDivisionError:  # tidecv's get_mAP with no class left: a documented NaN here
-                fixed = {e: float("nan") for e in MAIN_ERRORS}
-            rows += [{"size": q.name.lower(), "error": e, "dAP": v} for e, v in fixed.items()]
+    # tidecv's TIDE() sets seaborn's theme on matplotlib's global rcParams (font size, dpi 150,
+    # grid, palette): without the context, every figure a page draws after this call changed style.
+    with matplotlib.rc_context():
+        tide = TIDE()
+        run = tide.evaluate(g, p, mode=TIDE.BOX, name="run")
+        rows = [{"size": "all", "error": "AP", "dAP": float(run.ap)}]
+        rows += [{"size": "all", "error": e.short_name, "dAP": float(v)} for e, v in run.fix_main_errors().items()]
+        rows += [{"size": "all", "error": e.short_name, "dAP": float(v)} for e, v in run.fix_special_errors().items()]
+        if sizes:
+            for q in AREA:
+                try:
+                    fixed = {e.short_name: float(v) for e, v in run.fix_main_errors(qual=q).items()}
+                except ZeroDivisionError:  # tidecv's get_mAP with no class left: a documented NaN here
+                    fixed = {e: float("nan") for e in MAIN_ERRORS}
+                rows += [{"size": q.name.lower(), "error": e, "dAP": v} for e, v in fixed.items()]
     return pd.DataFrame(rows)
 
 

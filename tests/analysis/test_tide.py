@@ -66,3 +66,14 @@ def test_ap_by_iou_threshold(two_gt) -> None:
     assert np.allclose(t["AP"], [1.0] * 7 + [51 * 0.5 / 101] * 3)
     assert t["APs"].tolist() == t["AP"].tolist() and t["APl"].isna().all()
     assert (ap_by_iou(dets_frame([]), str(path))["AP"] == 0).all()
+
+
+def test_tide_leaves_matplotlib_style_as_it_was(two_gt) -> None:
+    """tidecv's TIDE() sets seaborn's theme globally; the figures a page draws after TIDE keep theirs."""
+    import matplotlib
+
+    _, gt = two_gt
+    before = {k: str(v) for k, v in matplotlib.rcParams.items()}
+    tide_errors(dets_frame([(0, 0, 0.9, *A)]), gt)
+    after = {k: str(v) for k, v in matplotlib.rcParams.items()}
+    assert {k: (before[k], after[k]) for k in before if before[k] != after[k]} == {}
