@@ -77,6 +77,23 @@ def test_resume_continues_at_the_right_iteration(trained: Path, small_digits: Pa
     assert record["epoch"] == 3 and record["iter"] == 12
 
 
+def test_resume_after_a_kill_in_the_final_validation_validates(trained: Path, small_digits: Path, tmp_path: Path) -> None:
+    """The last checkpoint is written before the final validation: a training killed during that
+    validation resumes at its last epoch with nothing left to train, and must still validate
+    (mmengine's loop validates only after an epoch it trains), or it never writes metrics.json."""
+    import shutil
+
+    work = tmp_path / "killed_in_val"
+    work.mkdir()
+    shutil.copy(trained / "epoch_2.pth", work / "epoch_2.pth")
+    (work / "last_checkpoint").write_text(str(work / "epoch_2.pth"))
+    opts = {**fast_train_options(max_epochs=2), **EVERY_DETECTION}
+    record = train(str(TINY_RETINANET), str(work), opts, str(small_digits), resume="auto")
+    assert record["epoch"] == 2 and record["iter"] == 8 and set(COCO_KEYS) <= set(record["metrics"])
+    assert not _losses(work), "nothing was left to train"
+    assert record["metrics"] == json.loads((trained / "metrics.json").read_text())["metrics"]
+
+
 def test_resume_from_explicit_checkpoint(trained: Path, small_digits: Path, tmp_path: Path) -> None:
     opts = fast_train_options(max_epochs=2)
     record = train(str(TINY_RETINANET), str(tmp_path), opts, str(small_digits),
