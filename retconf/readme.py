@@ -135,7 +135,36 @@ def numeric_path_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
             f"**{data['path_shift']:.4f} AP** (`analysis/numeric_path.json`).\n")
 
 
-GENERATORS: dict[str, Callable[[Path, Path], str]] = {"results": results_block, "numeric-path": numeric_path_block}
+def seed_cost_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
+    """The frozen-backbone caches' benchmark (``reports/benchmarks/seed_cost.json``, written by
+    ``benchmarks/seed_cost.py``): per training the CPU-seconds with and without the caches and
+    whether the weights agree bit for bit."""
+    path = CHECKOUT / "reports" / "benchmarks" / "seed_cost.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"retconf.readme: {path}: cannot read the seed-cost benchmark ({e}); "
+                         "run benchmarks/seed_cost.py") from e
+    plain, cached = "without caches", "with caches"
+    lines = ["| training | CPU-s without caches | CPU-s with caches | ratio | s/iter, epochs 2–8 (without / with) "
+             "| peak MB (without / with) | weights with = without | both = the run's checkpoint |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        a, b = r["arms"][plain], r["arms"][cached]
+        as_run = list(r["same_bits_as_run"].values())
+        run_cell = "—" if None in as_run else ("yes" if all(as_run) else "no")
+        lines.append(f"| {r['job']} | {a['cpu']:.0f} | {b['cpu']:.0f} | {r['cpu_ratio']:.2f} | "
+                     f"{a['s_per_iter_later_epochs']:.3f} / {b['s_per_iter_later_epochs']:.3f} | "
+                     f"{a['maxrss_kb'] / 1024:.0f} / {b['maxrss_kb'] / 1024:.0f} | "
+                     f"{'yes' if r['same_bits_between_arms'] else 'no'} | {run_cell} |")
+    per = data["cpu_per_seed"]
+    return ("\n".join(lines) + f"\n\nOne seed (these {len(data['rows'])} trainings): **{per[plain]:.0f} → "
+            f"{per[cached]:.0f} CPU-seconds** ({per[cached] / per[plain]:.2f}×), on {data['machine'].get('cpu')} "
+            f"(`reports/benchmarks/seed_cost.md`).\n")
+
+
+GENERATORS: dict[str, Callable[[Path, Path], str]] = {"results": results_block, "numeric-path": numeric_path_block,
+                                                      "seed-cost": seed_cost_block}
 for _number in ("01", "02", "03", "04"):
     GENERATORS[f"claims-{_number}"] = lambda reports, doc_dir, n=_number: claims_block(reports, n, doc_dir)
 # the decisive run's page 04 (more seeds), whatever set the other blocks come from
