@@ -212,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the annotation file: required for COCO results files; for dumps, where the file they "
                           "were matched against is now (checked against the SHA-256 each dump recorded)")
     rep.add_argument("--jobs", type=int, default=None, metavar="N",
-                     help="notebooks run at once, each in its own process (default: one per CPU core)")
+                     help="notebooks run at once, each in its own process (default: one per CPU core, fewer "
+                          "where their estimated memory, which grows with the largest dump, would not fit in "
+                          "what the machine has available)")
     rep.add_argument("--out", default="reports", help="output directory (default %(default)s); for dumps or results "
                      "files it also gets summary.json, the list of inputs the pages read")
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these pages, e.g. 01 02; 'explore' names the "

@@ -596,6 +596,58 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
 # The thread settings of every notebook kernel (see :func:`_run_pages`).
 KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
+# A page's peak memory grows with the candidate rows of the largest dump it reads (it holds one
+# dump at a time). Fitted to benchmarks/coco_scale.py (reports/benchmarks/coco_scale.json, AMD
+# EPYC): pages 01-07 and the explorer peaked at 1.3-2.1 GB with 1.6 M rows, 2.6-3.3 GB with
+# 6.3 M and (the explorer) 9.4 GB with 26 M: about 1.4 GB plus 0.3 GB per million rows.
+PAGE_BASE_GB = 1.4
+PAGE_GB_PER_MILLION_ROWS = 0.3
+
+
+def largest_dump_rows(metadata_files: list[Path]) -> int:
+    """Candidate rows of the largest dump among ``metadata_files`` (each dump's
+    ``metadata.json``), from its Parquet footers (nothing else is read); 0 for none."""
+    import pyarrow.parquet as pq
+
+    largest = 0
+    for meta in metadata_files:
+        try:
+            rows = sum(pq.read_metadata(f).num_rows for f in meta.parent.glob("candidates-*.parquet"))
+        except OSError:
+            continue  # an unreadable shard is named by the page that loads it
+        largest = max(largest, rows)
+    return largest
+
+
+def page_memory_gb(rows: int) -> float:
+    """Estimated peak memory of one page reading dumps of up to ``rows`` candidate rows."""
+    return PAGE_BASE_GB + PAGE_GB_PER_MILLION_ROWS * rows / 1e6
+
+
+def available_memory_gb() -> float | None:
+    """MemAvailable of /proc/meminfo in GB (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return None
+
+
+def memory_jobs(jobs: int, rows: int, available_gb: float | None) -> tuple[int, str | None]:
+    """``jobs`` pages at once, fewer where their estimated peaks (:func:`page_memory_gb`) would
+    not fit in 80 % of ``available_gb``; and the line that says so (None: not limited)."""
+    if available_gb is None or jobs <= 1:
+        return jobs, None
+    each = page_memory_gb(rows)
+    fit = max(1, int(0.8 * available_gb // each))
+    if fit >= jobs:
+        return jobs, None
+    return fit, (f"pages run {fit} at a time, not {jobs}: each may take about {each:.1f} GB (dumps of up to "
+                 f"{rows / 1e6:.1f} M candidates) and {available_gb:.1f} GB are available; --jobs N overrides")
+
 
 def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Report | None:
     """The explorer page (:mod:`retconf.explore`: α / NMS sliders and the candidate browser),
@@ -651,11 +703,13 @@ def make_reports(run_dir: str | Path, out: str | Path, names: list[str] | None =
     if runs.input_kind(summary):
         raise ReportError(f"{runs.summary_path(run_dir)}: an input set written by `retconf report` on dumps or results "
                           "files, not a run: rerun that command (its inputs are listed in the file's 'inputs' field)")
-    unchecked = check_annotation_files(runs.dump_metadata_files(project / run_dir))
+    metadata_files = runs.dump_metadata_files(project / run_dir)
+    unchecked = check_annotation_files(metadata_files)
     parameters = {"run_dir": str(run_dir)}
     pages = [(path, parameters) for path in run_notebooks(summary, names, nb_dir)]
     written = _run_pages(pages, out, show_code, jobs, run_digest(project / run_dir),
-                         lambda path: families_note(summary, path, out), quiet_unhashed=bool(unchecked))
+                         lambda path: families_note(summary, path, out), quiet_unhashed=bool(unchecked),
+                         rows=largest_dump_rows(metadata_files))
     explorer = explorer_report(project, run_dir, summary, out) if explore and wants_explorer(names) else None
     written += [explorer] if explorer else []
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
@@ -698,10 +752,12 @@ def check_annotation_files(metadata_files: list[Path]) -> list[Path]:
 
 
 def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs: int | None, digest: str,
-               note_of, quiet_unhashed: bool = False) -> list[Report]:
+               note_of, quiet_unhashed: bool = False, rows: int = 0) -> list[Report]:
     """Execute each (notebook, parameters) into ``out`` unless its page records the same inputs
     fingerprint (``digest``: :func:`run_digest`); ``note_of(notebook)`` is the HTML note under
-    its index link. Returns the pages in the order given."""
+    its index link. ``jobs`` None: one page per core, fewer where the pages' memory would not
+    fit (:func:`memory_jobs`; ``rows``: candidate rows of the largest dump). Returns the pages
+    in the order given."""
     from tqdm import tqdm
 
     from .progress import progress
@@ -720,7 +776,11 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
             written[path] = Report(target, True)
         else:
             todo.append((path, parameters, fp))
-    jobs = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(todo)))
+    if jobs is None:
+        jobs, why = memory_jobs(max(1, min(os.cpu_count() or 1, len(todo))), rows, available_memory_gb())
+        if why:
+            tqdm.write(why)
+    jobs = max(1, min(jobs, len(todo)))
     bar = progress(total=len(todo), desc="reports", unit="notebook")
     # The kernels inherit the environment. One BLAS thread in every kernel, however many pages run
     # at once: numpy's BLAS sums in another order with another thread count, which moved a page's
