@@ -111,16 +111,22 @@ def claims_block(reports: Path, number: str, doc_dir: Path = CHECKOUT) -> str:
     return "\n".join(lines) + "\n"
 
 
+def benchmark_data(name: str) -> dict:
+    """``reports/benchmarks/<name>.json`` (written by ``benchmarks/<name>.py``); a missing or
+    unreadable file stops the command with one line naming it and the benchmark to run."""
+    path = CHECKOUT / "reports" / "benchmarks" / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"retconf.readme: {path}: cannot read the benchmark's result ({e}); "
+                         f"run benchmarks/{name}.py") from e
+
+
 def numeric_path_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     """The numeric-path benchmark's result (``reports/benchmarks/numeric_path.json``, written by
     ``benchmarks/numeric_path.py``): per pair and protocol, each arm's per-seed paired AP
     differences and the change between arms, and the path shift the reports use."""
-    path = CHECKOUT / "reports" / "benchmarks" / "numeric_path.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"retconf.readme: {path}: cannot read the numeric-path benchmark ({e}); "
-                         "run benchmarks/numeric_path.py") from e
+    data = benchmark_data("numeric_path")
     arms = list(data["arms"])
     lines = ["| protocol | pair | " + " | ".join(f"{a}, per seed" for a in arms) + " | change per seed | corr. | systematic? |",
              "|---|---|" + "---|" * len(arms) + "---|---|---|"]
@@ -139,12 +145,7 @@ def seed_cost_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     """The frozen-backbone caches' benchmark (``reports/benchmarks/seed_cost.json``, written by
     ``benchmarks/seed_cost.py``): per training the CPU-seconds with and without the caches and
     whether the weights agree bit for bit."""
-    path = CHECKOUT / "reports" / "benchmarks" / "seed_cost.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"retconf.readme: {path}: cannot read the seed-cost benchmark ({e}); "
-                         "run benchmarks/seed_cost.py") from e
+    data = benchmark_data("seed_cost")
     plain, cached = "without caches", "with caches"
     lines = ["| training | CPU-s without caches | CPU-s with caches | ratio | s/iter, epochs 2–8 (without / with) "
              "| peak MB (without / with) | weights with = without | both = the run's checkpoint |",
