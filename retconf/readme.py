@@ -111,6 +111,31 @@ def claims_block(reports: Path, number: str, doc_dir: Path = CHECKOUT) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mean_sd(row: dict, key: str) -> str:
+    """``mean ± sd`` of one metric of a page-06 row (NaN where the family has no such score)."""
+    mean, sd = row.get(key), row.get(f"{key}_sd")
+    if mean is None:
+        return "NaN"
+    return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
+
+
+def families_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
+    """Page 06 of ``reports/families`` (its ``families`` numbers): per detector the APs and the
+    wrong-survivor rate, then the Spearman correlations with the IoU before NMS."""
+    rows = load_page(reports.parent / "families", "06_families")["numbers"]["families"]
+    lines = ["| model | quality score | ranks by | seeds | AP | AP cls only | AP IoU oracle | wrong-survivor rate |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['quality score']} | {r['ranks by']} | {r['seeds']} | "
+                     + " | ".join(_mean_sd(r, k) for k in ("AP", "AP cls only", "AP IoU oracle", "wrong-survivor rate")) + " |")
+    corr = ("cls~IoU", "quality~IoU", "ranking~IoU", "cls~IoU (IoU-chosen)", "quality~IoU (IoU-chosen)",
+            "ranking~IoU (IoU-chosen)")
+    lines += ["", "| model | head | " + " | ".join(corr) + " |", "|---|---|" + "---|" * len(corr)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['head']} | " + " | ".join(_mean_sd(r, k) for k in corr) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def benchmark_data(name: str) -> dict:
     """``reports/benchmarks/<name>.json`` (written by ``benchmarks/<name>.py``); a missing or
     unreadable file stops the command with one line naming it and the benchmark to run."""
@@ -165,7 +190,7 @@ def seed_cost_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
 
 
 GENERATORS: dict[str, Callable[[Path, Path], str]] = {"results": results_block, "numeric-path": numeric_path_block,
-                                                      "seed-cost": seed_cost_block}
+                                                      "seed-cost": seed_cost_block, "families-06": families_block}
 for _number in ("01", "02", "03", "04"):
     GENERATORS[f"claims-{_number}"] = lambda reports, doc_dir, n=_number: claims_block(reports, n, doc_dir)
 # the decisive run's page 04 (more seeds), whatever set the other blocks come from

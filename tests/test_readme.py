@@ -55,3 +55,16 @@ def test_a_moved_number_is_caught_and_rewritten(tmp_path: Path, monkeypatch: pyt
     doc.write_text("<!-- results:begin -->\n<!-- results:end -->\n")
     with pytest.raises(SystemExit, match="04_main_results.json: cannot read"):
         readme.main(["--reports", str(reports)])
+
+
+def test_the_families_tables_come_from_page_06(tmp_path: Path) -> None:
+    families = tmp_path / "families"
+    families.mkdir()
+    row = {"model": "fcos", "head": "FCOSHead", "quality score": "centerness", "ranks by": "cls·q (after top-k)", "seeds": 2,
+           "AP": 0.3321, "AP_sd": 0.0004, "AP cls only": 0.319, "AP cls only_sd": 0.002, "AP IoU oracle": 0.369,
+           "AP IoU oracle_sd": 0.003, "wrong-survivor rate": 0.346, "wrong-survivor rate_sd": 0.001,
+           "cls~IoU": 0.241, "cls~IoU_sd": 0.001, "quality~IoU": None, "quality~IoU_sd": None}
+    _page(families, "06_families", [], {"families": [row]})
+    text = readme.families_block(tmp_path / "tiny")
+    assert "| fcos | centerness | cls·q (after top-k) | 2 | 0.332 ± 0.000 | 0.319 ± 0.002 | 0.369 ± 0.003 | 0.346 ± 0.001 |" in text
+    assert "| fcos | FCOSHead | 0.241 ± 0.001 | NaN |" in text
