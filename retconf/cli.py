@@ -113,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="resume from CHECKPOINT, or from the latest checkpoint in the work dir "
                     "when given without a value")
     tr.add_argument("--feature-cache", action="store_true",
-                    help="keep a frozen backbone's features of each training image after their first pass "
-                    "and reuse them in later epochs: the same bits, fewer CPU-seconds (turns itself off, "
-                    "saying why, unless every backbone weight and batch norm is frozen)")
+                    help="keep each training sample as a deterministic pipeline made it and a frozen backbone's "
+                    "features of it after the first epoch, and reuse them: the same bits, fewer CPU-seconds (each "
+                    "turns itself off, saying why in the log, where that cannot hold)")
     tr.add_argument("--amp", action="store_true", help="automatic mixed precision: float16 AmpOptimWrapper on CUDA, bfloat16 CPUAutocastOptimWrapper on a CPU with native bfloat16 (refused on other CPUs)")
 
     te = sub.add_parser("test", help="evaluate a checkpoint (mmdet tools/test.py)",

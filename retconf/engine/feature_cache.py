@@ -23,7 +23,8 @@ Measured on a 2-core AMD EPYC (benchmarks/feature_cache.py, docs/reproducibility
 sample's backbone features do not depend on the other samples of its batch, nor on the batch
 size, under the oneDNN paths tried, so the cached training reproduces the uncached checkpoint
 bit for bit. Memory: every cached image holds its four feature maps (about 0.28 MB per 192 px
-image in bfloat16); ``max_gb`` caps it (images beyond the cap are computed live).
+image in bfloat16) and its sample (0.11 MB); ``max_gb`` caps each (images beyond the cap
+are computed live).
 """
 from __future__ import annotations
 
@@ -98,18 +99,30 @@ def random_transforms(dataset: Any) -> list[str]:
     return [type(t).__name__ for t in transforms if type(t).__name__ not in DETERMINISTIC_TRANSFORMS]
 
 
-def memo_samples(prepare: Callable[[int], Any]) -> tuple[Callable[[int], Any], dict[int, Any]]:
-    """``prepare`` (a dataset's ``prepare_data(idx)``) memoised by index; each call returns a
-    deep copy, so that nothing downstream can change the kept sample. Returns the memoised
-    function and its store."""
+def _tensor_bytes(data: Any) -> int:
+    """Bytes of the tensors in a sample (its dict values, one level deep)."""
+    values = data.values() if isinstance(data, dict) else [data]
+    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
+
+
+def memo_samples(prepare: Callable[[int], Any], max_bytes: int = 2**62) -> tuple[Callable[[int], Any], dict[int, Any]]:
+    """``prepare`` (a dataset's ``prepare_data(idx)``) memoised by index, up to ``max_bytes`` of
+    sample tensors (later samples are prepared every time); each call returns a deep copy, so
+    that nothing downstream can change the kept sample. Returns the memoised function and its
+    store."""
     store: dict[int, Any] = {}
+    used = [0]
 
     def prepared(idx: int) -> Any:
         if idx not in store:
             data = prepare(idx)
             if data is None:  # mmengine refetches another index: nothing to keep
                 return None
+            size = _tensor_bytes(data)
+            if used[0] + size > max_bytes:
+                return data
             store[idx] = data
+            used[0] += size
         return copy.deepcopy(store[idx])
 
     return prepared, store
@@ -179,7 +192,8 @@ class FrozenFeatureCacheHook(Hook):
     """Memoise a frozen backbone's training features (see the module docstring).
 
     Args:
-        max_gb: memory cap of the feature memo in GiB (images beyond it are computed live).
+        max_gb: memory cap in GiB of the feature memo and, apart, of the sample memo (images beyond
+            it are computed live).
         verify: compare the first cached batch of each shape with a live backbone pass (and
             turn the memo off on any difference).
         data: also keep each training sample as the data pipeline made it (image decoded and
@@ -221,7 +235,7 @@ class FrozenFeatureCacheHook(Hook):
             print_log(f"sample cache off: the training pipeline has transforms that may draw at random "
                       f"({', '.join(random)})", logger="current")
             return
-        dataset.prepare_data, self._samples = memo_samples(dataset.prepare_data)
+        dataset.prepare_data, self._samples = memo_samples(dataset.prepare_data, self.max_bytes)
         self._dataset = dataset
         print_log("sample cache on: each training sample is kept as the pipeline made it", logger="current")
 

@@ -191,6 +191,9 @@ def test_sample_memo_returns_copies_of_the_first_result() -> None:
     again = prepared(3)
     assert calls == [3] and again["meta"] == [3] and torch.equal(again["inputs"], torch.full((2,), 3.0))
     assert prepared(5)["meta"] == [5] and sorted(store) == [3, 5]
+    capped, kept = memo_samples(prepare, max_bytes=8)  # room for one sample of two float32 values
+    capped(1), capped(2), capped(2)
+    assert sorted(kept) == [1] and calls[-2:] == [2, 2]
 
 
 def test_random_transforms_names_what_may_draw_at_random() -> None:
