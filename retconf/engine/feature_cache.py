@@ -19,9 +19,9 @@ It changes how a training runs, not what it computes, and it checks that at run 
   training's bits are those of a training without it;
 - after every epoch it checks that the backbone's weights have not changed.
 
-Measured on a 2-core AMD EPYC (benchmarks/feature_cache.py, docs/reproducibility.md): a
+Measured on a 2-core AMD EPYC (benchmarks/seed_cost.py, docs/reproducibility.md): a
 sample's backbone features do not depend on the other samples of its batch, nor on the batch
-size, under the oneDNN paths tried, so the cached training reproduces the uncached checkpoint
+size under the default oneDNN path, AVX512_CORE and AVX2, so the cached training reproduces the uncached checkpoint
 bit for bit. Memory: every cached image holds its four feature maps (about 0.28 MB per 192 px
 image in bfloat16) and its sample (0.11 MB); ``max_gb`` caps each (images beyond the cap
 are computed live).
