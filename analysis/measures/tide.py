@@ -17,9 +17,11 @@ Both need post-NMS detections only (any COCO results json works).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import matplotlib
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 from faster_coco_eval import COCO
@@ -30,6 +32,21 @@ from .coco import evaluated
 MAIN_ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 SPECIAL_ERRORS = ("FalsePos", "FalseNeg")
 IOU_THRS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+
+@contextmanager
+def _matplotlib_kept() -> Iterator[None]:
+    """Undo what tidecv's ``TIDE()`` does to matplotlib: it sets seaborn's theme, which changes
+    the global rcParams (font sizes, dpi 150, grid, palette) and redefines the colour codes
+    ``b g r m y c k`` as seaborn's shades. Without this, every figure a page drew after TIDE
+    changed style (a hatch drawn with ``edgecolor="r"`` turned seaborn's muted red)."""
+    codes = {c: matplotlib.colors.colorConverter.colors[c] for c in "bgrmyck"}
+    try:
+        with matplotlib.rc_context():
+            yield
+    finally:
+        for c, value in codes.items():
+            matplotlib.colors.colorConverter.colors[c] = value
 
 
 def _tide_data(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str, image_ids: Sequence[int]):
@@ -77,9 +94,7 @@ def tide_errors(dets: pd.DataFrame, gt: pd.DataFrame, score_col: str = "score",
         names = ("AP", *MAIN_ERRORS, *SPECIAL_ERRORS)
         return pd.DataFrame({"size": "all", "error": names, "dAP": [0.0] + [float("nan")] * (len(names) - 1)})
     g, p = _tide_data(dets, gt[gt["image_id"].isin(set(ids))], score_col, ids)
-    # tidecv's TIDE() sets seaborn's theme on matplotlib's global rcParams (font size, dpi 150,
-    # grid, palette): without the context, every figure a page draws after this call changed style.
-    with matplotlib.rc_context():
+    with _matplotlib_kept():
         tide = TIDE()
         run = tide.evaluate(g, p, mode=TIDE.BOX, name="run")
         rows = [{"size": "all", "error": "AP", "dAP": float(run.ap)}]

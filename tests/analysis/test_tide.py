@@ -69,11 +69,16 @@ def test_ap_by_iou_threshold(two_gt) -> None:
 
 
 def test_tide_leaves_matplotlib_style_as_it_was(two_gt) -> None:
-    """tidecv's TIDE() sets seaborn's theme globally; the figures a page draws after TIDE keep theirs."""
+    """tidecv's TIDE() sets seaborn's theme globally (rcParams and the colour codes); the figures a
+    page draws after TIDE keep their style."""
     import matplotlib
 
     _, gt = two_gt
+    from matplotlib.colors import to_rgb
+
     before = {k: str(v) for k, v in matplotlib.rcParams.items()}
+    codes = {c: to_rgb(c) for c in "bgrmyck"}
     tide_errors(dets_frame([(0, 0, 0.9, *A)]), gt)
     after = {k: str(v) for k, v in matplotlib.rcParams.items()}
     assert {k: (before[k], after[k]) for k in before if before[k] != after[k]} == {}
+    assert {c: to_rgb(c) for c in "bgrmyck"} == codes  # seaborn's set_color_codes redefines them
