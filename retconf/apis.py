@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, load_checkpoint_file
+from .engine.hooks import FinalValidationHook
 from .errors import UsageError
 from .runtime import (
     ConfigError,
@@ -80,23 +81,11 @@ def train(config: str, work_dir: str | None = None, cfg_options: dict | None = N
         cfg.load_from = resume
     with undo_outputs_on(cfg.work_dir, _INPUT_ERRORS):
         runner = build_runner(cfg)
+        runner.register_hook(FinalValidationHook())  # a run resumed at its last epoch still validates
         runner.train()
-    metrics = Path(cfg.work_dir) / "metrics.json"
-    if _validation_missing(metrics, runner):
-        # Resumed from the last epoch's checkpoint (written before the final validation, e.g. a
-        # kill during it): mmengine's loop had no epoch left to train, so it did not validate.
-        runner.val()
     release_runner_dataloaders(runner)
+    metrics = Path(cfg.work_dir) / "metrics.json"
     return json.loads(metrics.read_text()) if metrics.is_file() else {}
-
-
-def _validation_missing(metrics: Path, runner: Any) -> bool:
-    """Whether the runner has a validation loop but ``metrics`` holds no record of its last epoch."""
-    if getattr(runner, "_val_loop", None) is None:
-        return False
-    if not metrics.is_file():
-        return True
-    return json.loads(metrics.read_text()).get("epoch") != runner.epoch
 
 
 def evaluate(config: str, checkpoint: str, work_dir: str | None = None,

@@ -72,3 +72,26 @@ class LossGuardHook(Hook):
                 f"training stopped: {name} is {value} at iteration {runner.iter + 1} "
                 f"(epoch {runner.epoch + 1}); lower the learning rate or check the data, then "
                 f"resume from the last checkpoint in {runner.work_dir}")
+
+
+class FinalValidationHook(Hook):
+    """Validate once more after training when this run trained no epoch: resumed from the last
+    epoch's checkpoint (written before the final validation, e.g. a kill during it), mmengine's
+    loop has nothing to train and validates only after an epoch it trains, so the run would end
+    without ``metrics.json``. Every rank decides alike (from its own loop state, not from a
+    file rank 0 may still be writing), so distributed validation runs on all of them or none.
+    ``retconf.apis.train`` registers it."""
+
+    priority = "LOW"
+
+    def __init__(self) -> None:
+        self._start_epoch: int | None = None
+
+    def before_train(self, runner: Any) -> None:
+        self._start_epoch = runner.epoch  # after any resume
+
+    def after_train(self, runner: Any) -> None:
+        loop = runner.train_loop
+        if (self._start_epoch is not None and runner.epoch == self._start_epoch
+                and runner.epoch >= getattr(loop, "max_epochs", float("inf")) and runner.val_loop is not None):
+            runner.val_loop.run()
