@@ -347,7 +347,7 @@ def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None 
     (``explore``, dumps only: :func:`retconf.report.explorer_report`) and the index. Nothing
     is written before every input has been checked. Returns the written (or kept)
     :class:`retconf.report.Report` pages."""
-    from .report import _run_pages, largest_dump_rows, notebooks, notebooks_dir, page_title_of, run_digest
+    from .report import _run_pages, notebooks, notebooks_dir, page_title_of, run_digest
 
     nb_dir = notebooks_dir(notebooks_from)
     kind, entries = read_inputs([parse_input(i) for i in inputs], ann_file)
@@ -362,9 +362,8 @@ def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None 
     atomic_write_text(runs.summary_path(out), json.dumps(summary, indent=1, sort_keys=True))
     unchecked = [e for e in entries if kind == "dumps" and not e.meta.get("ann_sha256")]
     pages = [(nb_dir / f"{stem}.ipynb", {"run_dir": str(out), **params}) for stem, params in chosen]
-    rows = largest_dump_rows(runs.dump_metadata_files(out)) if kind == "dumps" else 0
     written = _run_pages(pages, out, show_code, jobs, run_digest(out), lambda path: "", quiet_unhashed=bool(unchecked),
-                         rows=rows)
+                         metadata_files=runs.dump_metadata_files(out) if kind == "dumps" else [])
     from .report import explorer_report, wants_explorer
 
     if explore and kind == "dumps" and wants_explorer(names):  # the sliders and the browser need candidates

@@ -46,10 +46,13 @@ def _spread(values: list) -> str:
     if not v:
         return "n/a"
     mean = sum(v) / len(v)
-    if len(v) < 2:
-        return f"{mean:.3f}"
-    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
-    return f"{mean:.3f} ± {sd:.3f}"
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else None
+    return _plus_minus(mean, sd)
+
+
+def _plus_minus(mean: float, sd: float | None) -> str:
+    """``mean ± sd`` (three decimals), or the mean alone without an sd."""
+    return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
 
 
 def _interval(f: dict, digits: int = 3) -> str:
@@ -113,10 +116,8 @@ def claims_block(reports: Path, number: str, doc_dir: Path = CHECKOUT) -> str:
 
 def _mean_sd(row: dict, key: str) -> str:
     """``mean ± sd`` of one metric of a page-06 row (NaN where the family has no such score)."""
-    mean, sd = row.get(key), row.get(f"{key}_sd")
-    if mean is None:
-        return "NaN"
-    return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
+    mean = row.get(key)
+    return "NaN" if mean is None else _plus_minus(mean, row.get(f"{key}_sd"))
 
 
 def families_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:

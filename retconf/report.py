@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -709,7 +710,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: list[str] | None =
     pages = [(path, parameters) for path in run_notebooks(summary, names, nb_dir)]
     written = _run_pages(pages, out, show_code, jobs, run_digest(project / run_dir),
                          lambda path: families_note(summary, path, out), quiet_unhashed=bool(unchecked),
-                         rows=largest_dump_rows(metadata_files))
+                         metadata_files=metadata_files)
     explorer = explorer_report(project, run_dir, summary, out) if explore and wants_explorer(names) else None
     written += [explorer] if explorer else []
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
@@ -752,12 +753,12 @@ def check_annotation_files(metadata_files: list[Path]) -> list[Path]:
 
 
 def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs: int | None, digest: str,
-               note_of, quiet_unhashed: bool = False, rows: int = 0) -> list[Report]:
+               note_of, quiet_unhashed: bool = False, metadata_files: Sequence[Path] = ()) -> list[Report]:
     """Execute each (notebook, parameters) into ``out`` unless its page records the same inputs
     fingerprint (``digest``: :func:`run_digest`); ``note_of(notebook)`` is the HTML note under
     its index link. ``jobs`` None: one page per core, fewer where the pages' memory would not
-    fit (:func:`memory_jobs`; ``rows``: candidate rows of the largest dump). Returns the pages
-    in the order given."""
+    fit (:func:`memory_jobs`, from the largest of the dumps whose ``metadata_files`` are given).
+    Returns the pages in the order given."""
     from tqdm import tqdm
 
     from .progress import progress
@@ -777,9 +778,11 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
         else:
             todo.append((path, parameters, fp))
     if jobs is None:
-        jobs, why = memory_jobs(max(1, min(os.cpu_count() or 1, len(todo))), rows, available_memory_gb())
-        if why:
-            tqdm.write(why)
+        jobs = max(1, min(os.cpu_count() or 1, len(todo)))
+        if jobs > 1:  # the dumps' footers are read only when several pages could run at once
+            jobs, why = memory_jobs(jobs, largest_dump_rows(list(metadata_files)), available_memory_gb())
+            if why:
+                tqdm.write(why)
     jobs = max(1, min(jobs, len(todo)))
     bar = progress(total=len(todo), desc="reports", unit="notebook")
     # The kernels inherit the environment. One BLAS thread in every kernel, however many pages run

@@ -111,18 +111,19 @@ def memo_samples(prepare: Callable[[int], Any], max_bytes: int = 2**62) -> tuple
     that nothing downstream can change the kept sample. Returns the memoised function and its
     store."""
     store: dict[int, Any] = {}
-    used = [0]
+    used = 0
 
     def prepared(idx: int) -> Any:
+        nonlocal used
         if idx not in store:
             data = prepare(idx)
             if data is None:  # mmengine refetches another index: nothing to keep
                 return None
             size = _tensor_bytes(data)
-            if used[0] + size > max_bytes:
+            if used + size > max_bytes:
                 return data
             store[idx] = data
-            used[0] += size
+            used += size
         return copy.deepcopy(store[idx])
 
     return prepared, store
