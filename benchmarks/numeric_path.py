@@ -105,10 +105,14 @@ def load_arm(spec: str) -> dict[tuple[str, str], dict[int, float]]:
     return _from_page(p.read_text())
 
 
-def compare(arms: dict[str, dict[tuple[str, str], dict[int, float]]]) -> dict:
+def compare(arms: dict[str, dict[tuple[str, str], dict[int, float]]], families: dict[str, str] | None = None) -> dict:
     """Per (protocol, model): each arm's values, seed sd, and per pair of arms the per-seed
-    changes, their mean, sd, t interval and the across-seed correlation; ``path_shift`` pooled."""
+    changes, their mean, sd, t interval and the across-seed correlation; ``path_shift`` pooled.
+    ``families`` (arm -> CPU family; default each arm its own) says which pairs of arms ran on
+    one machine (``within``: the same family) and which across CPU families."""
     from analysis.measures.seeds import interval
+
+    families = {name: (families or {}).get(name, name) for name in arms}
 
     rows, changes_all = [], []
     keys = sorted(set().union(*[set(a) for a in arms.values()]))
@@ -127,14 +131,54 @@ def compare(arms: dict[str, dict[tuple[str, str], dict[int, float]]]) -> dict:
             d = [v - u for u, v in zip(x, y)]
             mean, sd, half, n = interval(d)
             changes_all.extend(d)
-            row["pairs"].append({"arms": [a, b], "seeds": common, "change": d, "mean_change": mean,
+            row["pairs"].append({"arms": [a, b], "within": families[a] == families[b],
+                                 "seeds": common, "change": d, "mean_change": mean,
                                  "change_sd": sd, "half_width": half, "max_abs_change": max(abs(v) for v in d),
                                  "correlation": float(np.corrcoef(x, y)[0, 1]) if n > 2 else float("nan"),
                                  "systematic": bool(n > 1 and abs(mean) > half)})
         rows.append(row)
     # one seed's change between two paths: the rms of every per-seed change (mean change 0 if random)
     shift = float(math.sqrt(np.mean(np.square(changes_all)))) if changes_all else float("nan")
-    return {"rows": rows, "path_shift": shift, "changes": len(changes_all)}
+    return {"rows": rows, "path_shift": shift, "changes": len(changes_all), "families": families}
+
+
+def _rms(values: list[float]) -> float:
+    return float(math.sqrt(np.mean(np.square(values)))) if values else float("nan")
+
+
+def decomposition(result: dict, eval_sd: dict[str, float] | None = None) -> list[dict]:
+    """Per (protocol, model): the seed-to-seed sd (the arm with the most seeds), the rms change of
+    one seed's paired difference between two paths on one machine and across CPU families, and
+    the evaluation sd (image bootstrap of the difference on fixed checkpoints; deployed protocol
+    only, where measured)."""
+    out = []
+    for r in result["rows"]:
+        ref = max(r["arms"].items(), key=lambda kv: kv[1]["n"])
+        within = [v for p in r["pairs"] if p["within"] for v in p["change"]]
+        across = [v for p in r["pairs"] if not p["within"] for v in p["change"]]
+        out.append({"protocol": r["protocol"], "model": r["model"], "seed_sd": ref[1]["seed_sd"], "seed_arm": ref[0],
+                    "seeds": ref[1]["n"], "within_rms": _rms(within), "within_n": len(within),
+                    "across_rms": _rms(across), "across_n": len(across),
+                    "eval_sd": (eval_sd or {}).get(r["model"]) if r["protocol"] == "deployed" else None})
+    return out
+
+
+def bootstrap_eval_sd(run: Path, seeds: list[int], resamples: int) -> dict[str, float]:
+    """Per detector: the root mean square over ``seeds`` of the image-bootstrap sd of
+    AP(detector) − AP(RetinaNet) on the run's dumps (live detections: the deployed protocol)."""
+    from analysis.inputs.io import load_dump
+    from analysis.inputs.runs import dump_dir
+    from analysis.measures.bootstrap import match_all, paired_bootstrap
+    from analysis.measures.quality import dump_ground_truth
+
+    sds: dict[str, list[float]] = {}
+    for seed in seeds:
+        dumps = {m: load_dump(dump_dir(run, seed, m)) for m in ("retinanet", "iou_aware", "retinanet_conf")}
+        gt = dump_ground_truth(dumps[BASE])
+        matched = {m: match_all(d.detections, gt) for m, d in dumps.items()}
+        for m in ("iou_aware", "retinanet_conf"):
+            sds.setdefault(m, []).append(paired_bootstrap(matched[m], matched[BASE], resamples, seed=seed)["sd"])
+    return {m: _rms(v) for m, v in sds.items()}
 
 
 def markdown(result: dict, arms: dict[str, str]) -> str:
@@ -154,10 +198,22 @@ def markdown(result: dict, arms: dict[str, str]) -> str:
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         for p in r["pairs"]:
-            lines.append(f"| {r['protocol']} | {r['model']} | {p['arms'][1]} − {p['arms'][0]} | {len(p['seeds'])} | "
+            lines.append(f"| {r['protocol']} | {r['model']} | {p['arms'][1]} − {p['arms'][0]}"
+                         f"{' (one machine)' if p.get('within') else ''} | {len(p['seeds'])} | "
                          f"{', '.join(f'{v:+.4f}' for v in p['change'])} | {p['mean_change']:+.4f} (±{p['half_width']:.4f}) | "
                          f"{p['change_sd']:.4f} | {p['max_abs_change']:.4f} | {p['correlation']:+.2f} | "
                          f"{'yes' if p['systematic'] else 'no'} |")
+    if result.get("decomposition"):
+        lines += ["", "Decomposition: one seed's paired difference moves by the seed (sd over seeds of the arm with the "
+                  "most), by the numeric path on one machine and across CPU families (rms of the per-seed changes, with "
+                  "their count), and by the evaluation images (image-bootstrap sd on fixed checkpoints):", "",
+                  "| protocol | detector | seed sd (seeds) | path, one machine (changes) | path, across families (changes) | "
+                  "evaluation sd |", "|---|---|---|---|---|---|"]
+        fmt = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731
+        for d in result["decomposition"]:
+            lines.append(f"| {d['protocol']} | {d['model']} | {fmt(d['seed_sd'])} ({d['seeds']}) | "
+                         f"{fmt(d['within_rms'])} ({d['within_n']}) | {fmt(d['across_rms'])} ({d['across_n']}) | "
+                         f"{fmt(d['eval_sd'])} |")
     lines += ["", f"**Path shift** (rms of all {result['changes']} per-seed changes): {result['path_shift']:.4f} AP. "
               "If the path acted as a fresh draw per seed, the changes would average 0 and the per-seed values of two "
               "arms would be uncorrelated; `systematic` says where the mean change is resolved away from 0.", ""]
@@ -168,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arm", action="append", required=True, metavar="NAME=SOURCE",
                         help="a numeric path: a run directory, a page 04 (.json or .html), or git:REV:PATH")
+    parser.add_argument("--family", action="append", default=[], metavar="NAME=FAMILY",
+                        help="the CPU family an arm ran on; arms of one family are paths on one machine")
+    parser.add_argument("--bootstrap", metavar="RUN", help="a run directory whose dumps give the evaluation sd")
+    parser.add_argument("--bootstrap-seeds", default="0,1,2", help="its seeds to bootstrap (default %(default)s)")
+    parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (default %(default)s)")
     parser.add_argument("--out", required=True, help="output stem: writes OUT.json and OUT.md")
     parser.add_argument("--write-shift", action="store_true",
                         help="also write the pooled path shift to analysis/numeric_path.json (used by the reports)")
@@ -177,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, arm in arms.items():
         if not arm:
             raise SystemExit(f"numeric_path: arm {name!r} ({specs[name]}): no per-seed paired AP difference found")
-    result = compare(arms)
+    result = compare(arms, dict(f.split("=", 1) for f in args.family))
+    eval_sd = (bootstrap_eval_sd(Path(args.bootstrap), [int(x) for x in args.bootstrap_seeds.split(",")], args.resamples)
+               if args.bootstrap else None)
+    result["decomposition"] = decomposition(result, eval_sd)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps({"arms": specs, **result}, indent=1, default=str) + "\n")

@@ -150,21 +150,53 @@ def benchmark_data(name: str) -> dict:
 
 def numeric_path_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     """The numeric-path benchmark's result (``reports/benchmarks/numeric_path.json``, written by
-    ``benchmarks/numeric_path.py``): per pair and protocol, each arm's per-seed paired AP
-    differences and the change between arms, and the path shift the reports use."""
+    ``benchmarks/numeric_path.py``): per pair and protocol the decomposition (seed, path on one
+    machine, path across CPU families, evaluation images), then each pair of arms' per-seed
+    changes, and the path shift the reports use."""
     data = benchmark_data("numeric_path")
-    arms = list(data["arms"])
-    lines = ["| protocol | pair | " + " | ".join(f"{a}, per seed" for a in arms) + " | change per seed | corr. | systematic? |",
-             "|---|---|" + "---|" * len(arms) + "---|---|---|"]
+    fmt = lambda v, n=None: "—" if v is None or not math.isfinite(v) else (  # noqa: E731
+        f"{v:.4f}" + (f" ({n})" if n is not None else ""))
+    name = lambda r: f"{DETECTOR_NAMES.get(r['model'], r['model'])} − RetinaNet"  # noqa: E731
+    lines = ["| protocol | pair | seed sd (seeds) | path, one machine (changes) | path, across CPU families (changes) "
+             "| evaluation sd |", "|---|---|---|---|---|---|"]
+    for d in data["decomposition"]:
+        lines.append(f"| {d['protocol']} | {name(d)} | {fmt(d['seed_sd'], d['seeds'])} | "
+                     f"{fmt(d['within_rms'], d['within_n'])} | {fmt(d['across_rms'], d['across_n'])} | "
+                     f"{fmt(d['eval_sd'])} |")
+    lines += ["", "| protocol | pair | arms (second − first) | change per seed | corr. | systematic? |",
+              "|---|---|---|---|---|---|"]
     for r in data["rows"]:
-        cells = [", ".join(f"{v:+.3f}" for _, v in sorted((int(k), v) for k, v in r["arms"][a]["per_seed"].items()))
-                 for a in arms]
         for p in r["pairs"]:
-            lines.append(f"| {r['protocol']} | {DETECTOR_NAMES.get(r['model'], r['model'])} − RetinaNet | "
-                         + " | ".join(cells) + f" | {', '.join(f'{v:+.3f}' for v in p['change'])} | "
-                         f"{p['correlation']:+.2f} | {'yes' if p['systematic'] else 'no'} |")
+            corr = f"{p['correlation']:+.2f}" if math.isfinite(p["correlation"]) else "—"
+            lines.append(f"| {r['protocol']} | {name(r)} | {p['arms'][1]} − {p['arms'][0]} | "
+                         f"{', '.join(f'{v:+.3f}' for v in p['change'])} | {corr} | "
+                         f"{'yes' if p['systematic'] else 'no'} |")
     return ("\n".join(lines) + f"\n\nPath shift (rms of the {data['changes']} per-seed changes): "
             f"**{data['path_shift']:.4f} AP** (`analysis/numeric_path.json`).\n")
+
+
+def decisive_paths_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
+    """The cross-path check of the decisive verdicts (``reports/benchmarks/decisive_paths.json``,
+    written by ``benchmarks/decisive_paths.py``): how many verdicts changed when the second
+    path's seeds replaced the decisive run's own, and each change."""
+    data = benchmark_data("decisive_paths")
+    rows, n, k = data["rows"], len(data["seeds"]), len(data["replaced"])
+    changed = [r for r in rows if r["changed"]]
+    text = (f"Seeds {', '.join(map(str, data['replaced']))} ({k} of {n}) trained again under **{data['arm_name']}** "
+            f"replace the decisive run's own; page{'s' * (len(data['pages']) > 1)} {', '.join(data['pages'])} "
+            f"written again: **{len(changed)} of {len(rows)} verdicts changed**"
+            + (f", {data['changed_unmarked']} of them not marked fragile before" if changed else "")
+            + ". " + ("The seeds not replaced gave identical values in both sets."
+                      if not data["inconsistent"] else "**The seeds not replaced differ: the check is not valid.**"))
+    if not changed:
+        return text + "\n"
+    lines = [text, "", "| finding | decisive run | with the second path's seeds |", "|---|---|---|"]
+    num = lambda v: "—" if v is None or not math.isfinite(v) else f"{v:+.4f}"  # noqa: E731
+    for r in changed:
+        lines.append(f"| `{r['finding']}` | {r['before']}{' (fragile)' if r['fragile_before'] else ''}, "
+                     f"{num(r['mean_before'])} ({num(r['lo_before'])} … {num(r['hi_before'])}) | {r['after']}, "
+                     f"{num(r['mean_after'])} ({num(r['lo_after'])} … {num(r['hi_after'])}) |")
+    return "\n".join(lines) + "\n"
 
 
 def seed_cost_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
@@ -190,12 +222,43 @@ def seed_cost_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
             f"(`reports/benchmarks/seed_cost.md`).\n")
 
 
+# a comparison of two detectors' AP on page 04 (the decisive run's target: a half-width ≤ the paper's effects)
+DETECTOR_AP = re.compile(r"AP\([a-z_]+(, cls)?\) − AP\([a-z_]+(, cls)?\)")
+DECISIVE_TARGET = 0.005  # issue 39: the paper's effect size
+
+
+def decisive_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
+    """What the decisive run (the sibling set ``tiny-decisive``) resolves: its seed count, the
+    paired 95 % half-widths of page 04's AP comparisons between detectors (each quantity once)
+    against :data:`DECISIVE_TARGET` and of all page 04's claims, and its registry tally."""
+    from .report import _tally, registry_tally
+
+    decisive = reports.parent / "tiny-decisive"
+    data = load_page(decisive, "04_main_results")
+    counted = [f for f in data["findings"] if not f["own"] and f["claim_id"] and counted_here(f["home"], data["page"])
+               and f["lo"] is not None]
+    if not counted:
+        raise SystemExit(f"retconf.readme: {decisive}: page 04 has no claim with an interval")
+    half = {f["evidence"].split(" = ")[0]: (f["hi"] - f["lo"]) / 2 for f in counted}
+    ap = {w: h for w, h in half.items() if DETECTOR_AP.fullmatch(w)}
+    n = max(len(f["seeds"]) for f in counted)
+    within = sum(h <= DECISIVE_TARGET for h in ap.values())
+    return (f"The decisive run trains the same recipe on **{n} seeds** "
+            f"([`reports/tiny-decisive`]({_link(decisive / 'index.html', doc_dir)})). Its paired 95 % half-widths "
+            f"of the {len(ap)} AP comparisons between detectors are ±{min(ap.values()):.4f} to ±{max(ap.values()):.4f} "
+            f"({within} of {len(ap)} within ±{DECISIVE_TARGET:g}, the size of the paper's effects), and "
+            f"±{min(half.values()):.4f} to ±{max(half.values()):.4f} over all {len(half)} quantities of page 04. "
+            f"The paper's claims there: {_tally(registry_tally(decisive))}.\n")
+
+
 GENERATORS: dict[str, Callable[[Path, Path], str]] = {"results": results_block, "numeric-path": numeric_path_block,
                                                       "seed-cost": seed_cost_block, "families-06": families_block}
 for _number in ("01", "02", "03", "04"):
     GENERATORS[f"claims-{_number}"] = lambda reports, doc_dir, n=_number: claims_block(reports, n, doc_dir)
 # the decisive run's page 04 (more seeds), whatever set the other blocks come from
 GENERATORS["decisive-04"] = lambda reports, doc_dir: claims_block(reports.parent / "tiny-decisive", "04", doc_dir)
+GENERATORS["decisive"] = decisive_block
+GENERATORS["decisive-paths"] = decisive_paths_block
 
 
 def render_blocks(text: str, reports: Path, source: str = "", doc_dir: Path = CHECKOUT) -> str:

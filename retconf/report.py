@@ -479,6 +479,15 @@ def registry_verdicts(out: Path) -> dict[str, list[dict]]:
     return found
 
 
+def registry_tally(out: Path) -> list[str]:
+    """The verdict of every registry claim the pages in ``out`` test, each claim once (on its
+    home page; a restatement shares its claim's verdict and is not counted again)."""
+    from analysis.paper.claims import load_claims
+
+    found = registry_verdicts(out)
+    return [found[c.id][0]["verdict"] for c in load_claims().values() if not c.same_as and found.get(c.id)]
+
+
 DECISIVE_SET = "tiny-decisive"  # the report set of the many-seed run the default pages defer to
 
 
@@ -496,13 +505,11 @@ def registry_html(out: Path) -> str:
     claims = list(load_claims().values())
     decisive = out.parent / DECISIVE_SET
     other = registry_verdicts(decisive) if decisive.is_dir() and out.resolve() != decisive.resolve() else {}
-    rows, verdicts = [], []
+    rows = []
     for c in claims:
         hits = found.get(c.same_as or c.id, [])
         if hits:
             v = "; ".join(verdict_label(h) for h in hits)
-            if not c.same_as:  # a restatement shares its claim's finding: counted once
-                verdicts.extend(h["verdict"] for h in hits[:1])
             where = f'<a href="{html.escape(hits[0]["page"])}">{html.escape(hits[0]["page"][:-5])}</a>'
             if c.same_as:
                 v += f" (restates {c.same_as})"
@@ -522,7 +529,7 @@ def registry_html(out: Path) -> str:
     pending = sum(1 for c in claims if c.testable and not c.computed)
     restated = sum(1 for c in claims if c.same_as)
     return ('<h2 id="claims">The paper\'s claims</h2>'
-            f"<p>{html.escape(_tally(verdicts))}: each tested claim of the registry counted once, on its home "
+            f"<p>{html.escape(_tally(registry_tally(out)))}: each tested claim of the registry counted once, on its home "
             f"page ({restated} restatements share their claim's verdict and are not counted again). "
             f"{pending} more are testable on this run but no page computes them yet, and {untested} cannot be "
             "tested on this run (the reason is in the table). The registry is "

@@ -68,3 +68,26 @@ def test_the_families_tables_come_from_page_06(tmp_path: Path) -> None:
     text = readme.families_block(tmp_path / "tiny")
     assert "| fcos | centerness | cls·q (after top-k) | 2 | 0.332 ± 0.000 | 0.319 ± 0.002 | 0.369 ± 0.003 | 0.346 ± 0.001 |" in text
     assert "| fcos | FCOSHead | 0.241 ± 0.001 | NaN |" in text
+
+
+def test_the_decisive_summary_comes_from_the_decisive_page_04(tmp_path: Path) -> None:
+    """Seed count, half-widths of the detector AP comparisons (each quantity once) against the
+    ±0.005 target, and the registry tally, all read from ``tiny-decisive``'s page 04."""
+    decisive = tmp_path / "tiny-decisive"
+    decisive.mkdir()
+
+    def f(claim_id: str, what: str, half: float, verdict: str = "inconclusive at 4 seeds") -> dict:
+        return {**_finding(claim_id, "c", 0.001, verdict, "04_main_results", f"{what} = +0.001"),
+                "seeds": [0, 1, 2, 3], "values": [0.0] * 4, "lo": 0.001 - half, "hi": 0.001 + half}
+
+    _page(decisive, "04_main_results", [
+        f("t1-iou-aware-improves-ap", "AP(iou_aware, cls) − AP(retinanet)", 0.004),
+        f("s3-iou-aware-same-classification", "AP(iou_aware, cls) − AP(retinanet)", 0.004),  # the same quantity
+        f("abs-conf-improves-ap-r50", "AP(retinanet_conf) − AP(retinanet)", 0.006, "reproduced"),
+        f("t1-conf-ap75-rises", "AP75(retinanet_conf, cls) − AP75(retinanet)", 0.012)], {})
+    (decisive / "04_main_results.html").write_text("")
+    text = readme.decisive_block(tmp_path / "tiny", tmp_path)
+    assert "**4 seeds**" in text
+    assert "the 2 AP comparisons between detectors are ±0.0040 to ±0.0060 (1 of 2 within ±0.005" in text
+    assert "±0.0040 to ±0.0120 over all 3 quantities of page 04" in text
+    assert "1 reproduced" in text
