@@ -120,8 +120,25 @@ class Report:
 _FINGERPRINT = re.compile(r'<meta name="retconf-inputs" content="([0-9a-f]{64})">')
 
 
+ANALYSIS_ROOT = Path(analysis.__file__).parent
+# what the pages read from the analysis package besides its code: the claims registry and the
+# paper's tables (CSV), the measured numeric-path shift (JSON) that marks verdicts fragile, the
+# paper's text
+ANALYSIS_DATA = frozenset({".py", ".csv", ".json", ".txt"})
+
+
+def analysis_inputs(root: Path | None = None) -> list[Path]:
+    """The files of the ``analysis`` package (``root``, default :data:`ANALYSIS_ROOT`) a page
+    depends on: its code and its data files (:data:`ANALYSIS_DATA`), in a fixed order, caches
+    left out."""
+    root = root or ANALYSIS_ROOT
+    return sorted(p for p in root.rglob("*") if p.suffix in ANALYSIS_DATA and p.is_file()
+                  and "__pycache__" not in p.parts)
+
+
 def run_digest(run_dir: Path) -> str:
-    """SHA-256 over the inputs every report of ``run_dir`` shares: the ``analysis`` source, the
+    """SHA-256 over the inputs every report of ``run_dir`` shares: the ``analysis`` source and
+    data files (:func:`analysis_inputs`: a new claims registry or path shift changes pages), the
     run's ``summary.json`` (less the timing of the report stage, wall times, job counts and the
     cached-stage list) and
     every dump's ``metadata.json``. Computed once per ``retconf report``."""
@@ -131,7 +148,8 @@ def run_digest(run_dir: Path) -> str:
         summary.pop(key, None)  # how the run went, not what it computed
     summary.get("seconds", {}).pop("reports", None)
     h.update(json.dumps(summary, sort_keys=True).encode())
-    for source in sorted(Path(analysis.__file__).parent.rglob("*.py")):  # the code the notebooks call
+    for source in analysis_inputs():  # the code the notebooks call and the data it reads
+        h.update(str(source.relative_to(ANALYSIS_ROOT)).encode())
         h.update(source.read_bytes())
     for meta in runs.dump_metadata_files(run_dir):
         h.update(str(meta.relative_to(run_dir) if meta.is_relative_to(run_dir) else meta).encode())

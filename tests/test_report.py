@@ -616,3 +616,30 @@ def test_a_running_page_reports_what_it_computes_the_dumps_done_and_the_time_lef
     assert progress_line("07_postprocessing", lines, 70.0) == (
         "07_postprocessing: dump_postprocess_rows, 1/6 dumps, 60 s, about 300 s left")
     assert progress_line("07_postprocessing", lines[:2], 9.0) == "07_postprocessing: alpha_rows, 3/3 dumps, 9 s"
+
+
+def test_fingerprint_follows_the_analysis_data_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pages read data files of the analysis package (the claims registry, the measured
+    numeric-path shift that marks verdicts fragile): changing one must redo the pages, as a
+    change of its code does."""
+    import json
+
+    from retconf import report
+
+    (tmp_path / "summary.json").write_text(json.dumps({"seeds": [0], "metrics": {"0": {}}}))
+    pkg = tmp_path / "pkg"
+    (pkg / "paper").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "numeric_path.json").write_text('{"path_shift_ap": 0.0146}')
+    (pkg / "paper" / "claims.csv").write_text("id\nt1\n")
+    monkeypatch.setattr(report, "ANALYSIS_ROOT", pkg)
+    before = report.run_digest(tmp_path)
+    for f, text in ((pkg / "numeric_path.json", '{"path_shift_ap": 0.02}'), (pkg / "paper" / "claims.csv", "id\nt2\n"),
+                    (pkg / "a.py", "x = 2\n")):
+        f.write_text(text)
+        after = report.run_digest(tmp_path)
+        assert after != before, f.name
+        before = after
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.cpython-311.json").write_text("{}")  # a cache is not an input
+    assert report.run_digest(tmp_path) == before
