@@ -190,7 +190,7 @@ def markdown(result: dict, arms: dict[str, str]) -> str:
               "| protocol | detector | arm | per seed | mean | seed sd | half-width | n |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         for name, a in r["arms"].items():
-            per = ", ".join(f"{s}: {v:+.4f}" for s, v in sorted(a["per_seed"].items()))
+            per = ", ".join(f"{s}: {v:+.4f}" for s, v in sorted(a["per_seed"].items(), key=lambda kv: int(kv[0])))
             lines.append(f"| {r['protocol']} | {r['model']} | {name} | {per} | {a['mean']:+.4f} | {a['seed_sd']:.4f} | "
                          f"{a['half_width']:.4f} | {a['n']} |")
     lines += ["", "Change of one seed's paired difference between two paths (second arm − first):", "",
@@ -201,7 +201,8 @@ def markdown(result: dict, arms: dict[str, str]) -> str:
             lines.append(f"| {r['protocol']} | {r['model']} | {p['arms'][1]} − {p['arms'][0]}"
                          f"{' (one machine)' if p.get('within') else ''} | {len(p['seeds'])} | "
                          f"{', '.join(f'{v:+.4f}' for v in p['change'])} | {p['mean_change']:+.4f} (±{p['half_width']:.4f}) | "
-                         f"{p['change_sd']:.4f} | {p['max_abs_change']:.4f} | {p['correlation']:+.2f} | "
+                         f"{p['change_sd']:.4f} | {p['max_abs_change']:.4f} | "
+                         f"{'—' if math.isnan(p['correlation']) else format(p['correlation'], '+.2f')} | "
                          f"{'yes' if p['systematic'] else 'no'} |")
     if result.get("decomposition"):
         lines += ["", "Decomposition: one seed's paired difference moves by the seed (sd over seeds of the arm with the "
