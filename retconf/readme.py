@@ -171,8 +171,14 @@ def numeric_path_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
             lines.append(f"| {r['protocol']} | {name(r)} | {p['arms'][1]} − {p['arms'][0]} | "
                          f"{', '.join(f'{v:+.3f}' for v in p['change'])} | {corr} | "
                          f"{'yes' if p['systematic'] else 'no'} |")
+    used = json.loads((CHECKOUT / "analysis" / "numeric_path.json").read_text())
+    same = math.isclose(used["path_shift_ap"], data["path_shift"], abs_tol=5e-6)
     return ("\n".join(lines) + f"\n\nPath shift (rms of the {data['changes']} per-seed changes): "
-            f"**{data['path_shift']:.4f} AP** (`analysis/numeric_path.json`).\n")
+            f"**{data['path_shift']:.4f} AP**. "
+            + ("The reports use it to mark verdicts fragile (`analysis/numeric_path.json`).\n" if same else
+               f"The reports mark verdicts fragile with **{used['path_shift_ap']:.4f} AP** "
+               f"(`analysis/numeric_path.json`: the rms of {used['changes']} changes between the arms "
+               f"{', '.join(used['arms'])}).\n"))
 
 
 def decisive_paths_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
