@@ -252,7 +252,7 @@ def decisive_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     resolved = {f["evidence"].split(" = ")[0] for f in counted if not f["verdict"].startswith("inconclusive")}
     return (f"The decisive run trains the same recipe on **{n} seeds** "
             f"([`reports/tiny-decisive`]({_link(decisive / 'index.html', doc_dir)})). Its paired 95 % half-widths "
-            f"of the {len(ap)} AP comparisons between detectors are ±{min(ap.values()):.4f} to ±{max(ap.values()):.4f} "
+            f"of the {len(ap)} comparisons of one detector's AP with another's are ±{min(ap.values()):.4f} to ±{max(ap.values()):.4f} "
             f"({within} of {len(ap)} within ±{DECISIVE_TARGET:g}, the size of the paper's effects; "
             f"{len(resolved & set(ap))} of {len(ap)} resolved), and "
             f"±{min(half.values()):.4f} to ±{max(half.values()):.4f} over all {len(half)} quantities of page 04. "

@@ -88,7 +88,7 @@ def test_the_decisive_summary_comes_from_the_decisive_page_04(tmp_path: Path) ->
     (decisive / "04_main_results.html").write_text("")
     text = readme.decisive_block(tmp_path / "tiny", tmp_path)
     assert "**4 seeds**" in text
-    assert "the 2 AP comparisons between detectors are ±0.0040 to ±0.0060 (1 of 2 within ±0.005" in text
+    assert "the 2 comparisons of one detector's AP with another's are ±0.0040 to ±0.0060 (1 of 2 within ±0.005" in text
     assert "1 of 2 resolved)" in text
     assert "±0.0040 to ±0.0120 over all 3 quantities of page 04" in text
     assert "1 reproduced" in text
