@@ -249,11 +249,12 @@ def explorer_inputs(run_dir: Path, seed: int, detectors: Sequence[str]) -> str:
     and each dump's ``metadata.json``."""
     import hashlib
 
-    import analysis
     from analysis.inputs import runs
 
+    from .report import analysis_inputs
+
     h = hashlib.sha256()
-    for source in [Path(__file__), *sorted(Path(analysis.__file__).parent.rglob("*.py"))]:
+    for source in [Path(__file__), *analysis_inputs(suffixes=frozenset({".py"}))]:  # it reads no data file
         h.update(source.read_bytes())
     h.update(json.dumps({"seed": seed, "detectors": list(detectors)}).encode())
     summary = runs.load_summary(run_dir)

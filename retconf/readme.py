@@ -63,6 +63,18 @@ def _interval(f: dict, digits: int = 3) -> str:
     return f"{f['mean']:+.{digits}f} ({f['lo']:+.{digits}f} … {f['hi']:+.{digits}f})"
 
 
+def _measured(f: dict) -> str:
+    """What a finding measured, in its evidence's words (the text before " = "), else its claim."""
+    return f["evidence"].split(" = ")[0] if " = " in f["evidence"] else f["claim"]
+
+
+def _decisive_set(reports: Path) -> Path:
+    """The decisive run's report set beside ``reports`` (:data:`retconf.report.DECISIVE_SET`)."""
+    from .report import DECISIVE_SET
+
+    return reports.parent / DECISIVE_SET
+
+
 def _link(target: Path, doc_dir: Path) -> str:
     """``target`` as a relative link from a document in ``doc_dir``."""
     return Path(os.path.relpath(target, doc_dir)).as_posix()
@@ -106,7 +118,7 @@ def claims_block(reports: Path, number: str, doc_dir: Path = CHECKOUT) -> str:
     for f in data["findings"]:
         if f["own"] or not f["claim_id"] or not counted_here(f["home"], data["page"]):
             continue
-        what = f["evidence"].split(" = ")[0] if " = " in f["evidence"] else f["claim"]
+        what = _measured(f)
         what = what.replace("](", "] (").replace("|", "\\|")  # text, not a markdown link or a cell break
         digits = 4 if f["mean"] is not None and abs(f["mean"]) < 0.01 else 3
         lines.append(f"| `{f['claim_id']}` | {what} | {_interval(f, digits)} | "
@@ -171,7 +183,9 @@ def numeric_path_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
             lines.append(f"| {r['protocol']} | {name(r)} | {p['arms'][1]} − {p['arms'][0]} | "
                          f"{', '.join(f'{v:+.3f}' for v in p['change'])} | {corr} | "
                          f"{'yes' if p['systematic'] else 'no'} |")
-    used = json.loads((CHECKOUT / "analysis" / "numeric_path.json").read_text())
+    from analysis.paper.findings import NUMERIC_PATH_FILE
+
+    used = json.loads(NUMERIC_PATH_FILE.read_text())
     same = math.isclose(used["path_shift_ap"], data["path_shift"], abs_tol=5e-6)
     return ("\n".join(lines) + f"\n\nPath shift (rms of the {data['changes']} per-seed changes): "
             f"**{data['path_shift']:.4f} AP**. "
@@ -239,17 +253,17 @@ def decisive_block(reports: Path, doc_dir: Path = CHECKOUT) -> str:
     against :data:`DECISIVE_TARGET` and of all page 04's claims, and its registry tally."""
     from .report import _tally, registry_tally
 
-    decisive = reports.parent / "tiny-decisive"
+    decisive = _decisive_set(reports)
     data = load_page(decisive, "04_main_results")
     counted = [f for f in data["findings"] if not f["own"] and f["claim_id"] and counted_here(f["home"], data["page"])
                and f["lo"] is not None]
     if not counted:
         raise SystemExit(f"retconf.readme: {decisive}: page 04 has no claim with an interval")
-    half = {f["evidence"].split(" = ")[0]: (f["hi"] - f["lo"]) / 2 for f in counted}
+    half = {_measured(f): (f["hi"] - f["lo"]) / 2 for f in counted}
     ap = {w: h for w, h in half.items() if DETECTOR_AP.fullmatch(w)}
     n = max(len(f["seeds"]) for f in counted)
     within = sum(h <= DECISIVE_TARGET for h in ap.values())
-    resolved = {f["evidence"].split(" = ")[0] for f in counted if not f["verdict"].startswith("inconclusive")}
+    resolved = {_measured(f) for f in counted if not f["verdict"].startswith("inconclusive")}
     return (f"The decisive run trains the same recipe on **{n} seeds** "
             f"([`reports/tiny-decisive`]({_link(decisive / 'index.html', doc_dir)})). Its paired 95 % half-widths "
             f"of the {len(ap)} comparisons of one detector's AP with another's are ±{min(ap.values()):.4f} to ±{max(ap.values()):.4f} "
@@ -264,7 +278,7 @@ GENERATORS: dict[str, Callable[[Path, Path], str]] = {"results": results_block, 
 for _number in ("01", "02", "03", "04"):
     GENERATORS[f"claims-{_number}"] = lambda reports, doc_dir, n=_number: claims_block(reports, n, doc_dir)
 # the decisive run's page 04 (more seeds), whatever set the other blocks come from
-GENERATORS["decisive-04"] = lambda reports, doc_dir: claims_block(reports.parent / "tiny-decisive", "04", doc_dir)
+GENERATORS["decisive-04"] = lambda reports, doc_dir: claims_block(_decisive_set(reports), "04", doc_dir)
 GENERATORS["decisive"] = decisive_block
 GENERATORS["decisive-paths"] = decisive_paths_block
 

@@ -127,12 +127,12 @@ ANALYSIS_ROOT = Path(analysis.__file__).parent
 ANALYSIS_DATA = frozenset({".py", ".csv", ".json", ".txt"})
 
 
-def analysis_inputs(root: Path | None = None) -> list[Path]:
+def analysis_inputs(root: Path | None = None, suffixes: frozenset[str] = ANALYSIS_DATA) -> list[Path]:
     """The files of the ``analysis`` package (``root``, default :data:`ANALYSIS_ROOT`) a page
-    depends on: its code and its data files (:data:`ANALYSIS_DATA`), in a fixed order, caches
-    left out."""
+    depends on: its code and its data files (``suffixes``, default :data:`ANALYSIS_DATA`), in a
+    fixed order, caches left out."""
     root = root or ANALYSIS_ROOT
-    return sorted(p for p in root.rglob("*") if p.suffix in ANALYSIS_DATA and p.is_file()
+    return sorted(p for p in root.rglob("*") if p.suffix in suffixes and p.is_file()
                   and "__pycache__" not in p.parts)
 
 
