@@ -17,8 +17,10 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from .io import atomic_write_text
 
@@ -285,6 +287,24 @@ def explorer_plan(full_run: Path, summary: dict, seed: int | None = None,
                   if (runs.dump_dir(full_run, seed, m) / "metadata.json").is_file()]
 
 
+class OnDemand(Mapping):
+    """name → value, each made by its loader when asked for and not kept: the explorer's dumps,
+    read one at a time by each pass over them (the slider grid, then the browser) instead of
+    all held at once (a dump of COCO's 5,000 images holds tens of millions of candidate rows)."""
+
+    def __init__(self, loaders: dict[str, Callable[[], Any]]):
+        self.loaders = loaders
+
+    def __getitem__(self, name: str) -> Any:
+        return self.loaders[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.loaders)
+
+    def __len__(self) -> int:
+        return len(self.loaders)
+
+
 def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = ".", seed: int | None = None,
                    detectors: Sequence[str] | None = None, fingerprint: str = "") -> tuple[Path, dict]:
     """Write ``out/explore.html`` and ``out/plotly.min.js`` for the dumps of one seed and
@@ -308,14 +328,12 @@ def write_explorer(run_dir: str | Path, out: str | Path, project: str | Path = "
     seed, names = explorer_plan(full_run, summary, seed, detectors)
     if not names:
         raise ValueError(f"{full_run}: no dump of the paper's detectors for seed {seed}: nothing to explore")
-    dumps = {}
-    for m in progress(names, desc="explore: loading dumps", unit="dump"):
-        dumps[m] = load_seed_dump(full_run, seed, m)
+    dumps = OnDemand({m: partial(load_seed_dump, full_run, seed, m) for m in names})
     cells = len(dumps) * len(explore.ALPHAS) * len(explore.NMS_IOUS)
     with one_torch_thread(), progress(total=cells, desc="explore: α × NMS IoU grid", unit="cell") as bar:
         slider = explore.slider_data(dumps, project, done=bar.update)
-    with one_torch_thread():
-        browser = explore.browser_data(dumps, project)
+    with one_torch_thread(), progress(total=len(dumps), desc="explore: candidate browser", unit="dump") as bar:
+        browser = explore.browser_data(dumps, project, done=bar.update)
     for im in browser["images"]:
         im["src"] = image_uri(im.pop("path"))
     given = runs.input_kind(summary)

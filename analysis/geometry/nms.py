@@ -13,6 +13,7 @@ Glossary: M boxes of one image, K kept boxes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -134,4 +135,60 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: dict | Non
     return torch.cat([boxes[keep], scores[:, None]], -1), keep
 
 
-__all__ = ["MissingOpError", "batched_nms", "mmcv_ops", "nms", "nms_reference"]
+def first_survivors(boxes_at: Callable[[np.ndarray], np.ndarray], score: np.ndarray, nms_iou: float, cap: int,
+                    start: int | None = None) -> tuple[np.ndarray, int]:
+    """The first ``cap`` survivors of greedy NMS over one image's M boxes with scores float32[M]
+    (``boxes_at(positions)``: those boxes, float32[n, 4], offset per class as ``batched_nms``
+    does; only the prefix NMS needs is made): positions into the M boxes,
+    in NMS order, and the length of the prefix that held them (all M when fewer survive). The
+    boxes are ordered as mmcv's NMS orders them (torch's sort, which breaks ties its own way),
+    and NMS runs on the top ``start`` (default 4·cap) of that order (more, as the survival rate
+    so far suggests and at most 4×, until ``cap`` survive or all are in), ranked by position so
+    that no tie is broken again: a box's fate depends only on the boxes above it, so any
+    ``start`` gives the same survivors."""
+    order = torch.sort(torch.from_numpy(score), 0, True).indices.numpy()  # as mmcv's nms_cpu sorts
+    n = len(order)
+    m = min(n, max(cap, 4 * cap if start is None else start))
+    while True:
+        top = order[:m]
+        keep = nms_indices(torch.from_numpy(boxes_at(top)), torch.arange(m, 0, -1, dtype=torch.float32),
+                           nms_iou).numpy()
+        if len(keep) >= cap or m == n:
+            keep = keep[:cap]
+            return top[keep], int(keep[-1]) + 1 if len(keep) == cap else n
+        m = min(n, 4 * m, max(m + cap, int(1.2 * m * cap / len(keep)) + 8))
+
+
+SPLIT_THR = 10_000  # mmcv's batched_nms: from this many boxes on, NMS runs class by class (no offsets)
+PREFIX_KEYS = frozenset({"type", "iou_threshold", "class_agnostic"})  # the nms_cfg keys :func:`capped_nms` takes
+
+
+def capped_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, nms_cfg: dict,
+               cap: int) -> np.ndarray | None:
+    """The first ``cap`` indices :func:`batched_nms` keeps for one image (its ``keep[:cap]``), by
+    greedy NMS on the prefix of the boxes that holds them (:func:`first_survivors`) instead of on
+    all M; None where that is not the same computation: Soft-NMS, settings beyond
+    :data:`PREFIX_KEYS`, or M ≥ :data:`SPLIT_THR` (``batched_nms`` then loops over the classes).
+
+    Args:
+        boxes float32[M, 4] (x1, y1, x2, y2), scores float32[M], labels int64[M]; ``nms_cfg``
+        as for :func:`batched_nms`; ``cap`` ≥ 1.
+    Returns:
+        int64[min(cap, K)] indices into the M boxes, in decreasing score, or None.
+    """
+    if nms_cfg.get("type", "nms") != "nms" or not set(nms_cfg) <= PREFIX_KEYS or len(boxes) >= SPLIT_THR:
+        return None
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    if nms_cfg.get("class_agnostic", False):
+        def boxes_at(pos: np.ndarray) -> np.ndarray:
+            return boxes[pos]
+    else:  # batched_nms' offsets: label · (the image's largest coordinate + 1), in float32
+        top = boxes.max() + np.float32(1)
+
+        def boxes_at(pos: np.ndarray) -> np.ndarray:
+            return boxes[pos] + (labels[pos].astype(np.float32) * top)[:, None]
+    return first_survivors(boxes_at, scores, float(nms_cfg["iou_threshold"]), cap)[0].astype(np.int64)
+
+
+__all__ = ["MissingOpError", "batched_nms", "capped_nms", "first_survivors", "mmcv_ops", "nms", "nms_reference"]

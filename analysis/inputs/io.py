@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -183,17 +184,14 @@ def _read_shard(f: Path) -> tuple[pd.DataFrame, str]:
         raise DumpError(f"{f}: cannot be read as Parquet ({e})") from e
 
 
-def load_dump(path: str | Path) -> Dump:
-    """Read and validate a dump directory.
-
-    Each shard is checked against the metadata's record of it: its image ids (a replaced,
-    duplicated, missing or foreign shard is named) and each file's SHA-256 (any other change
-    after dumping). Dumps of an older schema are refused (rerun ``retconf dump``).
+def _dump_header(path: Path) -> tuple[dict, list[list[int]], dict[int, int]]:
+    """A dump directory's checked ``metadata.json``, the image ids written into each shard and
+    the shard of each image id.
 
     Raises:
-        DumpError: naming the file and the column (or field, or shard) that is wrong.
+        DumpError: naming the file and the field (incomplete dump, older schema, shard records
+            that do not add up).
     """
-    path = Path(path)
     meta_file = path / "metadata.json"
     meta = read_json(meta_file, ("schema", "num_shards", "complete"),
                      "the dump is incomplete; rerun `retconf dump` to resume")
@@ -207,19 +205,45 @@ def load_dump(path: str | Path) -> Dump:
         raise DumpError(f"{meta_file}: its shard records do not add up to num_shards "
                         f"{meta['num_shards']} and num_images {meta.get('num_images')}")
     written = [r["image_ids"] for r in records]
-    owner = {i: j for j, w in enumerate(written) for i in w}
+    return meta, written, {i: j for j, w in enumerate(written) for i in w}
+
+
+def _checked_shard(path: Path, meta: dict, kind: str, shard: int, written: list[list[int]],
+                   owner: dict[int, int]) -> pd.DataFrame:
+    """One shard's table of ``kind`` (images, candidates, detections), checked against the
+    metadata's record of it: columns and dtypes, image ids, SHA-256 of the file.
+
+    Raises:
+        DumpError: naming the shard file and what is wrong.
+    """
+    f = path / f"{kind}-{shard:05d}.parquet"
+    df, digest = _read_shard(f)
+    _check(df, meta["schema"][kind], str(f))
+    _check_shard_ids(f, kind, shard, df["image_id"].to_numpy(), written, owner)
+    recorded = meta["shards"][shard]["sha256"][kind]
+    if digest != recorded:
+        raise DumpError(f"{f}: differs from the file the dump wrote (SHA-256 {digest[:12]}… "
+                        f"instead of {recorded[:12]}…): replaced or modified after dumping")
+    return df
+
+
+def load_dump(path: str | Path) -> Dump:
+    """Read and validate a dump directory.
+
+    Each shard is checked against the metadata's record of it: its image ids (a replaced,
+    duplicated, missing or foreign shard is named) and each file's SHA-256 (any other change
+    after dumping). Dumps of an older schema are refused (rerun ``retconf dump``).
+
+    Raises:
+        DumpError: naming the file and the column (or field, or shard) that is wrong.
+    """
+    path = Path(path)
+    meta, written, owner = _dump_header(path)
     frames = {}
     for kind in ("images", "candidates", "detections"):
         parts = []
         for shard in range(meta["num_shards"]):
-            f = path / f"{kind}-{shard:05d}.parquet"
-            df, digest = _read_shard(f)
-            _check(df, meta["schema"][kind], str(f))
-            _check_shard_ids(f, kind, shard, df["image_id"].to_numpy(), written, owner)
-            if digest != records[shard]["sha256"][kind]:
-                raise DumpError(f"{f}: differs from the file the dump wrote (SHA-256 {digest[:12]}… "
-                                f"instead of {records[shard]['sha256'][kind][:12]}…): replaced or "
-                                "modified after dumping")
+            df = _checked_shard(path, meta, kind, shard, written, owner)
             # candidates: split per shard, so that the whole table and its two parts are never
             # held at once (a third less memory at load)
             parts.append(split_population(df) if kind == "candidates" else df)
@@ -232,3 +256,60 @@ def load_dump(path: str | Path) -> Dump:
         else:
             frames[kind] = pd.concat(parts, ignore_index=True)
     return Dump(path, meta, selected, frames["detections"], frames["images"], population)
+
+
+@dataclass
+class DumpShards:
+    """A dump read one shard at a time (:meth:`__iter__`), for the analyses whose result per image
+    does not depend on the other images (e.g. the post-processing replay of
+    :mod:`analysis.studies.postprocess`): memory holds one shard's rows, not the dump's.
+    ``meta`` is checked when made (:func:`dump_shards`); each shard when it is read, as
+    :func:`load_dump` checks it."""
+
+    path: Path
+    meta: dict
+
+    @property
+    def meta_file(self) -> Path:
+        """The dump's ``metadata.json``."""
+        return self.path / "metadata.json"
+
+    def ann_file(self) -> str:
+        """The dump's annotation file, checked against its recorded hash (:func:`annotation_file`)."""
+        return annotation_file(self.meta, self.meta_file)
+
+    def __len__(self) -> int:
+        return int(self.meta["num_shards"])
+
+    def __iter__(self) -> Iterator[Dump]:
+        """Each shard as a :class:`Dump` of its images (same ``path`` and ``meta``), in shard order.
+
+        Raises:
+            DumpError: naming the shard file that is wrong, when it is reached.
+        """
+        _, written, owner = _dump_header(self.path)
+        for shard in range(len(self)):
+            tables = {kind: _checked_shard(self.path, self.meta, kind, shard, written, owner)
+                      for kind in ("images", "candidates", "detections")}
+            selected, population = split_population(tables["candidates"])
+            yield Dump(self.path, self.meta, selected, tables["detections"], tables["images"], population)
+
+
+def dump_shards(path: str | Path) -> DumpShards:
+    """A dump directory to read shard by shard (:class:`DumpShards`), its metadata checked now.
+
+    Raises:
+        DumpError: naming ``metadata.json`` and the field that is wrong.
+    """
+    path = Path(path)
+    meta, _, _ = _dump_header(path)
+    return DumpShards(path, meta)
+
+
+def shards_of(dump: Dump | DumpShards) -> Iterator[Dump]:
+    """The parts to iterate a dump by: a :class:`DumpShards`' shards, or a loaded :class:`Dump`
+    as its one part."""
+    if isinstance(dump, DumpShards):
+        yield from dump
+    else:
+        yield dump

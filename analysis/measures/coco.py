@@ -6,6 +6,7 @@ Glossary: D detections, G ground-truth boxes of one image.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -52,17 +53,24 @@ def coco_ap(detections: pd.DataFrame, ann_file: str, classes: Sequence[str] | No
     """COCO bbox metrics of ``detections`` (columns image_id, label, score, x1..y2) with the
     faster-coco-eval evaluator. Labels become category ids by ``cat_ids`` (a dump's
     ``meta['cat_ids']``) or else by :func:`category_ids`, evaluated on those categories as
-    mmdet's ``CocoMetric`` does. Returns ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR"...}``."""
-    gt = COCO(ann_file)
-    ids = list(cat_ids) if cat_ids else category_ids(gt.dataset["categories"], classes)
-    results = [{"image_id": int(r.image_id), "category_id": ids[int(r.label)],
-                "bbox": [float(r.x1), float(r.y1), float(r.x2 - r.x1), float(r.y2 - r.y1)],
-                "score": float(r.score)} for r in detections.itertuples()]
-    names = COCO_METRICS
-    if not results:
-        return {n: 0.0 for n in names}
-    ev = evaluated(gt, gt.loadRes(results), ids)
-    return {n: float(v) for n, v in zip(names, ev.stats[:12])}
+    mmdet's ``CocoMetric`` does. The annotation file is read once per (file, labels) for the
+    calls that follow (:func:`cached_ground_truth`). Returns ``{"AP", "AP50", "AP75", "APs",
+    "APm", "APl", "AR"...}``."""
+    return coco_precision(cached_ground_truth(ann_file, classes, cat_ids), detections)[0]
+
+
+def cached_ground_truth(ann_file: str | Path, classes: Sequence[str] | None = None,
+                        cat_ids: Sequence[int] | None = None) -> GroundTruth:
+    """:func:`coco_ground_truth`, read again only when the file changes (its path, size and
+    modification time) or the labels do; the last four are kept."""
+    st = Path(ann_file).stat()
+    return _ground_truth(str(Path(ann_file).resolve()), st.st_size, st.st_mtime_ns,
+                         None if classes is None else tuple(classes), None if cat_ids is None else tuple(cat_ids))
+
+
+@functools.lru_cache(maxsize=4)
+def _ground_truth(path: str, size: int, mtime_ns: int, classes: tuple | None, cat_ids: tuple | None) -> GroundTruth:
+    return coco_ground_truth(path, classes, cat_ids)
 
 
 def dump_coco_ap(dump: Dump, detections: pd.DataFrame) -> dict:
@@ -201,6 +209,33 @@ def coco_precision(gt: GroundTruth, dets: pd.DataFrame) -> tuple[dict, np.ndarra
     return ({n: float(v) for n, v in zip(COCO_METRICS, ev.stats[:12])},
             np.asarray(ev.eval["precision"], np.float64)[:, :, :, 0, -1])
 
+
+
+def array_stats(gt: GroundTruth, image: np.ndarray, label: np.ndarray, score: np.ndarray, boxes: np.ndarray,
+                dets: pd.DataFrame | None = None) -> tuple[dict, np.ndarray]:
+    """COCO bbox ``AP``, ``AP50``, ``AP75`` and ``AR`` (with the others :func:`coco_precision`
+    gives when it is the one used) and the precision array float64[T, R, K] of D detections given
+    as arrays: ``image``, ``label`` int64[D], ``score`` float[D], ``boxes`` float[D, 4] (x1, y1,
+    x2, y2; float32 as in a dump, or float64). The numbers :func:`coco_ap` gives, computed by
+    :func:`analysis.measures.coco_fast.array_precision`, or by faster-coco-eval
+    (:func:`coco_precision`) for sets too large for its arrays (:func:`analysis.measures.coco_fast.fits`);
+    ``dets``: the same as a frame, when at hand, for that fallback."""
+    if len(image) and coco_fast.fits(gt.truth, len(image)):
+        b = boxes.astype(np.float64)
+        return coco_fast.array_precision(gt.truth, image, gt.cat_ids[label], score.astype(np.float64),
+                                         np.c_[b[:, :2], b[:, 2:] - b[:, :2]])
+    if dets is None:
+        dets = pd.DataFrame({"image_id": image, "label": label, "score": score,
+                             **{c: boxes[:, j] for j, c in enumerate(("x1", "y1", "x2", "y2"))}})
+    return coco_precision(gt, dets)
+
+
+def frame_stats(gt: GroundTruth, dets: pd.DataFrame) -> dict:
+    """:func:`array_stats`' metrics of detections as a frame (``image_id``, ``label``, ``score``,
+    box corners)."""
+    return array_stats(gt, dets["image_id"].to_numpy(np.int64), dets["label"].to_numpy(np.int64),
+                       dets["score"].to_numpy(np.float64), dets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64),
+                       dets)[0]
 
 def pr_curves(precision: np.ndarray) -> dict:
     """Precision at each of the R recall points, averaged over the classes with ground truth:

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..inputs.io import Dump, load_dump
+from ..inputs.io import Dump, DumpShards, dump_shards, load_dump
 from ..inputs.runs import dump_dir, input_entry, input_kind, load_summary, run_path
 from .results import Results, load_results
+
+PerDump = Callable[[str, Any], Any]  # fn(model, dump) -> rows
 
 # summary.json metric keys -> the paper's column names
 METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mAP_75": "AP75",
@@ -30,20 +32,32 @@ def run_seeds(run_dir: str | Path) -> list[int]:
     return [int(s) for s in load_summary(run_dir)["seeds"]]
 
 
-def load_seed_dump(run_dir: str | Path, seed: int, model: str) -> Dump | Results:
+def load_seed_dump(run_dir: str | Path, seed: int, model: str,
+                   by_shard: bool = False) -> Dump | DumpShards | Results:
     """One dump of a multi-seed run; of an input set (:mod:`analysis.inputs.runs`), the dump or COCO
     results file (:class:`analysis.measures.results.Results`: post-NMS only) listed for (seed, model),
-    with the annotation file given for it, if any."""
+    with the annotation file given for it, if any. ``by_shard``: a dump comes as
+    :class:`~analysis.inputs.io.DumpShards` (read shard by shard by whoever iterates it)."""
     summary = load_summary(run_dir)
+    read = dump_shards if by_shard else load_dump
     if input_kind(summary) is None:
-        return load_dump(dump_dir(run_path(run_dir), seed, model))
+        return read(dump_dir(run_path(run_dir), seed, model))
     entry = input_entry(summary, seed, model)
     if input_kind(summary) == "results":
         return load_results(entry["path"], entry["ann_file"])
-    dump = load_dump(entry["path"])
+    dump = read(entry["path"])
     if entry.get("ann_file"):
         dump.meta["ann_file"] = entry["ann_file"]  # where it is now; checked against the dump's hash
     return dump
+
+
+def by_shard(fn: PerDump) -> PerDump:
+    """Mark ``fn(model, dump)`` as one that reads a dump shard by shard
+    (:func:`analysis.inputs.io.shards_of`): :func:`over_seeds_many` then gives it a
+    :class:`~analysis.inputs.io.DumpShards` instead of loading the dump whole, unless another
+    function of the same pass needs the whole dump (then it gets the loaded one)."""
+    fn.by_shard = True  # type: ignore[attr-defined]
+    return fn
 
 
 # The file a page's kernel reports its progress to (set by ``retconf report`` for each notebook).
@@ -72,8 +86,6 @@ def over_seeds(run_dir: str | Path, models: Sequence[str],
     return over_seeds_many(run_dir, models, {what: fn}, seeds)[what]
 
 
-PerDump = Callable[[str, Any], Any]
-
 
 def over_seeds_many(run_dir: str | Path, models: Sequence[str],
                     fns: Mapping[str, PerDump | tuple[PerDump, Sequence[str]]],
@@ -84,7 +96,8 @@ def over_seeds_many(run_dir: str | Path, models: Sequence[str],
     ``fns`` maps a name to ``fn(model, dump)``, or to ``(fn, models)`` for a function meant for
     some of the models only (``models`` in the order its rows should come, each model's seeds
     in turn, as ``over_seeds(run_dir, [m], fn)`` for each ``m`` concatenated). Returns each
-    name's rows, exactly as :func:`over_seeds` would give them.
+    name's rows, exactly as :func:`over_seeds` would give them. A dump that only functions
+    marked :func:`by_shard` read is not loaded whole: they get it shard by shard.
     """
     seed_list = list(run_seeds(run_dir) if seeds is None else seeds)
     plans = {name: (spec if isinstance(spec, tuple) else (spec, list(models))) for name, spec in fns.items()}
@@ -95,7 +108,8 @@ def over_seeds_many(run_dir: str | Path, models: Sequence[str],
     what = next(iter(plans)) if len(plans) == 1 else f"{len(plans)} tables"
     note_progress(0, len(pairs), what)
     for i, (seed, model) in enumerate(pairs):
-        dump = load_seed_dump(run_dir, seed, model)
+        lazy = all(getattr(fn, "by_shard", False) for fn, ms in plans.values() if model in ms)
+        dump = load_seed_dump(run_dir, seed, model, by_shard=True) if lazy else load_seed_dump(run_dir, seed, model)
         for name, (fn, ms) in plans.items():
             if model in ms:
                 rows = fn(model, dump)

@@ -11,14 +11,13 @@ Glossary: C candidate rows of a dump, M candidates NMS sees, D detections.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..geometry.nms import batched_nms, nms_indices
+from ..geometry.nms import SPLIT_THR, batched_nms, first_survivors
 from .fusion import Fusion
 from .rescore import inference_kwargs, nms_per_image, select_candidates, select_rows
 
@@ -75,30 +74,6 @@ def nms_inputs(prep: Prepared, rule: Fusion) -> tuple[np.ndarray, np.ndarray]:
     return rows, score[rows]
 
 
-def _first_survivors(boxes_at: Callable[[np.ndarray], np.ndarray], score: np.ndarray, nms_iou: float, cap: int,
-                     start: int | None = None) -> tuple[np.ndarray, int]:
-    """The first ``cap`` survivors of greedy NMS over one image's M boxes with scores float32[M]
-    (``boxes_at(positions)``: those boxes, float32[n, 4], offset per class as ``batched_nms``
-    does; only the prefix NMS needs is made): positions into the M boxes,
-    in NMS order, and the length of the prefix that held them (all M when fewer survive). The
-    boxes are ordered as mmcv's NMS orders them (torch's sort, which breaks ties its own way),
-    and NMS runs on the top ``start`` (default 4·cap) of that order (more, as the survival rate
-    so far suggests and at most 4×, until ``cap`` survive or all are in), ranked by position so
-    that no tie is broken again: a box's fate depends only on the boxes above it, so any
-    ``start`` gives the same survivors."""
-    order = torch.sort(torch.from_numpy(score), 0, True).indices.numpy()  # as mmcv's nms_cpu sorts
-    n = len(order)
-    m = min(n, max(cap, 4 * cap if start is None else start))
-    while True:
-        top = order[:m]
-        keep = nms_indices(torch.from_numpy(boxes_at(top)), torch.arange(m, 0, -1, dtype=torch.float32),
-                           nms_iou).numpy()
-        if len(keep) >= cap or m == n:
-            keep = keep[:cap]
-            return top[keep], int(keep[-1]) + 1 if len(keep) == cap else n
-        m = min(n, 4 * m, max(m + cap, int(1.2 * m * cap / len(keep)) + 8))
-
-
 def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float,
              max_per_img: int | None = -1, hints: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-image NMS of :func:`nms_inputs`'s output, as :func:`analysis.scoring.rescore.nms_per_image` (mmcv
@@ -106,7 +81,7 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
     NMS order) and their scores float32[D]. ``max_per_img`` -1: the dump's setting; None: no cap
     (then, and for an image of 10,000 boxes or more, ``batched_nms`` itself runs). Score voting
     goes through :func:`analysis.scoring.rescore.nms_per_image`. ``hints`` (image id → prefix length,
-    updated in place): where each image's NMS starts (:func:`_first_survivors`), a little past
+    updated in place): where each image's NMS starts (:func:`analysis.geometry.nms.first_survivors`), a little past
     the prefix the last call needed (else past what the images before needed); the result does
     not depend on it, only the time."""
     s = prep.settings
@@ -126,7 +101,7 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
     needs: list[int] = []
     for a, b, top in zip(starts, ends, tops):
         seg = rows[a:b]
-        if b - a >= 10_000:  # batched_nms' per-class loop
+        if b - a >= SPLIT_THR:  # batched_nms' per-class loop
             _, keep = batched_nms(torch.from_numpy(prep.boxes[seg]), torch.from_numpy(score[a:b]),
                                   torch.from_numpy(prep.label[seg]), dict(type="nms", iou_threshold=nms_iou))
             kept.append(a + keep.numpy()[:cap])
@@ -140,7 +115,7 @@ def nms_rows(prep: Prepared, rows: np.ndarray, score: np.ndarray, nms_iou: float
                 start = hints[i] + hints[i] // 5 + 8
             else:  # a little more than the images before needed
                 start = int(1.2 * np.mean(needs[-32:])) + 8 if needs else None
-            pos, need = _first_survivors(boxes_at, score[a:b], nms_iou, cap, start)
+            pos, need = first_survivors(boxes_at, score[a:b], nms_iou, cap, start)
             needs.append(need)
             if hints is not None:
                 hints[i] = need

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ..geometry.boxes import box_iou
-from ..geometry.nms import batched_nms
+from ..geometry.nms import batched_nms, capped_nms
 from ..inputs.errors import RetconfError
 from ..inputs.io import DumpError
 from .fusion import BASE_POST_PROCESS, SELECTIONS, Fusion
@@ -203,15 +203,24 @@ def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int | None,
     :meth:`analysis.studies.postprocess.PostProcess.nms_cfg`); None: class-aware hard NMS at
     ``nms_iou``. ``score_voting`` (PAA): the kept boxes are then moved by :func:`vote_boxes` over
     the image's candidates (their IoU and ground-truth columns stay those of the box before
-    voting; COCO AP, from :mod:`analysis.measures.coco`, matches the voted boxes itself)."""
+    voting; COCO AP, from :mod:`analysis.measures.coco`, matches the voted boxes itself). Hard NMS
+    with a cap runs on the prefix of each image's boxes that holds its survivors
+    (:func:`analysis.geometry.nms.capped_nms`): the same detections, in less time."""
     if frame.empty:
         return frame
     boxes, scores, labels, starts, ends = nms_inputs(frame)
     rows, new_scores, new_boxes = [], [], []
     cfg = dict(type="nms", iou_threshold=nms_iou) if nms_cfg is None else dict(nms_cfg)
+    prefix = max_per_img is not None and max_per_img > 0 and not score_voting
+    np_boxes, np_scores, np_labels = boxes.numpy(), scores.numpy(), labels.numpy()
     for a, b in zip(starts, ends):
-        dets, keep = batched_nms(boxes[a:b], scores[a:b], labels[a:b], cfg)
-        keep, dets = keep[:max_per_img], dets[:max_per_img]
+        first = capped_nms(np_boxes[a:b], np_scores[a:b], np_labels[a:b], cfg, max_per_img) if prefix else None
+        if first is not None:  # the same keep[:max_per_img] from the prefix that holds it
+            keep = torch.from_numpy(first)
+            dets = torch.cat([boxes[a:b][keep], scores[a:b][keep, None]], 1)
+        else:
+            dets, keep = batched_nms(boxes[a:b], scores[a:b], labels[a:b], cfg)
+            keep, dets = keep[:max_per_img], dets[:max_per_img]
         if score_voting and len(keep):
             voted, perm = vote_boxes(dets[:, :4], labels[a:b][keep], boxes[a:b], scores[a:b], labels[a:b])
             keep, dets = keep[perm], dets[perm]
@@ -226,6 +235,18 @@ def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int | None,
         out[["x1", "y1", "x2", "y2"]] = np.concatenate(new_boxes)
     return out.reset_index(drop=True)
 
+
+DETECTION_COLUMNS: tuple[str, ...] = ("image_id", "label", "score", "x1", "y1", "x2", "y2")  # what AP reads
+
+
+def join_shards(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Detections replayed shard by shard (each :func:`nms_per_image` or :func:`rescore` output of
+    one shard's candidates) as one frame in the order the whole dump's replay gives: by image id
+    (a stable sort, so each image keeps its NMS order), index 0..D-1. A shard holds whole images,
+    and the replay is per image, so the rows are the whole dump's replay's."""
+    dets = pd.concat(parts, ignore_index=True) if len(parts) != 1 else parts[0]
+    order = np.argsort(dets["image_id"].to_numpy(), kind="stable")
+    return dets.iloc[order].reset_index(drop=True)
 
 def nms_inputs(frame: pd.DataFrame) -> tuple:
     """Tensors for per-image NMS of a :func:`select_candidates` output: boxes (Tensor[M, 4]), scores

@@ -24,8 +24,7 @@ import pandas as pd
 
 from ..geometry.matching import ground_truth
 from ..inputs.io import Dump
-from ..measures import coco_fast
-from ..measures.coco import RECALL, GroundTruth, ann_path, coco_precision, dump_coco_truth, pr_curves
+from ..measures.coco import RECALL, GroundTruth, ann_path, array_stats, dump_coco_truth, pr_curves
 from ..measures.metrics import fusion_formula, oracle_candidates, wrong_survivors
 from ..measures.quality import oracle_fusion
 from ..scoring.fast import Prepared, fast_rescore, nms_inputs, nms_rows, one_torch_thread, prepare
@@ -59,8 +58,7 @@ def alpha_rule(meta: dict, alpha: float) -> Fusion:
 def grid_cell(gt: GroundTruth, dets: pd.DataFrame) -> dict:
     """One (α, NMS IoU) cell of the slider grid: :data:`GRID_METRICS` (full precision) and
     the :func:`pr_curves`; the values of :func:`evaluate`, computed by
-    :func:`analysis.measures.coco_fast.array_precision` (faster-coco-eval itself for detection sets too large
-    for its arrays, :func:`analysis.measures.coco_fast.fits`)."""
+    :func:`analysis.measures.coco.array_stats`."""
     return rows_cell(gt, dets["image_id"].to_numpy(np.int64), dets["label"].to_numpy(np.int64),
                      dets["score"].to_numpy(np.float64), dets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), dets)
 
@@ -70,15 +68,7 @@ def rows_cell(gt: GroundTruth, image: np.ndarray, label: np.ndarray, score: np.n
     """:func:`grid_cell` of D detections given as arrays: ``image``, ``label`` int64[D], ``score``
     float[D], ``boxes`` float[D, 4] (x1, y1, x2, y2; float32 as in a dump, or float64); ``dets``
     the same as a frame, when at hand, for the fallback."""
-    if len(image) and coco_fast.fits(gt.truth, len(image)):
-        b = boxes.astype(np.float64)
-        stats, precision = coco_fast.array_precision(gt.truth, image, gt.cat_ids[label], score.astype(np.float64),
-                                              np.c_[b[:, :2], b[:, 2:] - b[:, :2]])
-    else:
-        if dets is None:
-            dets = pd.DataFrame({"image_id": image, "label": label, "score": score,
-                                 **{c: boxes[:, j] for j, c in enumerate(("x1", "y1", "x2", "y2"))}})
-        stats, precision = coco_precision(gt, dets)
+    stats, precision = array_stats(gt, image, label, score, boxes, dets)
     return {**{m: stats[m] for m in GRID_METRICS}, **pr_curves(precision)}
 
 
@@ -126,6 +116,7 @@ def slider_data(dumps: Mapping[str, Dump], root: str | Path | None = None, alpha
             "deployed": {"rule": fusion_formula(f), "alpha": f["alpha"] if f["mode"] == "pow" else None,
                          "nms_iou": prep.settings["nms_iou"]},
             "grid": detector_grid(prep, dump.meta, dump_coco_truth(dump, root), alphas, nms_ious, done)})
+        del dump, prep  # ``dumps`` may read them on demand: one in memory at a time
     return {"alphas": list(alphas), "nms_ious": list(nms_ious), "recall": [round(float(r), 2) for r in RECALL],
             "detectors": detectors}
 
@@ -243,34 +234,42 @@ def browser_images(counts: Mapping[str, pd.DataFrame], image_ids: Sequence[int],
 
 
 def browser_data(dumps: Mapping[str, Dump], root: str | Path | None = None, top_n: int = TOP_N,
-                 survivors_n: int = SURVIVORS_N, worst_n: int = WORST_N, max_images: int = MAX_IMAGES) -> dict:
+                 survivors_n: int = SURVIVORS_N, worst_n: int = WORST_N, max_images: int = MAX_IMAGES,
+                 done: Callable[[int], None] | None = None) -> dict:
     """The candidate browser's data for dumps (name → :class:`analysis.inputs.io.Dump`) of one test set:
     ``{"detectors": [{"name", "rules": {rule: formula}}], "rules": RULES, "caps": {...},
     "images": [{"id", "file", "path", "width", "height", "gt": [[x1, y1, x2, y2, label, crowd]],
     "counts": {name: {"wrong", "missed", "num_gt"}}, "cands": {name: columns}}],
     "worst": {name: {"wrong": [[id, n]], "missed": [[id, n]]}}, "classes": [K]}``. ``path`` is the
     image file (None when it is not on disk); candidates are capped per image and detector
-    (:func:`embedded_rows`)."""
-    first = next(iter(dumps.values()))
-    ann = ann_path(first, root)
-    gt = ground_truth(ann, first.meta["classes"], first.meta.get("cat_ids"))
-    records, folder = image_records(ann), image_dir(ann)
-    counts = {name: image_counts(d) for name, d in dumps.items()}
-    ids = browser_images(counts, first.images["image_id"].tolist(), max_images, worst_n)
-    wanted = set(ids)
-    per: dict[str, dict[int, dict]] = {}
+    (:func:`embedded_rows`). Each dump is read once, in one pass, and let go before the next
+    (``dumps`` may read them on demand: one in memory at a time); ``done(1)`` after each."""
+    counts: dict[str, pd.DataFrame] = {}
+    embedded: dict[str, pd.DataFrame] = {}
     detectors = []
+    first: dict = {}
     for name, dump in dumps.items():
-        cands = dump.candidates
-        prep = prepare(cands, dump.meta)
+        if not first:
+            first = {"meta": dump.meta, "ann": ann_path(dump, root), "ids": dump.images["image_id"].tolist(),
+                     "nms_iou": prepare(dump.candidates.iloc[:0], dump.meta).settings["nms_iou"]}
+        counts[name] = image_counts(dump)
+        prep = prepare(dump.candidates, dump.meta)
         rule = deployed_rule(dump.meta)
         deployed = rule.scores(prep.cls, prep.obj).numpy().astype(np.float32, copy=False)
-        rows = embedded_rows(cands, deployed, rule_survivors(dump), top_n, survivors_n)
-        rows = rows[rows["image_id"].isin(wanted)]
-        per[name] = {int(i): _columns(g) for i, g in rows.groupby("image_id", sort=False)}
+        embedded[name] = embedded_rows(dump.candidates, deployed, rule_survivors(dump), top_n, survivors_n)
         rules = {n: fusion_formula(f.as_dict()) + (" with obj := IoU_any" if n == "IoU oracle" else "")
                  for n, f in rule_fusions(dump.meta).items()}
         detectors.append({"name": name, "rules": rules})
+        del dump, prep, deployed
+        if done:
+            done(1)
+    ann, meta = first["ann"], first["meta"]
+    gt = ground_truth(ann, meta["classes"], meta.get("cat_ids"))
+    records, folder = image_records(ann), image_dir(ann)
+    ids = browser_images(counts, first["ids"], max_images, worst_n)
+    wanted = set(ids)
+    per = {name: {int(i): _columns(g) for i, g in rows[rows["image_id"].isin(wanted)].groupby("image_id", sort=False)}
+           for name, rows in embedded.items()}
     by_image = {int(i): g for i, g in gt.groupby("image_id", sort=False)}
     empty: dict[str, list] = {"b": [], "l": [], "v": [], "c": [], "o": [], "i": [], "s": [], "r": []}
     images = []
@@ -284,11 +283,11 @@ def browser_data(dumps: Mapping[str, Dump], root: str | Path | None = None, top_
             "gt": [] if g is None else [[round(float(r.x1), 1), round(float(r.y1), 1), round(float(r.x2), 1),
                                          round(float(r.y2), 1), int(r.label), int(r.iscrowd)] for r in g.itertuples()],
             "counts": {n: {k: int(v) for k, v in c.set_index("image_id").loc[i].items()} for n, c in counts.items()},
-            "cands": {n: per[n].get(i, empty) for n in dumps}})
-    return {"detectors": detectors, "rules": list(RULES), "classes": list(first.meta["classes"]),
+            "cands": {n: per[n].get(i, empty) for n in per}})
+    return {"detectors": detectors, "rules": list(RULES), "classes": list(meta["classes"]),
             "caps": {"top_n": top_n, "survivors_n": survivors_n, "worst_n": worst_n, "max_images": max_images,
-                     "images_in_test_set": int(len(first.images)), "missed_iou": MISSED_IOU,
-                     "nms_iou": prepare(first.candidates.iloc[:0], first.meta).settings["nms_iou"]},
+                     "images_in_test_set": len(first["ids"]), "missed_iou": MISSED_IOU,
+                     "nms_iou": first["nms_iou"]},
             "images": images,
             "worst": {n: {col: worst_images(c.set_index("image_id")[col], worst_n) for col in ("wrong", "missed")}
                       for n, c in counts.items()}}

@@ -33,14 +33,23 @@ import numpy as np
 import pandas as pd
 
 from ..geometry.matching import coco_match
-from ..inputs.io import Dump
-from ..measures.coco import coco_ap
+from ..inputs.io import Dump, DumpShards, shards_of
+from ..measures.coco import GroundTruth, coco_ground_truth, frame_stats
 from ..measures.effects import delta_intervals, deltas_to_baseline
 from ..measures.lrp import best_thresholds, olrp_per_class, olrp_summary, threshold_curves
 from ..measures.metrics import fusion_formula
 from ..measures.quality import dump_ground_truth
+from ..measures.seeds import by_shard
 from ..scoring.fusion import Fusion
-from ..scoring.rescore import METADATA, deployed_rule, inference_kwargs, nms_per_image, select_candidates
+from ..scoring.rescore import (
+    DETECTION_COLUMNS,
+    METADATA,
+    deployed_rule,
+    inference_kwargs,
+    join_shards,
+    nms_per_image,
+    select_candidates,
+)
 
 NMS_KINDS: tuple[str, ...] = ("nms", "soft_nms_linear", "soft_nms_gaussian")
 SOFT_METHODS = {"soft_nms_linear": "linear", "soft_nms_gaussian": "gaussian"}
@@ -248,38 +257,68 @@ def rankings(meta: dict, where: str | Path = METADATA) -> dict[str, Fusion]:
     return out
 
 
-def detection_metrics(dets: pd.DataFrame, ann_file: str, classes: Sequence[str], cat_ids: Sequence[int] | None,
-                      gt: pd.DataFrame, num_images: int) -> dict:
-    """AP, AP50, AP75 (COCO), oLRP (:mod:`analysis.measures.lrp`, per-class optimal thresholds), the
-    after-NMS count per image and the best single score threshold by F1 and by mean LRP
-    (:func:`analysis.measures.lrp.best_thresholds`) of one set of post-NMS detections."""
+def detection_metrics(dets: pd.DataFrame, coco: GroundTruth, gt: pd.DataFrame, num_images: int) -> dict:
+    """AP, AP50, AP75 (COCO, :func:`analysis.measures.coco.frame_stats`: the values of
+    :func:`~analysis.measures.coco.coco_ap`), oLRP (:mod:`analysis.measures.lrp`, per-class optimal
+    thresholds), the after-NMS count per image and the best single score threshold by F1 and by
+    mean LRP (:func:`analysis.measures.lrp.best_thresholds`) of one set of post-NMS detections.
 
-    ap = coco_ap(dets, ann_file, classes, cat_ids)
+    Args:
+        dets: D detections (``image_id``, ``label``, ``score``, box corners).
+        coco: the annotation file loaded once (:func:`analysis.measures.coco.dump_coco_truth`).
+        gt: its ground truths as :func:`analysis.measures.quality.dump_ground_truth` gives them.
+    """
+    ap = frame_stats(coco, dets) if len(dets) else {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
     matched = coco_match(dets, gt, "score", 0.5)
     lrp = olrp_summary(olrp_per_class(matched, 0.5))
     return {"AP": ap["AP"], "AP50": ap["AP50"], "AP75": ap["AP75"], "oLRP": lrp["oLRP"],
             "after_nms": len(dets) / max(num_images, 1), **best_thresholds(threshold_curves(matched, 0.5))}
 
 
-def dump_postprocess_rows(model: str, dump: Dump, rules: Sequence[PostProcess] | None = None) -> pd.DataFrame:
+def replay_by_shard(dump: Dump | DumpShards, fusions: Sequence[Fusion],
+                    rules: Sequence[PostProcess]) -> dict[tuple[int, int], pd.DataFrame]:
+    """The detections of every (fusion, rule) over a dump, replayed one shard at a time
+    (:func:`sweep` on each shard's candidates): a shard holds whole images and the replay is per
+    image, so each is what :func:`apply_rule` on the whole dump gives (rows in image order, as
+    there), with the columns :data:`DETECTION_COLUMNS`. Memory holds one shard's candidates and
+    the detections.
+
+    Returns:
+        ``{(fusion index, rule index): detections}``.
+    """
+    base = inference_kwargs(dump.meta)
+    parts: dict[tuple[int, int], list[pd.DataFrame]] = {}
+    for shard in shards_of(dump):
+        for i, fusion in enumerate(fusions):
+            for j, (_, _, dets) in enumerate(sweep(shard.candidates, [fusion], rules, base)):
+                parts.setdefault((i, j), []).append(dets.loc[:, list(DETECTION_COLUMNS)])
+        del shard
+    return {key: join_shards(frames) for key, frames in parts.items()}
+
+
+@by_shard
+def dump_postprocess_rows(model: str, dump: Dump | DumpShards,
+                          rules: Sequence[PostProcess] | None = None) -> pd.DataFrame:
     """:func:`detection_metrics` of one dump for every ranking of :func:`rankings` × every rule
     (default :func:`page_rules`), each row recording its rule (``rule`` = its label, and its
     fields), ranking (``ranking``, ``fusion``) and whether the replay is exact (``exact``,
-    ``why``). For :func:`analysis.measures.seeds.over_seeds`."""
+    ``why``). For :func:`analysis.measures.seeds.over_seeds`, which gives it the dump shard by
+    shard (:func:`replay_by_shard`)."""
 
     rules = page_rules() if rules is None else list(rules)
-    gt, ann = dump_ground_truth(dump), dump.ann_file()
-    base = inference_kwargs(dump.meta)
-    n_images = len(dump.images)
+    ranks = rankings(dump.meta, dump.meta_file)
+    coco = coco_ground_truth(dump.ann_file(), dump.meta["classes"], dump.meta.get("cat_ids"))
+    gt = dump_ground_truth(dump)
+    n_images = int(dump.meta["num_images"])
+    replayed = replay_by_shard(dump, list(ranks.values()), rules)
     rows = []
-    for ranking, fusion in rankings(dump.meta, dump.meta_file).items():
-        for rule in rules:
-            dets = apply_rule(dump.candidates, rule, fusion, base)
+    for i, (ranking, fusion) in enumerate(ranks.items()):
+        for j, rule in enumerate(rules):
             exact, why = exactness(rule, dump.meta, fusion)
             rows.append({"ranking": ranking, "fusion": fusion_formula(fusion.as_dict()), "rule": rule.label,
                          **asdict(rule),
                          "exact": exact, "why": why,
-                         **detection_metrics(dets, ann, dump.meta["classes"], dump.meta.get("cat_ids"), gt, n_images)})
+                         **detection_metrics(replayed[i, j], coco, gt, n_images)})
     return pd.DataFrame(rows)
 
 

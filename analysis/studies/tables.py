@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..inputs.io import Dump
+from ..inputs.io import Dump, DumpShards, shards_of
 from ..inputs.runs import load_summary, paper_detectors
 from ..measures.bootstrap import match_all, paired_bootstrap, spread_sources
 from ..measures.coco import coco_ap, dump_coco_ap
@@ -65,13 +65,15 @@ from ..measures.metrics import (
     wrong_survivor_rate,
 )
 from ..measures.quality import dump_ground_truth
-from ..measures.seeds import interval, load_seed_dump, over_seeds, run_seeds, seeds_to_resolve
+from ..measures.seeds import by_shard, interval, load_seed_dump, over_seeds, run_seeds, seeds_to_resolve
 from ..paper.ablation_tables import TABLE3, TABLE_ROWS
 from ..scoring.fusion import ALPHA_GRID, TABLE4_RULES, Fusion
 from ..scoring.rescore import (
+    DETECTION_COLUMNS,
     deployed_fusion,
     deployed_rule,
     inference_kwargs,
+    join_shards,
     nms_per_image,
     rescore,
     select_candidates,
@@ -303,10 +305,19 @@ def alpha_table(dumps: dict, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
     return table[cols].sort_values(["alpha", "model"], kind="stable").reset_index(drop=True)
 
 
-def alpha_rows(model: str, dump: Dump, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
-    """:func:`alpha_sweep` of one dump with its own inference settings (for ``over_seeds``)."""
-    return alpha_sweep(dump.candidates, dump.ann_file(), list(alphas), dump.meta["classes"],
-                       dump.meta.get("cat_ids"), **inference_kwargs(dump.meta))
+@by_shard
+def alpha_rows(model: str, dump: Dump | DumpShards, alphas: Sequence[float] = ALPHAS) -> pd.DataFrame:
+    """:func:`alpha_sweep` of one dump with its own inference settings (for ``over_seeds``, which
+    gives it the dump shard by shard: each α's detections are re-scored per shard and joined in
+    image order, :func:`analysis.scoring.rescore.join_shards`, the rows the whole dump gives)."""
+    kw = inference_kwargs(dump.meta)
+    parts: dict[float, list[pd.DataFrame]] = {a: [] for a in alphas}
+    for shard in shards_of(dump):
+        for a in alphas:
+            parts[a].append(rescore(shard.candidates, "pow", a, **kw).loc[:, list(DETECTION_COLUMNS)])
+        del shard
+    ann, classes, cat_ids = dump.ann_file(), dump.meta["classes"], dump.meta.get("cat_ids")
+    return pd.DataFrame([{"alpha": a, **coco_ap(join_shards(parts.pop(a)), ann, classes, cat_ids)} for a in alphas])
 
 
 # ---------------------------------------------------------------- Table 6 and the target-gradient switch

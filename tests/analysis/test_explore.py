@@ -4,6 +4,8 @@ many score ties and a per-image cap far below its survivors)."""
 from __future__ import annotations
 
 import json
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +198,40 @@ def test_browser_caps_candidates_marks_survivors_and_lists_the_worst(synthetic: 
             assert len(w) <= 3 and [n for _, n in w] == sorted((n for _, n in w), reverse=True) and all(n > 0 for _, n in w)
 
 
+def test_the_explorer_reads_one_dump_at_a_time_and_gets_the_same_data(synthetic: dict) -> None:
+    """retconf.explore gives the slider and the browser dumps read on demand (OnDemand): each pass
+    reads each dump once and lets it go before the next, and the data equal those of held dumps."""
+    from retconf.explore import OnDemand
+
+    dumps = synthetic["dumps"]
+    reads: list[str] = []
+    live: list[str] = []
+
+    def loader(name: str):
+        def load():
+            reads.append(name)
+            live.append(name)
+            assert len(live) == 1, f"{live} held at once"
+            d = dumps[name]
+            return type(d)(d.path, d.meta, d.candidates, d.detections, d.images, d.iou_population)
+        return load
+
+    def read(name: str) -> Callable[[], object]:
+        inner = loader(name)
+
+        def once():
+            dump = inner()
+            weakref.finalize(dump, live.remove, name)
+            return dump
+        return once
+
+    on_demand = OnDemand({n: read(n) for n in dumps})
+    assert ex.browser_data(on_demand, top_n=4, survivors_n=2) == ex.browser_data(dumps, top_n=4, survivors_n=2)
+    assert ex.slider_data(on_demand, alphas=(0.0, 0.4), nms_ious=(0.5,)) == \
+        ex.slider_data(dumps, alphas=(0.0, 0.4), nms_ious=(0.5,))
+    assert reads == [*dumps, *dumps]
+
+
 def test_browser_keeps_the_worst_images_when_the_test_set_is_larger_than_the_cap(synthetic: dict) -> None:
     counts = {n: ex.image_counts(d) for n, d in synthetic["dumps"].items()}
     chosen = ex.browser_images(counts, list(range(1, 7)), max_images=2, worst_n=1)
@@ -226,6 +262,6 @@ def test_grid_cell_falls_back_to_faster_coco_eval_beyond_the_array_budget(synthe
     dump = synthetic["dumps"]["quality"]
     gt = coco.dump_coco_truth(dump)
     fast = ex.grid_cell(gt, dump.detections)
-    monkeypatch.setattr(ex.coco_fast, "MAX_CELLS", 0)
-    assert not ex.coco_fast.fits(gt.truth, len(dump.detections))
+    monkeypatch.setattr(coco.coco_fast, "MAX_CELLS", 0)
+    assert not coco.coco_fast.fits(gt.truth, len(dump.detections))
     assert ex.grid_cell(gt, dump.detections) == fast

@@ -131,3 +131,25 @@ def test_dump_without_annotation_hash_warns_once_and_proceeds(dump_dir: Path, tm
     assert old.ann_file() == old.ann_file() == old.meta["ann_file"]
     err = capfd.readouterr().err
     assert err.count("no field 'ann_sha256'") == 1 and str(tmp_path / "old" / "metadata.json") in err
+
+
+def test_a_dump_read_shard_by_shard_gives_the_rows_of_the_whole(dump_dir: Path) -> None:
+    from analysis.inputs.io import dump_shards
+
+    whole, shards = load_dump(dump_dir), dump_shards(dump_dir)
+    parts = list(shards)
+    assert len(shards) == len(parts) == 4 and shards.meta == whole.meta
+    for kind in ("candidates", "detections", "images", "iou_population"):
+        joined = pd.concat([getattr(p, kind) for p in parts], ignore_index=True)
+        pd.testing.assert_frame_equal(joined, getattr(whole, kind), check_exact=True)
+
+
+@pytest.mark.parametrize("case", DUMP_CASES)
+def test_a_tampered_shard_is_refused_when_the_shards_are_read(case: str, dump_dir: Path, tmp_path: Path) -> None:
+    from analysis.inputs.io import dump_shards
+
+    copy = Path(shutil.copytree(dump_dir, tmp_path / "d"))
+    breaker, message = DUMP_CASES[case]
+    breaker(copy)
+    with pytest.raises(DumpError, match=message):
+        list(dump_shards(copy))

@@ -60,3 +60,28 @@ def test_soft_nms_without_mmcv_names_what_to_install(no_mmcv: None) -> None:
         N.batched_nms(boxes, scores, labels, dict(type="soft_nms", iou_threshold=0.5))
     with pytest.raises(ValueError, match="offset=2"):
         N.nms_reference(boxes, scores, 0.5, 2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("cfg", [dict(type="nms", iou_threshold=0.5), dict(type="nms", iou_threshold=0.3),
+                                 dict(type="nms", iou_threshold=0.5, class_agnostic=True)])
+@pytest.mark.parametrize("cap", [1, 5, 40, 1000])
+def test_capped_nms_keeps_the_first_survivors_batched_nms_keeps(seed: int, cfg: dict, cap: int) -> None:
+    """The prefix NMS gives batched_nms' keep[:cap] exactly, score ties and IoUs at the threshold
+    included, class-aware (offsets over the whole image) and class-agnostic."""
+    boxes, scores, labels = _boxes(seed, 400, 2.5 if seed % 2 else 0.1)
+    _, keep = mmcv_ops.batched_nms(boxes, scores, labels, dict(cfg))
+    got = N.capped_nms(boxes.numpy(), scores.numpy(), labels.numpy(), dict(cfg), cap)
+    assert got is not None and got.tolist() == keep[:cap].tolist()
+
+
+def test_capped_nms_declines_what_is_not_the_same_computation() -> None:
+    boxes, scores, labels = _boxes(0, 50, 1.0)
+    b, s, lab = boxes.numpy(), scores.numpy(), labels.numpy()
+    soft = dict(type="soft_nms", iou_threshold=0.5, sigma=0.5, min_score=1e-3, method="linear")
+    assert N.capped_nms(b, s, lab, soft, 10) is None
+    assert N.capped_nms(b, s, lab, dict(type="nms", iou_threshold=0.5, split_thr=20), 10) is None
+    many = np.repeat(b, N.SPLIT_THR // len(b) + 1, 0)
+    assert N.capped_nms(many, np.resize(s, len(many)), np.resize(lab, len(many)),
+                        dict(type="nms", iou_threshold=0.5), 10) is None
+    assert N.capped_nms(b[:0], s[:0], lab[:0], dict(type="nms", iou_threshold=0.5), 10).tolist() == []

@@ -282,6 +282,19 @@ def test_apply_rule_by_hand_soft_nms_decays_and_agnostic_suppresses_across_class
 # ---------------------------------------------------------------- tables
 
 
+def test_the_replay_shard_by_shard_gives_the_whole_dumps_rows(conf_run: dict) -> None:
+    """Page 07 reads a dump one shard at a time: every rule of the page (Soft-NMS, score voting,
+    no cap, a higher threshold...) gives the metrics the whole dump gives, to the bit."""
+    from analysis.inputs.io import dump_shards
+    from analysis.studies.postprocess import dump_postprocess_rows
+
+    d = conf_run["dump"]
+    shards = dump_shards(d.path)
+    assert len(shards) > 1
+    pd.testing.assert_frame_equal(dump_postprocess_rows("retinanet_conf", shards),
+                                  dump_postprocess_rows("retinanet_conf", d), check_exact=True)
+
+
 def test_dump_rows_record_each_rule_and_the_deployed_rows_equal_live_metrics(conf_run: dict) -> None:
     from analysis.measures.coco import coco_ap
     from analysis.studies.postprocess import dump_postprocess_rows

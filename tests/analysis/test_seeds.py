@@ -158,3 +158,22 @@ def test_over_seeds_many_reads_each_dump_once_and_gives_what_over_seeds_gives(mo
     for name, frame in singly.items():
         pd.testing.assert_frame_equal(many[name], frame)
     assert list(many["b then c"]["dump"]) == ["b@0", "b@1", "c@0", "c@1"]
+
+
+def test_a_dump_only_shard_readers_need_is_not_loaded_whole(monkeypatch) -> None:
+    """over_seeds_many gives functions marked by_shard the dump to read shard by shard, and the
+    whole loaded dump when another function of the same pass needs it."""
+    from analysis.measures import seeds
+
+    calls = []
+
+    def load(run, seed, model, by_shard=False):
+        calls.append(by_shard)
+        return "shards" if by_shard else "whole"
+
+    monkeypatch.setattr(seeds, "load_seed_dump", load)
+    streamed = seeds.by_shard(lambda model, dump: {"got": dump})
+    assert seeds.over_seeds("run", ["a"], streamed, seeds=[0])["got"].tolist() == ["shards"]
+    out = seeds.over_seeds_many("run", ["a"], {"s": streamed, "w": lambda model, dump: {"got": dump}}, seeds=[0])
+    assert out["s"]["got"].tolist() == out["w"]["got"].tolist() == ["whole"]
+    assert calls == [True, False]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.scoring.rescore import inference_kwargs
@@ -23,6 +24,15 @@ def test_alpha_table_layout(conf_run: dict) -> None:
     assert list(table.columns[:3]) == ["alpha", "model", "AP"]
     assert table[["alpha", "model"]].values.tolist() == [[0.0, "again"], [0.0, "retinanet_conf"],
                                                          [0.4, "again"], [0.4, "retinanet_conf"]]
+
+
+def test_the_alpha_sweep_shard_by_shard_gives_the_whole_dumps_rows(conf_run: dict) -> None:
+    from analysis.inputs.io import dump_shards
+    from analysis.studies.tables import alpha_rows
+
+    d = conf_run["dump"]
+    pd.testing.assert_frame_equal(alpha_rows("retinanet_conf", dump_shards(d.path)), alpha_rows("retinanet_conf", d),
+                                  check_exact=True)
 
 
 def test_paper_protocol_counts_without_caps_and_by_cls() -> None:
