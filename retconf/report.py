@@ -242,17 +242,23 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, show_code: bool = 
 def progress_line(stem: str, lines: list[str], now: float) -> str | None:
     """One console line on a running page from its progress file's JSON ``lines``
     (:func:`analysis.measures.seeds.note_progress`): the page, what it computes, dumps done of the
-    total, seconds since that computation started and an estimate of the seconds left. None
-    before the first line."""
+    total (and shards of the next, for a page that reads dumps shard by shard), seconds since that
+    computation started and an estimate of the seconds left. None before the first line."""
     records = [json.loads(line) for line in lines if line.strip()]
     if not records:
         return None
     last = records[-1]
     start = next(r["time"] for r in reversed(records) if r["done"] == 0 and r["what"] == last["what"])
     elapsed = now - start
-    text = f"{stem}: {last['what']}, {last['done']}/{last['total']} dumps, {elapsed:.0f} s"
-    if 0 < last["done"] < last["total"]:
-        text += f", about {elapsed / last['done'] * (last['total'] - last['done']):.0f} s left"
+    text = f"{stem}: {last['what']}, {last['done']}/{last['total']} dumps"
+    done = float(last["done"])
+    if last.get("shard") and last["done"] < last["total"]:  # the next dump, read shard by shard
+        i, n = last["shard"]
+        text += f" and {i}/{n} shards of the next"
+        done += i / max(n, 1)
+    text += f", {elapsed:.0f} s"
+    if 0 < done < last["total"]:
+        text += f", about {elapsed / done * (last['total'] - done):.0f} s left"
     return text
 
 

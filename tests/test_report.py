@@ -616,6 +616,31 @@ def test_a_running_page_reports_what_it_computes_the_dumps_done_and_the_time_lef
     assert progress_line("07_postprocessing", lines, 70.0) == (
         "07_postprocessing: dump_postprocess_rows, 1/6 dumps, 60 s, about 300 s left")
     assert progress_line("07_postprocessing", lines[:2], 9.0) == "07_postprocessing: alpha_rows, 3/3 dumps, 9 s"
+    # a page reading a dump shard by shard: the shards of the next dump count in the estimate
+    shard = json.dumps({"done": 1, "total": 3, "what": "dump_postprocess_rows", "time": 40.0, "shard": [5, 10]})
+    assert progress_line("07_postprocessing", [line(0, 3, "dump_postprocess_rows", 10.0), shard], 40.0) == (
+        "07_postprocessing: dump_postprocess_rows, 1/3 dumps and 5/10 shards of the next, 30 s, about 30 s left")
+
+
+def test_a_page_reading_shards_notes_each_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """over_seeds gives a shard reader a DumpShards that notes each shard read to the progress file."""
+    import json
+
+    from analysis.inputs.io import DumpShards
+    from analysis.measures import seeds
+
+    class Two(DumpShards):
+        def __iter__(self):
+            for i in range(2):
+                yield i
+                if self.on_shard:
+                    self.on_shard(i + 1, 2)
+
+    monkeypatch.setattr(seeds, "load_seed_dump", lambda run, seed, model, by_shard=False: Two(Path(model), {"num_shards": 2}))
+    monkeypatch.setenv(seeds.PROGRESS_ENV, str(tmp_path / "p"))
+    seeds.over_seeds("run", ["a"], seeds.by_shard(lambda model, dump: {"n": len(list(dump))}), seeds=[0])
+    records = [json.loads(x) for x in (tmp_path / "p").read_text().splitlines()]
+    assert [(r["done"], r.get("shard")) for r in records] == [(0, None), (0, [1, 2]), (0, [2, 2]), (1, None)]
 
 
 def test_fingerprint_follows_the_analysis_data_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

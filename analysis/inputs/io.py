@@ -5,7 +5,7 @@ import hashlib
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -268,6 +268,7 @@ class DumpShards:
 
     path: Path
     meta: dict
+    on_shard: Callable[[int, int], None] | None = None  # (shards done, shards) after each; progress
 
     @property
     def meta_file(self) -> Path:
@@ -292,7 +293,10 @@ class DumpShards:
             tables = {kind: _checked_shard(self.path, self.meta, kind, shard, written, owner)
                       for kind in ("images", "candidates", "detections")}
             selected, population = split_population(tables["candidates"])
+            del tables["candidates"]
             yield Dump(self.path, self.meta, selected, tables["detections"], tables["images"], population)
+            if self.on_shard is not None:
+                self.on_shard(shard + 1, len(self))
 
 
 def dump_shards(path: str | Path) -> DumpShards:

@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ def load_seed_dump(run_dir: str | Path, seed: int, model: str,
     return dump
 
 
+def _note_shard(done: int, total: int, what: str, shard: int, shards: int) -> None:
+    note_progress(done, total, what, (shard, shards))
+
+
 def by_shard(fn: PerDump) -> PerDump:
     """Mark ``fn(model, dump)`` as one that reads a dump shard by shard
     (:func:`analysis.inputs.io.shards_of`): :func:`over_seeds_many` then gives it a
@@ -64,13 +69,17 @@ def by_shard(fn: PerDump) -> PerDump:
 PROGRESS_ENV = "RETCONF_PROGRESS_FILE"
 
 
-def note_progress(done: int, total: int, what: str) -> None:
-    """Append ``{"done", "total", "what", "time"}`` as one JSON line to the file named by
+def note_progress(done: int, total: int, what: str, shard: tuple[int, int] | None = None) -> None:
+    """Append ``{"done", "total", "what", "time"}`` (and ``"shard": [i, n]`` while the next dump is
+    read shard by shard: i of its n shards done) as one JSON line to the file named by
     ``$RETCONF_PROGRESS_FILE``; nothing when it is unset (a notebook run by hand)."""
     path = os.environ.get(PROGRESS_ENV)
     if path:
+        record = {"done": done, "total": total, "what": what, "time": time.time()}
+        if shard is not None:
+            record["shard"] = list(shard)
         with open(path, "a") as f:
-            f.write(json.dumps({"done": done, "total": total, "what": what, "time": time.time()}) + "\n")
+            f.write(json.dumps(record) + "\n")
 
 
 def over_seeds(run_dir: str | Path, models: Sequence[str],
@@ -110,6 +119,8 @@ def over_seeds_many(run_dir: str | Path, models: Sequence[str],
     for i, (seed, model) in enumerate(pairs):
         lazy = all(getattr(fn, "by_shard", False) for fn, ms in plans.values() if model in ms)
         dump = load_seed_dump(run_dir, seed, model, by_shard=True) if lazy else load_seed_dump(run_dir, seed, model)
+        if isinstance(dump, DumpShards):
+            dump.on_shard = partial(_note_shard, i, len(pairs), what)
         for name, (fn, ms) in plans.items():
             if model in ms:
                 rows = fn(model, dump)
