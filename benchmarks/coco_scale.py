@@ -189,6 +189,10 @@ def measure(args: argparse.Namespace) -> None:
     target = Path(args.result).with_suffix(".json")
     # pages measured before (another set, or other pages of a set) are kept: one file for the growth
     result: dict = json.loads(target.read_text()) if target.is_file() else {"sets": {}}
+    if args.before:
+        shown = subprocess.run(["git", "show", f"{args.before}:{target.resolve().relative_to(ROOT)}"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout
+        result["before"] = {"commit": args.before, **{k: v for k, v in json.loads(shown).items() if k != "before"}}
     result.update(cpu=cpu_name(), date=time.strftime("%Y-%m-%d %H:%M"))
     for s in args.sets:
         s = Path(s)
@@ -224,7 +228,7 @@ def markdown(result: dict) -> str:
                        for r in sets) +
              ". Each page alone (`--jobs 1`); peak = summed resident memory of the command and its kernels.", "",
              head, "|---" * (len(sets) + 3) + "|"]
-    pages = list(dict.fromkeys(p for r in sets for p in r["pages"]))
+    pages = [p for p in dict.fromkeys(p for r in sets for p in r["pages"]) if p != WHOLE]
     total = [0.0, 0.0]
     for page in pages:
         cells = [f"{r['pages'][page]['seconds']:.0f} / {r['pages'][page]['peak_gb']:.2f}" if page in r["pages"] else "—"
@@ -247,10 +251,33 @@ def markdown(result: dict) -> str:
               f"another: about {total[0] / 60:.0f} min and a peak of {total[1]:.1f} GB (the largest page's), against "
               "the issue's target of 20 min and 8 GB. A set of that size measured directly is shown in its column "
               "where it was run."]
+    whole = [r for r in sets if WHOLE in r["pages"]]
+    for r in whole:
+        w = r["pages"][WHOLE]
+        lines += ["", f"**The whole report** (`retconf report` with every page, as many at once as it decides) on "
+                  f"{r['images']:,} images: {w['seconds'] / 60:.1f} min, peak {w['peak_gb']:.2f} GB"
+                  + (f", exit status {w['rc']}" if w["rc"] else "") + "."
+                  + (f" It said: \"{w['jobs_line']}\"." if w.get("jobs_line") else "")]
     weights = [f"{r['images']} images: {r['pages']['explore']['page_mb']} MB" for r in sets
                if "page_mb" in r["pages"].get("explore", {})]
     if weights:
         lines += ["", "The explorer page's weight (explore.html, without plotly.min.js): " + "; ".join(weights) + "."]
+    before = result.get("before")
+    if before:
+        lines += ["", f"**Before** (the same sets measured at commit {before['commit']}, {before['date']}; now / before):",
+                  "", "| page | " + " | ".join(f"{r['images']} images: s before → now" for r in sets
+                                               if r["images"] < TARGET_IMAGES) + " |",
+                  "|---" * (1 + sum(r["images"] < TARGET_IMAGES for r in sets)) + "|"]
+        for page in pages:
+            cells = []
+            for r in sets:
+                if r["images"] >= TARGET_IMAGES:
+                    continue
+                old = before["sets"].get(f"coco-scale-{r['images']}", {}).get("pages", {}).get(page)
+                new = r["pages"].get(page)
+                cells.append(f"{old['seconds']:.0f} → {new['seconds']:.0f} ({new['seconds'] / old['seconds']:.2f})"
+                             if old and new else "—")
+            lines.append(f"| {page} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,6 +296,9 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"pages to time, each alone (default: every page); '{WHOLE}': the whole report in one "
                          "command, pages at once as retconf report decides")
     ms.add_argument("--result", default="reports/benchmarks/coco_scale")
+    ms.add_argument("--before", metavar="COMMIT",
+                    help="keep this commit's RESULT.json as the 'before' of the comparison (e.g. the commit before a "
+                         "speed-up)")
     args = p.parse_args(argv)
     make(args) if args.cmd == "make" else measure(args)
 

@@ -1,7 +1,9 @@
 """A full post-processing grid replayed on one dump against its floor: every NMS IoU threshold ×
 NMS kind (hard, linear and Gaussian Soft-NMS) × ranking of the dump's fusion grid, with
 :func:`analysis.studies.postprocess.sweep`; the floor is the same mmcv ``batched_nms`` calls, per image,
-on tensors built beforehand (what any exact replay must pay). The evaluation of every cell (COCO
+on tensors built beforehand (what a replay that gives mmcv all of each image's boxes pays; hard NMS
+with a per-image cap now runs on the prefix of the boxes that holds its survivors,
+:func:`analysis.geometry.nms.capped_nms`, and can take less). The evaluation of every cell (COCO
 AP, oLRP, best score thresholds) is timed apart.
 
     python benchmarks/postprocess_grid.py --dump runs/tiny/seed_0/dumps/retinanet_conf \\
@@ -51,6 +53,7 @@ def main(argv=None) -> int:
     import torch
 
     from analysis.inputs.io import load_dump
+    from analysis.measures.coco import coco_ground_truth
     from analysis.measures.quality import ann_path, dump_ground_truth
     from analysis.scoring.rescore import inference_kwargs, select_candidates
     from analysis.studies.postprocess import NMS_THRESHOLDS, detection_metrics, grid_rules, sweep
@@ -61,7 +64,8 @@ def main(argv=None) -> int:
     fusions = [Fusion.of(f) for f in dump.meta["candidate_rule"]["fusions"]][:args.rankings]
     thresholds = NMS_THRESHOLDS if args.thresholds is None else tuple(args.thresholds)
     rules = grid_rules(thresholds)
-    gt, ann = dump_ground_truth(dump), ann_path(dump.meta)
+    gt, coco = dump_ground_truth(dump), coco_ground_truth(ann_path(dump.meta), dump.meta["classes"],
+                                                          dump.meta.get("cat_ids"))
 
     # replay, floor and evaluation cell by cell, interleaved, so that all three see the same load
     n_cells, sweep_s, floor_s, kinds, frames = 0, 0.0, 0.0, {}, {}
@@ -83,7 +87,7 @@ def main(argv=None) -> int:
         kinds[rule.kind] = kinds.get(rule.kind, 0.0) + s
         if eval_s is not None:
             t = time.perf_counter()
-            detection_metrics(dets, ann, dump.meta["classes"], dump.meta.get("cat_ids"), gt, len(dump.images))
+            detection_metrics(dets, coco, gt, len(dump.images))
             eval_s += time.perf_counter() - t
 
     result = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -629,9 +629,11 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
 KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 # A page's peak memory grows with the candidate rows of the largest dump it reads (it holds one
-# dump at a time). Fitted to benchmarks/coco_scale.py (reports/benchmarks/coco_scale.json, AMD
-# EPYC): pages 01-07 and the explorer peaked at 1.3-2.1 GB with 1.6 M rows, 2.6-3.3 GB with
-# 6.3 M and (the explorer) 9.4 GB with 26 M: about 1.4 GB plus 0.3 GB per million rows.
+# dump, or one shard of it, at a time): base GB plus GB per million rows, per page (the notebook's
+# two-digit prefix, "explore" for the explorer), fitted to benchmarks/coco_scale.py
+# (reports/benchmarks/coco_scale.json, AMD EPYC; FITTED_ON below). A page not measured there (04,
+# 06 and 08 read run dumps or results files) gets the largest slope.
+PAGE_MEMORY: dict[str, tuple[float, float]] = {}  # filled in below from the measurements
 PAGE_BASE_GB = 1.4
 PAGE_GB_PER_MILLION_ROWS = 0.3
 
@@ -651,9 +653,21 @@ def largest_dump_rows(metadata_files: list[Path]) -> int:
     return largest
 
 
-def page_memory_gb(rows: int) -> float:
-    """Estimated peak memory of one page reading dumps of up to ``rows`` candidate rows."""
-    return PAGE_BASE_GB + PAGE_GB_PER_MILLION_ROWS * rows / 1e6
+def page_memory_gb(rows: int, page: str | None = None) -> float:
+    """Estimated peak memory of one page (``page``: its notebook stem, or "explore"; None: the
+    most any page takes) reading dumps of up to ``rows`` candidate rows (:data:`PAGE_MEMORY`)."""
+    base, slope = PAGE_MEMORY.get((page or "")[:2] if page != "explore" else page, (PAGE_BASE_GB, PAGE_GB_PER_MILLION_ROWS))
+    return base + slope * rows / 1e6
+
+
+def next_page(pending: Sequence[float], running: Sequence[float], budget_gb: float | None) -> int | None:
+    """Which of the waiting pages (their estimated peaks ``pending``, in the order they are to run)
+    starts next beside the running ones (``running``): the first whose estimate fits with theirs
+    in ``budget_gb`` (None: no limit); a page alone always starts. None: wait for one to end."""
+    for i, gb in enumerate(pending):
+        if budget_gb is None or not running or sum(running) + gb <= budget_gb:
+            return i
+    return None
 
 
 def available_memory_gb() -> float | None:
@@ -668,17 +682,21 @@ def available_memory_gb() -> float | None:
     return None
 
 
-def memory_jobs(jobs: int, rows: int, available_gb: float | None) -> tuple[int, str | None]:
-    """``jobs`` pages at once, fewer where their estimated peaks (:func:`page_memory_gb`) would
-    not fit in 80 % of ``available_gb``; and the line that says so (None: not limited)."""
+def memory_budget(stems: Sequence[str], jobs: int, rows: int,
+                  available_gb: float | None) -> tuple[float | None, str | None]:
+    """The memory that the pages running at once may take together: 80 % of ``available_gb``
+    (None: no limit, where it is unknown or one page runs at a time), and the line that says so
+    when the ``jobs`` largest of the pages ``stems`` (estimates of :func:`page_memory_gb` for dumps
+    of up to ``rows`` candidate rows) would not fit side by side (None: the limit changes nothing)."""
     if available_gb is None or jobs <= 1:
-        return jobs, None
-    each = page_memory_gb(rows)
-    fit = max(1, int(0.8 * available_gb // each))
-    if fit >= jobs:
-        return jobs, None
-    return fit, (f"pages run {fit} at a time, not {jobs}: each may take about {each:.1f} GB (dumps of up to "
-                 f"{rows / 1e6:.1f} M candidates) and {available_gb:.1f} GB are available; --jobs N overrides")
+        return None, None
+    budget = 0.8 * available_gb
+    est = sorted((page_memory_gb(rows, s) for s in stems), reverse=True)
+    if sum(est[:jobs]) <= budget:
+        return budget, None
+    return budget, (f"pages run side by side only where their estimated peaks fit in {budget:.1f} GB (80 % of the "
+                    f"{available_gb:.1f} GB available; the largest page about {est[0]:.1f} GB with dumps of up to "
+                    f"{rows / 1e6:.1f} M candidates); --jobs N overrides")
 
 
 def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Report | None:
@@ -787,8 +805,9 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
                note_of, quiet_unhashed: bool = False, metadata_files: Sequence[Path] = ()) -> list[Report]:
     """Execute each (notebook, parameters) into ``out`` unless its page records the same inputs
     fingerprint (``digest``: :func:`run_digest`); ``note_of(notebook)`` is the HTML note under
-    its index link. ``jobs`` None: one page per core, fewer where the pages' memory would not
-    fit (:func:`memory_jobs`, from the largest of the dumps whose ``metadata_files`` are given).
+    its index link. ``jobs`` None: one page per core, a page started beside the running ones only
+    where their estimated peaks fit together (:func:`memory_budget`, :func:`next_page`; from the
+    largest of the dumps whose ``metadata_files`` are given).
     Returns the pages in the order given."""
     from tqdm import tqdm
 
@@ -808,10 +827,13 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
             written[path] = Report(target, True)
         else:
             todo.append((path, parameters, fp))
+    budget, estimate = None, {path: 0.0 for path, _, _ in todo}
     if jobs is None:
         jobs = max(1, min(os.cpu_count() or 1, len(todo)))
         if jobs > 1:  # the dumps' footers are read only when several pages could run at once
-            jobs, why = memory_jobs(jobs, largest_dump_rows(list(metadata_files)), available_memory_gb())
+            rows = largest_dump_rows(list(metadata_files))
+            estimate = {path: page_memory_gb(rows, path.stem) for path, _, _ in todo}
+            budget, why = memory_budget([p.stem for p, _, _ in todo], jobs, rows, available_memory_gb())
             if why:
                 tqdm.write(why)
     jobs = max(1, min(jobs, len(todo)))
@@ -830,15 +852,25 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
                     bar.update()
             else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
                 import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor, as_completed
+                from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
                 # the workers inherit KERNEL_THREADS from this process's environment, set above
                 with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    futures = {pool.submit(run_notebook, path, out, parameters, show_code, fp, note_of(path)): path
-                               for path, parameters, fp in todo}
-                    for fut in as_completed(futures):
-                        written[futures[fut]] = Report(fut.result(), False)
-                        bar.update()
+                    pending, running = list(todo), {}
+                    while pending or running:
+                        # start pages, in order, while a worker is free and the next that fits fits
+                        while pending and len(running) < jobs:
+                            i = next_page([estimate[t[0]] for t in pending], [estimate[p] for p in running.values()],
+                                          budget)
+                            if i is None:
+                                break
+                            path, parameters, fp = pending.pop(i)
+                            running[pool.submit(run_notebook, path, out, parameters, show_code, fp,
+                                                note_of(path))] = path
+                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            written[running.pop(fut)] = Report(fut.result(), False)
+                            bar.update()
     finally:
         for key, value in previous.items():
             if value is None:

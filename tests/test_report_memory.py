@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from retconf.report import largest_dump_rows, memory_jobs, page_memory_gb
+from retconf.report import largest_dump_rows, memory_budget, next_page, page_memory_gb
 
 
 def _dump(root: Path, name: str, shard_rows: list[int]) -> Path:
@@ -24,13 +25,26 @@ def test_largest_dump_rows_sums_the_shards_of_each_dump(tmp_path: Path) -> None:
     assert largest_dump_rows([]) == 0
 
 
-def test_pages_run_fewer_at_once_where_their_memory_would_not_fit() -> None:
-    # the 5,000-image COCO-shaped set of benchmarks/coco_scale.py: 26.3 M rows in its largest dump
-    each = page_memory_gb(26_281_277)
-    assert 9.0 < each < 9.5  # the explorer measured 9.39 GB there
-    assert memory_jobs(2, 26_281_277, 16.0)[0] == 1
-    jobs, why = memory_jobs(4, 26_281_277, 16.0)
-    assert jobs == 1 and "pages run 1 at a time, not 4" in why and "--jobs N overrides" in why
-    assert memory_jobs(2, 1_576_859, 21.0) == (2, None)  # the tiny run: both cores
-    assert memory_jobs(2, 26_281_277, None) == (2, None)  # no /proc/meminfo: as asked
-    assert memory_jobs(1, 26_281_277, 1.0) == (1, None)
+def test_a_page_starts_beside_the_running_ones_only_where_their_memory_fits() -> None:
+    assert next_page([8.0, 3.0], [], 10.0) == 0  # nothing running: the first starts
+    assert next_page([8.0, 3.0], [6.0], 10.0) == 1  # the first does not fit beside 6 GB; the second does
+    assert next_page([8.0, 5.0], [6.0], 10.0) is None  # none fits: wait
+    assert next_page([20.0], [], 10.0) == 0  # larger than the budget, alone: it runs
+    assert next_page([8.0], [9.0], None) == 0  # no budget: as many as there are workers
+
+
+def test_the_budget_is_said_only_where_it_keeps_pages_apart(monkeypatch) -> None:
+    from retconf import report
+
+    monkeypatch.setattr(report, "PAGE_MEMORY", {"01": (1.0, 0.3), "07": (1.0, 0.05)})
+    rows = 26_281_277  # the largest dump of the 5,000-image set of benchmarks/coco_scale.py
+    assert page_memory_gb(rows, "01_misalignment") == pytest.approx(1.0 + 0.3 * 26.281277)
+    assert page_memory_gb(rows, "04_main_results") == pytest.approx(report.PAGE_BASE_GB + report.PAGE_GB_PER_MILLION_ROWS * 26.281277)
+    pages = ["01_misalignment", "07_postprocessing", "explore"]  # 8.9, 2.3 and (not fitted) 9.3 GB
+    budget, why = memory_budget(pages[:2], 2, rows, 16.0)
+    assert budget == 0.8 * 16.0 and why is None  # 8.9 + 2.3 GB fit in 12.8 GB
+    budget, why = memory_budget(pages, 2, rows, 16.0)
+    assert why.startswith("pages run side by side only where their estimated peaks fit in 12.8 GB")
+    assert "the largest page about 9.3 GB" in why and "26.3 M candidates" in why and "--jobs N overrides" in why
+    assert memory_budget(pages, 1, rows, 16.0) == (None, None)  # one at a time anyway
+    assert memory_budget(pages, 2, rows, None) == (None, None)  # no /proc/meminfo: as asked

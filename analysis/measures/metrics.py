@@ -94,7 +94,8 @@ def _kept_position(rows: pd.DataFrame, nms_kept: pd.DataFrame) -> np.ndarray:
     return rows[key].reset_index(drop=True).merge(positions, on=key, how="left")["_pos"].to_numpy(np.float64)
 
 
-def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) -> np.ndarray:
+def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float,
+               among: np.ndarray | None = None) -> np.ndarray:
     """Which kept box suppressed each candidate, as greedy class-aware NMS decides it: the
     first box of ``nms_kept`` (in its order: by score, as NMS returns it) of the same image and
     label whose IoU with the candidate exceeds ``nms_iou``.
@@ -102,12 +103,16 @@ def suppressor(pre_nms: pd.DataFrame, nms_kept: pd.DataFrame, nms_iou: float) ->
     Args:
         pre_nms: the candidates NMS saw (``image_id``, ``level``, ``anchor``, ``label``, box corners).
         nms_kept: NMS's output before any per-image cap, a subset of ``pre_nms`` rows, in NMS order.
+        among: bool[len(pre_nms)], the candidates to look at (None: all); each candidate's
+            suppressor is found on its own, so the others only cost time.
     Returns:
         int64[len(pre_nms)]: the row position in ``nms_kept`` of each candidate's suppressor; −1
-        for kept candidates and for those no kept box overlaps (e.g. dropped by a cap before NMS).
+        for kept candidates, for those no kept box overlaps (e.g. dropped by a cap before NMS)
+        and for those not ``among``.
     """
     out = np.full(len(pre_nms), -1, dtype=np.int64)
-    cand = np.flatnonzero(np.isnan(_kept_position(pre_nms, nms_kept)))
+    suppressed = np.isnan(_kept_position(pre_nms, nms_kept))
+    cand = np.flatnonzero(suppressed if among is None else suppressed & among)
     if not len(cand) or nms_kept.empty:
         return out
     kb, cb = nms_kept[BOX_COLUMNS].to_numpy(np.float64), pre_nms[BOX_COLUMNS].to_numpy(np.float64)
@@ -141,7 +146,7 @@ def wrong_survivors(pre_nms: pd.DataFrame, kept: pd.DataFrame, min_iou: float = 
     group = ["image_id", "label", "gt_same"]
     has_gt = pre_nms["gt_same"].to_numpy() >= 0
     if nms_iou is not None:
-        by = suppressor(pre_nms, nms_kept, nms_iou)
+        by = suppressor(pre_nms, nms_kept, nms_iou, among=has_gt)  # only these rivals count below
         best_suppressed = pre_nms.assign(_by=by)[(by >= 0) & has_gt].groupby([*group, "_by"])["iou_same"].max()
         survivors = kept.assign(_by=_kept_position(kept, nms_kept).astype(np.int64))  # kept ⊆ nms_kept
         group = [*group, "_by"]

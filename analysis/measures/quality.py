@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..geometry.matching import SIZES, coco_match, ground_truth
-from ..inputs.io import Dump, PostNMS, annotation_file
+from ..inputs.io import Dump, DumpShards, PostNMS, annotation_file
 from ..scoring.fusion import fuse_arrays
 from ..scoring.rescore import deployed_fusion
 from . import calibration as cal
@@ -77,7 +77,7 @@ def ann_path(meta: dict, where: str = "the dump's metadata.json") -> str:
     return annotation_file(meta, where)
 
 
-def dump_ground_truth(dump: PostNMS) -> pd.DataFrame:
+def dump_ground_truth(dump: PostNMS | DumpShards) -> pd.DataFrame:
     """The ground truth of a dump's test set, labels as the dump's (its ``cat_ids``)."""
     return ground_truth(dump.ann_file(), dump.meta.get("classes"), dump.meta.get("cat_ids"))
 

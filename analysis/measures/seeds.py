@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from ..inputs.runs import dump_dir, input_entry, input_kind, load_summary, run_p
 from .results import Results, load_results
 
 PerDump = Callable[[str, Any], Any]  # fn(model, dump) -> rows
+F = TypeVar("F", bound=Callable[..., Any])
 
 # summary.json metric keys -> the paper's column names
 METRIC_NAMES = {"coco/bbox_mAP": "AP", "coco/bbox_mAP_50": "AP50", "coco/bbox_mAP_75": "AP75",
@@ -33,6 +34,11 @@ def run_seeds(run_dir: str | Path) -> list[int]:
     return [int(s) for s in load_summary(run_dir)["seeds"]]
 
 
+@overload
+def load_seed_dump(run_dir: str | Path, seed: int, model: str,
+                   by_shard: Literal[False] = False) -> Dump | Results: ...
+@overload
+def load_seed_dump(run_dir: str | Path, seed: int, model: str, by_shard: Literal[True]) -> DumpShards | Results: ...
 def load_seed_dump(run_dir: str | Path, seed: int, model: str,
                    by_shard: bool = False) -> Dump | DumpShards | Results:
     """One dump of a multi-seed run; of an input set (:mod:`analysis.inputs.runs`), the dump or COCO
@@ -56,7 +62,7 @@ def _note_shard(done: int, total: int, what: str, shard: int, shards: int) -> No
     note_progress(done, total, what, (shard, shards))
 
 
-def by_shard(fn: PerDump) -> PerDump:
+def by_shard(fn: F) -> F:
     """Mark ``fn(model, dump)`` as one that reads a dump shard by shard
     (:func:`analysis.inputs.io.shards_of`): :func:`over_seeds_many` then gives it a
     :class:`~analysis.inputs.io.DumpShards` instead of loading the dump whole, unless another

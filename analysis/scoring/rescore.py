@@ -211,10 +211,10 @@ def nms_per_image(frame: pd.DataFrame, nms_iou: float, max_per_img: int | None,
     boxes, scores, labels, starts, ends = nms_inputs(frame)
     rows, new_scores, new_boxes = [], [], []
     cfg = dict(type="nms", iou_threshold=nms_iou) if nms_cfg is None else dict(nms_cfg)
-    prefix = max_per_img is not None and max_per_img > 0 and not score_voting
+    cap = max_per_img if max_per_img is not None and max_per_img > 0 and not score_voting else None
     np_boxes, np_scores, np_labels = boxes.numpy(), scores.numpy(), labels.numpy()
     for a, b in zip(starts, ends):
-        first = capped_nms(np_boxes[a:b], np_scores[a:b], np_labels[a:b], cfg, max_per_img) if prefix else None
+        first = None if cap is None else capped_nms(np_boxes[a:b], np_scores[a:b], np_labels[a:b], cfg, cap)
         if first is not None:  # the same keep[:max_per_img] from the prefix that holds it
             keep = torch.from_numpy(first)
             dets = torch.cat([boxes[a:b][keep], scores[a:b][keep, None]], 1)

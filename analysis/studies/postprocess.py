@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..geometry.matching import coco_match
 from ..inputs.io import Dump, DumpShards, shards_of
-from ..measures.coco import GroundTruth, coco_ground_truth, frame_stats
+from ..measures.coco import GroundTruth, cached_ground_truth, frame_stats
 from ..measures.effects import delta_intervals, deltas_to_baseline
 from ..measures.lrp import best_thresholds, olrp_per_class, olrp_summary, threshold_curves
 from ..measures.metrics import fusion_formula
@@ -307,7 +307,7 @@ def dump_postprocess_rows(model: str, dump: Dump | DumpShards,
 
     rules = page_rules() if rules is None else list(rules)
     ranks = rankings(dump.meta, dump.meta_file)
-    coco = coco_ground_truth(dump.ann_file(), dump.meta["classes"], dump.meta.get("cat_ids"))
+    coco = cached_ground_truth(dump.ann_file(), dump.meta["classes"], dump.meta.get("cat_ids"))
     gt = dump_ground_truth(dump)
     n_images = int(dump.meta["num_images"])
     replayed = replay_by_shard(dump, list(ranks.values()), rules)

@@ -115,6 +115,26 @@ def test_wrong_survivor_rate_separates_ranking_rules() -> None:
     assert rates["random"] > 0.3, rates
 
 
+def test_suppressor_among_some_candidates_finds_theirs_as_among_all() -> None:
+    """Each candidate's suppressor is its own: looking at some candidates (wrong_survivors looks
+    at those on a ground truth) gives theirs unchanged and -1 for the rest."""
+    from analysis.measures.metrics import suppressor
+    from analysis.scoring.rescore import nms_per_image
+
+    rng = np.random.default_rng(1)
+    n = 400
+    xy = rng.uniform(0, 60, (n, 2))
+    c = pd.DataFrame({"image_id": rng.integers(0, 4, n), "level": 0, "anchor": np.arange(n), "label": rng.integers(0, 3, n),
+                      "x1": xy[:, 0], "y1": xy[:, 1], "x2": xy[:, 0] + rng.uniform(10, 30, n),
+                      "y2": xy[:, 1] + rng.uniform(10, 30, n), "score": rng.random(n).astype(np.float32)})
+    c = c.sort_values("image_id", kind="stable").reset_index(drop=True)
+    kept = nms_per_image(c, 0.5, None)
+    every = suppressor(c, kept, 0.5)
+    some = rng.random(n) < 0.3
+    assert (every >= 0).sum() > 50
+    assert np.array_equal(suppressor(c, kept, 0.5, among=some), np.where(some, every, -1))
+
+
 def test_oracles_are_named_for_what_they_know() -> None:
     """Two anchors on one object; anchor 1's top label is wrong. The IoU oracle gives both
     pairs of anchor 1 its box quality (a class-agnostic branch cannot know the label); only the
