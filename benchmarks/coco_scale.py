@@ -205,16 +205,35 @@ def measure(args: argparse.Namespace) -> None:
             cmd = [sys.executable, "-m", "retconf.cli", "report", *inputs, "--ann-file", str(s / "instances_val.json"),
                    "--out", str(out)]
             # one page alone on one job; WHOLE: every page, as many at once as retconf report decides
-            cmd += [] if page == WHOLE else ["--jobs", "1", "--only", page]
+            cmd += ([] if args.memory_gb is None else ["--memory-gb", str(args.memory_gb)]) if page == WHOLE \
+                else ["--jobs", "1", "--only", page]
             rows[page] = run_measured(cmd, s / f"report-{page}.log")
             if page == WHOLE:
-                rows[page]["jobs_line"] = _jobs_line(s / f"report-{page}.log")
+                rows[page].update(jobs_line=_jobs_line(s / f"report-{page}.log"), memory_gb=args.memory_gb)
             if page == "explore" and (out / "explore.html").is_file():
                 rows[page]["page_mb"] = round((out / "explore.html").stat().st_size / 1e6, 2)
             print(f"{s.name} {page}: {rows[page]}", flush=True)
         result["sets"][s.name] = {**info, "pages": rows}
     target.write_text(json.dumps(result, indent=1))
     Path(args.result).with_suffix(".md").write_text(markdown(result))
+
+
+def page_memory_fit(result: dict) -> dict[str, tuple[float, float]]:
+    """Per page measured alone on the two smallest sets: (GB at no rows, GB per million candidate
+    rows of the largest dump), the line through the two peaks, rounded to 0.01 and 0.001: what
+    ``retconf.report.PAGE_MEMORY`` holds (tests/test_report_memory.py checks it)."""
+    sets = sorted((r for r in result["sets"].values() if r["images"] < TARGET_IMAGES), key=lambda r: r["images"])
+    out: dict[str, tuple[float, float]] = {}
+    if len(sets) < 2:
+        return out
+    a, b = sets[0], sets[-1]
+    ra, rb = max(a["candidates"].values()) / 1e6, max(b["candidates"].values()) / 1e6
+    for page in a["pages"]:
+        if page == WHOLE or page not in b["pages"]:
+            continue
+        slope = (b["pages"][page]["peak_gb"] - a["pages"][page]["peak_gb"]) / (rb - ra)
+        out[page] = (round(a["pages"][page]["peak_gb"] - slope * ra, 2), round(slope, 3))
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -254,8 +273,9 @@ def markdown(result: dict) -> str:
     whole = [r for r in sets if WHOLE in r["pages"]]
     for r in whole:
         w = r["pages"][WHOLE]
-        lines += ["", f"**The whole report** (`retconf report` with every page, as many at once as it decides) on "
-                  f"{r['images']:,} images: {w['seconds'] / 60:.1f} min, peak {w['peak_gb']:.2f} GB"
+        budget = f" within `--memory-gb {w['memory_gb']:g}`" if w.get("memory_gb") else ""
+        lines += ["", f"**The whole report** (`retconf report` with every page, as many at once as it decides{budget}) "
+                  f"on {r['images']:,} images: {w['seconds'] / 60:.1f} min, peak {w['peak_gb']:.2f} GB"
                   + (f", exit status {w['rc']}" if w["rc"] else "") + "."
                   + (f" It said: \"{w['jobs_line']}\"." if w.get("jobs_line") else "")]
     weights = [f"{r['images']} images: {r['pages']['explore']['page_mb']} MB" for r in sets
@@ -296,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"pages to time, each alone (default: every page); '{WHOLE}': the whole report in one "
                          "command, pages at once as retconf report decides")
     ms.add_argument("--result", default="reports/benchmarks/coco_scale")
+    ms.add_argument("--memory-gb", type=float, default=None, metavar="GB",
+                    help=f"'{WHOLE}': passed to retconf report (e.g. 12.8: 80 %% of a 16 GB machine)")
     ms.add_argument("--before", metavar="COMMIT",
                     help="keep this commit's RESULT.json as the 'before' of the comparison (e.g. the commit before a "
                          "speed-up)")

@@ -214,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--jobs", type=int, default=None, metavar="N",
                      help="notebooks run at once, each in its own process (default: one per CPU core, fewer "
                           "where their estimated memory, which grows with the largest dump, would not fit in "
-                          "what the machine has available)")
+                          "80 %% of what the machine has available)")
+    rep.add_argument("--memory-gb", type=float, default=None, metavar="GB",
+                     help="the memory the pages running at once may take together, by their estimates (default: "
+                          "80 %% of what is available; a page larger than that runs alone)")
     rep.add_argument("--out", default="reports", help="output directory (default %(default)s); for dumps or results "
                      "files it also gets summary.json, the list of inputs the pages read")
     rep.add_argument("--only", nargs="+", metavar="NN", help="only these pages, e.g. 01 02; 'explore' names the "
@@ -386,6 +389,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs: must be at least 1, got {args.jobs}")
+    if args.memory_gb is not None and not args.memory_gb > 0:
+        raise UsageError(f"--memory-gb: must be a positive number of GB, got {args.memory_gb}")
     check_report_destination([parse_input(i).path for i in args.inputs], Path(args.out))
     if args.only:
         from .report import check_page_names
@@ -399,14 +404,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         from .report import make_reports
 
         made = make_reports(args.inputs[0], args.out, args.only, args.show_code, jobs=args.jobs,
-                            notebooks_from=args.notebooks, explore=not args.no_explore)
+                            notebooks_from=args.notebooks, explore=not args.no_explore, memory_gb=args.memory_gb)
     else:
         from .inputset import make_input_reports
 
         command = "retconf report " + " ".join(args.inputs) + (f" --ann-file {args.ann_file}" if args.ann_file else "") \
             + f" --out {args.out}"
         made = make_input_reports(args.inputs, Path(args.out), args.ann_file, args.only, args.show_code, args.jobs,
-                                  args.notebooks, command, explore=not args.no_explore)
+                                  args.notebooks, command, explore=not args.no_explore, memory_gb=args.memory_gb)
     kept = sum(r.reused for r in made)
     print(f"{len(made) - kept} reports written, {kept} up to date and kept, in {args.out} "
           f"(open {args.out}/index.html; {time.perf_counter() - start:.0f} s)")

@@ -341,7 +341,8 @@ def input_index_html(pages: list[tuple[str, str]], kind: str, entries: list[Entr
 
 def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None = None,
                        names: list[str] | None = None, show_code: bool = False, jobs: int | None = None,
-                       notebooks_from: str | Path | None = None, command: str = "", explore: bool = True) -> list:
+                       notebooks_from: str | Path | None = None, command: str = "", explore: bool = True,
+                       memory_gb: float | None = None) -> list:
     """Reports of dumps or COCO results files (see the module docstring): check every input,
     write ``OUT/summary.json`` (the input set), run the pages that apply, the explorer page
     (``explore``, dumps only: :func:`retconf.report.explorer_report`) and the index. Nothing
@@ -363,7 +364,7 @@ def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None 
     unchecked = [e for e in entries if kind == "dumps" and not e.meta.get("ann_sha256")]
     pages = [(nb_dir / f"{stem}.ipynb", {"run_dir": str(out), **params}) for stem, params in chosen]
     written = _run_pages(pages, out, show_code, jobs, run_digest(out), lambda path: "", quiet_unhashed=bool(unchecked),
-                         metadata_files=runs.dump_metadata_files(out) if kind == "dumps" else [])
+                         metadata_files=runs.dump_metadata_files(out) if kind == "dumps" else [], memory_gb=memory_gb)
     from .report import explorer_report, wants_explorer
 
     if explore and kind == "dumps" and wants_explorer(names):  # the sliders and the browser need candidates

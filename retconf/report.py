@@ -629,13 +629,17 @@ def index_html(entries: list[tuple[str, str]], run_dir: Path, summary: dict, out
 KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 # A page's peak memory grows with the candidate rows of the largest dump it reads (it holds one
-# dump, or one shard of it, at a time): base GB plus GB per million rows, per page (the notebook's
-# two-digit prefix, "explore" for the explorer), fitted to benchmarks/coco_scale.py
-# (reports/benchmarks/coco_scale.json, AMD EPYC; FITTED_ON below). A page not measured there (04,
-# 06 and 08 read run dumps or results files) gets the largest slope.
-PAGE_MEMORY: dict[str, tuple[float, float]] = {}  # filled in below from the measurements
-PAGE_BASE_GB = 1.4
-PAGE_GB_PER_MILLION_ROWS = 0.3
+# dump, or one shard of it, at a time): per page (the notebook's two-digit prefix; "explore" for
+# the explorer), GB at no rows and GB per million rows, the line through its peaks measured alone
+# on the 300- and 1,200-image sets of benchmarks/coco_scale.py (reports/benchmarks/coco_scale.json,
+# 2-core AMD EPYC; benchmarks/coco_scale.page_memory_fit, which tests/test_report_memory.py checks
+# against these). A page not measured there (04, 06 and 08 read run dumps or results files) gets
+# the largest of each.
+PAGE_MEMORY: dict[str, tuple[float, float]] = {
+    "01": (1.63, 0.146), "02": (1.84, 0.049), "03": (1.6, 0.23), "05": (1.67, 0.125), "07": (1.7, 0.091),
+    "explore": (0.66, 0.3)}
+PAGE_BASE_GB = max(base for base, _ in PAGE_MEMORY.values())
+PAGE_GB_PER_MILLION_ROWS = max(slope for _, slope in PAGE_MEMORY.values())
 
 
 def largest_dump_rows(metadata_files: list[Path]) -> int:
@@ -682,21 +686,23 @@ def available_memory_gb() -> float | None:
     return None
 
 
-def memory_budget(stems: Sequence[str], jobs: int, rows: int,
-                  available_gb: float | None) -> tuple[float | None, str | None]:
-    """The memory that the pages running at once may take together: 80 % of ``available_gb``
-    (None: no limit, where it is unknown or one page runs at a time), and the line that says so
-    when the ``jobs`` largest of the pages ``stems`` (estimates of :func:`page_memory_gb` for dumps
-    of up to ``rows`` candidate rows) would not fit side by side (None: the limit changes nothing)."""
-    if available_gb is None or jobs <= 1:
+def memory_budget(stems: Sequence[str], jobs: int, rows: int, available_gb: float | None,
+                  memory_gb: float | None = None) -> tuple[float | None, str | None]:
+    """The memory that the pages running at once may take together: ``memory_gb`` where given
+    (``--memory-gb``), else 80 % of ``available_gb`` (None: no limit, where it is unknown or one
+    page runs at a time), and the line that says so when the ``jobs`` largest of the pages
+    ``stems`` (estimates of :func:`page_memory_gb` for dumps of up to ``rows`` candidate rows) would
+    not fit side by side (None: the limit changes nothing)."""
+    if jobs <= 1 or (available_gb is None and memory_gb is None):
         return None, None
-    budget = 0.8 * available_gb
+    budget = memory_gb if memory_gb is not None else 0.8 * (available_gb or 0.0)
     est = sorted((page_memory_gb(rows, s) for s in stems), reverse=True)
     if sum(est[:jobs]) <= budget:
         return budget, None
-    return budget, (f"pages run side by side only where their estimated peaks fit in {budget:.1f} GB (80 % of the "
-                    f"{available_gb:.1f} GB available; the largest page about {est[0]:.1f} GB with dumps of up to "
-                    f"{rows / 1e6:.1f} M candidates); --jobs N overrides")
+    where = "--memory-gb" if memory_gb is not None else f"80 % of the {available_gb:.1f} GB available"
+    return budget, (f"pages run side by side only where their estimated peaks fit in {budget:.1f} GB ({where}; the "
+                    f"largest page about {est[0]:.1f} GB with dumps of up to {rows / 1e6:.1f} M candidates)"
+                    + ("" if memory_gb is not None else "; --jobs N or --memory-gb GB overrides"))
 
 
 def explorer_report(project: Path, run_dir: Path, summary: dict, out: Path) -> Report | None:
@@ -735,10 +741,12 @@ def notebook_parameters(path: Path, parameters: dict) -> dict:
 
 def make_reports(run_dir: str | Path, out: str | Path, names: list[str] | None = None,
                  show_code: bool = False, jobs: int | None = None,
-                 notebooks_from: str | Path | None = None, explore: bool = True) -> list[Report]:
+                 notebooks_from: str | Path | None = None, explore: bool = True,
+                 memory_gb: float | None = None) -> list[Report]:
     """Execute the notebooks on ``run_dir`` and write the HTML reports and index to ``out``;
     reports whose recorded inputs fingerprint still matches are kept. ``jobs`` notebooks run at
-    once, each in its own process (default: one per CPU core; 1 runs them in this process).
+    once, each in its own process (default: one per CPU core; 1 runs them in this process), side by
+    side only where their estimated memory fits ``memory_gb`` (default 80 % of what is available).
     ``notebooks_from``: the notebook directory (default: :func:`notebooks_dir`). Without
     ``names`` and with ``explore``, also the explorer page (:func:`explorer_report`), listed last."""
     nb_dir = notebooks_dir(notebooks_from)
@@ -759,7 +767,7 @@ def make_reports(run_dir: str | Path, out: str | Path, names: list[str] | None =
     pages = [(path, parameters) for path in run_notebooks(summary, names, nb_dir)]
     written = _run_pages(pages, out, show_code, jobs, run_digest(project / run_dir),
                          lambda path: families_note(summary, path, out), quiet_unhashed=bool(unchecked),
-                         metadata_files=metadata_files)
+                         metadata_files=metadata_files, memory_gb=memory_gb)
     explorer = explorer_report(project, run_dir, summary, out) if explore and wants_explorer(names) else None
     written += [explorer] if explorer else []
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
@@ -802,12 +810,14 @@ def check_annotation_files(metadata_files: list[Path]) -> list[Path]:
 
 
 def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs: int | None, digest: str,
-               note_of, quiet_unhashed: bool = False, metadata_files: Sequence[Path] = ()) -> list[Report]:
+               note_of, quiet_unhashed: bool = False, metadata_files: Sequence[Path] = (),
+               memory_gb: float | None = None) -> list[Report]:
     """Execute each (notebook, parameters) into ``out`` unless its page records the same inputs
     fingerprint (``digest``: :func:`run_digest`); ``note_of(notebook)`` is the HTML note under
     its index link. ``jobs`` None: one page per core, a page started beside the running ones only
     where their estimated peaks fit together (:func:`memory_budget`, :func:`next_page`; from the
-    largest of the dumps whose ``metadata_files`` are given).
+    largest of the dumps whose ``metadata_files`` are given; ``memory_gb``: the budget instead of
+    80 % of the available memory, also with ``jobs``).
     Returns the pages in the order given."""
     from tqdm import tqdm
 
@@ -828,12 +838,12 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
         else:
             todo.append((path, parameters, fp))
     budget, estimate = None, {path: 0.0 for path, _, _ in todo}
-    if jobs is None:
-        jobs = max(1, min(os.cpu_count() or 1, len(todo)))
-        if jobs > 1:  # the dumps' footers are read only when several pages could run at once
+    if jobs is None or memory_gb is not None:  # --jobs alone: as many as asked
+        jobs = jobs or max(1, min(os.cpu_count() or 1, len(todo)))
+        if jobs > 1 and todo:  # the dumps' footers are read only when several pages could run at once
             rows = largest_dump_rows(list(metadata_files))
             estimate = {path: page_memory_gb(rows, path.stem) for path, _, _ in todo}
-            budget, why = memory_budget([p.stem for p, _, _ in todo], jobs, rows, available_memory_gb())
+            budget, why = memory_budget([p.stem for p, _, _ in todo], jobs, rows, available_memory_gb(), memory_gb)
             if why:
                 tqdm.write(why)
     jobs = max(1, min(jobs, len(todo)))

@@ -40,11 +40,39 @@ def test_the_budget_is_said_only_where_it_keeps_pages_apart(monkeypatch) -> None
     rows = 26_281_277  # the largest dump of the 5,000-image set of benchmarks/coco_scale.py
     assert page_memory_gb(rows, "01_misalignment") == pytest.approx(1.0 + 0.3 * 26.281277)
     assert page_memory_gb(rows, "04_main_results") == pytest.approx(report.PAGE_BASE_GB + report.PAGE_GB_PER_MILLION_ROWS * 26.281277)
-    pages = ["01_misalignment", "07_postprocessing", "explore"]  # 8.9, 2.3 and (not fitted) 9.3 GB
+    pages = ["01_misalignment", "07_postprocessing", "explore"]  # 8.9, 2.3 and (not fitted here) the most
+    most = report.PAGE_BASE_GB + report.PAGE_GB_PER_MILLION_ROWS * 26.281277
     budget, why = memory_budget(pages[:2], 2, rows, 16.0)
     assert budget == 0.8 * 16.0 and why is None  # 8.9 + 2.3 GB fit in 12.8 GB
     budget, why = memory_budget(pages, 2, rows, 16.0)
     assert why.startswith("pages run side by side only where their estimated peaks fit in 12.8 GB")
-    assert "the largest page about 9.3 GB" in why and "26.3 M candidates" in why and "--jobs N overrides" in why
+    assert f"the largest page about {most:.1f} GB" in why and "26.3 M candidates" in why
+    assert why.endswith("--jobs N or --memory-gb GB overrides")
+    budget, why = memory_budget(pages, 2, rows, 16.0, memory_gb=8.0)  # --memory-gb: its budget, said so
+    assert budget == 8.0 and "fit in 8.0 GB (--memory-gb;" in why
+    assert memory_budget(pages, 2, rows, None, memory_gb=20.0) == (20.0, None)
     assert memory_budget(pages, 1, rows, 16.0) == (None, None)  # one at a time anyway
     assert memory_budget(pages, 2, rows, None) == (None, None)  # no /proc/meminfo: as asked
+
+
+def test_the_page_estimates_are_the_committed_benchmarks_fit() -> None:
+    """retconf.report.PAGE_MEMORY is the line through each page's measured peaks
+    (reports/benchmarks/coco_scale.json): rerunning the benchmark without updating it fails here."""
+    import importlib.util
+    import json
+
+    from retconf import report
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("coco_scale", ROOT / "benchmarks" / "coco_scale.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fit = mod.page_memory_fit(json.loads((ROOT / "reports" / "benchmarks" / "coco_scale.json").read_text()))
+    assert fit == report.PAGE_MEMORY
+
+
+def test_a_memory_budget_that_is_not_positive_is_refused(capsys) -> None:
+    from retconf.cli import main
+
+    assert main(["report", "runs/none", "--memory-gb", "0"]) == 2
+    assert "--memory-gb: must be a positive number of GB, got 0.0" in capsys.readouterr().err
