@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from analysis.inputs import runs
@@ -363,13 +364,14 @@ def make_input_reports(inputs: list[str], out: str | Path, ann_file: str | None 
     atomic_write_text(runs.summary_path(out), json.dumps(summary, indent=1, sort_keys=True))
     unchecked = [e for e in entries if kind == "dumps" and not e.meta.get("ann_sha256")]
     pages = [(nb_dir / f"{stem}.ipynb", {"run_dir": str(out), **params}) for stem, params in chosen]
-    written = _run_pages(pages, out, show_code, jobs, run_digest(out), lambda path: "", quiet_unhashed=bool(unchecked),
-                         metadata_files=runs.dump_metadata_files(out) if kind == "dumps" else [], memory_gb=memory_gb)
     from .report import explorer_report, wants_explorer
 
-    if explore and kind == "dumps" and wants_explorer(names):  # the sliders and the browser need candidates
-        explorer = explorer_report(Path("."), out, summary, out)
-        written += [explorer] if explorer else []
+    # the sliders and the browser need candidates: dumps only
+    explorer = partial(explorer_report, Path("."), out, summary, out) \
+        if explore and kind == "dumps" and wants_explorer(names) else None
+    written = _run_pages(pages, out, show_code, jobs, run_digest(out), lambda path: "", quiet_unhashed=bool(unchecked),
+                         metadata_files=runs.dump_metadata_files(out) if kind == "dumps" else [], memory_gb=memory_gb,
+                         explorer=explorer)
     from analysis.studies.tables import headline
 
     models = list(summary["detectors"])

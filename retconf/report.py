@@ -18,8 +18,9 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import analysis
@@ -248,7 +249,8 @@ def progress_line(stem: str, lines: list[str], now: float) -> str | None:
     if not records:
         return None
     last = records[-1]
-    start = next(r["time"] for r in reversed(records) if r["done"] == 0 and r["what"] == last["what"])
+    start = next(r["time"] for r in reversed(records)  # the computation's start, not a shard of its first dump
+                 if r["done"] == 0 and not r.get("shard") and r["what"] == last["what"])
     elapsed = now - start
     text = f"{stem}: {last['what']}, {last['done']}/{last['total']} dumps"
     done = float(last["done"])
@@ -765,11 +767,10 @@ def make_reports(run_dir: str | Path, out: str | Path, names: list[str] | None =
     unchecked = check_annotation_files(metadata_files)
     parameters = {"run_dir": str(run_dir)}
     pages = [(path, parameters) for path in run_notebooks(summary, names, nb_dir)]
+    explorer = partial(explorer_report, project, run_dir, summary, out) if explore and wants_explorer(names) else None
     written = _run_pages(pages, out, show_code, jobs, run_digest(project / run_dir),
                          lambda path: families_note(summary, path, out), quiet_unhashed=bool(unchecked),
-                         metadata_files=metadata_files, memory_gb=memory_gb)
-    explorer = explorer_report(project, run_dir, summary, out) if explore and wants_explorer(names) else None
-    written += [explorer] if explorer else []
+                         metadata_files=metadata_files, memory_gb=memory_gb, explorer=explorer)
     if not (all(r.reused for r in written) and (out / "index.html").is_file()):
         from .explore import PAGE
 
@@ -811,14 +812,16 @@ def check_annotation_files(metadata_files: list[Path]) -> list[Path]:
 
 def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs: int | None, digest: str,
                note_of, quiet_unhashed: bool = False, metadata_files: Sequence[Path] = (),
-               memory_gb: float | None = None) -> list[Report]:
+               memory_gb: float | None = None, explorer: Callable[[], Report | None] | None = None) -> list[Report]:
     """Execute each (notebook, parameters) into ``out`` unless its page records the same inputs
     fingerprint (``digest``: :func:`run_digest`); ``note_of(notebook)`` is the HTML note under
     its index link. ``jobs`` None: one page per core, a page started beside the running ones only
     where their estimated peaks fit together (:func:`memory_budget`, :func:`next_page`; from the
     largest of the dumps whose ``metadata_files`` are given; ``memory_gb``: the budget instead of
     80 % of the available memory, also with ``jobs``).
-    Returns the pages in the order given."""
+    ``explorer``: the explorer page's task (:func:`explorer_report` with its arguments, picklable),
+    run after the pages, or beside the last ones when several run at once. Returns the pages in
+    the order given, then the explorer's, if any."""
     from tqdm import tqdm
 
     from .progress import progress
@@ -846,8 +849,25 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
             budget, why = memory_budget([p.stem for p, _, _ in todo], jobs, rows, available_memory_gb(), memory_gb)
             if why:
                 tqdm.write(why)
+    EXPLORE = Path("explore")  # the explorer's place among the tasks (not a notebook)
+    if explorer is not None:
+        todo.append((EXPLORE, {}, ""))
+        estimate.setdefault(EXPLORE, page_memory_gb(largest_dump_rows(list(metadata_files)), "explore")
+                            if budget is not None else 0.0)
     jobs = max(1, min(jobs, len(todo)))
-    bar = progress(total=len(todo), desc="reports", unit="notebook")
+    bar = progress(total=len(todo) - (explorer is not None), desc="reports", unit="notebook")
+
+    def submit(pool, path: Path, parameters: dict, fp: str):  # noqa: ANN001, ANN202
+        if path == EXPLORE:
+            return pool.submit(explorer)
+        return pool.submit(run_notebook, path, out, parameters, show_code, fp, note_of(path))
+
+    def finished(path: Path, report: Report | None) -> None:
+        if report is not None:
+            written[path] = report
+        if path != EXPLORE:
+            bar.update()
+
     # The kernels inherit the environment. One BLAS thread in every kernel, however many pages run
     # at once: numpy's BLAS sums in another order with another thread count, which moved a page's
     # correlations in the last bits between a page regenerated alone and one run beside others.
@@ -858,8 +878,8 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
         with PageProgress(out):  # a line per running page: what it computes, dumps done, time left
             if jobs == 1:
                 for path, parameters, fp in todo:
-                    written[path] = Report(run_notebook(path, out, parameters, show_code, fp, note_of(path)), False)
-                    bar.update()
+                    finished(path, explorer() if path == EXPLORE and explorer else
+                             Report(run_notebook(path, out, parameters, show_code, fp, note_of(path)), False))
             else:  # notebooks side by side, each kernel with one thread (no oversubscribed cores)
                 import multiprocessing
                 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -875,12 +895,12 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
                             if i is None:
                                 break
                             path, parameters, fp = pending.pop(i)
-                            running[pool.submit(run_notebook, path, out, parameters, show_code, fp,
-                                                note_of(path))] = path
+                            running[submit(pool, path, parameters, fp)] = path
                         done, _ = wait(running, return_when=FIRST_COMPLETED)
                         for fut in done:
-                            written[running.pop(fut)] = Report(fut.result(), False)
-                            bar.update()
+                            path = running.pop(fut)
+                            result = fut.result()
+                            finished(path, result if path == EXPLORE else Report(result, False))
     finally:
         for key, value in previous.items():
             if value is None:
@@ -888,4 +908,4 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
             else:
                 os.environ[key] = value
     bar.close()
-    return [written[path] for path, _ in pages]
+    return [written[path] for path, _ in pages] + ([written[EXPLORE]] if EXPLORE in written else [])

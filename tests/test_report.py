@@ -620,6 +620,9 @@ def test_a_running_page_reports_what_it_computes_the_dumps_done_and_the_time_lef
     shard = json.dumps({"done": 1, "total": 3, "what": "dump_postprocess_rows", "time": 40.0, "shard": [5, 10]})
     assert progress_line("07_postprocessing", [line(0, 3, "dump_postprocess_rows", 10.0), shard], 40.0) == (
         "07_postprocessing: dump_postprocess_rows, 1/3 dumps and 5/10 shards of the next, 30 s, about 30 s left")
+    first = json.dumps({"done": 0, "total": 2, "what": "alpha_rows", "time": 30.0, "shard": [2, 10]})
+    assert progress_line("02_alpha_sweep", [line(0, 2, "alpha_rows", 10.0), first], 30.0) == (
+        "02_alpha_sweep: alpha_rows, 0/2 dumps and 2/10 shards of the next, 20 s, about 180 s left")
 
 
 def test_a_page_reading_shards_notes_each_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
