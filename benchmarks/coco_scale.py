@@ -249,7 +249,7 @@ def markdown(result: dict) -> str:
                        for r in sets) +
              ". Each page alone (`--jobs 1`); peak = summed resident memory of the command and its kernels.", "",
              head, "|---" * (len(sets) + 3) + "|"]
-    pages = [p for p in dict.fromkeys(p for r in sets for p in r["pages"]) if p != WHOLE]
+    pages = sorted({p for r in sets for p in r["pages"] if p != WHOLE}, key=lambda p: (p == "explore", p))
     total = [0.0, 0.0]
     for page in pages:
         cells = [f"{r['pages'][page]['seconds']:.0f} / {r['pages'][page]['peak_gb']:.2f}" if page in r["pages"] else "—"
