@@ -212,7 +212,7 @@ def measure(args: argparse.Namespace) -> None:
             rows[page] = run_measured(cmd, s / f"report-{page}.log")
             if page == WHOLE:
                 rows[page].update(jobs_line=_jobs_line(s / f"report-{page}.log"), memory_gb=args.memory_gb)
-            if page == "explore" and (out / "explore.html").is_file():
+            if page in ("explore", WHOLE) and (out / "explore.html").is_file():
                 rows[page]["page_mb"] = round((out / "explore.html").stat().st_size / 1e6, 2)
             print(f"{s.name} {page}: {rows[page]}", flush=True)
         result["sets"][s.name] = {**info, "pages": rows}
@@ -280,8 +280,8 @@ def markdown(result: dict) -> str:
                   f"on {r['images']:,} images: {w['seconds'] / 60:.1f} min, peak {w['peak_gb']:.2f} GB"
                   + (f", exit status {w['rc']}" if w["rc"] else "") + "."
                   + (f" It said: \"{w['jobs_line']}\"." if w.get("jobs_line") else "")]
-    weights = [f"{r['images']} images: {r['pages']['explore']['page_mb']} MB" for r in sets
-               if "page_mb" in r["pages"].get("explore", {})]
+    weights = [f"{r['images']} images: {p['page_mb']} MB" for r in sets
+               for p in [r["pages"].get("explore") or r["pages"].get(WHOLE) or {}] if "page_mb" in p]
     if weights:
         lines += ["", "The explorer page's weight (explore.html, without plotly.min.js): " + "; ".join(weights) + "."]
     before = result.get("before")
