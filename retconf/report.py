@@ -839,7 +839,7 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
             written[path] = Report(target, True)
         else:
             todo.append((path, parameters, fp))
-    budget, estimate = None, {path: 0.0 for path, _, _ in todo}
+    budget, estimate, rows = None, {path: 0.0 for path, _, _ in todo}, 0
     if jobs is None or memory_gb is not None:  # --jobs alone: as many as asked
         jobs = jobs or max(1, min(os.cpu_count() or 1, len(todo)))
         if jobs > 1 and todo:  # the dumps' footers are read only when several pages could run at once
@@ -851,8 +851,7 @@ def _run_pages(pages: list[tuple[Path, dict]], out: Path, show_code: bool, jobs:
     EXPLORE = Path("explore")  # the explorer's place among the tasks (not a notebook)
     if explorer is not None:
         todo.append((EXPLORE, {}, ""))
-        estimate.setdefault(EXPLORE, page_memory_gb(largest_dump_rows(list(metadata_files)), "explore")
-                            if budget is not None else 0.0)
+        estimate[EXPLORE] = page_memory_gb(rows, "explore") if budget is not None else 0.0  # footers read once
     jobs = max(1, min(jobs, len(todo)))
     bar = progress(total=len(todo) - (explorer is not None), desc="reports", unit="notebook")
 
